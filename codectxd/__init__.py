@@ -1,0 +1,3 @@
+"""codectxd: the codectx daemon and its indexing engine."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,84 @@
+"""A persistent embedding cache shared by all repositories: (model identity, text hash) → vector.
+
+A branch switch, a revert, or re-indexing after `clear` finds its vectors here and never pays
+the provider twice for the same text.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from codectxd.errors import StoreError
+
+
+def text_key(text: str) -> bytes:
+    """16-byte blake2b of the exact text that is sent to the model."""
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+
+
+class EmbeddingCache:
+    """SQLite-backed, thread-safe; vectors stored as raw float32 bytes."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS vectors (model TEXT NOT NULL, key BLOB NOT NULL, "
+                "vector BLOB NOT NULL, PRIMARY KEY (model, key)) WITHOUT ROWID"
+            )
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open the embedding cache {path}: {exc}") from None
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def get_many(self, model: str, keys: Sequence[bytes], dimension: int) -> dict[bytes, np.ndarray]:
+        found: dict[bytes, np.ndarray] = {}
+        with self._lock:
+            for start in range(0, len(keys), 500):
+                batch = list(keys[start : start + 500])
+                marks = ",".join("?" * len(batch))
+                rows = self._db.execute(
+                    f"SELECT key, vector FROM vectors WHERE model=? AND key IN ({marks})",
+                    [model, *batch],
+                ).fetchall()
+                for key, blob in rows:
+                    vector = np.frombuffer(blob, dtype=np.float32)
+                    if vector.shape[0] == dimension:
+                        found[key] = vector
+        return found
+
+    def put_many(self, model: str, items: Sequence[tuple[bytes, np.ndarray]]) -> None:
+        if not items:
+            return
+        with self._lock:
+            try:
+                self._db.execute("BEGIN")
+                self._db.executemany(
+                    "INSERT OR REPLACE INTO vectors (model, key, vector) VALUES (?, ?, ?)",
+                    [(model, key, np.asarray(vec, dtype=np.float32).tobytes())
+                     for key, vec in items],
+                )
+                self._db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                self._db.execute("ROLLBACK")
+                raise StoreError(f"embedding cache write failed: {exc}") from None
+
+    def count(self, model: str | None = None) -> int:
+        with self._lock:
+            if model is None:
+                return int(self._db.execute("SELECT COUNT(*) FROM vectors").fetchone()[0])
+            return int(self._db.execute(
+                "SELECT COUNT(*) FROM vectors WHERE model=?", (model,)
+            ).fetchone()[0])

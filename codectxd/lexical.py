@@ -1,0 +1,45 @@
+"""Code-aware text for BM25: identifiers plus their camelCase / snake_case / digit parts.
+
+Milvus' `standard` analyzer keeps `parseConfig` and `parse_config` as single tokens, so a query
+for "parse config" would miss them. We feed the analyzer a text in which every identifier is
+followed by its parts; queries go through the same function, so `parseConfig` in a query also
+matches `parse_config` in code.
+"""
+
+from __future__ import annotations
+
+import re
+
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|[0-9]+")
+# camelCase / PascalCase / ACRONYMWords / digits boundaries inside one identifier.
+_PARTS = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|[0-9]+")
+MAX_LEXICAL_CHARS = 50_000
+
+
+def identifier_parts(identifier: str) -> list[str]:
+    """`parseHTTPConfig_v2` → ['parse', 'http', 'config', 'v', '2'] (lower case)."""
+    parts: list[str] = []
+    for piece in identifier.split("_"):
+        parts.extend(p.lower() for p in _PARTS.findall(piece))
+    return parts
+
+
+def lexical_text(text: str) -> str:
+    """The BM25 input for a chunk or query: original tokens lowered, then their parts.
+
+    >>> lexical_text("def parseConfig(path_name):")
+    'def parseconfig parse config path_name path name'
+    """
+    out: list[str] = []
+    size = 0
+    for match in _IDENTIFIER.finditer(text):
+        token = match.group(0)
+        lowered = token.lower()
+        out.append(lowered)
+        parts = identifier_parts(token)
+        if len(parts) > 1 or (parts and parts[0] != lowered):
+            out.extend(parts)
+        size += len(token) * 2
+        if size > MAX_LEXICAL_CHARS:
+            break
+    return " ".join(out)

@@ -1,0 +1,197 @@
+"""Hybrid search over one or more repository collections.
+
+Dense (embedding) and lexical (BM25 over code-aware tokens) results are fused with reciprocal
+rank fusion inside Milvus; results of several repositories are merged by that fused score.
+Filters narrow the search in Milvus where they can (language, extension, path prefix) and are
+checked again in Python for globs Milvus cannot express.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pathspec
+
+from codectxd.embeddings.service import Embedder
+from codectxd.lexical import lexical_text
+from codectxd.store import Hit, Store, quote
+
+log = logging.getLogger(__name__)
+
+MODES = ("hybrid", "dense", "lexical")
+_GLOB_CHARS = set("*?[")
+
+
+@dataclass(slots=True, frozen=True)
+class Filters:
+    """Search filters; empty means no restriction."""
+
+    paths: tuple[str, ...] = ()  # path prefixes ("src/") or globs ("src/**/*.py", "*.go")
+    languages: tuple[str, ...] = ()
+    extensions: tuple[str, ...] = ()  # "py" or ".py"
+
+
+@dataclass(slots=True, frozen=True)
+class Target:
+    """A collection to search and the repository it belongs to."""
+
+    repo: str
+    collection: str
+
+
+@dataclass(slots=True)
+class Result:
+    repo: str
+    path: str
+    start_line: int
+    end_line: int
+    symbol: str
+    kind: str
+    language: str
+    score: float
+    content: str
+    extra: dict[str, object] = field(default_factory=dict)
+
+
+def _like_prefix(prefix: str) -> str | None:
+    """A Milvus `like` pattern matching paths that start with `prefix` (None if unsafe)."""
+    if "\\" in prefix:
+        return None
+    escaped = prefix.replace("%", "\\%").replace("_", "\\_")
+    return quote(escaped + "%")
+
+
+def _literal_prefix(glob: str) -> str:
+    """The directory part of a glob before its first wildcard ('' if it starts with one)."""
+    head = ""
+    for ch in glob:
+        if ch in _GLOB_CHARS:
+            break
+        head += ch
+    return head.rsplit("/", 1)[0] + "/" if "/" in head else ""
+
+
+class PathFilter:
+    """Matches repository-relative paths against prefixes and gitignore-style globs."""
+
+    def __init__(self, patterns: Sequence[str]) -> None:
+        self.prefixes = tuple(p.removeprefix("./") for p in patterns
+                              if not (set(p) & _GLOB_CHARS))
+        globs = [p for p in patterns if set(p) & _GLOB_CHARS]
+        self.spec = pathspec.GitIgnoreSpec.from_lines(globs) if globs else None
+        self.globs = tuple(globs)
+
+    def __bool__(self) -> bool:
+        return bool(self.prefixes or self.spec)
+
+    def __call__(self, path: str) -> bool:
+        for prefix in self.prefixes:
+            base = prefix.rstrip("/")
+            if path == base or path.startswith(base + "/"):
+                return True
+        return self.spec is not None and self.spec.match_file(path)
+
+    def milvus_expr(self) -> str:
+        """A `like` disjunction that over-approximates the filter (exactness checked after)."""
+        heads = [*self.prefixes, *(_literal_prefix(g) for g in self.globs)]
+        if not heads or any(h == "" for h in heads):
+            return ""
+        likes = [_like_prefix(h) for h in heads]
+        if any(like is None for like in likes):
+            return ""
+        return "(" + " or ".join(f"path like {like}" for like in likes) + ")"
+
+
+def build_expr(filters: Filters, path_filter: PathFilter) -> str:
+    clauses: list[str] = []
+    if filters.languages:
+        clauses.append(f"language in [{', '.join(quote(x.lower()) for x in filters.languages)}]")
+    if filters.extensions:
+        exts = [x.lower().lstrip(".") for x in filters.extensions]
+        clauses.append(f"ext in [{', '.join(quote(x) for x in exts)}]")
+    if path_filter:
+        expr = path_filter.milvus_expr()
+        if expr:
+            clauses.append(expr)
+    return " and ".join(clauses)
+
+
+def merge_overlapping(hits: list[Result]) -> list[Result]:
+    """Merge hits of one file whose line ranges overlap (line-splitter overlap, or chunks of one
+    long definition); the merged hit keeps the best score and the union of the lines."""
+    by_file: dict[tuple[str, str], list[Result]] = {}
+    for hit in hits:
+        by_file.setdefault((hit.repo, hit.path), []).append(hit)
+    merged: list[Result] = []
+    for group in by_file.values():
+        group.sort(key=lambda h: (h.start_line, h.end_line))
+        current = group[0]
+        for hit in group[1:]:
+            if hit.start_line <= current.end_line:
+                current = _union(current, hit)
+            else:
+                merged.append(current)
+                current = hit
+        merged.append(current)
+    merged.sort(key=lambda h: -h.score)
+    return merged
+
+
+def _union(a: Result, b: Result) -> Result:
+    a_lines = a.content.split("\n")
+    tail_from = a.end_line - b.start_line + 1  # lines of b already in a
+    extra = b.content.split("\n")[tail_from:] if b.end_line > a.end_line else []
+    content = "\n".join(a_lines + extra) if extra else a.content
+    best = a if a.score >= b.score else b
+    symbol = a.symbol if a.symbol == b.symbol or not b.symbol else (a.symbol or b.symbol)
+    return Result(a.repo, a.path, a.start_line, max(a.end_line, b.end_line), symbol, best.kind,
+                  a.language, max(a.score, b.score), content)
+
+
+def search(
+    store: Store,
+    embedder: Embedder | None,
+    targets: Sequence[Target],
+    query: str,
+    *,
+    limit: int = 10,
+    filters: Filters = Filters(),
+    mode: str = "hybrid",
+) -> list[Result]:
+    """Search `targets` for `query`; results best first, at most `limit`.
+
+    Args:
+        mode: "hybrid" (default), "dense" (embeddings only) or "lexical" (BM25 only).
+    """
+    if mode not in MODES:
+        raise ValueError(f"unknown search mode {mode!r} (accepted: {', '.join(MODES)})")
+    if not query.strip() or not targets:
+        return []
+    path_filter = PathFilter(filters.paths)
+    expr = build_expr(filters, path_filter)
+    dense: np.ndarray | None = None
+    if mode in ("hybrid", "dense"):
+        if embedder is None:
+            raise ValueError("dense search needs an embedder")
+        dense = embedder.embed_query(query)
+    lexical = lexical_text(query) if mode in ("hybrid", "lexical") else None
+    # Over-fetch: merging overlapping hits and exact glob checks may drop some.
+    fetch = max(limit * 3, 20) if not path_filter.spec else max(limit * 10, 50)
+    results: list[Result] = []
+    for target in targets:
+        hits: list[Hit] = store.search(target.collection, dense=dense, lexical=lexical,
+                                       limit=fetch, expr=expr)
+        for hit in hits:
+            if path_filter and not path_filter(hit.path):
+                continue
+            results.append(Result(target.repo, hit.path, hit.start_line, hit.end_line,
+                                  hit.symbol, hit.kind, hit.language, hit.score, hit.content))
+    if mode == "lexical":
+        # Milvus Lite reports BM25 as a negative distance: order by it consistently.
+        results.sort(key=lambda r: r.score)
+        for rank, result in enumerate(results):
+            result.score = 1.0 / (rank + 1)
+    return merge_overlapping(results)[:limit]
