@@ -58,9 +58,17 @@ class _AstSplitter:
             found = definition_of(child, self.language)
             if found is None:
                 if self.size(first, last) > self.chunk_size and child.named_child_count:
+                    inner = (self.segments(child.named_children, owner, kind, depth + 1)
+                             if depth < _MAX_DEPTH else self.packed(first, last, owner, kind))
+                    # A pending header (a signature before its body) joins what follows it.
+                    if run and inner and (
+                        self.size(run[0][0], inner[0].last) <= self.chunk_size
+                        or self.size(run[0][0], run[-1][1]) <= self.chunk_size // 4
+                    ):
+                        inner[0].first = run[0][0]
+                        run.clear()
                     flush()
-                    out.extend(self.segments(child.named_children, owner, kind, depth + 1)
-                               if depth < _MAX_DEPTH else self.packed(first, last, owner, kind))
+                    out.extend(inner)
                 else:
                     run.append((first, last, is_comment(child)))
                 continue
@@ -126,12 +134,15 @@ class _AstSplitter:
 
 
 def _merged(a: _Seg, b: _Seg) -> _Seg:
-    if a.is_def and b.is_def and b.symbol and b.symbol != a.symbol:
-        symbol = f"{a.symbol}, {b.symbol}" if a.symbol.count(",") < 3 else a.symbol
-    else:
-        symbol = a.symbol if a.is_def or not b.is_def else b.symbol
+    names: list[str] = []
+    for symbol in (a.symbol, b.symbol):
+        for name in symbol.split(", "):
+            if name and name not in names:
+                names.append(name)
+    # An owner ("Path") next to its members ("Path.open") adds nothing: keep the members.
+    names = [n for n in names if not any(o.startswith(n + ".") for o in names)]
     kind = a.kind if a.is_def or not b.is_def else b.kind
-    return _Seg(a.first, max(a.last, b.last), symbol, kind, a.is_def or b.is_def)
+    return _Seg(a.first, max(a.last, b.last), ", ".join(names[:4]), kind, a.is_def or b.is_def)
 
 
 def _cover(segs: list[_Seg], n_rows: int) -> list[_Seg]:
