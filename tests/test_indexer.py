@@ -1,0 +1,219 @@
+"""The indexer against the real Milvus Lite, the real model and real files."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from codectxd.config import Settings
+from codectxd.embeddings.service import Embedder
+from codectxd.engine import Engine
+from codectxd.languages import language_for
+from codectxd.splitter import Splitter
+from tests.conftest import make_settings, write_tree
+
+REPO = {
+    "app/config.py": (
+        "import json\n\n\ndef parse_config(path):\n    \"\"\"Read settings.\"\"\"\n"
+        "    with open(path) as f:\n        return json.load(f)\n\n\n"
+        "class Cache:\n    def __init__(self):\n        self.items = {}\n\n"
+        "    def get(self, key):\n        return self.items.get(key)\n"
+    ),
+    "app/server.go": (
+        "package app\n\nimport \"net/http\"\n\n"
+        "func StartServer(addr string) error {\n\treturn http.ListenAndServe(addr, nil)\n}\n"
+    ),
+    "web/cart.ts": (
+        "export interface Item { price: number }\n\n"
+        "export function cartTotal(items: Item[]): number {\n"
+        "  return items.reduce((sum, item) => sum + item.price, 0);\n}\n"
+    ),
+    "README.md": "# Demo\n\nA demo repository.\n\n## Usage\n\nRun the server.\n",
+    "scripts/deploy.sh": "#!/bin/sh\nset -e\ndeploy() {\n  rsync -a build/ host:/srv\n}\ndeploy\n",
+}
+
+
+@pytest.fixture
+def engine(settings: Settings, embedder: Embedder):  # type: ignore[no-untyped-def]
+    eng = Engine(settings, embedder=embedder)
+    yield eng
+    eng.close()
+
+
+def expected_chunks(root: Path, settings: Settings) -> int:
+    splitter = Splitter(settings.splitter)
+    total = 0
+    for dirpath, _, files in os.walk(root):
+        for name in files:
+            rel = os.path.relpath(os.path.join(dirpath, name), root)
+            language = language_for(rel)
+            if language:
+                total += len(splitter.split(Path(dirpath, name).read_text(), language))
+    return total
+
+
+def stored_ids(engine: Engine, collection: str) -> dict[str, tuple[str, int, int]]:
+    rows = engine.store.rows_of(collection, 'id != ""', ["id", "path", "start_line", "end_line"])
+    return {r["id"]: (r["path"], r["start_line"], r["end_line"]) for r in rows}
+
+
+def test_full_index_then_nothing_to_do(engine: Engine, short_tmp: Path) -> None:
+    root = short_tmp / "repo"
+    write_tree(root, REPO)
+    indexer = engine.indexer_for(root)
+    first = indexer.full_sync()
+    assert (first.indexed, first.failed, first.skipped) == (5, 0, 0)
+    count = engine.store.count(indexer.collection)
+    assert count == expected_chunks(root, engine.settings) == first.chunks_written
+    embedded = engine.embedder.stats.texts
+    second = indexer.full_sync()
+    assert second.files_read == 0 and second.indexed == 0 and second.unchanged == 5
+    assert engine.embedder.stats.texts == embedded  # nothing re-embedded
+    assert engine.store.count(indexer.collection) == count
+
+
+def test_edit_touch_delete(engine: Engine, short_tmp: Path) -> None:
+    root = short_tmp / "repo"
+    write_tree(root, REPO)
+    indexer = engine.indexer_for(root)
+    indexer.full_sync()
+    before = stored_ids(engine, indexer.collection)
+
+    # Edit one file: only its chunks change; only the changed chunk is embedded.
+    path = root / "app/server.go"
+    path.write_text(path.read_text() + "\nfunc StopServer() {}\n")
+    embedded = engine.embedder.stats.texts
+    report = indexer.full_sync()
+    assert (report.files_read, report.indexed) == (1, 1)
+    after = stored_ids(engine, indexer.collection)
+    unchanged = {k: v for k, v in before.items() if v[0] != "app/server.go"}
+    assert {k: v for k, v in after.items() if v[0] != "app/server.go"} == unchanged
+    assert engine.embedder.stats.texts - embedded <= 2
+    assert len(after) == expected_chunks(root, engine.settings)
+
+    # Touch without change: read and hashed, nothing written.
+    os.utime(root / "web/cart.ts", ns=(time.time_ns(), time.time_ns()))
+    report = indexer.full_sync()
+    assert (report.files_read, report.indexed, report.unchanged) == (1, 0, 5)
+    assert stored_ids(engine, indexer.collection) == after
+
+    # Delete a file, then a directory (incremental path).
+    (root / "README.md").unlink()
+    report = indexer.sync_paths(["README.md"])
+    assert report.removed == 1
+    assert engine.store.count(indexer.collection, 'path == "README.md"') == 0
+    for name in ("config.py", "server.go"):
+        (root / "app" / name).unlink()
+    (root / "app").rmdir()
+    report = indexer.sync_paths(["app"])
+    assert report.removed == 2
+    assert engine.store.count(indexer.collection) == expected_chunks(root, engine.settings)
+    assert set(engine.snapshot.load(indexer.collection)) == {"web/cart.ts", "scripts/deploy.sh"}
+
+
+def test_new_directory_is_scanned_whole(engine: Engine, short_tmp: Path) -> None:
+    root = short_tmp / "repo"
+    write_tree(root, {"a.py": "def a():\n    return 1\n"})
+    indexer = engine.indexer_for(root)
+    indexer.full_sync()
+    write_tree(root, {"pkg/sub/b.py": "def b():\n    return 2\n", "pkg/c.rs": "fn c() {}\n"})
+    report = indexer.sync_paths(["pkg"])
+    assert report.indexed == 2
+    assert set(engine.snapshot.load(indexer.collection)) == {"a.py", "pkg/sub/b.py", "pkg/c.rs"}
+
+
+def test_content_skips_are_remembered(engine: Engine, short_tmp: Path) -> None:
+    root = short_tmp / "repo"
+    write_tree(root, {
+        "ok.py": "x = 1\n",
+        "blob.py": b"\x00\x01\x02binary",
+        "bundle.js": "var a=1;" * 2000,
+        "latin1.py": "caf\xe9 = 1\n".encode("latin-1"),
+        "crlf.py": "def f():\r\n    return 1\r\n",
+        "empty.py": "",
+    })
+    indexer = engine.indexer_for(root)
+    report = indexer.full_sync()
+    assert report.skipped == 2 and report.failed == 0
+    problems = {p.path: p.reason for p in engine.snapshot.problems(indexer.collection)}
+    assert problems == {"blob.py": "binary", "bundle.js": "minified"}
+    rows = engine.store.rows_of(indexer.collection, 'path == "crlf.py"', ["content"])
+    assert rows[0]["content"] == "def f():\n    return 1\n"
+    rows = engine.store.rows_of(indexer.collection, 'path == "latin1.py"', ["content"])
+    assert rows[0]["content"] == "caf\ufffd = 1\n"
+    again = indexer.full_sync()
+    assert again.files_read == 0  # skipped files are not re-read while unchanged
+
+
+def test_cache_makes_reindex_free(engine: Engine, short_tmp: Path) -> None:
+    root = short_tmp / "repo"
+    write_tree(root, REPO)
+    indexer = engine.indexer_for(root)
+    indexer.full_sync()
+    engine.store.drop_collection(indexer.collection)
+    engine.snapshot.clear(indexer.collection)
+    embedded = engine.embedder.stats.texts
+    report = indexer.full_sync()
+    assert report.indexed == 5
+    assert engine.embedder.stats.texts == embedded
+
+
+def _index_cmd(settings: Settings, root: Path) -> list[str]:
+    return [sys.executable, "-m", "codectxd", "index", str(root), "--json"]
+
+
+def _env(settings: Settings) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(CODECTX_DATA_DIR=str(settings.paths.data_dir),
+               CODECTX_CONFIG=str(settings.paths.config_file), CODECTX_EMBED_THREADS="1")
+    return env
+
+
+def test_sigkill_during_index_then_rerun_equals_clean_index(short_tmp: Path) -> None:
+    """Kill -9 the indexer mid-run; a re-run must give exactly the clean index."""
+    root = short_tmp / "repo"
+    files = {f"pkg{i % 4}/mod{i}.py": "".join(
+        f"def func_{i}_{j}(value):\n    return value * {j} + {i}\n\n\n" for j in range(12))
+        for i in range(40)}
+    write_tree(root, files)
+    crashed = make_settings(short_tmp / "a")
+    proc = subprocess.Popen(_index_cmd(crashed, root), env=_env(crashed),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    state_db = crashed.paths.data_dir / "state.db"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:
+        if state_db.exists() and state_db.stat().st_size + (
+                state_db.with_name("state.db-wal").stat().st_size
+                if state_db.with_name("state.db-wal").exists() else 0) > 8192:
+            break
+        time.sleep(0.05)
+    time.sleep(0.3)
+    assert proc.poll() is None, "the indexer finished before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait() == -signal.SIGKILL
+    rerun = subprocess.run(_index_cmd(crashed, root), env=_env(crashed), capture_output=True,
+                           text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    clean = make_settings(short_tmp / "b")
+    done = subprocess.run(_index_cmd(clean, root), env=_env(clean), capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+
+    def contents(s: Settings) -> list[tuple[str, int, int, str]]:
+        eng = Engine(s)
+        try:
+            coll = eng.collection_for(root)
+            rows = eng.store.rows_of(coll, 'id != ""', ["id", "path", "start_line", "end_line"])
+            return sorted((r["id"], r["path"], r["start_line"], r["end_line"]) for r in rows)
+        finally:
+            eng.close()
+
+    crashed_rows, clean_rows = contents(crashed), contents(clean)
+    assert len(crashed_rows) == len(set(crashed_rows))  # no duplicates
+    assert crashed_rows == clean_rows
