@@ -1,0 +1,121 @@
+"""Hybrid search quality and filters on a real index."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from codectxd.config import Settings
+from codectxd.embeddings.service import Embedder
+from codectxd.engine import Engine
+from codectxd.search import Filters, PathFilter, Result, merge_overlapping
+from tests.conftest import make_settings, write_tree
+
+REPO = {
+    "src/auth/login.py": (
+        "def verify_password(user, password):\n"
+        "    \"\"\"Compare the given password with the stored hash.\"\"\"\n"
+        "    return hash_password(password) == user.password_hash\n\n\n"
+        "def hash_password(password):\n    import hashlib\n"
+        "    return hashlib.sha256(password.encode()).hexdigest()\n"
+    ),
+    "src/net/retry.py": (
+        "import time\n\n\ndef retry_with_backoff(fn, attempts=5):\n"
+        "    for attempt in range(attempts):\n        try:\n            return fn()\n"
+        "        except IOError:\n            time.sleep(2 ** attempt)\n    raise RuntimeError('gave up')\n"
+    ),
+    "src/util/strings.go": (
+        "package util\n\nimport \"strings\"\n\n"
+        "// ToSnakeCase converts CamelCase identifiers to snake_case.\n"
+        "func ToSnakeCase(s string) string {\n\tvar b strings.Builder\n"
+        "\tfor i, r := range s {\n\t\tif i > 0 && r >= 'A' && r <= 'Z' {\n\t\t\tb.WriteByte('_')\n\t\t}\n"
+        "\t\tb.WriteRune(r)\n\t}\n\treturn strings.ToLower(b.String())\n}\n"
+    ),
+    "web/src/parseConfig.ts": (
+        "export function parseConfig(raw: string): Record<string, string> {\n"
+        "  const out: Record<string, string> = {};\n"
+        "  for (const line of raw.split('\\n')) {\n    const [k, v] = line.split('=');\n"
+        "    out[k.trim()] = v.trim();\n  }\n  return out;\n}\n"
+    ),
+    "docs/guide.md": "# Guide\n\n## Deployment\n\nCopy the binary to the server and restart it.\n",
+}
+
+
+@pytest.fixture(scope="module")
+def indexed(tmp_path_factory: pytest.TempPathFactory, local_provider):  # type: ignore[no-untyped-def]
+    from codectxd.embeddings.cache import EmbeddingCache
+
+    base = Path(tmp_path_factory.mktemp("s"))
+    settings = make_settings(base)
+    root = base / "repo"
+    write_tree(root, REPO)
+    engine = Engine(settings, embedder=Embedder(
+        local_provider, EmbeddingCache(settings.paths.data_dir / "e.db")))
+    engine.indexer_for(root).full_sync()
+    yield engine, root
+    engine.close()
+
+
+def top(results: list[Result], n: int = 3) -> list[str]:
+    return [r.path for r in results[:n]]
+
+
+@pytest.mark.parametrize(("query", "path"), [
+    ("check that a password matches the stored hash", "src/auth/login.py"),
+    ("call a function again with exponential backoff when it fails", "src/net/retry.py"),
+    ("convert camel case names to snake case", "src/util/strings.go"),
+    ("how do I deploy to the server", "docs/guide.md"),
+])
+def test_natural_language_queries(indexed, query: str, path: str) -> None:  # type: ignore[no-untyped-def]
+    engine, root = indexed
+    results = engine.search([root], query, limit=5)
+    assert path in top(results), [(r.path, r.symbol) for r in results]
+    best = next(r for r in results if r.path == path)
+    assert best.content and best.start_line >= 1 and best.end_line >= best.start_line
+    assert best.repo == str(root)
+
+
+def test_identifier_parts_match_lexically(indexed) -> None:  # type: ignore[no-untyped-def]
+    engine, root = indexed
+    results = engine.search([root], "parse config", limit=3, mode="lexical")
+    assert top(results, 1) == ["web/src/parseConfig.ts"]
+    results = engine.search([root], "ToSnakeCase", limit=3, mode="lexical")
+    assert top(results, 1) == ["src/util/strings.go"]
+    assert results[0].symbol == "ToSnakeCase"
+
+
+def test_filters(indexed) -> None:  # type: ignore[no-untyped-def]
+    engine, root = indexed
+    query = "parse text into a dictionary of settings"
+    assert {r.language for r in engine.search([root], query, filters=Filters(languages=("go",)))} == {"go"}
+    assert {r.path for r in engine.search([root], query, filters=Filters(extensions=(".ts",)))} == {
+        "web/src/parseConfig.ts"}
+    under_src = engine.search([root], query, filters=Filters(paths=("src",)))
+    assert under_src and all(r.path.startswith("src/") for r in under_src)
+    globbed = engine.search([root], query, filters=Filters(paths=("src/**/*.py",)))
+    assert globbed and all(r.path.endswith(".py") and r.path.startswith("src/") for r in globbed)
+    assert engine.search([root], query, filters=Filters(paths=("nothing/here",))) == []
+
+
+def test_empty_query_and_unknown_mode(indexed) -> None:  # type: ignore[no-untyped-def]
+    engine, root = indexed
+    assert engine.search([root], "   ") == []
+    with pytest.raises(ValueError, match="unknown search mode"):
+        engine.search([root], "x", mode="fuzzy")
+
+
+def test_path_filter_semantics() -> None:
+    f = PathFilter(["src", "*.md", "./lib/"])
+    assert f("src/a.py") and f("src") and not f("srcx/a.py")
+    assert f("docs/deep/readme.md") and f("lib/x.c") and not f("tests/a.py")
+
+
+def test_overlapping_hits_merge() -> None:
+    a = Result("r", "f.py", 1, 10, "", "", "python", 0.5, "\n".join(f"l{i}" for i in range(1, 11)))
+    b = Result("r", "f.py", 8, 15, "", "", "python", 0.9, "\n".join(f"l{i}" for i in range(8, 16)))
+    c = Result("r", "g.py", 1, 3, "", "", "python", 0.7, "x")
+    merged = merge_overlapping([a, c, b])
+    assert [(m.path, m.start_line, m.end_line) for m in merged] == [("f.py", 1, 15), ("g.py", 1, 3)]
+    assert merged[0].content.split("\n") == [f"l{i}" for i in range(1, 16)]
+    assert merged[0].score == 0.9
