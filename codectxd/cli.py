@@ -126,6 +126,50 @@ def cmd_search(args: argparse.Namespace) -> int:
         engine.close()
 
 
+def cmd_start(args: argparse.Namespace) -> int:
+    from codectxd.lifecycle import detach, run_foreground
+
+    settings = _settings()
+    if args.detach:
+        pid, log_file = detach(settings, ["-v"] if args.verbose else [])
+        print(f"codectxd started (pid {pid}); logs: {log_file}")
+        print("stop it with: codectxd stop")
+        return EXIT_OK
+    if args.verbose:
+        import dataclasses
+
+        settings = dataclasses.replace(
+            settings, daemon=dataclasses.replace(settings.daemon, log_level="debug"))
+    return run_foreground(settings, Path(args.log_file) if args.log_file else None)
+
+
+def _client_main(argv: list[str]) -> int:
+    from codectx_client.cli import main as client_main
+
+    return client_main(argv)
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    return _client_main(["stop", *(["--json"] if args.json else [])])
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    return _client_main(["status", *(["--json"] if args.json else [])])
+
+
+def cmd_install_service(args: argparse.Namespace) -> int:
+    from codectxd.service import install_service
+
+    settings = _settings()
+    path, instructions = install_service(settings, dry_run=args.print)
+    if args.print:
+        print(path.read_text() if path.exists() else instructions)
+        return EXIT_OK
+    print(f"wrote {path}")
+    print(instructions)
+    return EXIT_OK
+
+
 def _repo_root(path: str) -> Path:
     root = Path(path).expanduser().resolve()
     if not root.is_dir():
@@ -142,6 +186,27 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"codectxd {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    start = sub.add_parser("start", help="run the daemon (foreground; --detach for background)")
+    start.add_argument("--detach", action="store_true",
+                       help="start in the background and return once it answers")
+    start.add_argument("--log-file", help="log to this file instead of stderr")
+    start.set_defaults(func=cmd_start)
+
+    stop = sub.add_parser("stop", help="stop the running daemon")
+    stop.add_argument("--json", action="store_true")
+    stop.set_defaults(func=cmd_stop)
+
+    status = sub.add_parser("status", help="show the running daemon's status")
+    status.add_argument("--json", action="store_true")
+    status.set_defaults(func=cmd_status)
+
+    service = sub.add_parser(
+        "install-service",
+        help="install the systemd user unit (Linux) or launchd agent (macOS)")
+    service.add_argument("--print", action="store_true",
+                         help="print the unit file instead of writing it")
+    service.set_defaults(func=cmd_install_service)
 
     index = sub.add_parser("index", help="index a repository directly (no daemon)")
     index.add_argument("path", help="repository root")

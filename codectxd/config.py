@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import sys
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -17,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import platformdirs
+from codectx_client.paths import default_runtime_dir
 
 from codectxd.errors import ConfigError
 
@@ -230,30 +230,12 @@ _SECTIONS: dict[str, type] = {
 }
 
 
-def default_runtime_dir(env: Mapping[str, str]) -> Path:
-    """Where the socket and lock live.
-
-    `$XDG_RUNTIME_DIR/codectx` when set; on macOS the platformdirs answer; otherwise
-    /run/user/<uid>/codectx when that exists (platformdirs would answer it even when it does
-    not, e.g. over ssh without a systemd session), else a private dir under the temp dir.
-    """
-    xdg = env.get("XDG_RUNTIME_DIR")
-    if xdg and Path(xdg).is_dir():
-        return Path(xdg) / APP_NAME
-    if sys.platform == "darwin":
-        return Path(platformdirs.user_runtime_dir(APP_NAME))
-    run_user = Path("/run/user") / str(os.getuid())
-    if run_user.is_dir() and os.access(run_user, os.W_OK):
-        return run_user / APP_NAME
-    return Path(env.get("TMPDIR") or "/tmp") / f"{APP_NAME}-{os.getuid()}"
-
-
 def _resolve_paths(env: Mapping[str, str], config_file: Path | None) -> PathSettings:
     file = config_file or Path(
         env.get("CODECTX_CONFIG") or Path(platformdirs.user_config_dir(APP_NAME)) / "config.toml"
     )
     data_dir = Path(env.get("CODECTX_DATA_DIR") or platformdirs.user_data_dir(APP_NAME))
-    runtime_dir = Path(env.get("CODECTX_RUNTIME_DIR") or default_runtime_dir(env))
+    runtime_dir = default_runtime_dir(env)
     return PathSettings(
         config_file=file.expanduser(),
         data_dir=data_dir.expanduser(),

@@ -70,12 +70,13 @@ class Engine:
         query: str,
         *,
         limit: int = 10,
-        filters: Filters = Filters(),
+        filters: Filters | None = None,
         mode: str = "hybrid",
     ) -> list[Result]:
         targets = [Target(str(root), self.collection_for(root)) for root in roots]
         targets = [t for t in targets if self.store.has_collection(t.collection)]
-        return search(self.store, self.embedder, targets, query, limit=limit, filters=filters,
+        return search(self.store, self.embedder, targets, query, limit=limit,
+                      filters=filters or Filters(),
                       mode=mode)
 
     def close(self) -> None:

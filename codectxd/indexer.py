@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from codectxd.config import Settings
-from codectxd.embeddings.service import Embedder
+from codectxd.embeddings.service import EmbedCancelled, Embedder
 from codectxd.errors import CodectxError, ProviderError, StoreError
 from codectxd.languages import extension_of
 from codectxd.lexical import lexical_text
@@ -106,6 +106,8 @@ class RepoIndexer:
         on_progress: Callable[[Progress], None] | None = None,
         group_chunks: Callable[[], int] | None = None,
         stop: threading.Event | None = None,
+        between_groups: Callable[[], None] | None = None,
+        on_commit: Callable[[int, int, float], None] | None = None,
     ) -> None:
         self.root = root
         self.key = repo_key(root)
@@ -119,9 +121,14 @@ class RepoIndexer:
         self.on_progress = on_progress
         self.group_chunks = group_chunks or (lambda: DEFAULT_GROUP_CHUNKS)
         self.stop = stop or threading.Event()
+        # Called between groups of a full sync, in its thread and holding the lock, so urgent
+        # incremental changes (a file just saved) need not wait for a long initial index.
+        self.between_groups = between_groups
+        self.on_commit = on_commit
         self.last_scan: ScanResult | None = None
         self.progress = Progress()
-        self._lock = threading.Lock()  # one sync at a time per repository
+        self._lock = threading.RLock()  # one sync at a time per repository (re-entrant: hook)
+        self._in_full_sync = False
 
     def ensure_collection(self) -> None:
         self.store.ensure_collection(
@@ -148,7 +155,11 @@ class RepoIndexer:
             gone = [path for path in known if path not in on_disk]
             report = SyncReport(scanned=len(scan.files))
             todo = self._changed(scan.files, known, force, report)
-            return self._run(todo, gone, known, force, report, started)
+            self._in_full_sync = True
+            try:
+                return self._run(todo, gone, known, force, report, started)
+            finally:
+                self._in_full_sync = False
 
     def sync_paths(self, paths: Iterable[str]) -> SyncReport:
         """Bring specific repository-relative paths (files or directories) up to date.
@@ -160,29 +171,40 @@ class RepoIndexer:
             started = time.perf_counter()
             self.ensure_collection()
             known = self.snapshot.load(self.collection)
-            entries: dict[str, FileEntry] = {}
-            gone: set[str] = set()
-            report = SyncReport()
-            for rel in sorted(set(paths)):
-                abs_path = self.root / rel
-                if os.path.isdir(abs_path) and not os.path.islink(abs_path):
-                    sub = self.scanner.scan(rel)
-                    entries.update((e.path, e) for e in sub.files)
-                    prefix = rel + "/"
-                    gone.update(p for p in known if p.startswith(prefix)
-                                and p not in entries)
-                    continue
-                found = self.scanner.check_file(rel)
-                if isinstance(found, FileEntry):
-                    entries[found.path] = found
-                else:
-                    if isinstance(found, Skipped):
-                        report.skipped += 1
-                    prefix = rel + "/"
-                    gone.update(p for p in known if p == rel or p.startswith(prefix))
-            report.scanned = len(entries)
-            todo = self._changed(list(entries.values()), known, False, report)
-            return self._run(todo, sorted(gone), known, False, report, started)
+            if self._in_full_sync:
+                # Called from the between-groups hook: keep the full sync's progress intact.
+                saved = Progress(**{k: getattr(self.progress, k) for k in Progress.__slots__})
+                try:
+                    return self._sync_paths_locked(paths, known, started)
+                finally:
+                    self.progress = saved
+            return self._sync_paths_locked(paths, known, started)
+
+    def _sync_paths_locked(
+        self, paths: Iterable[str], known: dict[str, FileState], started: float
+    ) -> SyncReport:
+        entries: dict[str, FileEntry] = {}
+        gone: set[str] = set()
+        report = SyncReport()
+        for rel in sorted(set(paths)):
+            abs_path = self.root / rel
+            if os.path.isdir(abs_path) and not os.path.islink(abs_path):
+                sub = self.scanner.scan(rel)
+                entries.update((e.path, e) for e in sub.files)
+                prefix = rel + "/" if rel else ""
+                gone.update(p for p in known if p.startswith(prefix) and p not in entries)
+                continue
+            found = self.scanner.check_file(rel)
+            if isinstance(found, FileEntry):
+                entries[found.path] = found
+            else:
+                if isinstance(found, Skipped):
+                    report.skipped += 1
+                prefix = rel + "/"
+                gone.update(p for p in known if p == rel or p.startswith(prefix))
+        report.scanned = len(entries)
+        todo = self._changed(list(entries.values()), known, False, report)
+        return self._run(todo, sorted(gone), known, False, report, started)
 
     # --- planning -------------------------------------------------------------------------
 
@@ -262,6 +284,8 @@ class RepoIndexer:
             if group_size >= self.group_chunks():
                 self._commit(group, report)
                 group, group_size = [], 0
+                if self.between_groups is not None and self._in_full_sync:
+                    self.between_groups()
         if group:
             self._commit(group, report)
 
@@ -338,10 +362,13 @@ class RepoIndexer:
         self._advance(1, 0, entry.path)
 
     def _commit(self, group: list[_Prepared], report: SyncReport) -> None:
+        started = time.perf_counter()
         paths = [p.entry.path for p in group]
         texts = [embedding_text(p.entry.path, c) for p in group for c in p.chunks]
         try:
-            vectors = self.embedder.embed_texts(texts)
+            vectors = self.embedder.embed_texts(texts, should_stop=self.stop.is_set)
+        except EmbedCancelled:
+            raise SyncCancelled from None
         except (ProviderError, CodectxError) as exc:
             # Nothing was written: old chunks stay searchable, the files stay pending.
             self._fail(paths, f"embedding failed: {exc}", report)
@@ -382,6 +409,8 @@ class RepoIndexer:
         report.indexed += len(group)
         report.chunks_written += len(rows)
         self._advance(len(group), len(rows), "")
+        if self.on_commit is not None:
+            self.on_commit(len(group), len(rows), time.perf_counter() - started)
 
     def _fail(self, paths: list[str], message: str, report: SyncReport) -> None:
         log.warning("%s: %d file(s) left pending: %s", self.root, len(paths), message)

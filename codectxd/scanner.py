@@ -150,7 +150,9 @@ class Scanner:
             return entry.path
         return self._classify_file(entry, rel, result)
 
-    def _classify_file(self, entry: os.DirEntry[str] | _PathEntry, rel: str, result: ScanResult) -> None:
+    def _classify_file(
+        self, entry: os.DirEntry[str] | _PathEntry, rel: str, result: ScanResult
+    ) -> None:
         name = entry.name
         if self.settings.secrets_denylist and is_secret_name(name):
             result.skip(rel, "secret")

@@ -148,14 +148,17 @@ class Snapshot:
             db.execute("DELETE FROM meta WHERE coll=?", (coll,))
 
     def counts(self, coll: str) -> dict[str, int]:
-        """Files per state, plus total chunks of indexed files (key "chunks")."""
+        """Files per state, plus "chunks" (of indexed files) and "failed" (dirty with an
+        error: left pending after a provider or store failure)."""
         with self._lock:
             rows = self._db.execute(
-                "SELECT state, COUNT(*), SUM(chunks) FROM files WHERE coll=? GROUP BY state",
+                "SELECT state, COUNT(*), SUM(chunks), SUM(reason != '') FROM files "
+                "WHERE coll=? GROUP BY state",
                 (coll,),
             ).fetchall()
-        out = {state: count for state, count, _ in rows}
-        out["chunks"] = sum(chunks or 0 for state, _, chunks in rows if state == INDEXED)
+        out = {state: count for state, count, _, _ in rows}
+        out["chunks"] = sum(chunks or 0 for state, _, chunks, _ in rows if state == INDEXED)
+        out["failed"] = sum(errs or 0 for state, _, _, errs in rows if state == DIRTY)
         return out
 
     def problems(self, coll: str, limit: int = 50) -> list[FileState]:

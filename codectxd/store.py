@@ -93,6 +93,11 @@ class Store:
         try:
             self.client = MilvusClient(uri=uri, token=token) if token else MilvusClient(uri=uri)
         except Exception as exc:
+            if "://" not in uri and _locked(uri):
+                raise StoreError(
+                    f"the index at {uri} is in use by another process (a running codectxd?); "
+                    f"use codectx-client to talk to the daemon, or stop it first"
+                ) from None
             raise StoreError(f"cannot open the Milvus store at {uri}: {_reason(exc)}") from None
         # Milvus Lite runs in this process; serialise writes so a delete+insert pair of one file
         # is not interleaved with another writer. Searches do not take this lock.
@@ -200,7 +205,9 @@ class Store:
             try:
                 self._delete_paths_locked(name, paths)
             except Exception as exc:
-                raise StoreError(f"deleting from collection {name} failed: {_reason(exc)}") from None
+                raise StoreError(
+                    f"deleting from collection {name} failed: {_reason(exc)}"
+                ) from None
 
     def _delete_paths_locked(self, name: str, paths: Sequence[str]) -> None:
         for start in range(0, len(paths), 200):
@@ -306,10 +313,29 @@ class Store:
         return hits
 
 
+def _locked(path: str) -> bool:
+    """Whether another process holds Milvus Lite's lock on a local database."""
+    import fcntl
+    import os
+
+    try:
+        fd = os.open(os.path.join(path, "LOCK"), os.O_RDWR)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(fd, fcntl.LOCK_UN)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
 def _quiet_library_logs() -> None:
     """pymilvus logs every failed RPC with a traceback and milvus-lite's in-process gRPC server
     logs unimplemented calls; we turn failures into StoreErrors, so keep their logs quiet."""
-    for name in ("pymilvus", "grpc._server", "milvus_lite"):
+    for name in ("pymilvus", "grpc._server", "milvus_lite", "faiss", "faiss.loader"):
         logging.getLogger(name).setLevel(logging.CRITICAL)
 
 

@@ -43,7 +43,9 @@ class EmbeddingCache:
         with self._lock:
             self._db.close()
 
-    def get_many(self, model: str, keys: Sequence[bytes], dimension: int) -> dict[bytes, np.ndarray]:
+    def get_many(
+        self, model: str, keys: Sequence[bytes], dimension: int
+    ) -> dict[bytes, np.ndarray]:
         found: dict[bytes, np.ndarray] = {}
         with self._lock:
             for start in range(0, len(keys), 500):

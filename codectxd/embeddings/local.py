@@ -79,6 +79,10 @@ class LocalOnnxProvider(EmbeddingProvider):
         options.intra_op_num_threads = threads or (os.cpu_count() or 1)
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
+        # The default memory arena keeps the peak of every batch shape: ~1.2 GB extra for a
+        # batch of 32 × 256 tokens. Without it RSS stays near the model size, at a small cost.
+        options.enable_cpu_mem_arena = False
+        options.enable_mem_pattern = False
         try:
             self._session = ort.InferenceSession(
                 str(_package_file(*spec.onnx)), sess_options=options,

@@ -25,6 +25,10 @@ from codectxd.errors import ProviderError
 log = logging.getLogger(__name__)
 
 
+class EmbedCancelled(Exception):
+    """`should_stop` said stop between two batches; nothing of the call was cached."""
+
+
 @dataclass(slots=True)
 class EmbedStats:
     """Counters shown in status (per provider)."""
@@ -107,11 +111,17 @@ class Embedder:
                 self._queries.popitem(last=False)
         return vector
 
-    def embed_texts(self, texts: Sequence[str], max_batch: int | None = None) -> np.ndarray:
+    def embed_texts(
+        self,
+        texts: Sequence[str],
+        max_batch: int | None = None,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> np.ndarray:
         """Vectors for `texts` (shape (n, dimension)), from the cache where possible.
 
         Raises:
             ProviderError: a batch still failed after the retries; nothing was cached for it.
+            EmbedCancelled: `should_stop()` became true between batches.
         """
         out = np.zeros((len(texts), self.dimension or 1), dtype=np.float32)
         if not texts:
@@ -132,12 +142,17 @@ class Embedder:
             return out
         unique = sorted(missing, key=lambda k: len(texts[missing[k][0]]))
         batches = self._batches([texts[missing[k][0]] for k in unique], max_batch)
+        def run(batch: list[str]) -> np.ndarray:
+            if should_stop is not None and should_stop():
+                raise EmbedCancelled
+            return self._embed_batch(batch)
+
         results: list[np.ndarray] = []
         if self.concurrency > 1 and len(batches) > 1:
             with ThreadPoolExecutor(self.concurrency, thread_name_prefix="embed") as pool:
-                results = list(pool.map(self._embed_batch, batches))
+                results = list(pool.map(run, batches))
         else:
-            results = [self._embed_batch(batch) for batch in batches]
+            results = [run(batch) for batch in batches]
         vectors = np.concatenate(results) if results else np.zeros((0, self.dimension))
         if out.shape[1] != vectors.shape[1]:  # dimension learned from the first response
             out = np.zeros((len(texts), vectors.shape[1]), dtype=np.float32)

@@ -1,0 +1,1 @@
+"""Benchmarks for codectx (run with ``python -m bench``); results go to ``bench/results/``."""

@@ -1,0 +1,397 @@
+"""`codectx-client`: the thin command-line client of the codectx daemon.
+
+Imports only codectx_client, msgspec and the standard library, so it starts in a few tens of
+milliseconds. `main(argv) -> int` is the testable entry point; exit codes are fixed:
+0 ok, 1 the daemon answered with an error, 2 usage error, 3 the daemon is not running.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from codectx_client import __version__
+from codectx_client.connection import (
+    ClientError,
+    Connection,
+    DaemonNotRunning,
+    RemoteError,
+    connect,
+)
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_NOT_RUNNING = 0, 1, 2, 3
+
+
+def _abs(path: str) -> str:
+    return str(Path(path).expanduser().absolute())
+
+
+def _display_path(repo: str, rel: str) -> str:
+    """A result path as the user can open it: relative to the cwd when inside it."""
+    full = os.path.join(repo, rel)
+    try:
+        cwd = os.getcwd()
+    except OSError:
+        return full
+    if full.startswith(cwd + os.sep):
+        return full[len(cwd) + 1 :]
+    return full
+
+
+def _ago(timestamp: float | None) -> str:
+    if not timestamp:
+        return "never"
+    seconds = max(0.0, time.time() - timestamp)
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.0f}{unit} ago"
+    return f"{seconds:.0f}s ago"
+
+
+def _bar(done: int, total: int, width: int = 24) -> str:
+    filled = int(width * done / total) if total else 0
+    return "[" + "#" * filled + "-" * (width - filled) + "]"
+
+
+# --- commands ----------------------------------------------------------------------------
+
+
+def cmd_search(conn: Connection, args: argparse.Namespace) -> int:
+    repos = [_abs(r) for r in args.repo or []]
+    if not repos and not args.all:
+        cwd = os.getcwd()
+        registered = [r["root"] for r in conn.call("list")["repos"]]
+        inside = [r for r in registered if cwd == r or cwd.startswith(r + os.sep)]
+        repos = inside[-1:] if inside else []
+    params: dict[str, Any] = {
+        "query": args.query, "repos": repos, "paths": args.path or [],
+        "languages": args.lang or [], "extensions": args.ext or [], "limit": args.k,
+        "mode": args.mode,
+    }
+    if args.wait is not None:
+        params["wait_s"] = args.wait
+        params["wait_paths"] = [_abs(p) for p in args.wait_path or []]
+    result = conn.call("search", params, timeout_s=60 + (args.wait or 0))
+    if args.json:
+        print(json.dumps({
+            "results": [{k: hit[k] for k in ("repo", "path", "start_line", "end_line", "symbol",
+                                             "language", "score", "content")}
+                        for hit in result["results"]],
+            "fresh": result["fresh"],
+            "pending": result["pending"],
+        }))
+        return EXIT_OK
+    for hit in result["results"]:
+        symbol = f"  {hit['symbol']}" if hit["symbol"] else ""
+        where = _display_path(hit["repo"], hit["path"])
+        print(f"{where}:{hit['start_line']}-{hit['end_line']}{symbol}")
+        lines = hit["content"].strip("\n").split("\n")
+        for line in lines[: args.lines]:
+            print(f"    {line}")
+        if len(lines) > args.lines > 0:
+            print(f"    … {len(lines) - args.lines} more lines")
+    if not result["results"]:
+        print("no results")
+    notes = []
+    if not result["fresh"]:
+        notes.append(f"index not fully up to date: {result['pending']} paths pending")
+    if result["indexing"]:
+        notes.append("still building the first index of: " + ", ".join(result["indexing"]))
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_add(conn: Connection, args: argparse.Namespace) -> int:
+    result = conn.call("add", {"path": _abs(args.path), "force": args.force})
+    repo = result["repo"]
+    if args.json and not args.wait:
+        print(json.dumps(result))
+        return EXIT_OK
+    verb = "added" if result["added"] else "already registered:"
+    if not args.json:
+        print(f"{verb} {repo['root']}")
+    wait = args.wait if args.wait is not None else sys.stdout.isatty()
+    if wait:
+        return _follow(conn, [repo["root"]], json_out=args.json)
+    if not args.json:
+        print("indexing in the background; follow it with: codectx-client status --watch")
+    return EXIT_OK
+
+
+def cmd_remove(conn: Connection, args: argparse.Namespace) -> int:
+    result = conn.call("remove", {"path": _abs(args.path)})
+    if args.json:
+        print(json.dumps(result))
+    else:
+        for root in result["removed"]:
+            print(f"removed {root} (index deleted)")
+    return EXIT_OK
+
+
+def cmd_list(conn: Connection, args: argparse.Namespace) -> int:
+    repos = conn.call("list")["repos"]
+    if args.json:
+        print(json.dumps({"repos": repos}))
+        return EXIT_OK
+    if not repos:
+        print("no repositories registered; add one with: codectx-client add PATH")
+    for repo in repos:
+        print(_repo_line(repo))
+    return EXIT_OK
+
+
+def _repo_line(repo: dict[str, Any]) -> str:
+    progress = repo.get("progress")
+    state = repo["state"]
+    if progress and progress["files_total"]:
+        state += " " + _bar(progress["files_done"], progress["files_total"], 16) + (
+            f" {progress['files_done']}/{progress['files_total']}")
+    parts = [f"{repo['files_indexed']} files", f"{repo['chunks']} chunks"]
+    if repo["files_pending"]:
+        parts.append(f"{repo['files_pending']} pending")
+    if repo["files_skipped"]:
+        parts.append(f"{repo['files_skipped']} skipped")
+    if repo["files_failed"]:
+        parts.append(f"{repo['files_failed']} failed")
+    line = f"{repo['root']}  {state}  {', '.join(parts)}, last sync {_ago(repo['last_sync'])}"
+    if repo.get("error"):
+        line += f"\n    error: {repo['error']}"
+    return line
+
+
+def cmd_status(conn: Connection, args: argparse.Namespace) -> int:
+    params: dict[str, Any] = {"repo": _abs(args.repo)} if args.repo else {}
+    if args.watch:
+        roots = [r["repo"]["root"] for r in conn.call("status", params)["repos"]]
+        return _follow(conn, roots, json_out=args.json)
+    result = conn.call("status", params)
+    if args.json:
+        print(json.dumps(result))
+        return EXIT_OK
+    d = result["daemon"]
+    m, mem = d["metrics"], d["memory"]
+    print(f"codectxd {d['version']} (pid {d['pid']}), up {m['uptime_s']:.0f}s, "
+          f"socket {d['socket']}")
+    print(f"embedding: {d['provider']} {d['model']} ({d['dimension']} dims)   "
+          f"store: {d['store']}   watching: {d['watching']}")
+    if d.get("watch_error"):
+        print(f"  {d['watch_error']} (periodic scans instead)")
+    print(f"memory: {mem['rss_mb']:.0f} / {mem['budget_mb']} MB ({mem['state']}), "
+          f"gc {mem['gc_collections']}, paused {mem['paused_s']}s")
+    s = m["search_ms"]
+    if s["count"]:
+        print(f"search: {s['count']} queries, p50 {s['p50']} ms, p95 {s['p95']} ms, "
+              f"p99 {s['p99']} ms")
+    e = d["embedding"]
+    print(f"indexing: {m['files_per_s']} files/s, {m['chunks_per_s']} chunks/s, "
+          f"queue {m['queue_depth']}; embedded {e['texts_embedded']} texts in "
+          f"{e['requests']} requests, cache hit rate {e['cache_hit_rate']}")
+    if e.get("last_error"):
+        print(f"  last provider error: {e['last_error']}")
+    for item in result["repos"]:
+        print()
+        print(_repo_line(item["repo"]))
+        if item["skipped"]:
+            reasons = ", ".join(f"{k} {v}" for k, v in sorted(item["skipped"].items()))
+            print(f"    skipped: {reasons}")
+        for problem in item["problems"][: args.errors]:
+            print(f"    {problem['state']}: {problem['path']}: {problem['reason']}")
+    if not result["repos"]:
+        print("\nno repositories registered; add one with: codectx-client add PATH")
+    return EXIT_OK
+
+
+def _follow(conn: Connection, roots: list[str], *, json_out: bool) -> int:
+    """Show live progress until every repo in `roots` has finished its first index."""
+    tty = sys.stderr.isatty()
+    status_conn = connect(conn.path)
+    try:
+        last_draw = 0.0
+        while True:
+            repos = {r["root"]: r for r in status_conn.call("list")["repos"] if r["root"] in roots}
+            busy = [r for r in repos.values() if r["state"] not in ("ready", "error")]
+            now = time.monotonic()
+            if tty and (now - last_draw > 0.2 or not busy):
+                lines = [_progress_line(r) for r in repos.values()]
+                sys.stderr.write("\r\x1b[K" + " | ".join(lines))
+                sys.stderr.flush()
+                last_draw = now
+            if not busy:
+                break
+            time.sleep(0.25)
+        if tty:
+            sys.stderr.write("\n")
+        if json_out:
+            print(json.dumps({"repos": list(repos.values())}))
+        else:
+            for repo in repos.values():
+                print(_repo_line(repo))
+        return EXIT_ERROR if any(r["state"] == "error" for r in repos.values()) else EXIT_OK
+    finally:
+        status_conn.close()
+
+
+def _progress_line(repo: dict[str, Any]) -> str:
+    progress = repo.get("progress")
+    name = os.path.basename(repo["root"]) or repo["root"]
+    if progress and progress["files_total"]:
+        bar = _bar(progress["files_done"], progress["files_total"])
+        return (f"{name} {progress['phase']} {bar}"
+                f" {progress['files_done']}/{progress['files_total']} files,"
+                f" {progress['chunks_done']} chunks")
+    return f"{name} {repo['state']} ({repo['files_indexed']} files, {repo['chunks']} chunks)"
+
+
+def cmd_reindex(conn: Connection, args: argparse.Namespace) -> int:
+    params: dict[str, Any] = {"force": args.force}
+    if args.repo:
+        params["repo"] = _abs(args.repo)
+    result = conn.call("reindex", params)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        for root in result["started"]:
+            print(f"reindexing {root}{' (forced)' if args.force else ''}")
+    return EXIT_OK
+
+
+def cmd_clear(conn: Connection, args: argparse.Namespace) -> int:
+    if not args.repo and not args.all:
+        print("codectx-client: clear needs --repo PATH or --all", file=sys.stderr)
+        return EXIT_USAGE
+    params: dict[str, Any] = {"all": bool(args.all)}
+    if args.repo:
+        params["repo"] = _abs(args.repo)
+    result = conn.call("clear", params)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        for root in result["cleared"]:
+            print(f"cleared {root} (index deleted, no longer watched)")
+    return EXIT_OK
+
+
+def cmd_stop(conn: Connection, args: argparse.Namespace) -> int:
+    pid = conn.call("ping")["pid"]
+    conn.call("shutdown")
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            break
+        except PermissionError:
+            break
+        time.sleep(0.05)
+    print(json.dumps({"stopped": True, "pid": pid}) if args.json else f"stopped (pid {pid})")
+    return EXIT_OK
+
+
+def cmd_ping(conn: Connection, args: argparse.Namespace) -> int:
+    result = conn.call("ping")
+    print(json.dumps(result) if args.json else
+          f"codectxd {result['version']} (pid {result['pid']}, protocol {result['protocol']})")
+    return EXIT_OK
+
+
+# --- parser ------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="codectx-client",
+        description="Search your code through the codectx daemon (codectxd).",
+    )
+    parser.add_argument("--version", action="version", version=f"codectx-client {__version__}")
+    parser.add_argument("--socket", help="daemon socket (default: $CODECTX_SOCKET or the "
+                        "runtime dir)")
+    parser.add_argument("--autostart", action="store_true",
+                        help="start the daemon if it is not running")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    def add(name: str, help_text: str, func: Any) -> argparse.ArgumentParser:
+        cmd = sub.add_parser(name, help=help_text, description=help_text)
+        cmd.add_argument("--json", action="store_true", help="print one JSON document")
+        cmd.set_defaults(func=func)
+        return cmd
+
+    search = add("search", "search indexed code (default: the repo you are in, else all)",
+                 cmd_search)
+    search.add_argument("query", help="what to look for, in words or identifiers")
+    search.add_argument("--repo", action="append", metavar="PATH",
+                        help="search this repository (repeatable)")
+    search.add_argument("--all", action="store_true", help="search every registered repository")
+    search.add_argument("--path", action="append", metavar="GLOB",
+                        help="only paths under this prefix or matching this glob (repeatable)")
+    search.add_argument("--lang", action="append", metavar="L", help="only this language")
+    search.add_argument("--ext", action="append", metavar="E", help="only this extension")
+    search.add_argument("-k", type=int, default=10, help="number of results (default 10)")
+    search.add_argument("--mode", choices=("hybrid", "dense", "lexical"), default="hybrid")
+    search.add_argument("--wait", type=float, nargs="?", const=5.0, metavar="SECONDS",
+                        help="wait (default 5 s) for pending changes to be indexed first")
+    search.add_argument("--wait-path", action="append", metavar="PATH",
+                        help="with --wait: the files you just changed (read-your-writes)")
+    search.add_argument("--lines", type=int, default=8, help="snippet lines per result")
+
+    add_cmd = add("add", "register a repository, index it and keep it fresh", cmd_add)
+    add_cmd.add_argument("path")
+    add_cmd.add_argument("--force", action="store_true",
+                         help="allow system or home directories")
+    add_cmd.add_argument("--wait", dest="wait", action="store_true", default=None,
+                         help="show progress until the first index is complete "
+                              "(default when run in a terminal)")
+    add_cmd.add_argument("--no-wait", dest="wait", action="store_false",
+                         help="return at once")
+
+    remove = add("remove", "stop watching a repository and delete its index", cmd_remove)
+    remove.add_argument("path")
+    add("list", "list registered repositories", cmd_list)
+    status = add("status", "daemon and indexing status", cmd_status)
+    status.add_argument("--watch", action="store_true",
+                        help="live progress until indexing is done")
+    status.add_argument("--repo", metavar="PATH", help="only this repository")
+    status.add_argument("--errors", type=int, default=10, help="problems to list per repo")
+    reindex = add("reindex", "re-check every file now (changed files only)", cmd_reindex)
+    reindex.add_argument("--repo", metavar="PATH", help="only this repository (default: all)")
+    reindex.add_argument("--force", action="store_true",
+                         help="re-read and re-split every file (the embedding cache still "
+                              "avoids paying twice)")
+    clear = add("clear", "delete the index of a repository (or all) and stop watching it",
+                cmd_clear)
+    clear.add_argument("--repo", metavar="PATH")
+    clear.add_argument("--all", action="store_true", help="every registered repository")
+    add("stop", "stop the daemon", cmd_stop)
+    add("ping", "check that the daemon answers", cmd_ping)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return EXIT_USAGE
+    try:
+        with connect(Path(args.socket) if args.socket else None,
+                     autostart=args.autostart) as conn:
+            return int(args.func(conn, args))
+    except DaemonNotRunning as exc:
+        print(f"codectx-client: {exc}", file=sys.stderr)
+        return EXIT_NOT_RUNNING
+    except RemoteError as exc:
+        if getattr(args, "json", False):
+            print(json.dumps({"error": {"code": exc.code, "message": str(exc)}}))
+        print(f"codectx-client: error ({exc.code}): {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except ClientError as exc:
+        print(f"codectx-client: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        return 130

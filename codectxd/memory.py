@@ -1,0 +1,110 @@
+"""MemoryManager: keep the daemon inside its RSS budget.
+
+Near the budget (85 %): collect garbage and make indexing groups smaller. Over it: pause
+ingestion (the indexer blocks before its next group) until RSS is back under, collecting
+garbage meanwhile. Searches never wait on this.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import threading
+import time
+from typing import Any
+
+import psutil
+
+log = logging.getLogger(__name__)
+
+NEAR_FRACTION = 0.85
+RESUME_FRACTION = 0.95
+_MIN_GC_INTERVAL_S = 1.0
+
+
+class MemoryManager:
+    """Thread-safe; `admit_group()` is called by indexing threads before each group."""
+
+    def __init__(self, budget_mb: int, *, full_group: int = 256, min_group: int = 8) -> None:
+        self.budget_bytes = budget_mb * 2**20
+        self.full_group = full_group
+        self.min_group = min_group
+        self.gc_count = 0
+        self.paused_s = 0.0
+        self.pauses = 0
+        self.peak_rss = 0
+        self._process = psutil.Process()
+        self._lock = threading.Lock()
+        self._last_gc = 0.0
+        self._paused_since: float | None = None
+        self.stop = threading.Event()
+
+    def rss(self) -> int:
+        value = int(self._process.memory_info().rss)
+        if value > self.peak_rss:
+            self.peak_rss = value
+        return value
+
+    def collect(self, force: bool = False) -> None:
+        now = time.monotonic()
+        with self._lock:
+            if not force and now - self._last_gc < _MIN_GC_INTERVAL_S:
+                return
+            self._last_gc = now
+            self.gc_count += 1
+        gc.collect()
+
+    @property
+    def state(self) -> str:
+        if self._paused_since is not None:
+            return "paused"
+        rss = self.rss()
+        if rss > self.budget_bytes:
+            return "over"
+        return "near" if rss > self.budget_bytes * NEAR_FRACTION else "ok"
+
+    def admit_group(self) -> int:
+        """How many chunks the next indexing group may hold; blocks while over budget."""
+        rss = self.rss()
+        if rss > self.budget_bytes:
+            self.collect(force=True)
+            rss = self.rss()
+            if rss > self.budget_bytes:
+                self._pause()
+                rss = self.rss()
+        if rss > self.budget_bytes * NEAR_FRACTION:
+            self.collect()
+            # Scale the group down linearly between 85 % and 100 % of the budget.
+            room = max(0.0, (self.budget_bytes - rss) / (self.budget_bytes * (1 - NEAR_FRACTION)))
+            return max(self.min_group, int(self.full_group * room))
+        return self.full_group
+
+    def _pause(self) -> None:
+        started = time.monotonic()
+        self._paused_since = started
+        self.pauses += 1
+        log.warning("memory over budget (%.0f MB > %.0f MB): pausing indexing",
+                    self.rss() / 2**20, self.budget_bytes / 2**20)
+        try:
+            while not self.stop.is_set():
+                self.collect()
+                if self.rss() <= self.budget_bytes * RESUME_FRACTION:
+                    break
+                self.stop.wait(0.25)
+        finally:
+            self._paused_since = None
+            self.paused_s += time.monotonic() - started
+            log.info("memory back under budget: indexing resumes")
+
+    def snapshot(self) -> dict[str, Any]:
+        rss = self.rss()
+        paused_now = (time.monotonic() - self._paused_since) if self._paused_since else 0.0
+        return {
+            "budget_mb": round(self.budget_bytes / 2**20),
+            "rss_mb": round(rss / 2**20, 1),
+            "peak_rss_mb": round(self.peak_rss / 2**20, 1),
+            "state": self.state,
+            "gc_collections": self.gc_count,
+            "pauses": self.pauses,
+            "paused_s": round(self.paused_s + paused_now, 2),
+        }
