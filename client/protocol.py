@@ -170,6 +170,8 @@ class RepoInfo(msgspec.Struct):
     model: str
     progress: dict[str, Any] | None = None  # {phase, files_done, files_total, chunks_done}
     error: str | None = None
+    # {"full": {...}, "paths": {...}}: counts of the last full and incremental syncs
+    last_report: dict[str, Any] | None = None
 
 
 class AddResult(msgspec.Struct):

@@ -192,6 +192,15 @@ class Daemon:
         if full is not None and not report.cancelled:
             runtime.initial_done = True
         runtime.error = None
+        runtime.last_report = dict(runtime.last_report or {})
+        runtime.last_report["full" if full is not None else "paths"] = {
+            "scanned": report.scanned,
+            "unchanged": report.unchanged, "files_read": report.files_read,
+            "indexed": report.indexed, "removed": report.removed, "skipped": report.skipped,
+            "failed": report.failed, "chunks_written": report.chunks_written,
+            "seconds": round(report.seconds, 3), "cancelled": report.cancelled,
+            "finished": time.time(),
+        }
         runtime.state = READY if not runtime.has_work() else runtime.state
         runtime.mark_synced()
         for path, message in report.errors[:20]:
@@ -295,6 +304,7 @@ class Daemon:
                       "files_total": progress.files_total, "chunks_done": progress.chunks_done,
                       "errors": progress.errors} if runtime.syncing else None,
             error=runtime.error,
+            last_report=runtime.last_report,
         )
 
     async def _info(self, runtime: RepoRuntime) -> p.RepoInfo:

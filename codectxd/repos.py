@@ -24,6 +24,7 @@ class RepoRuntime:
         self.state = QUEUED
         self.error: str | None = None
         self.last_sync: float | None = None
+        self.last_report: dict[str, dict[str, object]] | None = None
         self.initial_done = False  # a full sync completed since the daemon started
         self.syncing = False
         self.idle = anyio.Event()  # set while no sync runs
