@@ -31,9 +31,11 @@ from tree_sitter import Node
 from codectxd.splitter.grammars import parser_for
 
 #: Bump when extraction or stripping changes: cached manifests of another format are rebuilt.
-CORPUS_FORMAT = 3
+CORPUS_FORMAT = 4
 #: Queries shorter than this (in words) are too vague to have one right answer.
 MIN_QUERY_WORDS = 4
+#: Placeholder documentation ("To do: update docs.") describes nothing.
+_PLACEHOLDER = re.compile(r"^(to ?do|fixme|xxx)\b", re.IGNORECASE)
 
 Language = Literal["python", "js"]
 
@@ -146,7 +148,7 @@ def first_sentence(description: str) -> str:
 
 def usable_query(query: str) -> bool:
     """Whether a first sentence is specific enough to be a query."""
-    return len(query.split()) >= MIN_QUERY_WORDS
+    return len(query.split()) >= MIN_QUERY_WORDS and not _PLACEHOLDER.match(query)
 
 
 # --- Python ---------------------------------------------------------------------------------
@@ -485,6 +487,21 @@ def _unique_queries(targets: list[Target]) -> list[Target]:
     return [t for t in targets if counts[t.query.lower()] == 1]
 
 
+def _write_if_changed(path: Path, data: bytes) -> None:
+    """Write ``data`` unless the file already holds it (an unchanged mtime keeps the index)."""
+    if path.is_file() and path.read_bytes() == data:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+
+
+def _remove_others(root: Path, keep: set[str]) -> None:
+    """Delete the files under ``root`` that are not in ``keep`` (left by an older build)."""
+    for path in root.rglob("*"):
+        if path.is_file() and path.relative_to(root).as_posix() not in keep:
+            path.unlink()
+
+
 def build_package(spec: PackageSpec, cache: Path) -> PackageCorpus:
     """Fetch, strip and index the candidates of one package (or load them from the cache).
 
@@ -501,17 +518,15 @@ def build_package(spec: PackageSpec, cache: Path) -> PackageCorpus:
                                  [Target(**t) for t in data["candidates"]])
     archive = fetch(spec, cache / "downloads")
     top = _extract(archive, cache / "extracted" / spec.key)
-    if root.exists():
-        shutil.rmtree(root)
     files: list[str] = []
     targets: list[Target] = []
     for rel in _selected_files(top, spec):
         dest_rel = rel.removeprefix(spec.strip_prefix)
         stripped, found = _strip_and_locate(spec, dest_rel, (top / rel).read_bytes())
-        (root / dest_rel).parent.mkdir(parents=True, exist_ok=True)
-        (root / dest_rel).write_bytes(stripped)
+        _write_if_changed(root / dest_rel, stripped)
         files.append(dest_rel)
         targets.extend(found)
+    _remove_others(root, set(files))
     corpus = PackageCorpus(spec, root, _sha256(archive), files, _unique_queries(targets))
     manifest.write_text(json.dumps({
         "format": CORPUS_FORMAT, "package": asdict(spec), "archive_sha256": corpus.archive_sha256,

@@ -520,6 +520,7 @@ def run(options: Options) -> dict[str, object]:
             "kind": o.target.kind, "lines": [o.target.start_line, o.target.end_line],
             "query": o.target.query, "ranks": o.ranks, "file_ranks": o.file_ranks,
             "chunking": asdict(o.chunking) if o.chunking else None,
+            "hybrid_top3": o.top["hybrid"] if o.ranks["hybrid"] != 1 else [],
         } for o in outcomes],
     }
 
@@ -559,8 +560,23 @@ def report(results: Mapping[str, object]) -> str:
         f"Time: corpus {seconds['corpus']}s, index this run {seconds['index_this_run']}s, "
         f"total {seconds['total']}s; ms/query " + ", ".join(
             f"{k} {v}" for k, v in seconds["query_ms_per_query"].items()),
+        _diagnostics_lines(results["diagnostics"]),
     ]
     return "\n".join(parts)
+
+
+def _diagnostics_lines(diagnostics: object) -> str:
+    assert isinstance(diagnostics, dict)
+    chunking = diagnostics["chunking"]
+    classes = ", ".join(
+        f"{name} {info['queries']} (hybrid MRR {info['hybrid']['mrr@10']:.3f})"
+        for name, info in chunking.items())
+    return (
+        f"Hybrid ranks the target worse than lexical in "
+        f"{diagnostics['hybrid_worse_than_lexical']['count']} queries, worse than dense in "
+        f"{diagnostics['hybrid_worse_than_dense']['count']}.\n"
+        f"Targets by chunking: {classes} "
+        f"(split = over several chunks; crowded = < {CROWDED_SHARE:.0%} of its chunk).")
 
 
 def _package_table(per_package: Mapping[str, Mapping[str, Mapping[str, float]]],
