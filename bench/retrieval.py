@@ -37,7 +37,7 @@ from pathlib import Path
 from bench.corpus import PackageCorpus, Target, build_corpus
 from codectxd.config import Settings, describe, load_settings
 from codectxd.engine import Engine
-from codectxd.search import Result
+from codectxd.search import LEXICAL_WEIGHT, RRF_K, Result
 
 BENCH_DIR = Path(__file__).resolve().parent
 CACHE_DIR = BENCH_DIR / ".cache"
@@ -65,6 +65,8 @@ class Options:
     per_package: int = 150
     seed: int = 13
     output: Path = DEFAULT_OUTPUT
+    rrf_k: int | None = None
+    lexical_weight: float | None = None
 
 
 @dataclass(slots=True)
@@ -127,12 +129,16 @@ def parse_args(argv: Sequence[str] | None) -> Options:
     parser.add_argument("--per-package", type=int, default=150,
                         help="queries sampled per package (default: 150)")
     parser.add_argument("--seed", type=int, default=13, help="sampling seed (default: 13)")
+    parser.add_argument("--rrf-k", type=int, help=f"RRF constant for hybrid (default {RRF_K})")
+    parser.add_argument("--lexical-weight", type=float,
+                        help=f"weight of BM25 in the fusion (default {LEXICAL_WEIGHT})")
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT,
                         help=f"JSON results file (default: {DEFAULT_OUTPUT})")
     args = parser.parse_args(argv)
     return Options(fresh=args.fresh, chunk_size=args.chunk_size, model=args.model,
                    limit_queries=args.limit_queries, only=args.only,
-                   per_package=args.per_package, seed=args.seed, output=args.output)
+                   per_package=args.per_package, seed=args.seed, output=args.output,
+                   rrf_k=args.rrf_k, lexical_weight=args.lexical_weight)
 
 
 def data_dir_for(options: Options) -> Path:
@@ -327,7 +333,8 @@ def _label(result: Result) -> str:
 
 
 def evaluate_package(engine: Engine, corpus: PackageCorpus, targets: Sequence[Target],
-                     timings: dict[str, float]) -> list[Outcome]:
+                     timings: dict[str, float], rrf_k: int = RRF_K,
+                     lexical_weight: float = LEXICAL_WEIGHT) -> list[Outcome]:
     """Run every query of one package through the three codectx modes and the baseline.
 
     Args:
@@ -344,7 +351,8 @@ def evaluate_package(engine: Engine, corpus: PackageCorpus, targets: Sequence[Ta
         outcome = Outcome(target, chunking=chunk_info(layout.get(target.path, []), target))
         for mode in CODECTX_MODES:
             started = time.perf_counter()
-            results = engine.search([corpus.root], target.query, limit=TOP_K, mode=mode)
+            results = engine.search([corpus.root], target.query, limit=TOP_K, mode=mode,
+                                    rrf_k=rrf_k, lexical_weight=lexical_weight)
             timings[mode] = timings.get(mode, 0.0) + time.perf_counter() - started
             outcome.ranks[mode] = chunk_rank(results, target)
             outcome.file_ranks[mode] = file_rank([r.path for r in results], target)
@@ -478,7 +486,9 @@ def run(options: Options) -> dict[str, object]:
             limit = min(options.per_package, options.limit_queries or options.per_package)
             targets = corpus.sample(limit, options.seed)
             log.warning("querying %s (%d queries)", corpus.spec.key, len(targets))
-            outcomes.extend(evaluate_package(engine, corpus, targets, timings))
+            outcomes.extend(evaluate_package(
+                engine, corpus, targets, timings, options.rrf_k or RRF_K,
+                LEXICAL_WEIGHT if options.lexical_weight is None else options.lexical_weight))
         identity = engine.embedder.identity
     finally:
         engine.close()

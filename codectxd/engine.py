@@ -13,7 +13,7 @@ from codectxd.embeddings.base import create_provider
 from codectxd.embeddings.cache import EmbeddingCache
 from codectxd.embeddings.service import Embedder
 from codectxd.indexer import Progress, RepoIndexer, repo_key
-from codectxd.search import Filters, Result, Target, search
+from codectxd.search import LEXICAL_WEIGHT, RRF_K, Filters, Result, Target, search
 from codectxd.snapshot import Snapshot
 from codectxd.splitter import Splitter
 from codectxd.store import Store, collection_name
@@ -72,12 +72,14 @@ class Engine:
         limit: int = 10,
         filters: Filters | None = None,
         mode: str = "hybrid",
+        rrf_k: int = RRF_K,
+        lexical_weight: float = LEXICAL_WEIGHT,
     ) -> list[Result]:
         targets = [Target(str(root), self.collection_for(root)) for root in roots]
         targets = [t for t in targets if self.store.has_collection(t.collection)]
         return search(self.store, self.embedder, targets, query, limit=limit,
-                      filters=filters or Filters(),
-                      mode=mode)
+                      filters=filters or Filters(), mode=mode, rrf_k=rrf_k,
+                      lexical_weight=lexical_weight)
 
     def close(self) -> None:
         if self._embedder is not None:

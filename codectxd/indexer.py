@@ -31,6 +31,9 @@ log = logging.getLogger(__name__)
 
 #: Chunks embedded and written together; the memory manager may lower it.
 DEFAULT_GROUP_CHUNKS = 256
+#: Bump when the splitter or the text given to the embedder / BM25 changes: every collection
+#: built with another version is re-split on its next full sync.
+CHUNKING_VERSION = 3
 _BINARY_PROBE_BYTES = 8192
 
 
@@ -153,13 +156,20 @@ class RepoIndexer:
             known = self.snapshot.load(self.collection)
             on_disk = {entry.path: entry for entry in scan.files}
             gone = [path for path in known if path not in on_disk]
+            fingerprint = self._chunking_fingerprint()
+            if self.snapshot.get_meta(self.collection, "chunking") != fingerprint and known:
+                log.info("%s: chunking settings changed; re-splitting every file", self.root)
+                force = True
             report = SyncReport(scanned=len(scan.files))
             todo = self._changed(scan.files, known, force, report)
             self._in_full_sync = True
             try:
-                return self._run(todo, gone, known, force, report, started)
+                report = self._run(todo, gone, known, force, report, started)
             finally:
                 self._in_full_sync = False
+            if not report.cancelled:  # failed files stay dirty and are retried anyway
+                self.snapshot.set_meta(self.collection, "chunking", fingerprint)
+            return report
 
     def sync_paths(self, paths: Iterable[str]) -> SyncReport:
         """Bring specific repository-relative paths (files or directories) up to date.
@@ -205,6 +215,10 @@ class RepoIndexer:
         report.scanned = len(entries)
         todo = self._changed(list(entries.values()), known, False, report)
         return self._run(todo, sorted(gone), known, False, report, started)
+
+    def _chunking_fingerprint(self) -> str:
+        s = self.settings.splitter
+        return f"v{CHUNKING_VERSION}:{s.type}:{s.chunk_size}:{s.chunk_overlap}"
 
     # --- planning -------------------------------------------------------------------------
 

@@ -15,6 +15,19 @@ _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|[0-9]+")
 _PARTS = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|[0-9]+")
 MAX_LEXICAL_CHARS = 50_000
 
+#: English function words dropped from queries (not from code): with prose stripped from code,
+#: "of" / "to" / "is" survive only as identifier parts (indexOf, to_dict, is_set) and would weigh
+#: a lot in BM25 while meaning nothing in a question.
+QUERY_STOP_WORDS = frozenset("""
+a an the and or but nor so yet if then else when while of to in on at by for from with without
+into onto over under about above below between through during before after as is are was were
+be been being am do does did doing done has have had having can could should would may might must
+shall will it its it's this that these those there here which who whom whose what where why how
+i me my we our you your he him his she her they them their not no any all some each every other
+such own same than too very just also only more most less least few many much one ones get gets
+given returns return use used uses using via per whether either both etc e g ie
+""".split())
+
 
 def identifier_parts(identifier: str) -> list[str]:
     """`parseHTTPConfig_v2` → ['parse', 'http', 'config', 'v', '2'] (lower case)."""
@@ -22,6 +35,14 @@ def identifier_parts(identifier: str) -> list[str]:
     for piece in identifier.split("_"):
         parts.extend(p.lower() for p in _PARTS.findall(piece))
     return parts
+
+
+def lexical_query(text: str) -> str:
+    """The BM25 input for a search query: `lexical_text` without English filler words
+    (unless nothing else is left)."""
+    tokens = lexical_text(text).split()
+    kept = [t for t in tokens if t not in QUERY_STOP_WORDS]
+    return " ".join(kept or tokens)
 
 
 def lexical_text(text: str) -> str:

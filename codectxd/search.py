@@ -16,7 +16,7 @@ import numpy as np
 import pathspec
 
 from codectxd.embeddings.service import Embedder
-from codectxd.lexical import lexical_text
+from codectxd.lexical import lexical_query
 from codectxd.store import Hit, Store, quote
 
 log = logging.getLogger(__name__)
@@ -151,6 +151,32 @@ def _union(a: Result, b: Result) -> Result:
                   a.language, max(a.score, b.score), content)
 
 
+#: Reciprocal rank fusion constant. Small values let a chunk ranked first by one retriever beat
+#: chunks ranked moderately by both; docs/decisions.md has the measurements behind the choice.
+RRF_K = 5
+#: Weight of the lexical (BM25) list against the dense one in the fusion.
+LEXICAL_WEIGHT = 1.0
+
+
+def fuse(ranked: Sequence[Sequence[Hit]], k: int = RRF_K,
+         weights: Sequence[float] | None = None) -> list[Hit]:
+    """Reciprocal rank fusion: score = sum over lists of weight / (k + rank)."""
+    scores: dict[str, float] = {}
+    hits: dict[str, Hit] = {}
+    for position, hit_list in enumerate(ranked):
+        weight = weights[position] if weights else 1.0
+        for rank, hit in enumerate(hit_list, start=1):
+            scores[hit.id] = scores.get(hit.id, 0.0) + weight / (k + rank)
+            hits.setdefault(hit.id, hit)
+    order = sorted(scores, key=lambda i: -scores[i])
+    out = []
+    for hit_id in order:
+        hit = hits[hit_id]
+        hit.score = scores[hit_id]
+        out.append(hit)
+    return out
+
+
 def search(
     store: Store,
     embedder: Embedder | None,
@@ -158,8 +184,10 @@ def search(
     query: str,
     *,
     limit: int = 10,
-    filters: Filters = Filters(),
+    filters: Filters | None = None,
     mode: str = "hybrid",
+    rrf_k: int = RRF_K,
+    lexical_weight: float = LEXICAL_WEIGHT,
 ) -> list[Result]:
     """Search `targets` for `query`; results best first, at most `limit`.
 
@@ -168,6 +196,7 @@ def search(
     """
     if mode not in MODES:
         raise ValueError(f"unknown search mode {mode!r} (accepted: {', '.join(MODES)})")
+    filters = filters or Filters()
     if not query.strip() or not targets:
         return []
     path_filter = PathFilter(filters.paths)
@@ -177,21 +206,30 @@ def search(
         if embedder is None:
             raise ValueError("dense search needs an embedder")
         dense = embedder.embed_query(query)
-    lexical = lexical_text(query) if mode in ("hybrid", "lexical") else None
-    # Over-fetch: merging overlapping hits and exact glob checks may drop some.
-    fetch = max(limit * 3, 20) if not path_filter.spec else max(limit * 10, 50)
+    lexical = lexical_query(query) if mode in ("hybrid", "lexical") else None
+    # Over-fetch: fusion, merging overlapping hits and exact glob checks all need depth.
+    fetch = max(limit * 3, 30) if not path_filter.spec else max(limit * 10, 60)
     results: list[Result] = []
     for target in targets:
-        hits: list[Hit] = store.search(target.collection, dense=dense, lexical=lexical,
-                                       limit=fetch, expr=expr)
+        lists: list[list[Hit]] = []
+        if dense is not None:
+            lists.append(store.search(target.collection, dense=dense, limit=fetch, expr=expr))
+        if lexical:
+            lists.append(store.search(target.collection, lexical=lexical, limit=fetch,
+                                      expr=expr))
+        hits = (fuse(lists, rrf_k, (1.0, lexical_weight)) if len(lists) > 1
+                else _rank_scored(lists[0] if lists else []))
         for hit in hits:
             if path_filter and not path_filter(hit.path):
                 continue
             results.append(Result(target.repo, hit.path, hit.start_line, hit.end_line,
                                   hit.symbol, hit.kind, hit.language, hit.score, hit.content))
-    if mode == "lexical":
-        # Milvus Lite reports BM25 as a negative distance: order by it consistently.
-        results.sort(key=lambda r: r.score)
-        for rank, result in enumerate(results):
-            result.score = 1.0 / (rank + 1)
     return merge_overlapping(results)[:limit]
+
+
+def _rank_scored(hits: list[Hit]) -> list[Hit]:
+    """Single-retriever results scored by reciprocal rank, comparable across repositories
+    (Milvus reports BM25 as a negative distance, cosine as a similarity)."""
+    for rank, hit in enumerate(hits, start=1):
+        hit.score = 1.0 / (RRF_K + rank)
+    return hits

@@ -3,7 +3,7 @@
 One collection per (repository, embedding model, dimension): vectors of two models can never
 meet, searches on one repo stay small, and a model switch builds a new collection beside the old.
 Each row carries a dense vector and a code-aware lexical text that Milvus turns into a BM25
-sparse vector itself (a `Function`), so hybrid search is one `hybrid_search` call with RRF.
+sparse vector itself (a `Function`); `codectxd.search` fuses the two result lists.
 """
 
 from __future__ import annotations
@@ -29,8 +29,7 @@ COLLECTION_PREFIX = "cx"
 MAX_PATH_BYTES = 4096
 MAX_CONTENT_BYTES = 60_000
 MAX_SYMBOL_BYTES = 512
-OUTPUT_FIELDS = ["path", "language", "start_line", "end_line", "symbol", "kind", "content"]
-RRF_K = 60
+OUTPUT_FIELDS = ["id", "path", "language", "start_line", "end_line", "symbol", "kind", "content"]
 
 
 @dataclass(slots=True, frozen=True)
@@ -53,6 +52,7 @@ class Row:
 
 @dataclass(slots=True)
 class Hit:
+    id: str
     path: str
     language: str
     start_line: int
@@ -265,70 +265,61 @@ class Store:
         self,
         name: str,
         *,
-        dense: np.ndarray | None,
-        lexical: str | None,
+        dense: np.ndarray | None = None,
+        lexical: str | None = None,
         limit: int,
         expr: str = "",
     ) -> list[Hit]:
-        """Hybrid (both given, fused by RRF), dense-only or lexical-only search."""
-        from pymilvus import AnnSearchRequest, RRFRanker
+        """Dense (vector) or lexical (BM25) search, best first; give exactly one of the two.
 
-        requests = []
+        Hybrid fusion happens in `codectxd.search`, where its parameters are tuned.
+        """
+        if (dense is None) == (lexical is None):
+            raise ValueError("give exactly one of dense and lexical")
         if dense is not None:
-            requests.append(AnnSearchRequest(
-                data=[dense.tolist()], anns_field="dense", param={"metric_type": "IP"},
-                limit=limit, expr=expr or None,
-            ))
-        if lexical:
-            requests.append(AnnSearchRequest(
-                data=[lexical], anns_field="sparse",
-                param={"metric_type": "BM25", "params": {"drop_ratio_search": 0.0}},
-                limit=limit, expr=expr or None,
-            ))
-        if not requests:
-            return []
+            data: list[Any] = [dense.tolist()]
+            field, params = "dense", {"metric_type": "IP"}
+        else:
+            data = [lexical]
+            field, params = "sparse", {"metric_type": "BM25",
+                                       "params": {"drop_ratio_search": 0.0}}
         self._ensure_loaded(name)
         try:
-            if len(requests) == 1:
-                req = requests[0]
-                result = self.client.search(
-                    name, data=req.data, anns_field=req.anns_field, search_params=req.param,
-                    limit=limit, filter=expr, output_fields=OUTPUT_FIELDS,
-                )
-            else:
-                result = self.client.hybrid_search(
-                    name, requests, RRFRanker(RRF_K), limit=limit, output_fields=OUTPUT_FIELDS
-                )
+            result = self.client.search(
+                name, data=data, anns_field=field, search_params=params, limit=limit,
+                filter=expr, output_fields=OUTPUT_FIELDS,
+            )
         except Exception as exc:
             raise StoreError(f"search in {name} failed: {_reason(exc)}") from None
         hits: list[Hit] = []
         for item in result[0] if result else []:
             entity = item.get("entity", item)
             hits.append(Hit(
-                path=entity["path"], language=entity["language"],
-                start_line=int(entity["start_line"]), end_line=int(entity["end_line"]),
-                symbol=entity["symbol"], kind=entity["kind"], content=entity["content"],
-                score=float(item.get("distance", 0.0)),
+                id=str(entity.get("id", item.get("id"))), path=entity["path"],
+                language=entity["language"], start_line=int(entity["start_line"]),
+                end_line=int(entity["end_line"]), symbol=entity["symbol"], kind=entity["kind"],
+                content=entity["content"], score=float(item.get("distance", 0.0)),
             ))
         return hits
 
 
 def _locked(path: str) -> bool:
-    """Whether another process holds Milvus Lite's lock on a local database."""
+    """Whether another process holds Milvus Lite's lock on a local database file."""
     import fcntl
     import os
 
+    lock_path = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.lock")
     try:
-        fd = os.open(os.path.join(path, "LOCK"), os.O_RDWR)
+        handle = open(lock_path, "a")  # noqa: SIM115 - closed below
     except OSError:
         return False
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        fcntl.flock(fd, fcntl.LOCK_UN)
-    except BlockingIOError:
+        fcntl.lockf(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.lockf(handle, fcntl.LOCK_UN)
+    except OSError:
         return True
     finally:
-        os.close(fd)
+        handle.close()
     return False
 
 

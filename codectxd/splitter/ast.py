@@ -33,7 +33,7 @@ class _AstSplitter:
         self.language = language
         self.chunk_size = chunk_size
         # Definitions smaller than this may share a chunk with a neighbour (getters, constants).
-        self.small = max(chunk_size // 8, 80)
+        self.small = max(chunk_size // 16, 60)
 
     def rows(self, node: Node) -> tuple[int, int]:
         first, last = node.start_point.row, node.end_point.row
@@ -77,6 +77,8 @@ class _AstSplitter:
                 first = run.pop()[0]
             flush()
             name, def_kind = found
+            if def_kind == "function" and kind == "class":
+                def_kind = "method"
             symbol = f"{owner}.{name}" if owner and name else (name or owner)
             out.extend(self.definition(child, first, last, symbol, def_kind, depth))
         flush()
