@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 
-from codectxd.config import Settings
 from codectxd.embeddings.service import Embedder
 from codectxd.engine import Engine
 from codectxd.search import Filters, PathFilter, Result, merge_overlapping

@@ -5,8 +5,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from codectxd.config import SplitterSettings
-from codectxd.splitter import Chunk, Splitter, split_lines
-from codectxd.splitter import grammars
+from codectxd.splitter import Chunk, Splitter, grammars, split_lines
 from codectxd.splitter.lines import split_by_lines
 from codectxd.splitter.markdown import split_markdown
 
