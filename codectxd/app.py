@@ -37,7 +37,6 @@ SYSTEM_DIRS = frozenset({"/", "/etc", "/usr", "/bin", "/sbin", "/lib", "/lib64",
                          "/dev", "/proc", "/sys", "/opt", "/root", "/System", "/Library"})
 _PROGRESS_INTERVAL_S = 0.25
 _ERROR_RETRY_S = 30.0
-_POLL_INTERVAL_S = 10.0
 _WAIT_GRACE_S = 0.15  # let the watcher report a just-saved file before judging freshness
 
 
@@ -51,7 +50,8 @@ class Daemon:
         self.metrics = Metrics()
         self.memory = MemoryManager(settings.daemon.memory_budget_mb)
         self.events = EventBus()
-        self.watcher = Watcher(self._on_changes, step_ms=settings.daemon.debounce_ms)
+        self.watcher = Watcher(self._on_changes, step_ms=settings.daemon.debounce_ms,
+                               enabled=settings.daemon.watch == "auto")
         self.repos: dict[str, RepoRuntime] = {}
         self.should_exit = anyio.Event()
         self.ready = anyio.Event()
@@ -79,7 +79,8 @@ class Daemon:
     async def run(self, task_group: anyio.abc.TaskGroup) -> None:
         """Start background work: load the model, reconcile every repo, watch, rescan."""
         self._tg = task_group
-        await anyio.to_thread.run_sync(lambda: self.engine.embedder)  # loads the model
+        embedder = await anyio.to_thread.run_sync(lambda: self.engine.embedder)  # loads the model
+        embedder.on_latency = lambda seconds: self.metrics.embed_batch_ms.add(seconds * 1000)
         for root in self.registry.roots():
             self._start_repo(Path(root))
         self.watcher.set_roots(list(self.repos))
@@ -255,7 +256,7 @@ class Daemon:
         last_full = time.monotonic()
         while True:
             polling = self.watcher.mode != "inotify"
-            await anyio.sleep(_POLL_INTERVAL_S if polling else min(
+            await anyio.sleep(self.settings.daemon.poll_interval_s if polling else min(
                 60.0, self.settings.daemon.rescan_interval_s or 60.0))
             interval = self.settings.daemon.rescan_interval_s
             due = polling or (interval > 0 and time.monotonic() - last_full >= interval)

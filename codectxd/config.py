@@ -43,6 +43,7 @@ API_KEY_ENV: dict[str, tuple[str, ...]] = {
 }
 SPLITTER_TYPES = ("ast", "line")
 LOG_LEVELS = ("debug", "info", "warning", "error")
+WATCH_MODES = ("auto", "poll")
 #: Per-splitter defaults (characters): AST chunks are larger because they follow code structure.
 SPLITTER_DEFAULTS: dict[str, tuple[int, int]] = {"ast": (2500, 300), "line": (1000, 200)}
 
@@ -89,6 +90,8 @@ class DaemonSettings:
     memory_budget_mb: int = 2048
     log_level: str = "info"
     debounce_ms: int = 50
+    watch: str = "auto"  # auto: file events, periodic scans if they fail; poll: scans only
+    poll_interval_s: float = 10.0
     rescan_interval_s: float = 600.0
     request_timeout_s: float = 30.0
 
@@ -218,6 +221,8 @@ _FIELDS: tuple[_Field, ...] = (
     _Field("daemon", "memory_budget_mb", _int_min(64), ("CODECTX_MEMORY_BUDGET_MB",)),
     _Field("daemon", "log_level", _choice(LOG_LEVELS), ("CODECTX_LOG_LEVEL",)),
     _Field("daemon", "debounce_ms", _int_min(0), ("CODECTX_DEBOUNCE_MS",)),
+    _Field("daemon", "watch", _choice(WATCH_MODES), ("CODECTX_WATCH",)),
+    _Field("daemon", "poll_interval_s", _float_min(0.5), ("CODECTX_POLL_INTERVAL_S",)),
     _Field("daemon", "rescan_interval_s", _float_min(0), ("CODECTX_RESCAN_INTERVAL_S",)),
     _Field("daemon", "request_timeout_s", _float_min(0.1), ("CODECTX_REQUEST_TIMEOUT_S",)),
 )

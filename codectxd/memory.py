@@ -19,13 +19,18 @@ log = logging.getLogger(__name__)
 
 NEAR_FRACTION = 0.85
 RESUME_FRACTION = 0.95
+#: A pause ends after this long even if memory stayed high: when the budget is below what the
+#: daemon needs at rest, waiting longer frees nothing; indexing then goes on in minimal batches.
+MAX_PAUSE_S = 60.0
 _MIN_GC_INTERVAL_S = 1.0
+_CHILDREN_REFRESH_S = 5.0
 
 
 class MemoryManager:
     """Thread-safe; `admit_group()` is called by indexing threads before each group."""
 
-    def __init__(self, budget_mb: int, *, full_group: int = 256, min_group: int = 8) -> None:
+    def __init__(self, budget_mb: int, *, full_group: int = 256, min_group: int = 8,
+                 max_pause_s: float = MAX_PAUSE_S) -> None:
         self.budget_bytes = budget_mb * 2**20
         self.full_group = full_group
         self.min_group = min_group
@@ -33,14 +38,31 @@ class MemoryManager:
         self.paused_s = 0.0
         self.pauses = 0
         self.peak_rss = 0
+        self.max_pause_s = max_pause_s
+        self.starved = False  # the budget is below the daemon's resting footprint
         self._process = psutil.Process()
+        self._children: list[psutil.Process] = []
+        self._children_at = 0.0
         self._lock = threading.Lock()
         self._last_gc = 0.0
         self._paused_since: float | None = None
         self.stop = threading.Event()
 
     def rss(self) -> int:
+        """Resident memory of the daemon and its children (the Milvus Lite engine)."""
+        now = time.monotonic()
+        if now - self._children_at > _CHILDREN_REFRESH_S:
+            self._children_at = now
+            try:
+                self._children = self._process.children(recursive=True)
+            except psutil.Error:
+                self._children = []
         value = int(self._process.memory_info().rss)
+        for child in self._children:
+            try:
+                value += int(child.memory_info().rss)
+            except psutil.Error:
+                continue
         if value > self.peak_rss:
             self.peak_rss = value
         return value
@@ -69,9 +91,11 @@ class MemoryManager:
         if rss > self.budget_bytes:
             self.collect(force=True)
             rss = self.rss()
-            if rss > self.budget_bytes:
+            if rss > self.budget_bytes and not self.starved:
                 self._pause()
                 rss = self.rss()
+            if self.starved:
+                return self.min_group
         if rss > self.budget_bytes * NEAR_FRACTION:
             self.collect()
             # Scale the group down linearly between 85 % and 100 % of the budget.
@@ -89,6 +113,14 @@ class MemoryManager:
             while not self.stop.is_set():
                 self.collect()
                 if self.rss() <= self.budget_bytes * RESUME_FRACTION:
+                    self.starved = False
+                    break
+                if time.monotonic() - started > self.max_pause_s:
+                    self.starved = True
+                    log.warning(
+                        "memory still over budget after %.0fs of pause: the budget (%.0f MB) "
+                        "is below what the daemon needs; indexing continues in small batches",
+                        self.max_pause_s, self.budget_bytes / 2**20)
                     break
                 self.stop.wait(0.25)
         finally:
@@ -107,4 +139,5 @@ class MemoryManager:
             "gc_collections": self.gc_count,
             "pauses": self.pauses,
             "paused_s": round(self.paused_s + paused_now, 2),
+            "starved": self.starved,
         }

@@ -43,10 +43,12 @@ def _owners(path: str, roots: list[str]) -> list[tuple[str, str]]:
 class Watcher:
     """Runs until cancelled; call `set_roots` whenever the repository set changes."""
 
-    def __init__(self, on_changes: ChangeHandler, *, step_ms: int = 50) -> None:
+    def __init__(self, on_changes: ChangeHandler, *, step_ms: int = 50,
+                 enabled: bool = True) -> None:
         self.on_changes = on_changes
         self.step_ms = max(1, step_ms)
-        self.mode = "off"  # inotify | polling | off
+        self.enabled = enabled  # False: periodic scans only (e.g. network file systems)
+        self.mode = "off" if enabled else "polling"  # inotify | polling | off
         self.error: str | None = None
         self._roots: list[str] = []
         self._restart = anyio.Event()
@@ -62,6 +64,9 @@ class Watcher:
     async def run(self) -> None:
         from watchfiles import awatch
 
+        if not self.enabled:
+            self.mode, self.error = "polling", None
+            await anyio.sleep_forever()
         while True:
             roots = await anyio.to_thread.run_sync(_existing, list(self._roots))
             if not roots:

@@ -378,3 +378,37 @@ def test_client_imports_stay_light() -> None:
     for heavy in ("codectxd", "pymilvus", "numpy", "anyio", "asyncio", "onnxruntime",
                   "tree_sitter", "watchfiles", "psutil"):
         assert heavy not in modules, heavy
+
+
+def test_polling_mode_picks_up_changes(short_tmp: Path) -> None:
+    """With file events off (network file systems), periodic scans keep the index fresh."""
+    root = short_tmp / "repo"
+    write_tree(root, {"a.py": "def alpha():\n    return 1\n"})
+    proc = DaemonProcess(short_tmp, CODECTX_WATCH="poll", CODECTX_POLL_INTERVAL_S="1").start()
+    try:
+        proc.call("add", {"path": str(root)})
+        info = proc.wait_fresh(root)
+        assert info["watching"] == "polling"
+        (root / "b.py").write_text("def bravo_polled():\n    return 2\n")
+        deadline = time.monotonic() + 30
+        hits: list = []
+        while time.monotonic() < deadline and not hits:
+            time.sleep(0.3)
+            hits = proc.call("search", {"query": "bravo_polled", "mode": "lexical"})["results"]
+        assert hits and hits[0]["path"] == "b.py"
+        assert "polling" in proc.client("status").stdout
+    finally:
+        proc.stop()
+
+
+def test_install_service_writes_the_unit(short_tmp: Path) -> None:
+    env = {**DaemonProcess(short_tmp).env, "HOME": str(short_tmp)}
+    out = subprocess.run([sys.executable, "-m", "codectxd", "install-service"], env=env,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    unit = short_tmp / ".config/systemd/user/codectxd.service"
+    text = unit.read_text()
+    assert "ExecStart=" in text and "@CODECTXD@" not in text and " start" in text
+    assert "systemctl --user enable --now codectxd" in out.stdout
+    shipped = (Path(__file__).parent.parent / "systemd/codectxd.service").read_text()
+    assert text.replace(text.split("ExecStart=")[1].split("\n")[0], "@CODECTXD@ start") == shipped

@@ -83,7 +83,7 @@ class Embedder:
         self.max_retries = max_retries
         self.stats = EmbedStats()
         self._sleep = sleep
-        self._on_latency = on_latency
+        self.on_latency = on_latency
         self._stats_lock = threading.Lock()
         self._queries: OrderedDict[str, np.ndarray] = OrderedDict()
         self._queries_lock = threading.Lock()
@@ -221,8 +221,8 @@ class Embedder:
             with self._stats_lock:
                 self.stats.requests += 1
                 self.stats.seconds += elapsed
-            if self._on_latency is not None:
-                self._on_latency(elapsed)
+            if self.on_latency is not None:
+                self.on_latency(elapsed)
             return result
 
 
