@@ -109,6 +109,14 @@ class Store:
             self.client.close()
         except Exception:  # noqa: BLE001 - closing is best effort at shutdown
             log.debug("closing the Milvus client failed", exc_info=True)
+        if "://" not in self.uri:
+            # pymilvus never stops Milvus Lite's engine process (nor frees the file lock).
+            try:
+                from milvus_lite.server_manager import server_manager_instance
+
+                server_manager_instance.release_server(self.uri)
+            except Exception:  # noqa: BLE001
+                log.debug("stopping the Milvus Lite engine failed", exc_info=True)
 
     # --- collections ----------------------------------------------------------------------
 
@@ -328,6 +336,14 @@ def _quiet_library_logs() -> None:
     logs unimplemented calls; we turn failures into StoreErrors, so keep their logs quiet."""
     for name in ("pymilvus", "grpc._server", "milvus_lite", "faiss", "faiss.loader"):
         logging.getLogger(name).setLevel(logging.CRITICAL)
+    # milvus_lite 2.5 logs through the root logger; its failures reach users as StoreErrors.
+    root = logging.getLogger()
+    if not any(getattr(f, "codectx_quiet", False) for f in root.filters):
+        def drop_milvus_lite(record: logging.LogRecord) -> bool:
+            return "milvus_lite" not in record.pathname
+
+        drop_milvus_lite.codectx_quiet = True  # type: ignore[attr-defined]
+        root.addFilter(drop_milvus_lite)
 
 
 def _reason(exc: BaseException) -> str:
