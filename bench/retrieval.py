@@ -37,7 +37,7 @@ from pathlib import Path
 from bench.corpus import PackageCorpus, Target, build_corpus
 from codectxd.config import Settings, describe, load_settings
 from codectxd.engine import Engine
-from codectxd.search import LEXICAL_WEIGHT, RRF_K, Result
+from codectxd.search import RRF_K, Result
 
 BENCH_DIR = Path(__file__).resolve().parent
 CACHE_DIR = BENCH_DIR / ".cache"
@@ -131,7 +131,7 @@ def parse_args(argv: Sequence[str] | None) -> Options:
     parser.add_argument("--seed", type=int, default=13, help="sampling seed (default: 13)")
     parser.add_argument("--rrf-k", type=int, help=f"RRF constant for hybrid (default {RRF_K})")
     parser.add_argument("--lexical-weight", type=float,
-                        help=f"weight of BM25 in the fusion (default {LEXICAL_WEIGHT})")
+                        help="weight of BM25 in the fusion (default: by the look of the query)")
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT,
                         help=f"JSON results file (default: {DEFAULT_OUTPUT})")
     args = parser.parse_args(argv)
@@ -334,7 +334,7 @@ def _label(result: Result) -> str:
 
 def evaluate_package(engine: Engine, corpus: PackageCorpus, targets: Sequence[Target],
                      timings: dict[str, float], rrf_k: int = RRF_K,
-                     lexical_weight: float = LEXICAL_WEIGHT) -> list[Outcome]:
+                     lexical_weight: float | None = None) -> list[Outcome]:
     """Run every query of one package through the three codectx modes and the baseline.
 
     Args:
@@ -488,7 +488,7 @@ def run(options: Options) -> dict[str, object]:
             log.warning("querying %s (%d queries)", corpus.spec.key, len(targets))
             outcomes.extend(evaluate_package(
                 engine, corpus, targets, timings, options.rrf_k or RRF_K,
-                LEXICAL_WEIGHT if options.lexical_weight is None else options.lexical_weight))
+                options.lexical_weight))
         identity = engine.embedder.identity
     finally:
         engine.close()

@@ -13,7 +13,7 @@ from codectxd.embeddings.base import create_provider
 from codectxd.embeddings.cache import EmbeddingCache
 from codectxd.embeddings.service import Embedder
 from codectxd.indexer import Progress, RepoIndexer, repo_key
-from codectxd.search import LEXICAL_WEIGHT, RRF_K, Filters, Result, Target, search
+from codectxd.search import RRF_K, Filters, Result, Target, search
 from codectxd.snapshot import Snapshot
 from codectxd.splitter import Splitter
 from codectxd.store import Store, collection_name
@@ -73,7 +73,7 @@ class Engine:
         filters: Filters | None = None,
         mode: str = "hybrid",
         rrf_k: int = RRF_K,
-        lexical_weight: float = LEXICAL_WEIGHT,
+        lexical_weight: float | None = None,
     ) -> list[Result]:
         targets = [Target(str(root), self.collection_for(root)) for root in roots]
         targets = [t for t in targets if self.store.has_collection(t.collection)]

@@ -21,7 +21,7 @@ from codectxd.config import Settings
 from codectxd.embeddings.service import EmbedCancelled, Embedder
 from codectxd.errors import CodectxError, ProviderError, StoreError
 from codectxd.languages import extension_of
-from codectxd.lexical import lexical_text
+from codectxd.lexical import identifier_parts, lexical_text
 from codectxd.scanner import FileEntry, Scanner, ScanResult, Skipped
 from codectxd.snapshot import DIRTY, INDEXED, SKIPPED, FileState, IndexedFile, Snapshot
 from codectxd.splitter import Chunk, Splitter
@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 DEFAULT_GROUP_CHUNKS = 256
 #: Bump when the splitter or the text given to the embedder / BM25 changes: every collection
 #: built with another version is re-split on its next full sync.
-CHUNKING_VERSION = 3
+CHUNKING_VERSION = 4
 _BINARY_PROBE_BYTES = 8192
 
 
@@ -48,11 +48,16 @@ def chunk_id(repo: str, path: str, chunk: Chunk, content_hash: str) -> str:
 
 
 def embedding_text(path: str, chunk: Chunk) -> str:
-    """What the embedding model reads for a chunk: the file path, then the code.
+    """What the embedding model reads for a chunk: the file path, the symbol spelled out in
+    words, then the code.
 
-    The path gives the model context the code alone lacks (module and package names).
+    The path gives the model context the code alone lacks (module and package names); the
+    words let a question in English meet `applyDiscountCode` (a sentence model tokenises
+    identifiers into word pieces it barely understands).
     """
-    return f"{path}\n{chunk.content}"
+    words = " ".join(identifier_parts(chunk.symbol.replace(",", " "))) if chunk.symbol else ""
+    header = f"{path} {words}" if words else path
+    return f"{header}\n{chunk.content}"
 
 
 @dataclass(slots=True)

@@ -9,6 +9,7 @@ checked again in Python for globs Milvus cannot express.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -154,8 +155,16 @@ def _union(a: Result, b: Result) -> Result:
 #: Reciprocal rank fusion constant. Small values let a chunk ranked first by one retriever beat
 #: chunks ranked moderately by both; docs/decisions.md has the measurements behind the choice.
 RRF_K = 5
-#: Weight of the lexical (BM25) list against the dense one in the fusion.
-LEXICAL_WEIGHT = 1.0
+#: Weight of the lexical (BM25) list against the dense one in the fusion: BM25 is strongest on
+#: exact identifiers, the embedding on questions in prose (docs/decisions.md).
+LEXICAL_WEIGHT_CODE = 1.0
+LEXICAL_WEIGHT_PROSE = 0.5
+_CODE_LIKE = re.compile(r"[a-z][A-Z]|\w_\w|\w\.\w|[()\[\]{}]|::|->|=")
+
+
+def lexical_weight_for(query: str) -> float:
+    """Identifier-looking queries (`parseConfig`, `os.path`, `a_b`) trust BM25 fully."""
+    return LEXICAL_WEIGHT_CODE if _CODE_LIKE.search(query) else LEXICAL_WEIGHT_PROSE
 
 
 def fuse(ranked: Sequence[Sequence[Hit]], k: int = RRF_K,
@@ -187,12 +196,13 @@ def search(
     filters: Filters | None = None,
     mode: str = "hybrid",
     rrf_k: int = RRF_K,
-    lexical_weight: float = LEXICAL_WEIGHT,
+    lexical_weight: float | None = None,
 ) -> list[Result]:
     """Search `targets` for `query`; results best first, at most `limit`.
 
     Args:
         mode: "hybrid" (default), "dense" (embeddings only) or "lexical" (BM25 only).
+        lexical_weight: BM25's weight in the fusion (default: by the look of the query).
     """
     if mode not in MODES:
         raise ValueError(f"unknown search mode {mode!r} (accepted: {', '.join(MODES)})")
@@ -207,6 +217,7 @@ def search(
             raise ValueError("dense search needs an embedder")
         dense = embedder.embed_query(query)
     lexical = lexical_query(query) if mode in ("hybrid", "lexical") else None
+    weights = (1.0, lexical_weight_for(query) if lexical_weight is None else lexical_weight)
     # Over-fetch: fusion, merging overlapping hits and exact glob checks all need depth.
     fetch = max(limit * 3, 30) if not path_filter.spec else max(limit * 10, 60)
     results: list[Result] = []
@@ -217,7 +228,7 @@ def search(
         if lexical:
             lists.append(store.search(target.collection, lexical=lexical, limit=fetch,
                                       expr=expr))
-        hits = (fuse(lists, rrf_k, (1.0, lexical_weight)) if len(lists) > 1
+        hits = (fuse(lists, rrf_k, weights) if len(lists) > 1
                 else _rank_scored(lists[0] if lists else []))
         for hit in hits:
             if path_filter and not path_filter(hit.path):
