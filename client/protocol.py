@@ -87,6 +87,8 @@ class PingParams(Params):
 class AddParams(Params):
     path: str
     force: bool = False  # allow system directories such as / or /etc
+    ignore: list[str] = []  # extra gitignore-style patterns for this repository
+    extensions: list[str] = []  # extra file extensions to index in this repository
 
 
 class RemoveParams(Params):

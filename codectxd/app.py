@@ -13,8 +13,8 @@ from typing import Any
 
 import anyio
 import anyio.to_thread
-from codectx_client import protocol as p
 
+from codectx_client import protocol as p
 from codectxd import __version__
 from codectxd.config import Settings, describe
 from codectxd.engine import Engine
@@ -81,8 +81,9 @@ class Daemon:
         self._tg = task_group
         embedder = await anyio.to_thread.run_sync(lambda: self.engine.embedder)  # loads the model
         embedder.on_latency = lambda seconds: self.metrics.embed_batch_ms.add(seconds * 1000)
-        for root in self.registry.roots():
-            self._start_repo(Path(root))
+        for entry in self.registry.entries():
+            runtime = self._start_repo(Path(entry.root), entry.ignore, entry.extensions)
+            await self._plan_model_switch(runtime)
         self.watcher.set_roots(list(self.repos))
         task_group.start_soon(self.watcher.run)
         task_group.start_soon(self._periodic_rescan)
@@ -99,14 +100,16 @@ class Daemon:
             await runtime.idle.wait()
         await anyio.to_thread.run_sync(self.engine.close)
 
-    def _start_repo(self, root: Path) -> RepoRuntime:
+    def _start_repo(self, root: Path, ignore: tuple[str, ...] = (),
+                    extensions: tuple[str, ...] = ()) -> RepoRuntime:
         runtime: RepoRuntime | None = None
 
         def between_groups() -> None:
             assert runtime is not None
             self._run_queued_inline(runtime)
 
-        indexer = self.engine.indexer_for(root, on_progress=lambda pr: None)
+        indexer = self.engine.indexer_for(root, on_progress=lambda pr: None, ignore=ignore,
+                                          extensions=extensions)
         indexer.group_chunks = self.memory.admit_group
         indexer.between_groups = between_groups
         indexer.on_commit = self._on_commit
@@ -117,6 +120,43 @@ class Daemon:
         assert self._tg is not None
         self._tg.start_soon(self._worker, runtime)
         return runtime
+
+    async def _plan_model_switch(self, runtime: RepoRuntime) -> None:
+        """After a change of embedding model, keep searching the old complete index until the
+        new one is built (identities include model and dimension, so they never mix)."""
+
+        def plan() -> tuple[list[str], str | None]:
+            prefix = runtime.indexer.collection.split("_", 2)
+            repo_prefix = f"{prefix[0]}_{prefix[1]}_"
+            others = [c for c in self.engine.store.list_collections(repo_prefix)
+                      if c != runtime.indexer.collection]
+            if runtime.indexer.is_complete() or not others:
+                return others, None
+            complete = [c for c in others
+                        if self.engine.snapshot.get_meta(c, "complete") is not None]
+            return others, (complete[0] if complete else None)
+
+        others, serving = await anyio.to_thread.run_sync(plan)
+        runtime.retired = others
+        if serving is not None:
+            runtime.search_collection = serving
+            log.info("%s: embedding model changed; searches use %s until the new index %s "
+                     "is complete", runtime.name, serving, runtime.indexer.collection)
+
+    async def _finish_model_switch(self, runtime: RepoRuntime) -> None:
+        retired, runtime.retired = runtime.retired, []
+        runtime.search_collection = runtime.indexer.collection
+
+        def drop() -> None:
+            for name in retired:
+                self.engine.store.drop_collection(name)
+                self.engine.snapshot.clear(name)
+
+        await anyio.to_thread.run_sync(drop)
+        log.info("%s: switched to %s; removed %s", runtime.name, runtime.indexer.collection,
+                 ", ".join(retired))
+        self.events.publish("state", {"repo": runtime.name, "state": runtime.state,
+                                      "collection": runtime.indexer.collection})
 
     def _on_commit(self, files: int, chunks: int, seconds: float) -> None:
         self.metrics.files.add(files)
@@ -192,6 +232,8 @@ class Daemon:
         self.metrics.sync_ms.add((time.perf_counter() - started) * 1000)
         if full is not None and not report.cancelled:
             runtime.initial_done = True
+            if runtime.retired:
+                await self._finish_model_switch(runtime)
         runtime.error = None
         runtime.last_report = dict(runtime.last_report or {})
         runtime.last_report["full" if full is not None else "paths"] = {
@@ -330,20 +372,39 @@ class Daemon:
 
     async def add(self, params: p.AddParams) -> p.AddResult:
         root = await anyio.to_thread.run_sync(_validate_new_root, params.path, params.force)
+        ignore, extensions = tuple(params.ignore), tuple(params.extensions)
         existing = self.repos.get(str(root))
         if existing is not None:
+            entry = self.registry.get(str(root))
+            if entry is not None and (entry.ignore, entry.extensions) != (ignore, extensions) \
+                    and (ignore or extensions):
+                # New per-repo options: restart its indexer with them; a full sync follows.
+                await anyio.to_thread.run_sync(self.registry.add, str(root), ignore, extensions)
+                await self._stop_worker(existing)
+                existing = self._start_repo(root, ignore, extensions)
+                await self._plan_model_switch(existing)
+                existing.wake.set()
             return p.AddResult(repo=await self._info(existing), added=False)
         for other in self.repos:
             if str(root).startswith(other + os.sep):
                 log.info("%s is inside the registered repository %s; indexing it separately",
                          root, other)
-        await anyio.to_thread.run_sync(self.registry.add, str(root))
-        runtime = self._start_repo(root)
+        await anyio.to_thread.run_sync(self.registry.add, str(root), ignore, extensions)
+        runtime = self._start_repo(root, ignore, extensions)
+        await self._plan_model_switch(runtime)
         runtime.wake.set()
         self.watcher.set_roots(list(self.repos))
         self.events.publish("state", {"repo": runtime.name, "state": runtime.state})
         log.info("added repository %s", root)
         return p.AddResult(repo=self._repo_info(runtime, {}), added=True)
+
+    async def _stop_worker(self, runtime: RepoRuntime) -> None:
+        """Stop a repo's worker and wait until its running sync (if any) has stopped."""
+        runtime.indexer.stop.set()
+        if runtime.cancel_scope is not None:
+            runtime.cancel_scope.cancel()
+        runtime.wake.set()
+        await runtime.idle.wait()
 
     async def remove(self, params: p.RemoveParams) -> p.RemoveResult:
         runtime = self.repos.get(await resolve_path(params.path))
@@ -356,15 +417,14 @@ class Daemon:
         """Stop a repo's worker, delete its index and forget it."""
         self.repos.pop(runtime.name, None)
         self.watcher.set_roots(list(self.repos))
-        runtime.indexer.stop.set()
-        if runtime.cancel_scope is not None:
-            runtime.cancel_scope.cancel()
-        runtime.wake.set()
+        await self._stop_worker(runtime)
 
         def drop() -> None:
             with runtime.indexer._lock:  # waits for a running sync to stop at its next group
-                self.engine.store.drop_collection(runtime.indexer.collection)
-                self.engine.snapshot.clear(runtime.indexer.collection)
+                for name in {runtime.indexer.collection, runtime.search_collection,
+                             *runtime.retired}:
+                    self.engine.store.drop_collection(name)
+                    self.engine.snapshot.clear(name)
             self.registry.remove(runtime.name)
 
         await anyio.to_thread.run_sync(drop)
@@ -386,7 +446,7 @@ class Daemon:
             waited = await self._wait_fresh(runtimes, params.wait_paths, min(params.wait_s, 60.0))
         filters = Filters(paths=tuple(params.paths), languages=tuple(params.languages),
                           extensions=tuple(params.extensions))
-        targets = [Target(r.name, r.indexer.collection) for r in runtimes]
+        targets = [Target(r.name, r.search_collection) for r in runtimes]
         embedder = self.engine.embedder
 
         def run() -> list[Any]:

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import platformdirs
-from codectx_client.paths import default_runtime_dir
 
+from codectx_client.paths import default_runtime_dir
 from codectxd.errors import ConfigError
 
 APP_NAME = "codectx"

@@ -3,6 +3,7 @@ cache and provider. The daemon and the developer CLI both build on this."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 from collections.abc import Callable
@@ -57,11 +58,19 @@ class Engine:
         collection: str | None = None,
         on_progress: Callable[[Progress], None] | None = None,
         stop: threading.Event | None = None,
+        ignore: tuple[str, ...] = (),
+        extensions: tuple[str, ...] = (),
     ) -> RepoIndexer:
+        """An indexer for `root`; `ignore` / `extensions` add to the configured scan settings
+        for this repository only."""
+        scan = self.settings.scan
+        if ignore or extensions:
+            scan = dataclasses.replace(scan, ignore=scan.ignore + ignore,
+                                       extensions=scan.extensions + extensions)
         return RepoIndexer(
             root, collection or self.collection_for(root), settings=self.settings,
             store=self.store, snapshot=self.snapshot, embedder=self.embedder,
-            splitter=self.splitter, on_progress=on_progress, stop=stop,
+            splitter=self.splitter, on_progress=on_progress, stop=stop, scan=scan,
         )
 
     def search(

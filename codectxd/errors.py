@@ -7,6 +7,8 @@ to error replies in one place.
 
 from __future__ import annotations
 
+import re
+
 
 class CodectxError(Exception):
     """Base class of every error codectx raises on purpose."""
@@ -45,13 +47,31 @@ class BusyError(CodectxError):
 
 
 class ProviderError(CodectxError):
-    """The embedding provider failed (after retries where they apply)."""
+    """The embedding provider failed (after retries where they apply).
+
+    Attributes:
+        retryable: the same request may succeed later (429, 5xx, timeouts, garbage answers).
+        retry_after: seconds the server asked us to wait (Retry-After), if it said.
+    """
 
     code = "provider_error"
 
-    def __init__(self, message: str, *, retryable: bool = False) -> None:
+    def __init__(
+        self, message: str, *, retryable: bool = False, retry_after: float | None = None
+    ) -> None:
         super().__init__(message)
         self.retryable = retryable
+        self.retry_after = retry_after
+
+
+class SpendLimitReached(ProviderError):
+    """The daily token limit (EMBEDDING_MAX_TOKENS_PER_DAY) would be exceeded by a request.
+
+    Never retryable: waiting seconds does not help, the limit resets at 00:00 UTC.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, retryable=False)
 
 
 class StoreError(CodectxError):
@@ -64,3 +84,23 @@ class AlreadyRunningError(CodectxError):
     """Another daemon already holds the single-instance lock."""
 
     code = "busy"
+
+
+#: Token shapes of the providers' API keys: OpenAI (sk-..., also sk-proj-...), Voyage AI (pa-...,
+#: al-... for MongoDB-issued keys) and Google (AIza...). Servers echo keys back in error bodies
+#: (OpenAI's 401 shows a partly masked one), so every message built from a provider's answer
+#: goes through `redact`.
+_KEY_PATTERN = re.compile(r"\b(?:sk|pa|al)-[A-Za-z0-9_\-*]{6,}|\bAIza[0-9A-Za-z_\-]{10,}")
+
+
+def redact(text: str, *secrets: str) -> str:
+    """`text` with the given secrets and anything shaped like an API key replaced by "***".
+
+    Args:
+        text: a message that may contain a key (an SDK error, a server's error body).
+        secrets: the configured keys; empty strings are ignored.
+    """
+    for secret in secrets:
+        if secret and len(secret) >= 4:
+            text = text.replace(secret, "***")
+    return _KEY_PATTERN.sub("***", text)

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from codectxd.config import Settings
+from codectxd.config import ScanSettings, Settings
 from codectxd.embeddings.service import EmbedCancelled, Embedder
 from codectxd.errors import CodectxError, ProviderError, StoreError
 from codectxd.languages import extension_of
@@ -116,6 +116,7 @@ class RepoIndexer:
         stop: threading.Event | None = None,
         between_groups: Callable[[], None] | None = None,
         on_commit: Callable[[int, int, float], None] | None = None,
+        scan: ScanSettings | None = None,
     ) -> None:
         self.root = root
         self.key = repo_key(root)
@@ -125,7 +126,7 @@ class RepoIndexer:
         self.snapshot = snapshot
         self.embedder = embedder
         self.splitter = splitter or Splitter(settings.splitter)
-        self.scanner = Scanner(root, settings.scan)
+        self.scanner = Scanner(root, scan or settings.scan)
         self.on_progress = on_progress
         self.group_chunks = group_chunks or (lambda: DEFAULT_GROUP_CHUNKS)
         self.stop = stop or threading.Event()
@@ -174,6 +175,7 @@ class RepoIndexer:
                 self._in_full_sync = False
             if not report.cancelled:  # failed files stay dirty and are retried anyway
                 self.snapshot.set_meta(self.collection, "chunking", fingerprint)
+                self.snapshot.set_meta(self.collection, "complete", f"{time.time():.0f}")
             return report
 
     def sync_paths(self, paths: Iterable[str]) -> SyncReport:
@@ -220,6 +222,10 @@ class RepoIndexer:
         report.scanned = len(entries)
         todo = self._changed(list(entries.values()), known, False, report)
         return self._run(todo, sorted(gone), known, False, report, started)
+
+    def is_complete(self) -> bool:
+        """Whether a full sync of this collection has ever completed (it can serve searches)."""
+        return self.snapshot.get_meta(self.collection, "complete") is not None
 
     def _chunking_fingerprint(self) -> str:
         s = self.settings.splitter
@@ -343,14 +349,14 @@ class RepoIndexer:
 
     def _read(self, entry: FileEntry) -> bytes:
         flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
-        if not self.settings.scan.follow_symlinks:
+        if not self.scanner.settings.follow_symlinks:
             flags |= getattr(os, "O_NOFOLLOW", 0)
         fd = os.open(self.root / entry.path, flags)
         try:
             st = os.fstat(fd)
             if not stat.S_ISREG(st.st_mode):
                 raise _Skip("not_regular")
-            limit = self.settings.scan.max_file_bytes
+            limit = self.scanner.settings.max_file_bytes
             if st.st_size > limit:
                 raise _Skip("too_large", f"{st.st_size} bytes > {limit}")
             with os.fdopen(os.dup(fd), "rb") as handle:

@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-from codectx_client.paths import LOCK_NAME, SOCKET_NAME, STATE_NAME
 
+from codectx_client.paths import LOCK_NAME, SOCKET_NAME, STATE_NAME
 from codectxd import __version__
 from codectxd.config import Settings
 from codectxd.errors import AlreadyRunningError, ConfigError

@@ -20,6 +20,8 @@ from codectxd.errors import ConfigError
 class RepoEntry:
     root: str
     added_at: float
+    ignore: tuple[str, ...] = ()  # extra ignore patterns for this repository
+    extensions: tuple[str, ...] = ()  # extra file extensions to index here
 
 
 class Registry:
@@ -37,7 +39,8 @@ class Registry:
         except (OSError, ValueError) as exc:
             raise ConfigError(f"cannot read the repository list {self.path}: {exc}") from None
         for item in data.get("repos", []):
-            entry = RepoEntry(str(item["root"]), float(item.get("added_at", 0)))
+            entry = RepoEntry(str(item["root"]), float(item.get("added_at", 0)),
+                              tuple(item.get("ignore", ())), tuple(item.get("extensions", ())))
             self._repos[entry.root] = entry
 
     def _save(self) -> None:
@@ -58,14 +61,25 @@ class Registry:
         with self._lock:
             return list(self._repos)
 
-    def add(self, root: str) -> bool:
-        """Register `root`; False when it already was."""
+    def entries(self) -> list[RepoEntry]:
         with self._lock:
-            if root in self._repos:
+            return list(self._repos.values())
+
+    def get(self, root: str) -> RepoEntry | None:
+        with self._lock:
+            return self._repos.get(root)
+
+    def add(self, root: str, ignore: tuple[str, ...] = (),
+            extensions: tuple[str, ...] = ()) -> bool:
+        """Register `root` (or update its options); False when it was registered already."""
+        with self._lock:
+            old = self._repos.get(root)
+            entry = RepoEntry(root, old.added_at if old else time.time(), ignore, extensions)
+            if old == entry:
                 return False
-            self._repos[root] = RepoEntry(root, time.time())
+            self._repos[root] = entry
             self._save()
-            return True
+            return old is None
 
     def remove(self, root: str) -> bool:
         with self._lock:

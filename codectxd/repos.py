@@ -32,6 +32,10 @@ class RepoRuntime:
         self.wake = anyio.Event()
         self.synced = anyio.Event()  # set, then replaced, after every completed sync
         self.cancel_scope: anyio.CancelScope | None = None
+        # Searches read this collection. After a model change it is the previous model's
+        # complete index until the new one (indexer.collection) has finished its first sync.
+        self.search_collection = indexer.collection
+        self.retired: list[str] = []  # older collections of this repo, dropped after a switch
         self._lock = threading.Lock()
         self._pending: set[str] = set()
         self._in_flight: set[str] = set()

@@ -19,8 +19,8 @@ import anyio
 import msgspec
 from anyio.abc import SocketAttribute, SocketStream
 from anyio.streams.buffered import BufferedByteReceiveStream
-from codectx_client import protocol as p
 
+from codectx_client import protocol as p
 from codectxd.app import Daemon
 from codectxd.errors import CodectxError
 

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import msgspec
 import pytest
+
 from codectx_client import protocol as p
 from codectx_client.connection import RemoteError
-
 from tests.conftest import write_tree
 from tests.daemon_harness import DaemonProcess
 

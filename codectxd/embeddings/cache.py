@@ -1,7 +1,8 @@
 """A persistent embedding cache shared by all repositories: (model identity, text hash) → vector.
 
 A branch switch, a revert, or re-indexing after `clear` finds its vectors here and never pays
-the provider twice for the same text.
+the provider twice for the same text. The same database keeps the tokens sent per UTC day and
+provider identity, which the spend guard (EMBEDDING_MAX_TOKENS_PER_DAY) reads after a restart.
 """
 
 from __future__ import annotations
@@ -34,6 +35,11 @@ class EmbeddingCache:
             self._db.execute(
                 "CREATE TABLE IF NOT EXISTS vectors (model TEXT NOT NULL, key BLOB NOT NULL, "
                 "vector BLOB NOT NULL, PRIMARY KEY (model, key)) WITHOUT ROWID"
+            )
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS usage (day TEXT NOT NULL, identity TEXT NOT NULL, "
+                "tokens INTEGER NOT NULL DEFAULT 0, requests INTEGER NOT NULL DEFAULT 0, "
+                "PRIMARY KEY (day, identity)) WITHOUT ROWID"
             )
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open the embedding cache {path}: {exc}") from None
@@ -84,3 +90,28 @@ class EmbeddingCache:
             return int(self._db.execute(
                 "SELECT COUNT(*) FROM vectors WHERE model=?", (model,)
             ).fetchone()[0])
+
+    def add_usage(self, day: str, identity: str, tokens: int, requests: int = 1) -> int:
+        """Add `tokens` sent to `identity` on UTC `day` (YYYY-MM-DD); returns the day's total."""
+        with self._lock:
+            try:
+                self._db.execute(
+                    "INSERT INTO usage (day, identity, tokens, requests) VALUES (?, ?, ?, ?) "
+                    "ON CONFLICT (day, identity) DO UPDATE SET "
+                    "tokens = tokens + excluded.tokens, requests = requests + excluded.requests",
+                    (day, identity, int(tokens), int(requests)),
+                )
+                row = self._db.execute(
+                    "SELECT tokens FROM usage WHERE day=? AND identity=?", (day, identity)
+                ).fetchone()
+            except sqlite3.Error as exc:
+                raise StoreError(f"embedding usage write failed: {exc}") from None
+        return int(row[0]) if row else 0
+
+    def usage(self, day: str, identity: str) -> int:
+        """Tokens sent to `identity` on UTC `day` (0 when none)."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT tokens FROM usage WHERE day=? AND identity=?", (day, identity)
+            ).fetchone()
+        return int(row[0]) if row else 0

@@ -3,6 +3,10 @@
 Batches are formed by count and by an estimated token budget, texts sorted by length so the
 local model pads little. Remote providers run with bounded concurrency and retry retryable
 failures (429 / 5xx / timeouts) with exponential backoff and jitter, honouring Retry-After.
+
+Spend guard (remote providers): tokens sent are counted per UTC day and provider identity in
+the cache database; with `max_tokens_per_day` set, a document batch that would take today's
+total over the limit is refused with `SpendLimitReached` before anything is sent.
 """
 
 from __future__ import annotations
@@ -15,14 +19,17 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import TypeVar
 
 import numpy as np
 
 from codectxd.embeddings.base import EmbeddingProvider
 from codectxd.embeddings.cache import EmbeddingCache, text_key
-from codectxd.errors import ProviderError
+from codectxd.errors import ProviderError, SpendLimitReached
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 
 class EmbedCancelled(Exception):
@@ -44,9 +51,17 @@ class EmbedStats:
     seconds: float = 0.0
     last_error: str = ""
     latencies_ms: list[float] = field(default_factory=list)
+    #: Spend guard: the daily limit (0: off), tokens sent on `usage_day` (UTC), and whether
+    #: the last document batch was refused for the limit.
+    spend_limit: int = 0
+    tokens_today: int = 0
+    usage_day: str = ""
+    spend_paused: bool = False
+    clock: Callable[[], float] = field(default=time.time, repr=False)
 
     def as_dict(self) -> dict[str, object]:
         looked_up = self.cache_hits + self.cache_misses
+        current = self.usage_day == utc_day(self.clock())  # a new day starts from zero
         return {
             "requests": self.requests,
             "failed_requests": self.failed_requests,
@@ -59,7 +74,22 @@ class EmbedStats:
             "truncated": self.truncated,
             "embed_seconds": round(self.seconds, 3),
             "last_error": self.last_error,
+            "tokens_today": self.tokens_today if current else 0,
+            "spend_limit": self.spend_limit,
+            "spend_paused": self.spend_paused and current,
         }
+
+
+def utc_day(timestamp: float) -> str:
+    """The UTC calendar day of a Unix timestamp, as YYYY-MM-DD (the spend guard's day)."""
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d")
+
+
+def _until_midnight(timestamp: float) -> str:
+    now = datetime.fromtimestamp(timestamp, UTC)
+    midnight = (now + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
+    minutes = max(1, int((midnight - now).total_seconds() // 60))
+    return f"{minutes // 60}h {minutes % 60:02d}m"
 
 
 class Embedder:
@@ -75,18 +105,32 @@ class Embedder:
         max_retries: int = 6,
         sleep: Callable[[float], None] = time.sleep,
         on_latency: Callable[[float], None] | None = None,
+        max_tokens_per_day: int = 0,
+        clock: Callable[[], float] = time.time,
     ) -> None:
+        """
+        Args:
+            max_tokens_per_day: spend guard for remote providers (0: off); see the module doc.
+            clock: Unix time source for the spend guard's UTC day (tests move it).
+        """
         self.provider = provider
         self.cache = cache
         self.batch_size = batch_size or provider.max_batch
         self.concurrency = max(1, concurrency) if provider.remote else 1
         self.max_retries = max_retries
-        self.stats = EmbedStats()
+        self.max_tokens_per_day = max_tokens_per_day if provider.remote else 0
+        self.stats = EmbedStats(spend_limit=self.max_tokens_per_day, clock=clock)
         self._sleep = sleep
+        self._clock = clock
         self.on_latency = on_latency
         self._stats_lock = threading.Lock()
         self._queries: OrderedDict[str, np.ndarray] = OrderedDict()
         self._queries_lock = threading.Lock()
+        self._spend_lock = threading.Lock()
+        self._reserved = 0  # estimated tokens of document requests in flight
+        if provider.remote:
+            with self._spend_lock:
+                self._usage_for(utc_day(clock()))
 
     @property
     def identity(self) -> str:
@@ -103,8 +147,14 @@ class Embedder:
             if cached is not None:
                 self._queries.move_to_end(text)
                 return cached
-        vector = self._call(lambda: self.provider.embed_query(self.provider.truncate(text)[0]))
+        query = self.provider.truncate(text)[0]
+        vector = self._call(lambda: self.provider.embed_query(query))
         vector = np.asarray(vector, dtype=np.float32).reshape(-1)
+        if self.provider.remote:
+            # Counted, never refused: a search must keep working when indexing used up the
+            # day's budget, and queries are tiny next to documents.
+            with self._spend_lock:
+                self._record(self.provider.count_tokens(query))
         with self._queries_lock:
             self._queries[text] = vector
             while len(self._queries) > 256:
@@ -188,18 +238,82 @@ class Embedder:
         return batches
 
     def _embed_batch(self, batch: list[str]) -> np.ndarray:
-        vectors = self._call(lambda: self.provider.embed_documents(batch))
+        estimate = sum(self.provider.count_tokens(t) for t in batch)
+        if not self.provider.remote:
+            vectors, used = self._call(lambda: self.provider.embed_batch(batch))
+        else:
+            def attempt() -> tuple[np.ndarray, int | None]:
+                self._reserve(estimate)  # before every request, retries included
+                sent = False
+                try:
+                    result = self.provider.embed_batch(batch)
+                    sent = True
+                    return result
+                finally:
+                    with self._spend_lock:
+                        self._reserved -= estimate
+                        if sent:
+                            self._record(result[1] if result[1] is not None else estimate)
+
+            vectors, used = self._call(attempt)
         with self._stats_lock:
             self.stats.texts += len(batch)
-            self.stats.tokens += sum(self.provider.count_tokens(t) for t in batch)
+            self.stats.tokens += used if used is not None else estimate
         return np.asarray(vectors, dtype=np.float32)
 
-    def _call(self, fn: Callable[[], np.ndarray]) -> np.ndarray:
+    # --- spend guard ------------------------------------------------------------------------
+
+    def _usage_for(self, day: str) -> int:
+        """Tokens sent today, reloaded from the database when the UTC day changed.
+        Caller holds `_spend_lock`."""
+        if self.stats.usage_day != day:
+            used = self.cache.usage(day, self.identity) if self.cache is not None else 0
+            with self._stats_lock:
+                self.stats.usage_day, self.stats.tokens_today = day, used
+                self.stats.spend_paused = False
+        return self.stats.tokens_today
+
+    def _reserve(self, estimate: int) -> None:
+        """Count `estimate` as in flight, or refuse the request when it would pass the limit."""
+        with self._spend_lock:
+            now = self._clock()
+            used = self._usage_for(utc_day(now))
+            limit = self.max_tokens_per_day
+            if limit and used + self._reserved + estimate > limit:
+                message = (
+                    f"daily embedding token limit reached: {used:,} of {limit:,} tokens already "
+                    f"sent to {self.identity} today (UTC), and the next request needs "
+                    f"~{estimate:,} more. Indexing resumes when the limit resets at 00:00 UTC "
+                    f"(in {_until_midnight(now)}); to go on now, raise "
+                    f"EMBEDDING_MAX_TOKENS_PER_DAY (embedding.max_tokens_per_day; 0 turns the "
+                    f"guard off)"
+                )
+                with self._stats_lock:
+                    self.stats.spend_paused = True
+                    self.stats.last_error = message
+                raise SpendLimitReached(message)
+            self._reserved += estimate
+
+    def _record(self, tokens: int) -> None:
+        """Add tokens the provider received today. Caller holds `_spend_lock`."""
+        day = utc_day(self._clock())
+        self._usage_for(day)
+        if self.cache is not None:
+            total = self.cache.add_usage(day, self.identity, tokens)
+        else:
+            total = self.stats.tokens_today + tokens
+        with self._stats_lock:
+            self.stats.tokens_today = total
+            self.stats.spend_paused = False
+
+    def _call(self, fn: Callable[[], _T]) -> _T:
         attempt = 0
         while True:
             started = time.perf_counter()
             try:
                 result = fn()
+            except SpendLimitReached:
+                raise  # nothing was sent: not a failed request, and waiting will not help
             except ProviderError as exc:
                 elapsed = time.perf_counter() - started
                 with self._stats_lock:
