@@ -109,7 +109,8 @@ def cmd_search(conn: Connection, args: argparse.Namespace) -> int:
 
 
 def cmd_add(conn: Connection, args: argparse.Namespace) -> int:
-    result = conn.call("add", {"path": _abs(args.path), "force": args.force})
+    result = conn.call("add", {"path": _abs(args.path), "force": args.force,
+                               "ignore": args.ignore or [], "extensions": args.ext or []})
     repo = result["repo"]
     if args.json and not args.wait:
         print(json.dumps(result))
@@ -344,6 +345,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_cmd.add_argument("path")
     add_cmd.add_argument("--force", action="store_true",
                          help="allow system or home directories")
+    add_cmd.add_argument("--ignore", action="append", metavar="PATTERN",
+                         help="extra gitignore-style pattern for this repository (repeatable)")
+    add_cmd.add_argument("--ext", action="append", metavar="EXT",
+                         help="extra file extension to index here, e.g. .tpl (repeatable)")
     add_cmd.add_argument("--wait", dest="wait", action="store_true", default=None,
                          help="show progress until the first index is complete "
                               "(default when run in a terminal)")
