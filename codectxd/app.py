@@ -94,6 +94,7 @@ class Daemon:
     async def close(self) -> None:
         """Stop indexing at the next safe point; everything committed so far is persisted."""
         self.memory.stop.set()
+        self.watcher.stop()
         for runtime in self.repos.values():
             runtime.indexer.stop.set()
         for runtime in list(self.repos.values()):

@@ -121,48 +121,74 @@ class Store:
     # --- collections ----------------------------------------------------------------------
 
     def ensure_collection(self, name: str, dimension: int, meta: dict[str, Any]) -> None:
-        """Create the collection (schema, BM25 function, indexes) if it does not exist."""
+        """Create the collection (schema, BM25 function, indexes) if it does not exist.
+
+        Also completes a collection whose creation was interrupted (the process was killed
+        between creating the schema and its indexes): missing indexes are created.
+        """
         if name in self._known:
             return
-        from pymilvus import DataType, Function, FunctionType
-
         try:
             if not self.client.has_collection(name):
-                schema = self.client.create_schema(
-                    auto_id=False, enable_dynamic_field=False,
-                    description=json.dumps({"schema": SCHEMA_VERSION, **meta})[:1000],
+                self.client.create_collection(
+                    name, schema=self._schema(dimension, meta), index_params=self._indexes()
                 )
-                schema.add_field("id", DataType.VARCHAR, is_primary=True, max_length=64)
-                schema.add_field("path", DataType.VARCHAR, max_length=MAX_PATH_BYTES)
-                schema.add_field("language", DataType.VARCHAR, max_length=32)
-                schema.add_field("ext", DataType.VARCHAR, max_length=32)
-                schema.add_field("start_line", DataType.INT64)
-                schema.add_field("end_line", DataType.INT64)
-                schema.add_field("symbol", DataType.VARCHAR, max_length=MAX_SYMBOL_BYTES)
-                schema.add_field("kind", DataType.VARCHAR, max_length=32)
-                schema.add_field("content", DataType.VARCHAR, max_length=65535)
-                schema.add_field("content_hash", DataType.VARCHAR, max_length=64)
-                schema.add_field(
-                    "lexical", DataType.VARCHAR, max_length=65535, enable_analyzer=True,
-                    analyzer_params={"tokenizer": "standard", "filter": ["lowercase"]},
-                )
-                schema.add_field("sparse", DataType.SPARSE_FLOAT_VECTOR)
-                schema.add_field("dense", DataType.FLOAT_VECTOR, dim=dimension)
-                schema.add_function(Function(
-                    name="bm25", function_type=FunctionType.BM25,
-                    input_field_names=["lexical"], output_field_names=["sparse"],
-                ))
-                index = self.client.prepare_index_params()
-                index.add_index("dense", index_type="AUTOINDEX", metric_type="IP")
-                index.add_index("sparse", index_type="SPARSE_INVERTED_INDEX", metric_type="BM25")
-                self.client.create_collection(name, schema=schema, index_params=index)
                 log.info("created collection %s (dimension %d)", name, dimension)
+            else:
+                present = set(self.client.list_indexes(name))
+                missing = self._indexes(skip=present)
+                if missing is not None:
+                    log.warning("collection %s lacks indexes %s; creating them", name,
+                                sorted({"dense", "sparse"} - present))
+                    self.client.create_index(name, missing)
             self.client.load_collection(name)
         except StoreError:
             raise
         except Exception as exc:
             raise StoreError(f"cannot create collection {name}: {_reason(exc)}") from None
         self._known.add(name)
+
+    def _schema(self, dimension: int, meta: dict[str, Any]) -> Any:
+        from pymilvus import DataType, Function, FunctionType
+
+        schema = self.client.create_schema(
+            auto_id=False, enable_dynamic_field=False,
+            description=json.dumps({"schema": SCHEMA_VERSION, **meta})[:1000],
+        )
+        schema.add_field("id", DataType.VARCHAR, is_primary=True, max_length=64)
+        schema.add_field("path", DataType.VARCHAR, max_length=MAX_PATH_BYTES)
+        schema.add_field("language", DataType.VARCHAR, max_length=32)
+        schema.add_field("ext", DataType.VARCHAR, max_length=32)
+        schema.add_field("start_line", DataType.INT64)
+        schema.add_field("end_line", DataType.INT64)
+        schema.add_field("symbol", DataType.VARCHAR, max_length=MAX_SYMBOL_BYTES)
+        schema.add_field("kind", DataType.VARCHAR, max_length=32)
+        schema.add_field("content", DataType.VARCHAR, max_length=65535)
+        schema.add_field("content_hash", DataType.VARCHAR, max_length=64)
+        schema.add_field(
+            "lexical", DataType.VARCHAR, max_length=65535, enable_analyzer=True,
+            analyzer_params={"tokenizer": "standard", "filter": ["lowercase"]},
+        )
+        schema.add_field("sparse", DataType.SPARSE_FLOAT_VECTOR)
+        schema.add_field("dense", DataType.FLOAT_VECTOR, dim=dimension)
+        schema.add_function(Function(
+            name="bm25", function_type=FunctionType.BM25,
+            input_field_names=["lexical"], output_field_names=["sparse"],
+        ))
+        return schema
+
+    def _indexes(self, skip: set[str] | None = None) -> Any:
+        """Index params for the vector fields not in `skip` (None when nothing is missing)."""
+        skip = skip or set()
+        index = self.client.prepare_index_params()
+        added = False
+        if "dense" not in skip:
+            index.add_index("dense", index_type="AUTOINDEX", metric_type="IP")
+            added = True
+        if "sparse" not in skip:
+            index.add_index("sparse", index_type="SPARSE_INVERTED_INDEX", metric_type="BM25")
+            added = True
+        return index if added else None
 
     def _ensure_loaded(self, name: str) -> None:
         """Collections opened from disk start released; load them once per process."""

@@ -21,6 +21,8 @@ log = logging.getLogger(__name__)
 #: Upper bound on how long one burst of changes is grouped before it is handed over.
 MAX_GROUP_MS = 1600
 RETRY_AFTER_FAILURE_S = 60.0
+#: How long the Rust watcher blocks a worker thread between checks of the stop event.
+RUST_TIMEOUT_MS = 1000
 
 ChangeHandler = Callable[[dict[str, set[str]]], None]
 
@@ -53,10 +55,18 @@ class Watcher:
         self._roots: list[str] = []
         self._restart = anyio.Event()
         self._stop_current: anyio.Event | None = None
+        self._stopped = False
 
     def set_roots(self, roots: list[str]) -> None:
         """Replace the watched roots (restarts the underlying watcher)."""
         self._roots = sorted(set(roots), key=len, reverse=True)
+        if self._stop_current is not None:
+            self._stop_current.set()
+        self._restart.set()
+
+    def stop(self) -> None:
+        """End watching promptly (the Rust watcher checks this event every step)."""
+        self._stopped = True
         if self._stop_current is not None:
             self._stop_current.set()
         self._restart.set()
@@ -67,7 +77,7 @@ class Watcher:
         if not self.enabled:
             self.mode, self.error = "polling", None
             await anyio.sleep_forever()
-        while True:
+        while not self._stopped:
             roots = await anyio.to_thread.run_sync(_existing, list(self._roots))
             if not roots:
                 self.mode = "off"
@@ -82,7 +92,7 @@ class Watcher:
                 self.mode, self.error = "inotify", None
                 async for changes in awatch(
                     *roots, watch_filter=None, debounce=MAX_GROUP_MS, step=self.step_ms,
-                    stop_event=stop, recursive=True, raise_interrupt=False,
+                    stop_event=stop, recursive=True, rust_timeout=RUST_TIMEOUT_MS,
                 ):
                     self._dispatch(changes, roots)
             except Exception as exc:  # noqa: BLE001 - any watch failure → polling fallback

@@ -51,10 +51,9 @@ def text_of(result: Any) -> str:
 async def run_session(daemon: DaemonProcess, steps):  # type: ignore[no-untyped-def]
     params = StdioServerParameters(command=sys.executable, args=["-m", "codectxd.mcp"],
                                    env=daemon.env)
-    async with stdio_client(params) as (read, write):
-        async with ClientSession(read, write) as session:
-            await session.initialize()
-            return await steps(session)
+    async with stdio_client(params) as (read, write), ClientSession(read, write) as session:
+        await session.initialize()
+        return await steps(session)
 
 
 @pytest.mark.anyio

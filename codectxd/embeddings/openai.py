@@ -50,10 +50,10 @@ _PROBE_TEXT = "def probe(): return 'embedding dimension'"
 class OpenAIProvider(RemoteProvider):
     """`POST {base}/embeddings` through `openai.OpenAI`.
 
-    Against api.openai.com the vectors travel as base64 float32 (4x smaller than JSON
-    numbers); against other servers we ask for plain floats, the one format every
-    OpenAI-compatible server speaks (Ollama ignores `encoding_format` and always answers
-    floats). Either answer is decoded.
+    "openai" asks for base64 float32 vectors (4x smaller than JSON numbers), as the SDK does
+    by default, so any server that works with the plain SDK works here; servers that ignore
+    `encoding_format` answer lists of floats, which are decoded too. "ollama" asks for floats,
+    the only format Ollama answers.
     """
 
     def __init__(self, settings: EmbeddingSettings, *, name: str = "openai") -> None:
@@ -88,7 +88,7 @@ class OpenAIProvider(RemoteProvider):
         self.max_input_tokens = spec.max_input_tokens
         self.max_batch = spec.max_batch
         self.max_batch_tokens = spec.max_batch_tokens
-        self._encoding = "base64" if official else "float"
+        self._encoding = "float" if ollama else "base64"
         self._timeout = settings.timeout_s
         self._errors = openai
         self._client = openai.OpenAI(
@@ -198,8 +198,11 @@ def _decode(embedding: Any) -> Sequence[float] | np.ndarray:
 
 
 def _base_url(configured: str, ollama: bool) -> str:
-    """The SDK's base URL: the configured one (OLLAMA_HOST-style "host:port" accepted for
-    Ollama), else the provider's default; Ollama's OpenAI API lives under /v1."""
+    """The SDK's base URL: the configured one, else the provider's default.
+
+    For Ollama an OLLAMA_HOST-style "host" or "host:port" is accepted (port 11434 by default),
+    and a URL without a path gets Ollama's OpenAI-compatible prefix /v1.
+    """
     url = configured.strip().rstrip("/")
     if not url:
         return OLLAMA_BASE_URL if ollama else OPENAI_BASE_URL
@@ -209,13 +212,10 @@ def _base_url(configured: str, ollama: bool) -> str:
                 f"EMBEDDING_BASE_URL / OPENAI_BASE_URL {configured!r} must start with "
                 f"http:// or https://"
             )
-        url = "http://" + url
-    parts = urlsplit(url)
-    if ollama:
-        if parts.port is None and parts.hostname and ":" not in parts.netloc:
-            url = url.replace(parts.netloc, parts.netloc + ":11434", 1)
-        if parts.path in ("", "/"):
-            url += "/v1"
+        host = url.split("/", 1)[0]
+        url = "http://" + (url if ":" in host else url.replace(host, host + ":11434", 1))
+    if ollama and urlsplit(url).path in ("", "/"):
+        url += "/v1"
     return url
 
 

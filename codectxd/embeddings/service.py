@@ -192,17 +192,25 @@ class Embedder:
             return out
         unique = sorted(missing, key=lambda k: len(texts[missing[k][0]]))
         batches = self._batches([texts[missing[k][0]] for k in unique], max_batch)
-        def run(batch: list[str]) -> np.ndarray:
+        starts = np.cumsum([0] + [len(b) for b in batches]).tolist()
+
+        def run(index: int) -> np.ndarray:
             if should_stop is not None and should_stop():
                 raise EmbedCancelled
-            return self._embed_batch(batch)
+            vectors = self._embed_batch(batches[index])
+            if self.cache is not None:
+                # Cached per batch, not per call: when a later batch fails (retries used up,
+                # spend limit), what was paid for is kept and never requested again.
+                batch_keys = unique[starts[index]:starts[index + 1]]
+                self.cache.put_many(self.identity, list(zip(batch_keys, vectors, strict=True)))
+            return vectors
 
         results: list[np.ndarray] = []
         if self.concurrency > 1 and len(batches) > 1:
             with ThreadPoolExecutor(self.concurrency, thread_name_prefix="embed") as pool:
-                results = list(pool.map(run, batches))
+                results = list(pool.map(run, range(len(batches))))
         else:
-            results = [run(batch) for batch in batches]
+            results = [run(index) for index in range(len(batches))]
         vectors = np.concatenate(results) if results else np.zeros((0, self.dimension))
         if out.shape[1] != vectors.shape[1]:  # dimension learned from the first response
             out = np.zeros((len(texts), vectors.shape[1]), dtype=np.float32)
@@ -212,8 +220,6 @@ class Embedder:
         for key, vector in zip(unique, vectors, strict=True):
             for i in missing[key]:
                 out[i] = vector
-        if self.cache is not None:
-            self.cache.put_many(self.identity, list(zip(unique, vectors, strict=True)))
         return out
 
     def _batches(self, texts: list[str], max_batch: int | None) -> list[list[str]]:
