@@ -243,6 +243,8 @@ class Daemon:
             "indexed": report.indexed, "removed": report.removed, "skipped": report.skipped,
             "failed": report.failed, "chunks_written": report.chunks_written,
             "seconds": round(report.seconds, 3), "cancelled": report.cancelled,
+            "scan_s": round(report.scan_s, 3), "parse_s": round(report.parse_s, 3),
+            "embed_s": round(report.embed_s, 3), "store_s": round(report.store_s, 3),
             "finished": time.time(),
         }
         runtime.state = READY if not runtime.has_work() else runtime.state

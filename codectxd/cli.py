@@ -73,6 +73,9 @@ def cmd_index(args: argparse.Namespace) -> int:
             "chunks_total": chunks,
             "files_indexed": counts.get("indexed", 0),
             "seconds": round(report.seconds, 2),
+            "time_split_s": {"scan": round(report.scan_s, 3), "parse": round(report.parse_s, 3),
+                             "embed": round(report.embed_s, 3),
+                             "store": round(report.store_s, 3)},
             "skipped_by_reason": dict(indexer.last_scan.skipped_counts) if indexer.last_scan
             else {},
             "errors": report.errors,

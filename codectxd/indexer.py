@@ -85,6 +85,12 @@ class SyncReport:
     seconds: float = 0.0
     cancelled: bool = False
     errors: list[tuple[str, str]] = field(default_factory=list)
+    # Where the time went (seconds): listing files, reading + hashing + splitting, computing
+    # embeddings (cache lookups included), writing to the store + snapshot.
+    scan_s: float = 0.0
+    parse_s: float = 0.0
+    embed_s: float = 0.0
+    store_s: float = 0.0
 
 
 @dataclass(slots=True)
@@ -157,7 +163,9 @@ class RepoIndexer:
             started = time.perf_counter()
             self.ensure_collection()
             self._set(phase="scanning", files_total=0, files_done=0, chunks_done=0, errors=0)
+            scan_started = time.perf_counter()
             scan = self.scanner.scan()
+            scan_s = time.perf_counter() - scan_started
             self.last_scan = scan
             known = self.snapshot.load(self.collection)
             on_disk = {entry.path: entry for entry in scan.files}
@@ -166,7 +174,7 @@ class RepoIndexer:
             if self.snapshot.get_meta(self.collection, "chunking") != fingerprint and known:
                 log.info("%s: chunking settings changed; re-splitting every file", self.root)
                 force = True
-            report = SyncReport(scanned=len(scan.files))
+            report = SyncReport(scanned=len(scan.files), scan_s=scan_s)
             todo = self._changed(scan.files, known, force, report)
             self._in_full_sync = True
             try:
@@ -301,7 +309,9 @@ class RepoIndexer:
             if self.stop.is_set():
                 raise SyncCancelled
             self._set(current=entry.path)
+            parse_started = time.perf_counter()
             prepared = self._prepare(entry, known.get(entry.path), force, report)
+            report.parse_s += time.perf_counter() - parse_started
             if prepared is None:
                 continue
             group.append(prepared)
@@ -398,6 +408,9 @@ class RepoIndexer:
             # Nothing was written: old chunks stay searchable, the files stay pending.
             self._fail(paths, f"embedding failed: {exc}", report)
             return
+        finally:
+            report.embed_s += time.perf_counter() - started
+        store_started = time.perf_counter()
         rows: list[Row] = []
         position = 0
         for prepared in group:
@@ -431,6 +444,7 @@ class RepoIndexer:
             IndexedFile(p.entry.path, p.entry.size, p.entry.mtime_ns, p.hash, len(p.chunks))
             for p in group
         ])
+        report.store_s += time.perf_counter() - store_started
         report.indexed += len(group)
         report.chunks_written += len(rows)
         self._advance(len(group), len(rows), "")

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import abc
 import email.utils
+import logging
 import math
+import threading
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
@@ -318,3 +320,38 @@ def parse_retry_after(headers: Mapping[str, str] | Any, now: float | None = None
     if when is None:
         return None
     return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+class _RedactingFilter(logging.Filter):
+    """Rewrites records of one logger with the known keys (and key-shaped tokens) removed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.secrets: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        clean = redact(message, *self.secrets)
+        if clean != message:
+            record.msg, record.args = clean, None
+        return True
+
+
+_redactors: dict[str, _RedactingFilter] = {}
+_redactors_lock = threading.Lock()
+
+
+def redact_logs(logger_name: str, secret: str) -> None:
+    """Redact `secret` (and key-shaped tokens) from what SDK logger `logger_name` logs.
+
+    Some SDKs log the server's error text (the voyageai SDK logs every error "detail" at INFO),
+    and servers echo keys in it. A logger's filters see only records created on that logger,
+    so this names the exact logger the SDK uses.
+    """
+    with _redactors_lock:
+        redactor = _redactors.get(logger_name)
+        if redactor is None:
+            redactor = _redactors[logger_name] = _RedactingFilter()
+            logging.getLogger(logger_name).addFilter(redactor)
+        if secret:
+            redactor.secrets.add(secret)

@@ -21,6 +21,7 @@ from codectxd.embeddings.base import (
     RemoteProvider,
     choose_dimension,
     parse_retry_after,
+    redact_logs,
     register,
 )
 from codectxd.errors import ConfigError, ProviderError
@@ -68,6 +69,9 @@ class VoyageProvider(RemoteProvider):
                 "(or embedding.api_key in the config file)"
             )
         super().__init__(settings.api_key)
+        # The SDK logs each error's `detail` to logger "voyage" (INFO); a server may echo the
+        # key in it.
+        redact_logs("voyage", settings.api_key)
         import voyageai
         import voyageai.error
         from voyageai.local.helpers import is_local_model
