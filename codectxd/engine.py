@@ -4,7 +4,9 @@ cache and provider. The daemon and the developer CLI both build on this."""
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import logging
+import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -13,6 +15,7 @@ from codectxd.config import Settings
 from codectxd.embeddings.base import create_provider
 from codectxd.embeddings.cache import EmbeddingCache
 from codectxd.embeddings.service import Embedder
+from codectxd.errors import StoreError
 from codectxd.indexer import Progress, RepoIndexer, repo_key
 from codectxd.search import RRF_K, Filters, Result, Target, search
 from codectxd.snapshot import Snapshot
@@ -28,6 +31,7 @@ class Engine:
     def __init__(self, settings: Settings, *, embedder: Embedder | None = None) -> None:
         self.settings = settings
         settings.paths.data_dir.mkdir(parents=True, exist_ok=True)
+        self._lock_fd = _lock_data_dir(settings.paths.data_dir)
         self.snapshot = Snapshot(settings.paths.data_dir / "state.db")
         self.cache = EmbeddingCache(settings.paths.data_dir / "embeddings.db")
         self.store = Store(settings.milvus_uri, settings.store.token)
@@ -44,6 +48,7 @@ class Engine:
                 self._embedder = Embedder(
                     create_provider(cfg), self.cache, batch_size=cfg.batch_size,
                     concurrency=cfg.concurrency, max_retries=cfg.max_retries,
+                    max_tokens_per_day=cfg.max_tokens_per_day,
                 )
             return self._embedder
 
@@ -96,3 +101,19 @@ class Engine:
         self.store.close()
         self.snapshot.close()
         self.cache.close()
+        os.close(self._lock_fd)
+
+
+def _lock_data_dir(data_dir: Path) -> int:
+    """One codectx process per data dir (daemon or developer CLI): the snapshot, the cache and
+    the Milvus Lite file must have a single writer."""
+    fd = os.open(data_dir / "engine.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise StoreError(
+            f"the index in {data_dir} is in use by another codectx process (a running "
+            f"codectxd?); use codectx-client to talk to the daemon, or stop it first"
+        ) from None
+    return fd

@@ -8,14 +8,16 @@ sparse vector itself (a `Function`); `codectxd.search` fuses the two result list
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
+import os
 import re
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -82,33 +84,53 @@ def _clip(text: str, max_bytes: int) -> str:
     return data[:max_bytes].decode("utf-8", "ignore")
 
 
+T = TypeVar("T")
+#: Error texts meaning the engine (Milvus Lite's child process or a server) is gone.
+_UNREACHABLE = ("fail connecting", "unavailable", "connection refused", "connect failed",
+                "broken pipe", "socket closed", "deadline exceeded")
+
+
 class Store:
-    """Thin, typed wrapper over `pymilvus.MilvusClient` for our schema."""
+    """Thin, typed wrapper over `pymilvus.MilvusClient` for our schema.
+
+    Every call goes through `_run`, which turns failures into `StoreError`s and, when the
+    engine has gone away (its process was killed, the server restarted), reconnects once —
+    starting a new Milvus Lite engine — and retries the call.
+    """
 
     def __init__(self, uri: str, token: str = "") -> None:
-        from pymilvus import MilvusClient  # heavy import: only when a store is really opened
+        import pymilvus  # noqa: F401 - configures its loggers on import; quiet them after
 
         _quiet_library_logs()
         self.uri = uri
-        try:
-            self.client = MilvusClient(uri=uri, token=token) if token else MilvusClient(uri=uri)
-        except Exception as exc:
-            if "://" not in uri and _locked(uri):
-                raise StoreError(
-                    f"the index at {uri} is in use by another process (a running codectxd?); "
-                    f"use codectx-client to talk to the daemon, or stop it first"
-                ) from None
-            raise StoreError(f"cannot open the Milvus store at {uri}: {_reason(exc)}") from None
-        # Milvus Lite runs in this process; serialise writes so a delete+insert pair of one file
-        # is not interleaved with another writer. Searches do not take this lock.
+        self._token = token
+        self.client = self._connect()
+        # Serialise writes so a delete+insert pair of one file is not interleaved with another
+        # writer. Searches do not take this lock.
         self._write_lock = threading.Lock()
-        self._known: set[str] = set()  # collections created or loaded by this process
+        self._reconnect_lock = threading.Lock()
+        self._known: set[str] = set()  # collections created or loaded by this engine
+        self.reconnects = 0
 
-    def close(self) -> None:
+    def _connect(self) -> Any:
+        from pymilvus import MilvusClient  # heavy import: only when a store is really opened
+
+        # Check first: a failed open by milvus-lite deletes the other process's lock file.
+        if "://" not in self.uri and _locked(self.uri):
+            raise StoreError(
+                f"the index at {self.uri} is in use by another process (a running codectxd?); "
+                f"use codectx-client to talk to the daemon, or stop it first"
+            )
         try:
-            self.client.close()
-        except Exception:  # noqa: BLE001 - closing is best effort at shutdown
-            log.debug("closing the Milvus client failed", exc_info=True)
+            if self._token:
+                return MilvusClient(uri=self.uri, token=self._token)
+            return MilvusClient(uri=self.uri)
+        except Exception as exc:
+            raise StoreError(
+                f"cannot open the Milvus store at {self.uri}: {_reason(exc)}"
+            ) from None
+
+    def _release_engine(self) -> None:
         if "://" not in self.uri:
             # pymilvus never stops Milvus Lite's engine process (nor frees the file lock).
             try:
@@ -117,6 +139,41 @@ class Store:
                 server_manager_instance.release_server(self.uri)
             except Exception:  # noqa: BLE001
                 log.debug("stopping the Milvus Lite engine failed", exc_info=True)
+
+    def close(self) -> None:
+        try:
+            self.client.close()
+        except Exception:  # noqa: BLE001 - closing is best effort at shutdown
+            log.debug("closing the Milvus client failed", exc_info=True)
+        self._release_engine()
+
+    def _reconnect(self, broken: Any) -> None:
+        with self._reconnect_lock:
+            if self.client is not broken:
+                return  # another thread reconnected already
+            log.warning("the Milvus engine at %s is unreachable; reconnecting", self.uri)
+            with contextlib.suppress(Exception):
+                broken.close()
+            self._release_engine()
+            self.client = self._connect()
+            self._known.clear()
+            self.reconnects += 1
+
+    def _run(self, what: str, fn: Callable[[Any], T]) -> T:
+        """Call `fn(client)`; one reconnect-and-retry when the engine is unreachable."""
+        for attempt in (0, 1):
+            client = self.client
+            try:
+                return fn(client)
+            except StoreError:
+                raise
+            except Exception as exc:
+                reason = _reason(exc)
+                if attempt == 0 and any(t in reason.lower() for t in _UNREACHABLE):
+                    self._reconnect(client)
+                    continue
+                raise StoreError(f"{what}: {reason}{_disk_hint(self.uri)}") from None
+        raise AssertionError("unreachable")
 
     # --- collections ----------------------------------------------------------------------
 
@@ -128,30 +185,31 @@ class Store:
         """
         if name in self._known:
             return
-        try:
-            if not self.client.has_collection(name):
-                self.client.create_collection(
-                    name, schema=self._schema(dimension, meta), index_params=self._indexes()
+
+        def ensure(client: Any) -> None:
+            if not client.has_collection(name):
+                client.create_collection(
+                    name, schema=self._schema(client, dimension, meta),
+                    index_params=self._indexes(client),
                 )
                 log.info("created collection %s (dimension %d)", name, dimension)
             else:
-                present = set(self.client.list_indexes(name))
-                missing = self._indexes(skip=present)
+                present = set(client.list_indexes(name))
+                missing = self._indexes(client, skip=present)
                 if missing is not None:
                     log.warning("collection %s lacks indexes %s; creating them", name,
                                 sorted({"dense", "sparse"} - present))
-                    self.client.create_index(name, missing)
-            self.client.load_collection(name)
-        except StoreError:
-            raise
-        except Exception as exc:
-            raise StoreError(f"cannot create collection {name}: {_reason(exc)}") from None
+                    client.create_index(name, missing)
+            client.load_collection(name)
+
+        self._run(f"cannot create collection {name}", ensure)
         self._known.add(name)
 
-    def _schema(self, dimension: int, meta: dict[str, Any]) -> Any:
+    @staticmethod
+    def _schema(client: Any, dimension: int, meta: dict[str, Any]) -> Any:
         from pymilvus import DataType, Function, FunctionType
 
-        schema = self.client.create_schema(
+        schema = client.create_schema(
             auto_id=False, enable_dynamic_field=False,
             description=json.dumps({"schema": SCHEMA_VERSION, **meta})[:1000],
         )
@@ -177,10 +235,11 @@ class Store:
         ))
         return schema
 
-    def _indexes(self, skip: set[str] | None = None) -> Any:
+    @staticmethod
+    def _indexes(client: Any, skip: set[str] | None = None) -> Any:
         """Index params for the vector fields not in `skip` (None when nothing is missing)."""
         skip = skip or set()
-        index = self.client.prepare_index_params()
+        index = client.prepare_index_params()
         added = False
         if "dense" not in skip:
             index.add_index("dense", index_type="AUTOINDEX", metric_type="IP")
@@ -191,64 +250,62 @@ class Store:
         return index if added else None
 
     def _ensure_loaded(self, name: str) -> None:
-        """Collections opened from disk start released; load them once per process."""
+        """Collections opened from disk start released; load them once per engine."""
         if name in self._known:
             return
-        try:
-            self.client.load_collection(name)
-        except Exception as exc:
-            raise StoreError(f"cannot load collection {name}: {_reason(exc)}") from None
+        self._run(f"cannot load collection {name}", lambda c: c.load_collection(name))
         self._known.add(name)
 
     def has_collection(self, name: str) -> bool:
-        try:
-            return bool(self.client.has_collection(name))
-        except Exception as exc:
-            raise StoreError(f"cannot reach the Milvus store: {_reason(exc)}") from None
+        return bool(self._run("cannot reach the Milvus store",
+                              lambda c: c.has_collection(name)))
 
     def list_collections(self, prefix: str = COLLECTION_PREFIX + "_") -> list[str]:
-        try:
-            return [n for n in self.client.list_collections() if n.startswith(prefix)]
-        except Exception as exc:
-            raise StoreError(f"cannot list collections: {_reason(exc)}") from None
+        names = self._run("cannot list collections", lambda c: c.list_collections())
+        return [n for n in names if n.startswith(prefix)]
 
     def drop_collection(self, name: str) -> None:
+        def drop(client: Any) -> None:
+            if client.has_collection(name):
+                client.drop_collection(name)
+
         with self._write_lock:
-            try:
-                if self.client.has_collection(name):
-                    self.client.drop_collection(name)
-            except Exception as exc:
-                raise StoreError(f"cannot drop collection {name}: {_reason(exc)}") from None
+            self._run(f"cannot drop collection {name}", drop)
             self._known.discard(name)
 
     # --- writes ---------------------------------------------------------------------------
 
     def replace_files(self, name: str, paths: Sequence[str], rows: Sequence[Row]) -> None:
-        """Delete every row of `paths`, then insert `rows` (which belong to those paths)."""
+        """Delete every row of `paths`, then insert `rows` (which belong to those paths).
+
+        Retrying the pair after a reconnect is safe: the delete removes any rows a failed
+        attempt may have inserted.
+        """
+        self._ensure_loaded(name)
+        data = [self._row_dict(r) for r in rows]
+
+        def write(client: Any) -> None:
+            if paths:
+                self._delete_paths(client, name, paths)
+            if data:
+                client.insert(name, data)
+
         with self._write_lock:
-            try:
-                if paths:
-                    self._delete_paths_locked(name, paths)
-                if rows:
-                    self.client.insert(name, [self._row_dict(r) for r in rows])
-            except Exception as exc:
-                raise StoreError(f"writing to collection {name} failed: {_reason(exc)}") from None
+            self._run(f"writing to collection {name} failed", write)
 
     def delete_paths(self, name: str, paths: Sequence[str]) -> None:
+        self._ensure_loaded(name)
         with self._write_lock:
-            try:
-                self._delete_paths_locked(name, paths)
-            except Exception as exc:
-                raise StoreError(
-                    f"deleting from collection {name} failed: {_reason(exc)}"
-                ) from None
+            self._run(f"deleting from collection {name} failed",
+                      lambda c: self._delete_paths(c, name, paths))
 
-    def _delete_paths_locked(self, name: str, paths: Sequence[str]) -> None:
+    @staticmethod
+    def _delete_paths(client: Any, name: str, paths: Sequence[str]) -> None:
         for start in range(0, len(paths), 200):
             batch = paths[start : start + 200]
             expr = (f"path == {quote(batch[0])}" if len(batch) == 1
                     else f"path in [{', '.join(quote(p) for p in batch)}]")
-            self.client.delete(name, filter=expr)
+            client.delete(name, filter=expr)
 
     @staticmethod
     def _row_dict(row: Row) -> dict[str, Any]:
@@ -271,29 +328,26 @@ class Store:
 
     def count(self, name: str, expr: str = "") -> int:
         self._ensure_loaded(name)
-        try:
-            result = self.client.query(name, filter=expr or "", output_fields=["count(*)"])
-        except Exception as exc:
-            raise StoreError(f"cannot count rows of {name}: {_reason(exc)}") from None
+        result = self._run(f"cannot count rows of {name}", lambda c: c.query(
+            name, filter=expr or "", output_fields=["count(*)"]))
         return int(result[0]["count(*)"]) if result else 0
 
     def rows_of(self, name: str, expr: str, fields: Sequence[str]) -> list[dict[str, Any]]:
         """All rows matching `expr` (iterating, so large results are fine)."""
-        out: list[dict[str, Any]] = []
         self._ensure_loaded(name)
-        try:
-            iterator = self.client.query_iterator(
-                name, batch_size=1000, filter=expr, output_fields=list(fields)
-            )
+
+        def read(client: Any) -> list[dict[str, Any]]:
+            out: list[dict[str, Any]] = []
+            iterator = client.query_iterator(name, batch_size=1000, filter=expr,
+                                             output_fields=list(fields))
             while True:
                 batch = iterator.next()
                 if not batch:
                     iterator.close()
-                    break
+                    return out
                 out.extend(batch)
-        except Exception as exc:
-            raise StoreError(f"cannot read rows of {name}: {_reason(exc)}") from None
-        return out
+
+        return self._run(f"cannot read rows of {name}", read)
 
     def search(
         self,
@@ -318,13 +372,10 @@ class Store:
             field, params = "sparse", {"metric_type": "BM25",
                                        "params": {"drop_ratio_search": 0.0}}
         self._ensure_loaded(name)
-        try:
-            result = self.client.search(
-                name, data=data, anns_field=field, search_params=params, limit=limit,
-                filter=expr, output_fields=OUTPUT_FIELDS,
-            )
-        except Exception as exc:
-            raise StoreError(f"search in {name} failed: {_reason(exc)}") from None
+        result = self._run(f"search in {name} failed", lambda c: c.search(
+            name, data=data, anns_field=field, search_params=params, limit=limit,
+            filter=expr, output_fields=OUTPUT_FIELDS,
+        ))
         hits: list[Hit] = []
         for item in result[0] if result else []:
             entity = item.get("entity", item)
@@ -344,7 +395,7 @@ def _locked(path: str) -> bool:
 
     lock_path = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.lock")
     try:
-        handle = open(lock_path, "a")  # noqa: SIM115 - closed below
+        handle = open(lock_path, "r+")  # noqa: SIM115 - closed below; never create it
     except OSError:
         return False
     try:
@@ -357,10 +408,27 @@ def _locked(path: str) -> bool:
     return False
 
 
+def _disk_hint(uri: str) -> str:
+    """Milvus Lite reports a full disk as an opaque RPC failure: say so when space is short."""
+    if "://" in uri:
+        return ""
+    import shutil
+
+    try:
+        free = shutil.disk_usage(os.path.dirname(os.path.abspath(uri))).free
+    except OSError:
+        return ""
+    if free < 64 * 2**20:
+        return (f" (the disk holding {os.path.dirname(uri)} is full or nearly: "
+                f"{free / 2**20:.1f} MB free)")
+    return ""
+
+
 def _quiet_library_logs() -> None:
     """pymilvus logs every failed RPC with a traceback and milvus-lite's in-process gRPC server
     logs unimplemented calls; we turn failures into StoreErrors, so keep their logs quiet."""
-    for name in ("pymilvus", "grpc._server", "milvus_lite", "faiss", "faiss.loader"):
+    for name in ("pymilvus", "pymilvus.milvus_client", "pymilvus.bulk_writer", "grpc._server",
+                 "milvus_lite"):
         logging.getLogger(name).setLevel(logging.CRITICAL)
     # milvus_lite 2.5 logs through the root logger; its failures reach users as StoreErrors.
     root = logging.getLogger()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 import subprocess
 import sys
 import time
@@ -67,6 +68,20 @@ def fake() -> Iterator[FakeProviders]:
 @pytest.fixture(autouse=True)
 def _clean(fake: FakeProviders) -> None:
     fake.reset()
+
+
+@pytest.fixture(autouse=True)
+def _loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fail any TCP connection that is not to this machine (an SDK default URL, telemetry)."""
+    real = socket.socket.connect
+
+    def connect(sock: socket.socket, address: object) -> None:
+        if sock.family in (socket.AF_INET, socket.AF_INET6):
+            host = address[0] if isinstance(address, tuple) else address
+            assert host in ("127.0.0.1", "::1", "localhost"), f"connection to {address}"
+        return real(sock, address)
+
+    monkeypatch.setattr(socket.socket, "connect", connect)
 
 
 def settings_for(fake: FakeProviders, provider: str, **overrides: object) -> EmbeddingSettings:
@@ -180,6 +195,24 @@ def test_compatible_server_dimension_is_detected(fake: FakeProviders) -> None:
     with pytest.raises(ProviderError, match="1024-dimensional vectors .* expected 512") as err:
         wrong.embed_documents(["x"])
     assert not err.value.retryable
+
+
+@pytest.mark.parametrize(("provider", "model"), [("voyage", "voyage-future-1"),
+                                               ("gemini", "gemini-embedding-future")])
+def test_unknown_cloud_models_are_probed(fake: FakeProviders, provider: str, model: str) -> None:
+    fake.models[model] = 1280
+    try:
+        client = provider_for(fake, provider, model=model)
+        assert client.identity == f"{provider}:{model}:1280" and fake.count() == 1
+        assert client.embed_documents(["x"]).shape == (1, 1280)
+    finally:
+        del fake.models[model]
+
+
+def test_probe_failure_says_how_to_skip_it() -> None:
+    with pytest.raises(ProviderError, match="cannot learn the dimension.*EMBEDDING_DIMENSION"):
+        create_provider(EmbeddingSettings(provider="ollama", base_url="http://127.0.0.1:9",
+                                          timeout_s=2))
 
 
 def test_ollama_host_forms() -> None:

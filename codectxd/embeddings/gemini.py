@@ -10,6 +10,7 @@ Limits and sources: docs/providers.md.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import re
 from typing import Any
@@ -61,7 +62,6 @@ class GeminiProvider(RemoteProvider):
                 "(or GOOGLE_API_KEY, or embedding.api_key in the config file)"
             )
         super().__init__(settings.api_key)
-        import httpx2
         from google import genai
         from google.genai import errors, types
 
@@ -82,15 +82,7 @@ class GeminiProvider(RemoteProvider):
         self._timeout = settings.timeout_s
         self._types = types
         self._errors = errors
-        # Transport failures surface as the HTTP library's own exceptions.
-        transport: list[type[BaseException]] = [httpx2.TransportError]
-        try:
-            import httpx
-
-            transport.append(httpx.TransportError)
-        except ImportError:  # pragma: no cover - httpx2 is the SDK's default backend
-            pass
-        self._transport = tuple(transport)
+        self._transport = _transport_errors()
         options = types.HttpOptions(timeout=max(1, int(settings.timeout_s * 1000)))  # ms
         if self.base_url:
             options.base_url = self.base_url
@@ -127,7 +119,9 @@ class GeminiProvider(RemoteProvider):
         return self._embed([text], "RETRIEVAL_QUERY")[0][0]
 
     def close(self) -> None:
-        self._client.close()
+        close = getattr(self._client, "close", None)  # not in every google-genai release
+        if close is not None:
+            close()
 
     # --- the request ------------------------------------------------------------------------
 
@@ -145,7 +139,7 @@ class GeminiProvider(RemoteProvider):
                 model=self.model, contents=texts, config=config,
             )
             rows = [item.values for item in (response.embeddings or [])]
-            usage = response.usage_metadata
+            usage = getattr(response, "usage_metadata", None)  # not in every release
             tokens = usage.prompt_token_count if usage is not None else None
         except Exception as exc:  # every SDK failure becomes a ProviderError, below
             error = self._map(exc)
@@ -177,6 +171,18 @@ class GeminiProvider(RemoteProvider):
                 return self.transient(f"no answer from {where} within {self._timeout:g}s")
             return self.transient(f"cannot reach {where}: {type(exc).__name__}: {exc}")
         return self.malformed(f"{type(exc).__name__}: {exc}")
+
+
+def _transport_errors() -> tuple[type[BaseException], ...]:
+    """Timeouts and connection failures surface as the HTTP library's own exceptions: httpx2
+    (google-genai 3.x default) or httpx (older releases, or chosen by the user)."""
+    found: list[type[BaseException]] = []
+    for module in ("httpx2", "httpx"):
+        try:
+            found.append(importlib.import_module(module).TransportError)
+        except (ImportError, AttributeError):
+            continue
+    return tuple(found)
 
 
 def _retry_delay(details: Any) -> float | None:

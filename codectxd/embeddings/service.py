@@ -108,7 +108,8 @@ class Embedder:
         max_tokens_per_day: int = 0,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        """
+        """Set up batching, retries and the spend guard around `provider`.
+
         Args:
             max_tokens_per_day: spend guard for remote providers (0: off); see the module doc.
             clock: Unix time source for the spend guard's UTC day (tests move it).

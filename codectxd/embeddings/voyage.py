@@ -74,10 +74,9 @@ class VoyageProvider(RemoteProvider):
         redact_logs("voyage", settings.api_key)
         import voyageai
         import voyageai.error
-        from voyageai.local.helpers import is_local_model
 
         self.model = settings.model or DEFAULT_MODEL
-        if is_local_model(self.model):
+        if _is_local_model(self.model):
             # The SDK would run it in-process with sentence-transformers (PyTorch, a model
             # download): not what a provider called "voyage" should do behind our back.
             raise ConfigError(
@@ -166,6 +165,15 @@ class VoyageProvider(RemoteProvider):
             # 2xx with a body that is not JSON, or without `detail`-shaped errors.
             return self.malformed(str(exc.user_message or exc))
         return self.malformed(f"{type(exc).__name__}: {exc}")
+
+
+def _is_local_model(model: str) -> bool:
+    """Whether the SDK would run `model` in-process (voyageai >= 0.5 has such models)."""
+    try:
+        from voyageai.local.helpers import is_local_model
+    except ImportError:
+        return False
+    return bool(is_local_model(model))
 
 
 def _message(exc: Any) -> str:

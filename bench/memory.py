@@ -1,0 +1,177 @@
+"""Memory: the daemon's resting footprint and how well the memory budget holds while indexing.
+
+* **idle**: RSS of the daemon + its Milvus Lite child with three indexed repositories
+  (generated, cached in ``bench/.cache/memory/``), sampled every 0.5 s for a while after start,
+  over ``runs`` daemon starts.
+* **budget**: the daemon restarted with ``CODECTX_MEMORY_BUDGET_MB`` = idle × 1.6 indexes a
+  fourth repository of never-seen content; RSS traced every 0.5 s, with the status fields
+  ``memory.state / pauses / paused_s`` every 2 s. The same indexing without a budget (default
+  2048 MB, another never-seen repository of the same size) is the baseline of the same run:
+  its peak RSS and indexing time show what the budget costs.
+"""
+
+from __future__ import annotations
+
+import statistics
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from bench.bigcorpus import generate_tree
+from bench.run import CACHE_DIR, Daemon, RssSampler, SuiteOptions, log, print_table, short_tmp
+from bench.stats import fmt, fmt_mmm, median_min_max, ratio, summarize
+
+SUITE = "memory"
+BUDGET_FACTOR = 1.6
+TOLERANCE = 0.10  # the target: RSS ≤ budget + 10 %
+
+
+def _sizes(smoke: bool) -> dict[str, Any]:
+    if smoke:
+        return {"repo_files": 15, "new_files": 40, "idle_s": 3.0, "trace_limit_s": 45.0}
+    return {"repo_files": 800, "new_files": 1500, "idle_s": 15.0, "trace_limit_s": 1800.0}
+
+
+def indexed_repos(base: Path, files: int) -> list[Path]:
+    """Three generated repositories (different seeds), cached under ``base``."""
+    return [generate_tree(base / f"repo{i}", files, 100 + i).root for i in range(3)]
+
+
+def ensure_indexed(data_dir: Path, roots: list[Path], timeout_s: float) -> None:
+    """Register and index the repositories once (the data dir is cached)."""
+    with short_tmp() as run_dir, Daemon(data_dir, run_dir / "r") as daemon:
+        daemon.start()
+        for root in roots:
+            daemon.call("add", {"path": str(root)})
+        for root in roots:
+            daemon.wait_fresh(root, timeout_s, 1.0)
+
+
+def idle_rss(data_dir: Path, roots: list[Path], sample_s: float) -> dict[str, Any]:
+    """Start the daemon, wait until every repository is fresh, then sample its RSS."""
+    with short_tmp() as run_dir, Daemon(data_dir, run_dir / "r") as daemon:
+        daemon.start()
+        for root in roots:
+            daemon.wait_fresh(root, 600, 0.5)
+        time.sleep(1.0)
+        with RssSampler(daemon.pid) as sampler:
+            time.sleep(sample_s)
+        memory = daemon.call("status")["daemon"]["memory"]
+    own = [s[1] for s in sampler.samples]
+    kids = [s[2] for s in sampler.samples]
+    return {"daemon_mb": round(statistics.median(own), 1),
+            "children_mb": round(statistics.median(kids), 1),
+            "total_mb": round(statistics.median([a + b for a, b in zip(own, kids, strict=True)]),
+                              1),
+            "status_rss_mb": memory["rss_mb"], "samples": len(own)}
+
+
+def trace_indexing(data_dir: Path, roots: list[Path], new_root: Path, budget_mb: int | None,
+                   limit_s: float) -> dict[str, Any]:
+    """Index ``new_root`` (with the other repositories loaded) under ``budget_mb`` (None: the
+    default), tracing RSS every 0.5 s and the status memory fields every 2 s."""
+    env = {"CODECTX_MEMORY_BUDGET_MB": str(budget_mb)} if budget_mb else {}
+    status_trace: list[dict[str, Any]] = []
+    with short_tmp() as run_dir, Daemon(data_dir, run_dir / "r", **env) as daemon:
+        daemon.start()
+        for root in roots:
+            daemon.wait_fresh(root, 600, 0.5)
+        stop = threading.Event()
+
+        def poll_status() -> None:
+            started = time.monotonic()
+            while not stop.wait(2.0):
+                memory = daemon.call("status")["daemon"]["memory"]
+                status_trace.append({"t": round(time.monotonic() - started, 1), **memory})
+
+        poller = threading.Thread(target=poll_status, daemon=True)
+        with RssSampler(daemon.pid) as sampler:
+            started = time.perf_counter()
+            daemon.call("add", {"path": str(new_root)})
+            poller.start()
+            finished = True
+            try:
+                daemon.wait_fresh(new_root, limit_s, 0.5)
+            except TimeoutError:
+                finished = False
+            seconds = time.perf_counter() - started
+            stop.set()
+            poller.join(10)
+        info = daemon.repo(new_root)
+        memory = daemon.call("status")["daemon"]["memory"]
+        daemon.call("remove", {"path": str(new_root)}, timeout_s=300)
+    totals = [own + kids for _, own, kids in sampler.samples]
+    limit = budget_mb or memory["budget_mb"]
+    return {
+        "budget_mb": limit, "finished": finished, "seconds": round(seconds, 1),
+        "files_indexed": info["files_indexed"], "chunks": info["chunks"],
+        "rss_mb": summarize(totals, 1), "peak_mb": max(totals, default=0.0),
+        "peak_over_budget": ratio(max(totals, default=0.0), limit, 3),
+        "share_over_budget": round(sum(1 for t in totals if t > limit) / max(len(totals), 1), 3),
+        "share_over_tolerance": round(sum(1 for t in totals if t > limit * (1 + TOLERANCE))
+                                      / max(len(totals), 1), 3),
+        "memory_status": memory, "status_trace": status_trace,
+        "states_seen": dict(Counter(item["state"] for item in status_trace)),
+        "status_peak_rss_mb": max((item["peak_rss_mb"] for item in status_trace), default=None),
+        "rss_trace": [list(s) for s in sampler.samples],
+    }
+
+
+def run(options: SuiteOptions) -> dict[str, Any]:
+    """Run the memory suite; returns the JSON-able results."""
+    sizes = _sizes(options.smoke)
+    base = CACHE_DIR / ("memory-smoke" if options.smoke else "memory")
+    roots = indexed_repos(base, sizes["repo_files"])
+    data_dir = base / "data"
+    log(f"memory: indexing 3 × {sizes['repo_files']} files (cached after the first run)")
+    ensure_indexed(data_dir, roots, 4 * 3600)
+    idle_runs = []
+    for number in range(1 if options.smoke else options.runs):
+        log(f"idle RSS {number + 1}")
+        idle_runs.append(idle_rss(data_dir, roots, sizes["idle_s"]))
+    idle_total = statistics.median(r["total_mb"] for r in idle_runs)
+    budget = max(1, round(idle_total * BUDGET_FACTOR))
+    results: dict[str, Any] = {
+        "sizes": sizes, "idle": {"runs": idle_runs, **{
+            k: median_min_max([r[k] for r in idle_runs])
+            for k in ("daemon_mb", "children_mb", "total_mb")}},
+        "budget_mb": budget, "budget_factor": BUDGET_FACTOR}
+    with short_tmp("cxbm") as tmp:
+        seed = time.time_ns() % 1_000_000_007
+        for name, limit, tree_seed in (("budget", budget, seed), ("no_budget", None, seed + 1)):
+            new_root = generate_tree(tmp / name, sizes["new_files"], tree_seed).root
+            log(f"indexing {sizes['new_files']} new files, budget {limit or 'default'} MB")
+            results[name] = trace_indexing(data_dir, roots, new_root, limit,
+                                           sizes["trace_limit_s"])
+    peak = results["budget"]["peak_mb"]
+    results["targets"] = {"rss_within_budget": {
+        "target": f"≤ budget + {TOLERANCE:.0%}", "budget_mb": budget, "measured_peak_mb": peak,
+        "met": peak <= budget * (1 + TOLERANCE)}}
+    print_summary(results)
+    return results
+
+
+def print_summary(results: dict[str, Any]) -> None:
+    """The suite's tables on stdout."""
+    idle = results["idle"]
+    print_table("Idle RSS with 3 indexed repositories, MB (median (min–max) of starts)",
+                ["daemon", "Milvus Lite child", "total"],
+                [[fmt_mmm(idle["daemon_mb"]), fmt_mmm(idle["children_mb"]),
+                  fmt_mmm(idle["total_mb"])]])
+    rows = []
+    for name in ("budget", "no_budget"):
+        item = results[name]
+        memory = item["memory_status"]
+        seen = ", ".join(f"{k} {v}" for k, v in item["states_seen"].items())
+        rows.append([name, item["budget_mb"], fmt(item["peak_mb"]), fmt(item["rss_mb"].get("p50")),
+                     fmt(item["peak_over_budget"], 2), f"{item['share_over_budget']:.1%}",
+                     seen or memory.get("state"), memory.get("pauses"), memory.get("paused_s"),
+                     fmt(item["seconds"]) + ("" if item["finished"] else " (limit)")])
+    print_table("Indexing a new repository: RSS (daemon + child) vs budget",
+                ["run", "budget MB", "peak MB", "p50 MB", "peak/budget", "samples over",
+                 "states seen (2 s polls)", "pauses", "paused s", "index s"], rows)
+    target = results["targets"]["rss_within_budget"]
+    print(f"\n  target RSS {target['target']} ({target['budget_mb']} MB): peak "
+          f"{fmt(target['measured_peak_mb'])} MB → {'met' if target['met'] else 'NOT met'}")

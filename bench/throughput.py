@@ -1,0 +1,270 @@
+"""Indexing throughput: cold full index of the big corpus, warm restart, embedding alone.
+
+* **cold full index** (once, cached in ``bench/.cache/throughput/cold/``): the daemon indexes
+  the ≥ 500k-line big corpus with an empty data dir — every chunk is embedded by the local
+  model. Files/s, chunks/s, the time split scan / parse / embed / store (``last_report.full``)
+  and peak RSS of the daemon + its Milvus Lite child (sampled every 0.5 s).
+* **pipeline with a warm embedding cache** (≥ 3 runs): a new data dir holding only the cold
+  run's embedding cache — everything else (scan, parse, store, Milvus) is done for real.
+* **warm restart** (5 runs): the daemon is stopped and started on the indexed 10,000-file
+  generated repository (no change on disk): time from process start until the repository is
+  fresh (searches say ``fresh``), and the daemon's start alone.
+* **embedding alone** (5 runs): 512 real chunks of the big corpus through the local model (no
+  cache), in this process, with the daemon's default thread count.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.bigcorpus import build_big_corpus, generate_tree, generated_repo_dir
+from bench.run import (
+    CACHE_DIR,
+    Daemon,
+    RssSampler,
+    SuiteOptions,
+    log,
+    print_table,
+    short_tmp,
+)
+from bench.stats import fmt, fmt_mmm, median_min_max, ratio
+
+SUITE = "throughput"
+TARGET_RESTART_S = 2.0
+RESTART_FILES = 10_000
+RESTART_SEED = 7  # the freshness suite's repository: one index serves both
+WARM_RUNS = 3
+SMOKE_TREE_FILES = 20
+EMBED_CHUNKS = 512
+SMOKE_EMBED_CHUNKS = 16
+
+
+# --- one full index ---------------------------------------------------------------------------
+
+
+def index_once(root: Path, data_dir: Path, timeout_s: float) -> dict[str, Any]:
+    """Start a daemon on ``data_dir``, add ``root``, wait until it is fresh; the numbers."""
+    with short_tmp() as run_dir, Daemon(data_dir, run_dir / "r") as daemon:
+        start_s = daemon.start()
+        with RssSampler(daemon.pid) as rss:
+            started = time.perf_counter()
+            daemon.call("add", {"path": str(root)})
+            daemon.wait_fresh(root, timeout_s, 0.5)
+            wall = time.perf_counter() - started
+        info = daemon.repo(root)
+        status = daemon.call("status", {"repo": str(root)})["daemon"]
+    full = (info["last_report"] or {}).get("full") or {}
+    seconds = float(full.get("seconds") or wall)
+    split = {k: full.get(f"{k}_s") for k in ("scan", "parse", "embed", "store")}
+    accounted = sum(v for v in split.values() if v)
+    return {
+        "wall_s": round(wall, 2), "sync_s": round(seconds, 2), "daemon_start_s": round(start_s, 2),
+        "files_indexed": info["files_indexed"], "files_read": full.get("files_read"),
+        "chunks": info["chunks"], "chunks_written": full.get("chunks_written"),
+        "files_per_s": round((full.get("files_read") or 0) / seconds, 2) if seconds else None,
+        "chunks_per_s": round((full.get("chunks_written") or 0) / seconds, 2)
+        if seconds else None,
+        "split_s": split, "split_other_s": round(seconds - accounted, 2),
+        "split_share": {k: round(v / seconds, 3) for k, v in split.items() if v and seconds},
+        "peak_rss_mb": rss.peak_mb, "peak_rss_daemon_mb": max((s[1] for s in rss.samples),
+                                                              default=0.0),
+        "peak_rss_children_mb": max((s[2] for s in rss.samples), default=0.0),
+        "embedding": status["embedding"], "memory": status["memory"],
+    }
+
+
+def cold_run(root: Path, base: Path, fresh: bool, timeout_s: float) -> dict[str, Any]:
+    """The cold full index, cached in ``base/result.json`` (interrupted runs resume)."""
+    result_file = base / "result.json"
+    data_dir = base / "data"
+    if fresh and base.exists():
+        shutil.rmtree(base)
+    if result_file.is_file():
+        cached = json.loads(result_file.read_text())
+        cached["cached"] = True
+        return cached
+    resumed = (data_dir / "embeddings.db").exists()
+    log(f"cold index of {root}{' (resuming an interrupted run)' if resumed else ''}; "
+        "this embeds every chunk")
+    result = index_once(root, data_dir, timeout_s)
+    result.update(resumed=resumed, measured=time.strftime("%Y-%m-%d %H:%M:%S %z"),
+                  cached=False)
+    base.mkdir(parents=True, exist_ok=True)
+    result_file.write_text(json.dumps(result, indent=1))
+    return result
+
+
+def warm_cache_runs(root: Path, cold_data: Path, runs: int, timeout_s: float
+                    ) -> list[dict[str, Any]]:
+    """Full index with only the cold run's embedding cache in a new data dir, ``runs`` times."""
+    out = []
+    for number in range(runs):
+        with short_tmp("cxbw") as tmp:
+            data_dir = tmp / "data"
+            data_dir.mkdir()
+            shutil.copy2(cold_data / "embeddings.db", data_dir / "embeddings.db")
+            log(f"warm-cache index {number + 1}/{runs}")
+            out.append(index_once(root, data_dir, timeout_s))
+    return out
+
+
+# --- warm restart -----------------------------------------------------------------------------
+
+
+def restart_runs(root: Path, data_dir: Path, runs: int, timeout_s: float
+                 ) -> list[dict[str, Any]]:
+    """Stop/start the daemon on an indexed repository ``runs`` times (after one warm-up start
+    that makes sure the index is complete)."""
+    with short_tmp() as run_dir:
+        with Daemon(data_dir, run_dir / "r") as daemon:
+            daemon.start()
+            daemon.call("add", {"path": str(root)})
+            log(f"making sure {root} is indexed (cached after the first run)")
+            daemon.wait_fresh(root, timeout_s, 1.0)
+        out = []
+        for _ in range(runs):
+            with Daemon(data_dir, run_dir / "r") as daemon:
+                start_s = daemon.start()
+                fresh_s = daemon.wait_fresh(root, 600, 0.02)
+                info = daemon.repo(root)
+            full = (info["last_report"] or {}).get("full") or {}
+            out.append({"daemon_start_s": round(start_s, 3),
+                        "fresh_s": round(start_s + fresh_s, 3),
+                        "files": info["files_indexed"], "chunks": info["chunks"],
+                        "files_read": full.get("files_read"), "sync_s": full.get("seconds"),
+                        "scan_s": full.get("scan_s")})
+    return out
+
+
+# --- embedding alone --------------------------------------------------------------------------
+
+
+def sample_chunks(root: Path, count: int, seed: int = 3) -> list[str]:
+    """``count`` embedding texts of real chunks (the product's splitter and text format)."""
+    from codectxd.config import SplitterSettings
+    from codectxd.indexer import embedding_text
+    from codectxd.languages import language_for
+    from codectxd.splitter import Splitter
+
+    splitter = Splitter(SplitterSettings())
+    files = sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith("."))
+    random.Random(seed).shuffle(files)
+    texts: list[str] = []
+    for path in files:
+        rel = path.relative_to(root).as_posix()
+        language = language_for(rel)
+        if language is None:
+            continue
+        for chunk in splitter.split(path.read_text(errors="replace"), language):
+            texts.append(embedding_text(rel, chunk))
+            if len(texts) >= count:
+                return texts
+    return texts
+
+
+def embedding_runs(texts: list[str], runs: int) -> list[dict[str, float]]:
+    """Embed ``texts`` (no cache) ``runs`` times with the daemon's default provider settings."""
+    from codectxd.config import load_settings
+    from codectxd.embeddings.base import create_provider
+    from codectxd.embeddings.service import Embedder
+
+    settings = load_settings({"CODECTX_CONFIG": "/nonexistent/codectx.toml"})
+    provider = create_provider(settings.embedding)
+    embedder = Embedder(provider, None, batch_size=settings.embedding.batch_size)
+    embedder.embed_texts(texts[:32])  # warm-up: first inference allocates
+    out = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        embedder.embed_texts(texts)
+        seconds = time.perf_counter() - started
+        out.append({"seconds": round(seconds, 3), "chunks_per_s": round(len(texts) / seconds, 2),
+                    "chars_per_s": round(sum(map(len, texts)) / seconds)})
+    provider.close()
+    return out
+
+
+# --- the suite --------------------------------------------------------------------------------
+
+
+def run(options: SuiteOptions) -> dict[str, Any]:
+    """Run the throughput suite; returns the JSON-able results."""
+    smoke = options.smoke
+    if smoke:
+        tree = generate_tree(CACHE_DIR / "throughput-smoke" / "tree", SMOKE_TREE_FILES, 21)
+        base = CACHE_DIR / "throughput-smoke" / "cold"
+        shutil.rmtree(base, ignore_errors=True)  # tiny: always really cold
+    else:
+        tree = build_big_corpus(options.fresh)
+        base = CACHE_DIR / "throughput" / "cold"
+    timeout = 600 if smoke else 12 * 3600
+    results: dict[str, Any] = {"corpus": tree.as_dict()}
+    results["cold"] = cold_run(tree.root, base, options.fresh, timeout)
+    warm = warm_cache_runs(tree.root, base / "data", 1 if smoke else WARM_RUNS, timeout)
+    results["warm_cache"] = {"runs": warm, **_aggregate(warm)}
+    restart_files = 30 if smoke else RESTART_FILES
+    repo = generated_repo_dir(restart_files, RESTART_SEED)
+    restart_tree = generate_tree(repo / "tree", restart_files, RESTART_SEED)
+    restarts = restart_runs(restart_tree.root, repo / "data", options.runs, timeout)
+    results["warm_restart"] = {
+        "files": restart_tree.files, "runs": restarts,
+        "fresh_s": median_min_max([r["fresh_s"] for r in restarts]),
+        "daemon_start_s": median_min_max([r["daemon_start_s"] for r in restarts])}
+    texts = sample_chunks(tree.root, SMOKE_EMBED_CHUNKS if smoke else EMBED_CHUNKS)
+    embeds = embedding_runs(texts, options.runs)
+    results["embedding_only"] = {
+        "chunks": len(texts), "avg_chars": round(sum(map(len, texts)) / max(len(texts), 1)),
+        "runs": embeds, "chunks_per_s": median_min_max([r["chunks_per_s"] for r in embeds])}
+    results["targets"] = {"warm_restart_s": {
+        "target": TARGET_RESTART_S, "files": restart_tree.files,
+        "measured": results["warm_restart"]["fresh_s"].get("median"),
+        "met": (results["warm_restart"]["fresh_s"].get("median") or 1e9) < TARGET_RESTART_S}}
+    print_summary(results)
+    return results
+
+
+def _aggregate(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    keys = ("sync_s", "files_per_s", "chunks_per_s", "peak_rss_mb")
+    out: dict[str, Any] = {k: median_min_max([r[k] for r in runs if r.get(k) is not None])
+                           for k in keys}
+    out["split_s"] = {k: median_min_max([r["split_s"][k] for r in runs
+                                         if r["split_s"].get(k) is not None])
+                      for k in ("scan", "parse", "embed", "store")}
+    return out
+
+
+def print_summary(results: dict[str, Any]) -> None:
+    """The suite's tables on stdout."""
+    corpus = results["corpus"]
+    cold, warm = results["cold"], results["warm_cache"]
+    rows = [["cold (every chunk embedded)" + (" [cached result]" if cold.get("cached") else "")
+             + (" [resumed]" if cold.get("resumed") else ""),
+             fmt(cold["sync_s"]), fmt(cold["files_per_s"]), fmt(cold["chunks_per_s"]),
+             " / ".join(fmt(cold["split_s"][k]) for k in ("scan", "parse", "embed", "store")),
+             fmt(cold["peak_rss_mb"], 0)],
+            [f"warm embedding cache ({len(warm['runs'])} runs)", fmt_mmm(warm["sync_s"]),
+             fmt_mmm(warm["files_per_s"]), fmt_mmm(warm["chunks_per_s"]),
+             " / ".join(fmt(warm["split_s"][k].get("median"))
+                        for k in ("scan", "parse", "embed", "store")),
+             fmt_mmm(warm["peak_rss_mb"], 0)]]
+    print_table(f"Full index of {corpus['files']} files, {corpus['loc']} non-blank lines, "
+                f"{cold['chunks']} chunks",
+                ["run", "seconds", "files/s", "chunks/s", "scan / parse / embed / store s",
+                 "peak RSS MB"], rows)
+    restart = results["warm_restart"]
+    embed = results["embedding_only"]
+    print_table("Warm restart and embedding alone (median (min–max) of runs)",
+                ["measure", "value"],
+                [[f"restart → fresh, {restart['files']} files, s", fmt_mmm(restart["fresh_s"], 2)],
+                 ["daemon start → answers, s", fmt_mmm(restart["daemon_start_s"], 2)],
+                 [f"embedding alone, {embed['chunks']} chunks of ~{embed['avg_chars']} chars, "
+                  "chunks/s", fmt_mmm(embed["chunks_per_s"])],
+                 ["cold pipeline chunks/s ÷ embedding alone",
+                  fmt(ratio(cold["chunks_per_s"], embed["chunks_per_s"].get("median")), 2)]])
+    target = results["targets"]["warm_restart_s"]
+    print(f"\n  target warm restart ({target['files']} files) < {target['target']:.0f} s: "
+          f"{fmt(target['measured'], 2)} s → {'met' if target['met'] else 'NOT met'}")
