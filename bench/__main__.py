@@ -74,6 +74,9 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, list[str
                         help="repetitions per measurement (default 5; 3 with --smoke)")
     parser.add_argument("--fresh", action="store_true",
                         help="rebuild cached corpora and indexes (bench/.cache) first")
+    parser.add_argument("--skip", action="append", default=[], metavar="PART",
+                        help="leave out a part of a suite (repeatable): throughput: cold, warm, "
+                        "restart, restart-big, embed; latency: indexing, cli; freshness: burst")
     parser.add_argument("--output-dir", type=Path, default=RESULTS_DIR,
                         help=f"where the JSON results go (default {RESULTS_DIR})")
     return parser.parse_known_args(argv)
@@ -100,7 +103,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     names = expand(args.suites)
     runs = args.runs or (3 if args.smoke else 5)
     options = SuiteOptions(smoke=args.smoke, runs=runs, fresh=args.fresh,
-                           output_dir=args.output_dir)
+                           output_dir=args.output_dir, skip=frozenset(args.skip))
     if extra and names != ["retrieval"]:
         raise SystemExit(f"unknown options {' '.join(extra)} (only retrieval takes its own)")
     status = 0

@@ -116,10 +116,14 @@ class WatchBaseline:
 # --- probing the index ----------------------------------------------------------------------
 
 
-def lexical_hits(conn: Connection, root: Path, query: str, limit: int = 10) -> dict[str, Any]:
-    """A lexical search restricted to ``root`` (the raw result)."""
-    return conn.call("search", {"query": query, "repos": [str(root)], "mode": "lexical",
-                                "limit": limit}, timeout_s=60)
+def lexical_hits(conn: Connection, root: Path, query: str, limit: int = 10,
+                 paths: list[str] | None = None) -> dict[str, Any]:
+    """A lexical search restricted to ``root`` (and to ``paths``, if given): the raw result."""
+    params: dict[str, Any] = {"query": query, "repos": [str(root)], "mode": "lexical",
+                              "limit": limit}
+    if paths:
+        params["paths"] = paths
+    return conn.call("search", params, timeout_s=60)
 
 
 def has_token(result: dict[str, Any], rel: str, token: str) -> bool:
@@ -314,7 +318,10 @@ def _check_probes(conn: Connection, root: Path, probes: list[Probe], started: fl
     outstanding = [p for p in probes if p.seen_s is None]
     for start in range(0, len(outstanding), PROBES_PER_QUERY):
         batch = outstanding[start : start + PROBES_PER_QUERY]
-        result = lexical_hits(conn, root, " ".join(p.token for p in batch), limit=200)
+        # Restricted to the batch's files: a file's stem matches all its chunks, and no other
+        # chunk (matching common parts of the query's words) can crowd them out.
+        result = lexical_hits(conn, root, " ".join(p.token for p in batch), limit=200,
+                              paths=[p.rel for p in batch])
         now = time.perf_counter() - started
         found = {(h["path"], t) for h in result["results"] for t in
                  {p.token for p in batch} if t in h["content"].lower() or

@@ -31,7 +31,7 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -373,9 +373,7 @@ def run(options: SuiteOptions) -> dict[str, Any]:
                                  config.queries_per_client) + 2 * config.cli_runs + 50
     pool = QueryPool(make_queries(root, needed))
     identifiers = [q for q in make_queries(root, 400, seed=9) if " " not in q]
-    results: dict[str, Any] = {"config": config.__dict__ if hasattr(config, "__dict__") else
-                               {f: getattr(config, f) for f in config.__slots__},
-                               "index": index}
+    results: dict[str, Any] = {"config": asdict(config), "index": index}
     with short_tmp() as run_dir, Daemon(data_dir, run_dir / "r") as daemon:
         start_s = daemon.start()
         load_s = daemon.wait_fresh(root, 1800, 0.2)
@@ -386,8 +384,8 @@ def run(options: SuiteOptions) -> dict[str, Any]:
         results["cli"] = {"idle": _cli(daemon, root, config, pool, identifiers)}
         results["baseline_rg"] = _rg(root, copies, config, identifiers)
         log("idle measurements done; starting a repository to index in the background")
-        results["socket"]["indexing"] = measure_round(
-            daemon, *_with_background(daemon, run_dir, root, config), pool, options.runs)
+        start_background(daemon, run_dir, config.background_files)
+        results["socket"]["indexing"] = measure_round(daemon, root, config, pool, options.runs)
         results["background"] = still_indexing(daemon, run_dir / "bg")
         results["cli"]["indexing"] = {"own_ms": summarize(cli_latencies(
             daemon, root, pool.take(config.cli_runs)))}
@@ -397,12 +395,6 @@ def run(options: SuiteOptions) -> dict[str, Any]:
     results["targets"] = _targets(results)
     print_summary(results)
     return results
-
-
-def _with_background(daemon: Daemon, run_dir: Path, root: Path, config: Config
-                     ) -> tuple[Path, Config]:
-    start_background(daemon, run_dir, config.background_files)
-    return root, config
 
 
 def _cli(daemon: Daemon, root: Path, config: Config, pool: QueryPool,

@@ -31,7 +31,7 @@ TOLERANCE = 0.10  # the target: RSS ≤ budget + 10 %
 def _sizes(smoke: bool) -> dict[str, Any]:
     if smoke:
         return {"repo_files": 15, "new_files": 40, "idle_s": 3.0, "trace_limit_s": 45.0}
-    return {"repo_files": 800, "new_files": 1500, "idle_s": 15.0, "trace_limit_s": 1800.0}
+    return {"repo_files": 400, "new_files": 1000, "idle_s": 15.0, "trace_limit_s": 1800.0}
 
 
 def indexed_repos(base: Path, files: int) -> list[Path]:

@@ -136,34 +136,59 @@ def latency(data: Mapping[str, Any]) -> list[str]:
 
 
 def throughput(data: Mapping[str, Any]) -> list[str]:
-    corpus, cold, warm = data["corpus"], data["cold"], data["warm_cache"]
-    langs = ", ".join(f"{ext} {v['loc']}" for ext, v in sorted(
-        corpus["by_language"].items(), key=lambda kv: -kv[1]["loc"]) if v["loc"] > 500)
+    corpus, cold, warm = data["corpus"], data.get("cold"), data.get("warm_cache")
+    langs = ", ".join(f"{ext or 'other'} {v['loc']}" for ext, v in sorted(
+        corpus["by_language"].items(), key=lambda kv: -kv[1]["loc"]))
     out = [f"Corpus: {corpus['files']} files, **{corpus['loc']} non-blank lines** "
            f"({corpus['bytes'] / 2**20:.1f} MB; lines by extension: {langs}).", ""]
+    if data.get("skipped"):
+        out += [f"Parts skipped in this run: {', '.join(data['skipped'])}.", ""]
     if corpus.get("packages"):
         out += table(["package", "files", "lines"], [[k, v["files"], v["loc"]]
                                                     for k, v in corpus["packages"].items()])
-    cold_label = "cold: every chunk embedded, 1 run"
-    if cold.get("cached"):
-        cold_label += f" (measured {cold.get('measured')}, cached)"
-    if cold.get("resumed"):
-        cold_label += " (RESUMED after an interruption: not a clean cold figure)"
-    rows = [[cold_label, fmt(cold["sync_s"]), fmt(cold["files_per_s"]), fmt(cold["chunks_per_s"]),
-             " / ".join(fmt(cold["split_s"][k]) for k in SPLIT), fmt(cold["peak_rss_mb"], 0)],
-            [f"warm embedding cache, {len(warm['runs'])} runs", fmt_mmm(warm["sync_s"]),
-             fmt_mmm(warm["files_per_s"]), fmt_mmm(warm["chunks_per_s"]),
-             " / ".join(fmt(warm["split_s"][k].get("median")) for k in SPLIT),
-             fmt_mmm(warm["peak_rss_mb"], 0)]]
-    out += table(["full index", "seconds", "files/s", "chunks/s", "scan / parse / embed / store s",
-                  "peak RSS MB (daemon + Milvus)"], rows)
-    restart, embed = data["warm_restart"], data["embedding_only"]
-    out += table(["measure", "median (min–max)"], [
-        [f"warm restart → fresh, {restart['files']} files, s", fmt_mmm(restart["fresh_s"], 2)],
-        ["daemon start → answers, s", fmt_mmm(restart["daemon_start_s"], 2)],
-        [f"embedding alone: {embed['chunks']} real chunks (~{embed['avg_chars']} chars), "
-         "chunks/s", fmt_mmm(embed["chunks_per_s"])]])
+    rows = []
+    if cold:
+        label = f"cold: every chunk embedded, 1 run, {cold['chunks']} chunks"
+        if cold.get("cached"):
+            label += f" (measured {cold.get('measured')}, cached)"
+        if cold.get("resumed"):
+            label += " (RESUMED after an interruption: not a clean cold figure)"
+        rows.append([label, fmt(cold["sync_s"]), fmt(cold["files_per_s"]),
+                     fmt(cold["chunks_per_s"]), " / ".join(fmt(cold["split_s"][k]) for k in SPLIT),
+                     fmt(cold["peak_rss_mb"], 0)])
+    if warm:
+        rows.append([f"warm embedding cache, {len(warm['runs'])} runs", fmt_mmm(warm["sync_s"]),
+                     fmt_mmm(warm["files_per_s"]), fmt_mmm(warm["chunks_per_s"]),
+                     " / ".join(fmt(warm["split_s"][k].get("median")) for k in SPLIT),
+                     fmt_mmm(warm["peak_rss_mb"], 0)])
+    if rows:
+        out += table(["full index", "seconds", "files/s", "chunks/s",
+                      "scan / parse / embed / store s", "peak RSS MB (daemon + Milvus)"], rows)
+    other = []
+    for key in ("warm_restart", "warm_restart_big"):
+        restart = data.get(key)
+        if restart:
+            other += [[f"warm restart → fresh, {restart['files']} files "
+                       f"({restart.get('chunks')} chunks), s", fmt_mmm(restart["fresh_s"], 2)],
+                      ["  of which daemon start → answers, s",
+                       fmt_mmm(restart["daemon_start_s"], 2)]]
+    embed = data.get("embedding_only")
+    if embed:
+        other.append([f"embedding alone: {embed['chunks']} real chunks (~{embed['avg_chars']} "
+                      "chars), chunks/s", fmt_mmm(embed["chunks_per_s"])])
+        if cold:
+            other.append(["cold pipeline chunks/s ÷ embedding alone (same run)",
+                          fmt(_div(cold["chunks_per_s"], embed["chunks_per_s"].get("median")), 2)])
+    if cold and warm:
+        other.append(["warm-cache index time ÷ cold index time",
+                      fmt(_div(warm["sync_s"].get("median"), cold["sync_s"]), 3)])
+    if other:
+        out += table(["measure", "median (min–max)"], other)
     return out
+
+
+def _div(a: float | None, b: float | None) -> float | None:
+    return a / b if a is not None and b else None
 
 
 def memory(data: Mapping[str, Any]) -> list[str]:
@@ -188,7 +213,29 @@ def memory(data: Mapping[str, Any]) -> list[str]:
     out += table(["run", "budget MB", "peak MB", "p50 MB", "peak ÷ budget", "samples over budget",
                   "memory.state seen (2 s polls)", "pauses", "paused_s", "GC runs", "index s"],
                  rows)
-    return out
+    out += [f"RSS trace of the budget run (every {TRACE_ROWS}th of the way; the JSON has every "
+            "0.5 s sample and the status polls):", ""]
+    return out + trace_table(data["budget"])
+
+
+TRACE_ROWS = 12
+
+
+def trace_table(item: Mapping[str, Any]) -> list[str]:
+    """A downsampled RSS trace with the nearest status poll's memory state."""
+    samples = item.get("rss_trace") or []
+    polls = item.get("status_trace") or []
+    if not samples:
+        return []
+    step = max(1, len(samples) // TRACE_ROWS)
+    rows = []
+    for t, own, kids in samples[::step]:
+        poll = min(polls, key=lambda p: abs(p["t"] - t)) if polls else {}
+        rows.append([fmt(t), fmt(own + kids), fmt(own), fmt(kids),
+                     f"{(own + kids) / item['budget_mb']:.2f}", poll.get("state", "-"),
+                     poll.get("pauses", "-")])
+    return table(["t s", "RSS MB", "daemon MB", "Milvus MB", "÷ budget", "state", "pauses"],
+                 rows)
 
 
 def retrieval(data: Mapping[str, Any]) -> list[str]:
@@ -228,6 +275,38 @@ def targets_table(loaded: Mapping[str, tuple[dict[str, Any] | None, bool]]) -> l
     return table(["suite", "target", "goal", "measured", "verdict"], rows) if rows else []
 
 
+HOW_TO_RUN: tuple[tuple[str, str], ...] = (
+    ("`python -m bench --smoke all`",
+     "tiny inputs for every suite (retrieval only when its index is cached); meant for CI: "
+     "about 2 minutes on an idle 2-core machine once the small indexes are cached"),
+    ("`python -m bench throughput`",
+     "run it first. Downloads the big corpus (pinned PyPI sdists, npm tarballs, one Debian "
+     "package) into `bench/.cache/big/`; the **cold** full index embeds every chunk (about "
+     "20k chunks: tens of minutes idle, hours under load); its result and index are cached in "
+     "`bench/.cache/throughput/cold/` and reused (an interrupted cold run resumes and is marked "
+     "resumed); then 3 warm-cache runs, the 10,000-file warm restart (that repository is "
+     "indexed once, cached in `bench/.cache/gen-10000-7/`) and embedding alone"),
+    ("`python -m bench latency`",
+     "starts from a copy of the cold index (else indexes the big corpus itself), replicates it "
+     "to ≥ 100k rows once (`bench/.cache/latency/`), then measures"),
+    ("`python -m bench freshness`",
+     "the 10,000-file generated repository of the warm restart (indexed once)"),
+    ("`python -m bench memory`",
+     "three 400-file repositories indexed once (`bench/.cache/memory/`), then two indexing runs "
+     "of 1,000 never-seen files"),
+    ("`python -m bench report`", "regenerates this page"),
+)
+
+
+def how_to_run() -> list[str]:
+    """The closing section: commands and what they cost."""
+    return ["## Running the suites", ""] + table(["command", "what it does and costs"],
+                                                 HOW_TO_RUN) + [
+        "`--runs N` changes the repetitions (default 5), `--fresh` rebuilds the caches. Never "
+        "run two suites at the same time: they share cached data directories and would measure "
+        "each other.", ""]
+
+
 def render(results_dir: Path) -> str:
     """The whole document."""
     loaded = {suite: load(results_dir, suite) for suite in SECTIONS}
@@ -256,6 +335,7 @@ def render(results_dir: Path) -> str:
             lines += [f"(cannot render this result file: missing {exc})", ""]
         if suite != "retrieval":
             lines += [machine_line(data), ""]
+    lines += how_to_run()
     return "\n".join(lines).rstrip() + "\n"
 
 

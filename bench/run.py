@@ -48,12 +48,14 @@ class SuiteOptions:
         runs: repetitions of each measurement (medians are reported).
         fresh: rebuild cached corpora and indexes instead of reusing them.
         output_dir: where ``<suite>.json`` is written.
+        skip: parts of suites not to run (each suite's docstring names its parts).
     """
 
     smoke: bool = False
     runs: int = 5
     fresh: bool = False
     output_dir: Path = RESULTS_DIR
+    skip: frozenset[str] = frozenset()
 
 
 # --- machine facts --------------------------------------------------------------------------

@@ -192,8 +192,13 @@ def embedding_runs(texts: list[str], runs: int) -> list[dict[str, float]]:
 
 
 def run(options: SuiteOptions) -> dict[str, Any]:
-    """Run the throughput suite; returns the JSON-able results."""
-    smoke = options.smoke
+    """Run the throughput suite; returns the JSON-able results.
+
+    Parts (``--skip PART``): ``cold`` (only when its result is not cached yet), ``warm``,
+    ``restart-big`` (warm restart on the indexed big corpus), ``restart`` (the 10,000-file
+    repository), ``embed``.
+    """
+    smoke, skip = options.smoke, options.skip
     if smoke:
         tree = generate_tree(CACHE_DIR / "throughput-smoke" / "tree", SMOKE_TREE_FILES, 21)
         base = CACHE_DIR / "throughput-smoke" / "cold"
@@ -202,29 +207,41 @@ def run(options: SuiteOptions) -> dict[str, Any]:
         tree = build_big_corpus(options.fresh)
         base = CACHE_DIR / "throughput" / "cold"
     timeout = 600 if smoke else 12 * 3600
-    results: dict[str, Any] = {"corpus": tree.as_dict()}
-    results["cold"] = cold_run(tree.root, base, options.fresh, timeout)
-    warm = warm_cache_runs(tree.root, base / "data", 1 if smoke else WARM_RUNS, timeout)
-    results["warm_cache"] = {"runs": warm, **_aggregate(warm)}
-    restart_files = 30 if smoke else RESTART_FILES
-    repo = generated_repo_dir(restart_files, RESTART_SEED)
-    restart_tree = generate_tree(repo / "tree", restart_files, RESTART_SEED)
-    restarts = restart_runs(restart_tree.root, repo / "data", options.runs, timeout)
-    results["warm_restart"] = {
-        "files": restart_tree.files, "runs": restarts,
-        "fresh_s": median_min_max([r["fresh_s"] for r in restarts]),
-        "daemon_start_s": median_min_max([r["daemon_start_s"] for r in restarts])}
-    texts = sample_chunks(tree.root, SMOKE_EMBED_CHUNKS if smoke else EMBED_CHUNKS)
-    embeds = embedding_runs(texts, options.runs)
-    results["embedding_only"] = {
-        "chunks": len(texts), "avg_chars": round(sum(map(len, texts)) / max(len(texts), 1)),
-        "runs": embeds, "chunks_per_s": median_min_max([r["chunks_per_s"] for r in embeds])}
+    results: dict[str, Any] = {"corpus": tree.as_dict(), "skipped": sorted(skip)}
+    if "cold" not in skip or (base / "result.json").is_file():
+        results["cold"] = cold_run(tree.root, base, options.fresh, timeout)
+    if "cold" in results and "warm" not in skip:
+        warm = warm_cache_runs(tree.root, base / "data", 1 if smoke else WARM_RUNS, timeout)
+        results["warm_cache"] = {"runs": warm, **_aggregate(warm)}
+    if "cold" in results and "restart-big" not in skip:
+        runs = restart_runs(tree.root, base / "data", options.runs, timeout)
+        results["warm_restart_big"] = _restart_summary(tree.files, runs)
+    if "restart" not in skip:
+        files = 30 if smoke else RESTART_FILES
+        repo = generated_repo_dir(files, RESTART_SEED)
+        restart_tree = generate_tree(repo / "tree", files, RESTART_SEED)
+        runs = restart_runs(restart_tree.root, repo / "data", options.runs, timeout)
+        results["warm_restart"] = _restart_summary(restart_tree.files, runs)
+    if "embed" not in skip:
+        texts = sample_chunks(tree.root, SMOKE_EMBED_CHUNKS if smoke else EMBED_CHUNKS)
+        embeds = embedding_runs(texts, options.runs)
+        results["embedding_only"] = {
+            "chunks": len(texts), "avg_chars": round(sum(map(len, texts)) / max(len(texts), 1)),
+            "runs": embeds, "chunks_per_s": median_min_max([r["chunks_per_s"] for r in embeds])}
+    restart = results.get("warm_restart")
     results["targets"] = {"warm_restart_s": {
-        "target": TARGET_RESTART_S, "files": restart_tree.files,
-        "measured": results["warm_restart"]["fresh_s"].get("median"),
-        "met": (results["warm_restart"]["fresh_s"].get("median") or 1e9) < TARGET_RESTART_S}}
+        "target": TARGET_RESTART_S, "files": restart["files"] if restart else RESTART_FILES,
+        "measured": restart["fresh_s"].get("median") if restart else None,
+        "met": bool(restart) and (restart["fresh_s"].get("median") or 1e9) < TARGET_RESTART_S}}
     print_summary(results)
     return results
+
+
+def _restart_summary(files: int, runs: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"files": files, "runs": runs,
+            "fresh_s": median_min_max([r["fresh_s"] for r in runs]),
+            "daemon_start_s": median_min_max([r["daemon_start_s"] for r in runs]),
+            "chunks": runs[0]["chunks"] if runs else None}
 
 
 def _aggregate(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -237,34 +254,51 @@ def _aggregate(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def _index_row(label: str, item: dict[str, Any]) -> list[str]:
+    return [label, fmt(item["sync_s"]), fmt(item["files_per_s"]), fmt(item["chunks_per_s"]),
+            " / ".join(fmt(item["split_s"][k]) for k in ("scan", "parse", "embed", "store")),
+            fmt(item["peak_rss_mb"], 0)]
+
+
 def print_summary(results: dict[str, Any]) -> None:
     """The suite's tables on stdout."""
     corpus = results["corpus"]
-    cold, warm = results["cold"], results["warm_cache"]
-    rows = [["cold (every chunk embedded)" + (" [cached result]" if cold.get("cached") else "")
-             + (" [resumed]" if cold.get("resumed") else ""),
-             fmt(cold["sync_s"]), fmt(cold["files_per_s"]), fmt(cold["chunks_per_s"]),
-             " / ".join(fmt(cold["split_s"][k]) for k in ("scan", "parse", "embed", "store")),
-             fmt(cold["peak_rss_mb"], 0)],
-            [f"warm embedding cache ({len(warm['runs'])} runs)", fmt_mmm(warm["sync_s"]),
-             fmt_mmm(warm["files_per_s"]), fmt_mmm(warm["chunks_per_s"]),
-             " / ".join(fmt(warm["split_s"][k].get("median"))
-                        for k in ("scan", "parse", "embed", "store")),
-             fmt_mmm(warm["peak_rss_mb"], 0)]]
-    print_table(f"Full index of {corpus['files']} files, {corpus['loc']} non-blank lines, "
-                f"{cold['chunks']} chunks",
-                ["run", "seconds", "files/s", "chunks/s", "scan / parse / embed / store s",
-                 "peak RSS MB"], rows)
-    restart = results["warm_restart"]
-    embed = results["embedding_only"]
-    print_table("Warm restart and embedding alone (median (min–max) of runs)",
-                ["measure", "value"],
-                [[f"restart → fresh, {restart['files']} files, s", fmt_mmm(restart["fresh_s"], 2)],
-                 ["daemon start → answers, s", fmt_mmm(restart["daemon_start_s"], 2)],
-                 [f"embedding alone, {embed['chunks']} chunks of ~{embed['avg_chars']} chars, "
-                  "chunks/s", fmt_mmm(embed["chunks_per_s"])],
-                 ["cold pipeline chunks/s ÷ embedding alone",
-                  fmt(ratio(cold["chunks_per_s"], embed["chunks_per_s"].get("median")), 2)]])
+    cold, warm = results.get("cold"), results.get("warm_cache")
+    rows = []
+    if cold:
+        rows.append(_index_row("cold (every chunk embedded)"
+                               + (" [cached result]" if cold.get("cached") else "")
+                               + (" [resumed]" if cold.get("resumed") else ""), cold))
+    if warm:
+        rows.append([f"warm embedding cache ({len(warm['runs'])} runs)", fmt_mmm(warm["sync_s"]),
+                     fmt_mmm(warm["files_per_s"]), fmt_mmm(warm["chunks_per_s"]),
+                     " / ".join(fmt(warm["split_s"][k].get("median"))
+                                for k in ("scan", "parse", "embed", "store")),
+                     fmt_mmm(warm["peak_rss_mb"], 0)])
+    if rows:
+        print_table(f"Full index of {corpus['files']} files, {corpus['loc']} non-blank lines"
+                    + (f", {cold['chunks']} chunks" if cold else ""),
+                    ["run", "seconds", "files/s", "chunks/s", "scan / parse / embed / store s",
+                     "peak RSS MB"], rows)
+    other = []
+    for key in ("warm_restart", "warm_restart_big"):
+        restart = results.get(key)
+        if restart:
+            other += [[f"restart → fresh, {restart['files']} files, {restart['chunks']} chunks, s",
+                       fmt_mmm(restart["fresh_s"], 2)],
+                      ["  of which daemon start → answers, s",
+                       fmt_mmm(restart["daemon_start_s"], 2)]]
+    embed = results.get("embedding_only")
+    if embed:
+        other.append([f"embedding alone, {embed['chunks']} chunks of ~{embed['avg_chars']} chars, "
+                      "chunks/s", fmt_mmm(embed["chunks_per_s"])])
+        if cold:
+            other.append(["cold pipeline chunks/s ÷ embedding alone",
+                          fmt(ratio(cold["chunks_per_s"], embed["chunks_per_s"].get("median")),
+                              2)])
+    if other:
+        print_table("Warm restart and embedding alone (median (min–max) of runs)",
+                    ["measure", "value"], other)
     target = results["targets"]["warm_restart_s"]
     print(f"\n  target warm restart ({target['files']} files) < {target['target']:.0f} s: "
           f"{fmt(target['measured'], 2)} s → {'met' if target['met'] else 'NOT met'}")

@@ -158,7 +158,7 @@ RRF_K = 5
 #: Weight of the lexical (BM25) list against the dense one in the fusion: BM25 is strongest on
 #: exact identifiers, the embedding on questions in prose (docs/decisions.md).
 LEXICAL_WEIGHT_CODE = 1.0
-LEXICAL_WEIGHT_PROSE = 0.5
+LEXICAL_WEIGHT_PROSE = 0.3
 _CODE_LIKE = re.compile(r"[a-z][A-Z]|\w_\w|\w\.\w|[()\[\]{}]|::|->|=")
 
 

@@ -409,7 +409,8 @@ def big_tree(root: Path, files: int, per_dir: int = 500, source_every: int = 20)
 
 
 class Churner:
-    """A thread that rewrites, truncates, deletes and recreates files as fast as it can.
+    """A thread that rewrites (in place and by rename), truncates, deletes, recreates and swaps
+    files for FIFOs as fast as it can.
 
     Afterwards `settle()` writes the final content of every file (some deleted for good), so
     the index must converge to exactly `final_markers()` / `gone_markers()`.
@@ -433,9 +434,16 @@ class Churner:
     def marker(i: int, generation: int | str) -> str:
         return f"churn_{i}_gen_{generation}_qz"
 
+    def _unfifo(self, path: Path) -> None:
+        """Opening a FIFO for writing would block until a reader comes: remove it first."""
+        with contextlib.suppress(FileNotFoundError):
+            if stat.S_ISFIFO(os.lstat(path).st_mode):
+                path.unlink()
+
     def _write(self, i: int, generation: int | str, atomic: bool = False) -> None:
         text = f"def {self.marker(i, generation)}():\n    return {i}\n" + "# pad\n" * (i % 7)
         path = self.path(i)
+        self._unfifo(path)
         if atomic:  # how editors save: write a temp file, rename over
             tmp = path.with_name(f".{path.name}.tmp{generation}")
             tmp.write_text(text)
@@ -457,10 +465,16 @@ class Churner:
                     elif op == 1:
                         self._write(i, generation, atomic=True)
                     elif op == 2:
+                        self._unfifo(path)
                         with open(path, "w") as handle:  # truncate, then write in two steps
                             handle.write("def half")
                             handle.flush()
                             handle.write(f"_{self.marker(i, generation)}():\n    pass\n")
+                    elif op == 3 and generation % 3 == 0:
+                        # Swapped for a FIFO: a reader that opens it without O_NONBLOCK hangs.
+                        with contextlib.suppress(FileNotFoundError):
+                            path.unlink()
+                        os.mkfifo(path)
                     else:
                         self._write(i, generation)
                 self.rounds = generation

