@@ -449,7 +449,9 @@ class Daemon:
             waited = await self._wait_fresh(runtimes, params.wait_paths, min(params.wait_s, 60.0))
         filters = Filters(paths=tuple(params.paths), languages=tuple(params.languages),
                           extensions=tuple(params.extensions))
-        targets = [Target(r.name, r.search_collection) for r in runtimes]
+        targets = [Target(r.name, r.search_collection,
+                          lexical_only=r.search_collection != r.indexer.collection)
+                   for r in runtimes]
         embedder = self.engine.embedder
 
         def run() -> list[Any]:

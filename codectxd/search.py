@@ -37,10 +37,15 @@ class Filters:
 
 @dataclass(slots=True, frozen=True)
 class Target:
-    """A collection to search and the repository it belongs to."""
+    """A collection to search and the repository it belongs to.
+
+    `lexical_only`: the collection's vectors come from another embedding model (the previous
+    index, still serving while the new model's index is built), so only BM25 can query it.
+    """
 
     repo: str
     collection: str
+    lexical_only: bool = False
 
 
 @dataclass(slots=True)
@@ -223,11 +228,11 @@ def search(
     results: list[Result] = []
     for target in targets:
         lists: list[list[Hit]] = []
-        if dense is not None:
+        if dense is not None and not target.lexical_only:
             lists.append(store.search(target.collection, dense=dense, limit=fetch, expr=expr))
-        if lexical:
-            lists.append(store.search(target.collection, lexical=lexical, limit=fetch,
-                                      expr=expr))
+        if lexical or target.lexical_only:
+            lists.append(store.search(target.collection, lexical=lexical or lexical_query(query),
+                                      limit=fetch, expr=expr))
         hits = (fuse(lists, rrf_k, weights) if len(lists) > 1
                 else _rank_scored(lists[0] if lists else []))
         for hit in hits:
