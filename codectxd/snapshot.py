@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from codectxd.errors import StoreError
+from codectxd.sqlite import open_database
 
 INDEXED, DIRTY, SKIPPED = "indexed", "dirty", "skipped"
 
@@ -69,15 +70,7 @@ class Snapshot:
     """Per-collection file states in one SQLite database (thread-safe)."""
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            # NORMAL in WAL mode survives a killed process (only power loss can drop the tail).
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.executescript(_SCHEMA)
-        except sqlite3.Error as exc:
-            raise StoreError(f"cannot open the index state database {path}: {exc}") from None
+        self._db = open_database(path, _SCHEMA, "index state database")
         self._lock = threading.Lock()
 
     def close(self) -> None:

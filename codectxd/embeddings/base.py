@@ -161,6 +161,9 @@ def choose_dimension(label: str, model: str, spec: ModelSpec, requested: int) ->
     )
 
 
+PROBE_TEXT = "def probe(): return 'embedding dimension'"
+
+
 class RemoteProvider(EmbeddingProvider):
     """Common parts of the API providers: token estimates, truncation, error messages.
 
@@ -202,6 +205,22 @@ class RemoteProvider(EmbeddingProvider):
     def redact(self, text: str) -> str:
         """`text` without the configured key or anything shaped like an API key."""
         return redact(text, self._api_key)
+
+    def probe_dimension(self, where: str = "") -> int:
+        """Learn the output dimension from one tiny request (models we have no table for)."""
+        error: ProviderError | None = None
+        try:
+            vectors = self.embed_documents([PROBE_TEXT])
+        except ProviderError as exc:
+            # Raised outside the `except` block: no exception chain keeps the SDK error.
+            error = ProviderError(
+                f"cannot learn the dimension of {self.label} model {self.model!r}{where}: "
+                f"{exc} (set EMBEDDING_DIMENSION to skip this check)",
+                retryable=exc.retryable, retry_after=exc.retry_after,
+            )
+        if error is not None:
+            raise error
+        return int(vectors.shape[1])
 
     def detail(self, text: object, limit: int = 300) -> str:
         """A server's error text made fit for a status line: one line, short, redacted."""

@@ -16,6 +16,19 @@ from pathlib import Path
 import numpy as np
 
 from codectxd.errors import StoreError
+from codectxd.sqlite import open_database
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS vectors (
+    model TEXT NOT NULL, key BLOB NOT NULL, vector BLOB NOT NULL,
+    PRIMARY KEY (model, key)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS usage (
+    day TEXT NOT NULL, identity TEXT NOT NULL,
+    tokens INTEGER NOT NULL DEFAULT 0, requests INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (day, identity)
+) WITHOUT ROWID;
+"""
 
 
 def text_key(text: str) -> bytes:
@@ -27,22 +40,7 @@ class EmbeddingCache:
     """SQLite-backed, thread-safe; vectors stored as raw float32 bytes."""
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.execute(
-                "CREATE TABLE IF NOT EXISTS vectors (model TEXT NOT NULL, key BLOB NOT NULL, "
-                "vector BLOB NOT NULL, PRIMARY KEY (model, key)) WITHOUT ROWID"
-            )
-            self._db.execute(
-                "CREATE TABLE IF NOT EXISTS usage (day TEXT NOT NULL, identity TEXT NOT NULL, "
-                "tokens INTEGER NOT NULL DEFAULT 0, requests INTEGER NOT NULL DEFAULT 0, "
-                "PRIMARY KEY (day, identity)) WITHOUT ROWID"
-            )
-        except sqlite3.Error as exc:
-            raise StoreError(f"cannot open the embedding cache {path}: {exc}") from None
+        self._db = open_database(path, _SCHEMA, "embedding cache")
         self._lock = threading.Lock()
 
     def close(self) -> None:

@@ -41,7 +41,6 @@ GEMINI_MODELS: dict[str, ModelSpec] = {
     "text-embedding-004": ModelSpec(768, range(1, 769), 2048, 100, 20_000),
 }
 UNKNOWN_MODEL = ModelSpec(0, (), 2048, 100, 20_000)
-_PROBE_TEXT = "def probe(): return 'embedding dimension'"
 _RETRY_DELAY = re.compile(r"^\s*(\d+(?:\.\d+)?)s\s*$")
 
 
@@ -91,21 +90,7 @@ class GeminiProvider(RemoteProvider):
         self._client = genai.Client(api_key=settings.api_key, vertexai=False,
                                     http_options=options)
         if not self.dimension:
-            self.dimension = self._probe_dimension()
-
-    def _probe_dimension(self) -> int:
-        error: ProviderError | None = None
-        try:
-            vectors, _ = self._embed([_PROBE_TEXT], "RETRIEVAL_DOCUMENT")
-        except ProviderError as exc:
-            error = ProviderError(
-                f"cannot learn the dimension of Gemini model {self.model!r}: {exc} "
-                f"(set EMBEDDING_DIMENSION to skip this check)",
-                retryable=exc.retryable, retry_after=exc.retry_after,
-            )
-        if error is not None:
-            raise error
-        return int(vectors.shape[1])
+            self.dimension = self.probe_dimension()
 
     # --- EmbeddingProvider ----------------------------------------------------------------
 

@@ -44,7 +44,6 @@ OPENAI_MODELS: dict[str, ModelSpec] = {
 #: (they must answer within the timeout) and often run models with a 2048-token context
 #: (Ollama's default num_ctx): small requests, conservative input limit.
 COMPATIBLE_MODEL = ModelSpec(0, (), 2048, 32, 16_000)
-_PROBE_TEXT = "def probe(): return 'embedding dimension'"
 
 
 class OpenAIProvider(RemoteProvider):
@@ -95,23 +94,9 @@ class OpenAIProvider(RemoteProvider):
             api_key=key, base_url=self.base_url, max_retries=0, timeout=settings.timeout_s
         )
         if not self.dimension:
-            self.dimension = self._probe_dimension()
-
-    def _probe_dimension(self) -> int:
-        error: ProviderError | None = None
-        try:
-            vectors, _ = self._embed([_PROBE_TEXT])
-        except ProviderError as exc:
-            error = ProviderError(
-                f"cannot learn the dimension of model {self.model!r} from {self.base_url}: "
-                f"{exc} (set EMBEDDING_DIMENSION to skip this check)",
-                retryable=exc.retryable, retry_after=exc.retry_after,
-            )
-        if error is not None:
-            raise error
-        log.info("%s model %s at %s: %d dimensions", self.label, self.model, self.base_url,
-                 vectors.shape[1])
-        return int(vectors.shape[1])
+            self.dimension = self.probe_dimension(f" at {self.base_url}")
+            log.info("%s model %s at %s: %d dimensions", self.label, self.model, self.base_url,
+                     self.dimension)
 
     # --- EmbeddingProvider ----------------------------------------------------------------
 

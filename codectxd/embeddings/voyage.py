@@ -49,7 +49,6 @@ VOYAGE_MODELS: dict[str, ModelSpec] = {
 }
 #: A model this table does not know: the strictest documented request limit.
 UNKNOWN_MODEL = ModelSpec(0, (), 32_000, 128, 60_000)
-_PROBE_TEXT = "def probe(): return 'embedding dimension'"
 
 
 class VoyageProvider(RemoteProvider):
@@ -103,21 +102,7 @@ class VoyageProvider(RemoteProvider):
             base_url=self.base_url or None,
         )
         if not self.dimension:
-            self.dimension = self._probe_dimension()
-
-    def _probe_dimension(self) -> int:
-        error: ProviderError | None = None
-        try:
-            vectors, _ = self._embed([_PROBE_TEXT], "document")
-        except ProviderError as exc:
-            error = ProviderError(
-                f"cannot learn the dimension of Voyage AI model {self.model!r}: {exc} "
-                f"(set EMBEDDING_DIMENSION to skip this check)",
-                retryable=exc.retryable, retry_after=exc.retry_after,
-            )
-        if error is not None:
-            raise error
-        return int(vectors.shape[1])
+            self.dimension = self.probe_dimension()
 
     # --- EmbeddingProvider ----------------------------------------------------------------
 
