@@ -21,7 +21,15 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from bench.run import RESULTS_DIR, SuiteOptions, log, machine_facts, save_result
+from bench.run import (
+    RESULTS_DIR,
+    SuiteOptions,
+    configure_run,
+    log,
+    machine_facts,
+    model_for,
+    save_result,
+)
 
 PERF_SUITES = ("freshness", "latency", "throughput", "memory")
 SUITES = ("retrieval", *PERF_SUITES)
@@ -77,6 +85,8 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, list[str
     parser.add_argument("--skip", action="append", default=[], metavar="PART",
                         help="leave out a part of a suite (repeatable): throughput: cold, warm, "
                         "restart, restart-big, embed; latency: indexing, cli; freshness: burst")
+    parser.add_argument("--model", help="EMBEDDING_MODEL for every daemon (default: the "
+                        "product's default); caches are kept per model")
     parser.add_argument("--output-dir", type=Path, default=RESULTS_DIR,
                         help=f"where the JSON results go (default {RESULTS_DIR})")
     return parser.parse_known_args(argv)
@@ -103,9 +113,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     names = expand(args.suites)
     runs = args.runs or (3 if args.smoke else 5)
     options = SuiteOptions(smoke=args.smoke, runs=runs, fresh=args.fresh,
-                           output_dir=args.output_dir, skip=frozenset(args.skip))
+                           output_dir=args.output_dir, skip=frozenset(args.skip),
+                           model=args.model)
     if extra and names != ["retrieval"]:
         raise SystemExit(f"unknown options {' '.join(extra)} (only retrieval takes its own)")
+    configure_run(options)
     status = 0
     for name in names:
         if name == "report":
@@ -119,7 +131,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         log(f"suite {name}{' (smoke)' if options.smoke else ''}: starting")
         facts = machine_facts()
         started = time.perf_counter()
-        data = _suite(name)(options)
+        data = {"model": model_for(options), **_suite(name)(options)}
         path = save_result(name, options, facts, data, time.perf_counter() - started)
         log(f"suite {name}: done in {time.perf_counter() - started:.0f}s → {path}")
     return status

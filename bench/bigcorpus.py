@@ -446,12 +446,18 @@ def generated_file(seed: int, index: int, marker: str = "") -> tuple[str, str]:
 
 
 def generate_tree(root: Path, files: int, seed: int) -> TreeStats:
-    """Write a deterministic generated repository of ``files`` files (once: cached by a
-    manifest; files already holding the right content are left untouched so their mtimes, and
-    so an existing index, stay valid)."""
+    """Write a deterministic generated repository of ``files`` files.
+
+    Cached by a manifest: an existing tree is only repaired (files an interrupted benchmark
+    changed, deleted or added are put back as generated), and files already holding the right
+    content are left untouched, so their mtimes — and an existing index — stay valid.
+    """
     manifest = root / ".bench-tree.json"
     wanted = {"files": files, "seed": seed, "format": 2}
     if manifest.is_file() and json.loads(manifest.read_text()).get("spec") == wanted:
+        repaired = _write_generated(root, files, seed)
+        if repaired:
+            log(f"{root}: repaired {repaired} file(s) left changed by an interrupted run")
         data = json.loads(manifest.read_text())["stats"]
         return TreeStats(root, data["files"], data["loc"], data["bytes"], data["by_language"],
                          {})
@@ -459,20 +465,40 @@ def generate_tree(root: Path, files: int, seed: int) -> TreeStats:
         shutil.rmtree(root)
     root.mkdir(parents=True)
     (root / ".gitignore").write_text(".bench-tree.json\n")
-    for index in range(files):
-        rel, body = generated_file(seed, index)
-        path = root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(body)
+    _write_generated(root, files, seed)
     stats = count_tree(root)
     manifest.write_text(json.dumps({"spec": wanted, "stats": stats.as_dict()}, indent=1))
     return stats
 
 
-def generated_repo_dir(files: int, seed: int) -> Path:
-    """Where a generated repository (``tree/``) and its daemon data dir (``data/``) are cached;
-    suites that use the same size and seed share them (never run two suites at once)."""
-    return CACHE_DIR / f"gen-{files}-{seed}"
+def _write_generated(root: Path, files: int, seed: int) -> int:
+    """Make the tree hold exactly the generated files; returns how many were (re)written or
+    removed."""
+    expected: set[Path] = set()
+    changed = 0
+    for index in range(files):
+        rel, body = generated_file(seed, index)
+        path = root / rel
+        expected.add(path)
+        try:
+            if path.read_text() == body:
+                continue
+        except FileNotFoundError:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(body)
+        changed += 1
+    for path in root.glob("src/**/*"):
+        if path.is_file() and path not in expected:
+            path.unlink()
+            changed += 1
+    return changed
+
+
+def generated_repo_dir(base: Path, files: int, seed: int) -> Path:
+    """Where a generated repository (``tree/``) and its daemon data dir (``data/``) are cached
+    under ``base`` (a per-model cache); suites that use the same size and seed share them
+    (never run two suites at once)."""
+    return base / f"gen-{files}-{seed}"
 
 
 def marker_token(rng: random.Random) -> str:

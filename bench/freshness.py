@@ -1,8 +1,8 @@
 """Freshness: how long from saving a file until a search sees it.
 
 The daemon watches a generated repository (10,000 files in five languages; it and its index
-are cached in ``bench/.cache/gen-10000-7/``, shared with the throughput suite's warm restart).
-Measured through the socket (the in-process client):
+are cached in ``bench/.cache/perf/<model>/gen-10000-7/``, shared with the throughput suite's
+warm restart). Measured through the socket (the in-process client):
 
 * **edits**: create / modify / delete one file holding a unique token, then poll a lexical
   search for that token (every 10 ms) until the change is visible — save → searchable;
@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.bigcorpus import generate_tree, generated_file, generated_repo_dir, marker_token
-from bench.run import Daemon, SuiteOptions, log, print_table, short_tmp
+from bench.run import Daemon, SuiteOptions, log, perf_cache, print_table, short_tmp
 from bench.stats import across_runs, fmt, fmt_mmm, median_min_max, ratio, summarize
 from codectx_client.connection import Connection
 
@@ -302,6 +302,14 @@ def plan_burst(root: Path, config: Config, rng: random.Random, run: int
     return writes, probes
 
 
+def _exact_glob(rel: str) -> str:
+    """A glob matching exactly ``rel``. A plain path would do, but the daemon turns a path
+    prefix holding ``_`` into a Milvus ``like`` pattern that matches nothing (``_`` escaped as
+    ``\\_``); ``?`` keeps the Milvus prefix to the directory, and the daemon checks the glob
+    exactly afterwards."""
+    return rel.replace("_", "?")
+
+
 def apply_writes(writes: dict[Path, str | None]) -> float:
     """Apply a burst; returns the time before the first write."""
     started = time.perf_counter()
@@ -321,7 +329,7 @@ def _check_probes(conn: Connection, root: Path, probes: list[Probe], started: fl
         # Restricted to the batch's files: a file's stem matches all its chunks, and no other
         # chunk (matching common parts of the query's words) can crowd them out.
         result = lexical_hits(conn, root, " ".join(p.token for p in batch), limit=200,
-                              paths=[p.rel for p in batch])
+                              paths=[_exact_glob(p.rel) for p in batch])
         now = time.perf_counter() - started
         found = {(h["path"], t) for h in result["results"] for t in
                  {p.token for p in batch} if t in h["content"].lower() or
@@ -423,7 +431,7 @@ def prepare_index(daemon: Daemon, root: Path, config: Config) -> dict[str, Any]:
 def run(options: SuiteOptions) -> dict[str, Any]:
     """Run the freshness suite; returns the JSON-able results."""
     config = SMOKE if options.smoke else FULL
-    base = generated_repo_dir(config.files, config.seed)
+    base = generated_repo_dir(perf_cache(options), config.files, config.seed)
     root = base / "tree"
     if options.fresh and base.exists():
         shutil.rmtree(base)

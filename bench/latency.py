@@ -4,9 +4,9 @@ The index: the big corpus (bench/bigcorpus.py) indexed for real by the daemon, t
 daemon stopped — its real chunks and their real vectors copied under other path prefixes
 (``_replica<k>/...``) directly through ``codectxd.store.Store`` until the collection holds
 ≥ 100,000 rows (the daemon's snapshot does not know these rows, so it leaves them alone).
-Cached in ``bench/.cache/latency/``. Embedding 100k chunks for real would take hours here;
-replicas keep the store's size and vector distribution realistic, but duplicate vectors are a
-little easier for the ANN index than distinct ones.
+Cached in ``bench/.cache/perf/<model>/latency/``. Embedding 100k chunks for real would take
+hours here; replicas keep the store's size and vector distribution realistic, but duplicate
+vectors are a little easier for the ANN index than distinct ones.
 
 Measured, each ``runs`` times (medians of the runs' percentiles, with min–max):
 
@@ -39,10 +39,10 @@ import numpy as np
 
 from bench.bigcorpus import build_big_corpus, count_tree, generate_tree
 from bench.run import (
-    CACHE_DIR,
     Daemon,
     SuiteOptions,
     log,
+    perf_cache,
     print_table,
     short_tmp,
 )
@@ -136,12 +136,13 @@ def replicate(data_dir: Path, min_rows: int) -> dict[str, Any]:
     return done
 
 
-def corpus_tree(config: Config, fresh: bool) -> tuple[Path, dict[str, Any]]:
+def corpus_tree(config: Config, options: SuiteOptions) -> tuple[Path, dict[str, Any]]:
     """The indexed tree: the big corpus (full) or a small generated one (smoke)."""
     if config.smoke_files:
-        stats = generate_tree(CACHE_DIR / "latency-smoke" / "tree", config.smoke_files, 11)
+        stats = generate_tree(perf_cache(options) / "latency-smoke" / "tree", config.smoke_files,
+                              11)
     else:
-        stats = build_big_corpus(fresh)
+        stats = build_big_corpus(options.fresh)
     return stats.root, {"files": stats.files, "loc": stats.loc, "bytes": stats.bytes}
 
 
@@ -151,12 +152,12 @@ def build_index(config: Config, options: SuiteOptions) -> tuple[Path, Path, dict
     Returns:
         (tree root, data dir, facts about the index).
     """
-    base = CACHE_DIR / ("latency-smoke" if config.smoke_files else "latency")
+    base = perf_cache(options) / ("latency-smoke" if config.smoke_files else "latency")
     data_dir = base / "data"
     if options.fresh and data_dir.exists():
         shutil.rmtree(data_dir)
-    root, tree = corpus_tree(config, options.fresh)
-    cold = CACHE_DIR / "throughput" / "cold"
+    root, tree = corpus_tree(config, options)
+    cold = perf_cache(options) / "throughput" / "cold"
     if not data_dir.exists() and (cold / "result.json").is_file() and not config.smoke_files:
         # The throughput suite's cold run indexed this very tree: start from a copy of it.
         shutil.copytree(cold / "data", data_dir, ignore=shutil.ignore_patterns("bench-*.log"))
@@ -343,9 +344,9 @@ def start_background(daemon: Daemon, tmp: Path, files: int) -> Path:
     generate_tree(root, files, seed=time.time_ns() % 1_000_000_007)
     daemon.call("add", {"path": str(root)})
 
-    def busy() -> bool:
+    def busy() -> bool:  # past the scan: reading, splitting and embedding its first group
         info = daemon.repo(root)
-        return bool(info["progress"]) and info["progress"]["chunks_done"] > 0
+        return bool(info["progress"]) and info["progress"]["phase"] == "indexing"
 
     deadline = time.perf_counter() + 300
     while not busy():

@@ -1,8 +1,8 @@
 """Memory: the daemon's resting footprint and how well the memory budget holds while indexing.
 
 * **idle**: RSS of the daemon + its Milvus Lite child with three indexed repositories
-  (generated, cached in ``bench/.cache/memory/``), sampled every 0.5 s for a while after start,
-  over ``runs`` daemon starts.
+  (generated, cached in ``bench/.cache/perf/<model>/memory/``), sampled every 0.5 s for a
+  while after start, over ``runs`` daemon starts.
 * **budget**: the daemon restarted with ``CODECTX_MEMORY_BUDGET_MB`` = idle × 1.6 indexes a
   fourth repository of never-seen content; RSS traced every 0.5 s, with the status fields
   ``memory.state / pauses / paused_s`` every 2 s. The same indexing without a budget (default
@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.bigcorpus import generate_tree
-from bench.run import CACHE_DIR, Daemon, RssSampler, SuiteOptions, log, print_table, short_tmp
+from bench.run import Daemon, RssSampler, SuiteOptions, log, perf_cache, print_table, short_tmp
 from bench.stats import fmt, fmt_mmm, median_min_max, ratio, summarize
 
 SUITE = "memory"
@@ -122,7 +122,7 @@ def trace_indexing(data_dir: Path, roots: list[Path], new_root: Path, budget_mb:
 def run(options: SuiteOptions) -> dict[str, Any]:
     """Run the memory suite; returns the JSON-able results."""
     sizes = _sizes(options.smoke)
-    base = CACHE_DIR / ("memory-smoke" if options.smoke else "memory")
+    base = perf_cache(options) / ("memory-smoke" if options.smoke else "memory")
     roots = indexed_repos(base, sizes["repo_files"])
     data_dir = base / "data"
     log(f"memory: indexing 3 × {sizes['repo_files']} files (cached after the first run)")

@@ -43,6 +43,7 @@ def machine_line(data: Mapping[str, Any]) -> str:
                       if v and k in ("codectx", "milvus-lite", "pymilvus", "onnxruntime",
                                      "watchfiles", "python"))
     return (f"*Run {m.get('time', '?')} (git {m.get('git', '?')}), {data.get('seconds', '?')} s; "
+            f"embedding model {data.get('model', '?')}; "
             f"{m.get('cores', '?')} cores ({m.get('cpu', '?')}), {m.get('memory_gb', '?')} GB; "
             f"load average at start {m.get('load_average_start')}, at end "
             f"{m.get('load_average_end')}; {shown}.*")
@@ -283,17 +284,18 @@ HOW_TO_RUN: tuple[tuple[str, str], ...] = (
      "run it first. Downloads the big corpus (pinned PyPI sdists, npm tarballs, one Debian "
      "package) into `bench/.cache/big/`; the **cold** full index embeds every chunk (about "
      "20k chunks: tens of minutes idle, hours under load); its result and index are cached in "
-     "`bench/.cache/throughput/cold/` and reused (an interrupted cold run resumes and is marked "
-     "resumed); then 3 warm-cache runs, the 10,000-file warm restart (that repository is "
-     "indexed once, cached in `bench/.cache/gen-10000-7/`) and embedding alone"),
+     "`bench/.cache/perf/<model>/throughput/cold/` and reused (an interrupted cold run "
+     "resumes and is marked resumed); then 3 warm-cache runs, the 10,000-file warm restart "
+     "(that repository is indexed once, cached in `bench/.cache/perf/<model>/gen-10000-7/`) "
+     "and embedding alone"),
     ("`python -m bench latency`",
      "starts from a copy of the cold index (else indexes the big corpus itself), replicates it "
-     "to ≥ 100k rows once (`bench/.cache/latency/`), then measures"),
+     "to ≥ 100k rows once (`bench/.cache/perf/<model>/latency/`), then measures"),
     ("`python -m bench freshness`",
      "the 10,000-file generated repository of the warm restart (indexed once)"),
     ("`python -m bench memory`",
-     "three 400-file repositories indexed once (`bench/.cache/memory/`), then two indexing runs "
-     "of 1,000 never-seen files"),
+     "three 400-file repositories indexed once (`bench/.cache/perf/<model>/memory/`), then "
+     "two indexing runs of 1,000 never-seen files"),
     ("`python -m bench report`", "regenerates this page"),
 )
 

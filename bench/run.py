@@ -49,6 +49,8 @@ class SuiteOptions:
         fresh: rebuild cached corpora and indexes instead of reusing them.
         output_dir: where ``<suite>.json`` is written.
         skip: parts of suites not to run (each suite's docstring names its parts).
+        model: ``EMBEDDING_MODEL`` for every daemon and embedder of the run (None: the
+            product's default at the time of the run).
     """
 
     smoke: bool = False
@@ -56,6 +58,45 @@ class SuiteOptions:
     fresh: bool = False
     output_dir: Path = RESULTS_DIR
     skip: frozenset[str] = frozenset()
+    model: str | None = None
+
+
+def model_for(options: SuiteOptions) -> str:
+    """The local embedding model a run uses (the product's default unless overridden)."""
+    from codectxd.config import load_settings
+    from codectxd.embeddings.local import DEFAULT_LOCAL_MODEL
+
+    env = {"CODECTX_CONFIG": "/nonexistent/codectx.toml"}
+    if options.model:
+        env["EMBEDDING_MODEL"] = options.model
+    return load_settings(env).embedding.model or DEFAULT_LOCAL_MODEL
+
+
+def perf_cache(options: SuiteOptions) -> Path:
+    """Where a run's indexes are cached: one directory per embedding model, so a change of
+    the default model never reuses (or silently re-embeds) another model's index."""
+    slug = "".join(c if c.isalnum() or c in "-." else "_" for c in model_for(options))
+    return CACHE_DIR / "perf" / slug
+
+
+def daemon_env(options: SuiteOptions) -> dict[str, str]:
+    """Settings every daemon (and in-process embedder) of the run gets."""
+    return {"EMBEDDING_MODEL": options.model} if options.model else {}
+
+
+#: Settings given to every `Daemon` of this process (set once per run by `configure_run`).
+_RUN_ENV: dict[str, str] = {}
+
+
+def configure_run(options: SuiteOptions) -> None:
+    """Apply the run-wide daemon settings (the embedding model) to every later `Daemon`."""
+    _RUN_ENV.clear()
+    _RUN_ENV.update(daemon_env(options))
+
+
+def run_env() -> dict[str, str]:
+    """The run-wide daemon settings."""
+    return dict(_RUN_ENV)
 
 
 # --- machine facts --------------------------------------------------------------------------
@@ -259,9 +300,11 @@ class Daemon:
             # A periodic reconcile in the middle of a measurement would only add noise.
             CODECTX_RESCAN_INTERVAL_S="0",
         )
+        self.env.update(_RUN_ENV)
         self.env.update(env)
         self.proc: subprocess.Popen[bytes] | None = None
         self.started_at = 0.0
+        self.ping_s: float | None = None  # start → first ping answered
         self.list_races = 0
 
     @property
@@ -285,6 +328,8 @@ class Daemon:
             try:
                 with self.connect() as conn:
                     conn.call("ping", timeout_s=5)
+                    if self.ping_s is None:
+                        self.ping_s = time.perf_counter() - self.started_at
                     if conn.call("status", timeout_s=60)["daemon"]["model"]:
                         return time.perf_counter() - self.started_at
             except ClientError:

@@ -1,9 +1,9 @@
 """Indexing throughput: cold full index of the big corpus, warm restart, embedding alone.
 
-* **cold full index** (once, cached in ``bench/.cache/throughput/cold/``): the daemon indexes
-  the ≥ 500k-line big corpus with an empty data dir — every chunk is embedded by the local
-  model. Files/s, chunks/s, the time split scan / parse / embed / store (``last_report.full``)
-  and peak RSS of the daemon + its Milvus Lite child (sampled every 0.5 s).
+* **cold full index** (once, cached in ``bench/.cache/perf/<model>/throughput/cold/``): the
+  daemon indexes the ≥ 500k-line big corpus with an empty data dir — every chunk is embedded
+  by the local model. Files/s, chunks/s, the time split scan / parse / embed / store
+  (``last_report.full``) and peak RSS of the daemon + its Milvus Lite child (sampled every 0.5 s).
 * **pipeline with a warm embedding cache** (≥ 3 runs): a new data dir holding only the cold
   run's embedding cache — everything else (scan, parse, store, Milvus) is done for real.
 * **warm restart** (5 runs): the daemon is stopped and started on the indexed 10,000-file
@@ -24,12 +24,13 @@ from typing import Any
 
 from bench.bigcorpus import build_big_corpus, generate_tree, generated_repo_dir
 from bench.run import (
-    CACHE_DIR,
     Daemon,
     RssSampler,
     SuiteOptions,
     log,
+    perf_cache,
     print_table,
+    run_env,
     short_tmp,
 )
 from bench.stats import fmt, fmt_mmm, median_min_max, ratio
@@ -134,6 +135,7 @@ def restart_runs(root: Path, data_dir: Path, runs: int, timeout_s: float
                 info = daemon.repo(root)
             full = (info["last_report"] or {}).get("full") or {}
             out.append({"daemon_start_s": round(start_s, 3),
+                        "first_ping_s": round(daemon.ping_s or 0.0, 3),
                         "fresh_s": round(start_s + fresh_s, 3),
                         "files": info["files_indexed"], "chunks": info["chunks"],
                         "files_read": full.get("files_read"), "sync_s": full.get("seconds"),
@@ -173,7 +175,7 @@ def embedding_runs(texts: list[str], runs: int) -> list[dict[str, float]]:
     from codectxd.embeddings.base import create_provider
     from codectxd.embeddings.service import Embedder
 
-    settings = load_settings({"CODECTX_CONFIG": "/nonexistent/codectx.toml"})
+    settings = load_settings({"CODECTX_CONFIG": "/nonexistent/codectx.toml", **run_env()})
     provider = create_provider(settings.embedding)
     embedder = Embedder(provider, None, batch_size=settings.embedding.batch_size)
     embedder.embed_texts(texts[:32])  # warm-up: first inference allocates
@@ -200,12 +202,13 @@ def run(options: SuiteOptions) -> dict[str, Any]:
     """
     smoke, skip = options.smoke, options.skip
     if smoke:
-        tree = generate_tree(CACHE_DIR / "throughput-smoke" / "tree", SMOKE_TREE_FILES, 21)
-        base = CACHE_DIR / "throughput-smoke" / "cold"
+        tree = generate_tree(perf_cache(options) / "throughput-smoke" / "tree",
+                             SMOKE_TREE_FILES, 21)
+        base = perf_cache(options) / "throughput-smoke" / "cold"
         shutil.rmtree(base, ignore_errors=True)  # tiny: always really cold
     else:
         tree = build_big_corpus(options.fresh)
-        base = CACHE_DIR / "throughput" / "cold"
+        base = perf_cache(options) / "throughput" / "cold"
     timeout = 600 if smoke else 12 * 3600
     results: dict[str, Any] = {"corpus": tree.as_dict(), "skipped": sorted(skip)}
     if "cold" not in skip or (base / "result.json").is_file():
@@ -218,7 +221,7 @@ def run(options: SuiteOptions) -> dict[str, Any]:
         results["warm_restart_big"] = _restart_summary(tree.files, runs)
     if "restart" not in skip:
         files = 30 if smoke else RESTART_FILES
-        repo = generated_repo_dir(files, RESTART_SEED)
+        repo = generated_repo_dir(perf_cache(options), files, RESTART_SEED)
         restart_tree = generate_tree(repo / "tree", files, RESTART_SEED)
         runs = restart_runs(restart_tree.root, repo / "data", options.runs, timeout)
         results["warm_restart"] = _restart_summary(restart_tree.files, runs)
