@@ -13,7 +13,7 @@ is answered once, then followed by event frames `{id, event, data}` until the cl
 from __future__ import annotations
 
 import struct
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -84,15 +84,21 @@ class PingParams(Params):
     pass
 
 
+#: A file system path from a client: any bytes but NUL (which no path can contain).
+PathStr = Annotated[str, msgspec.Meta(pattern=r"^[^\x00]*\Z")]
+#: A filter value (path glob, language, extension): no control characters.
+FilterStr = Annotated[str, msgspec.Meta(pattern=r"^[^\x00-\x1f\x7f]*\Z")]
+
+
 class AddParams(Params):
-    path: str
+    path: PathStr
     force: bool = False  # allow system directories such as / or /etc
     ignore: list[str] = []  # extra gitignore-style patterns for this repository
     extensions: list[str] = []  # extra file extensions to index in this repository
 
 
 class RemoveParams(Params):
-    path: str
+    path: PathStr
 
 
 class ListParams(Params):
@@ -101,33 +107,35 @@ class ListParams(Params):
 
 class SearchParams(Params):
     query: str
-    repos: list[str] = []  # repository roots or paths inside them; empty: all repos
-    paths: list[str] = []  # path prefixes or globs, relative to the repository root
-    languages: list[str] = []
-    extensions: list[str] = []
+    repos: list[PathStr] = []  # repository roots or paths inside them; empty: all repos
+    paths: list[FilterStr] = []  # path prefixes or globs, relative to the repository root
+    languages: list[FilterStr] = []
+    extensions: list[FilterStr] = []
     limit: int = 10
     mode: Literal["hybrid", "dense", "lexical"] = "hybrid"
-    wait_s: float = 0.0  # wait up to this long for pending changes (read-your-writes)
-    wait_paths: list[str] = []  # absolute paths whose pending changes to wait for
+    # Wait up to this long for pending changes (read-your-writes); the daemon caps it at 60 s.
+    wait_s: Annotated[float, msgspec.Meta(ge=0.0, le=3600.0)] = 0.0
+    wait_paths: list[PathStr] = []  # absolute paths whose pending changes to wait for
 
 
 class StatusParams(Params):
-    repo: str | None = None
-    errors: int = 20  # how many recent file problems to include per repo
+    repo: PathStr | None = None
+    # How many recent file problems to include per repo.
+    errors: Annotated[int, msgspec.Meta(ge=0, le=10_000)] = 20
 
 
 class ReindexParams(Params):
-    repo: str | None = None  # default: all repos
+    repo: PathStr | None = None  # default: all repos
     force: bool = False  # re-read and re-split every file
 
 
 class ClearParams(Params):
-    repo: str | None = None  # default: all repos
+    repo: PathStr | None = None  # default: all repos
     all: bool = False  # required when repo is omitted
 
 
 class SubscribeParams(Params):
-    repos: list[str] = []
+    repos: list[PathStr] = []
 
 
 class ShutdownParams(Params):
@@ -271,11 +279,16 @@ def frame_length(header: bytes, max_bytes: int = MAX_FRAME_BYTES) -> int:
     return int(length)
 
 
+#: msgspec raises UnicodeDecodeError for a str that is not UTF-8 and RecursionError for deep
+#: nesting, instead of DecodeError: all three are the client's malformed input.
+_UNDECODABLE = (msgspec.DecodeError, UnicodeDecodeError, RecursionError)
+
+
 def decode_request(body: bytes) -> Request:
     """The envelope of a request (params left raw)."""
     try:
         return _request_decoder.decode(body)
-    except msgspec.DecodeError as exc:
+    except _UNDECODABLE as exc:
         raise FrameError(ErrorCode.BAD_REQUEST, f"invalid request: {exc}") from None
 
 
@@ -291,7 +304,7 @@ def decode_params(method: str, raw: msgspec.Raw) -> Params:
         data = b"\x80"
     try:
         return decoder.decode(data)
-    except msgspec.DecodeError as exc:
+    except _UNDECODABLE as exc:
         raise FrameError(ErrorCode.BAD_REQUEST, f"invalid params for {method}: {exc}") from None
 
 

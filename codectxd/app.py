@@ -20,6 +20,7 @@ from codectxd.config import Settings, describe
 from codectxd.engine import Engine
 from codectxd.errors import CodectxError, NotFoundError, ProtocolError
 from codectxd.events import EventBus
+from codectxd.ignore import IgnoreRules, compile_patterns
 from codectxd.indexer import Progress, SyncReport
 from codectxd.memory import MemoryManager
 from codectxd.metrics import Metrics
@@ -37,6 +38,7 @@ SYSTEM_DIRS = frozenset({"/", "/etc", "/usr", "/bin", "/sbin", "/lib", "/lib64",
                          "/dev", "/proc", "/sys", "/opt", "/root", "/System", "/Library"})
 _PROGRESS_INTERVAL_S = 0.25
 _ERROR_RETRY_S = 30.0
+_ERROR_MIN_RETRY_S = 1.0
 _WAIT_GRACE_S = 0.15  # let the watcher report a just-saved file before judging freshness
 
 
@@ -82,7 +84,12 @@ class Daemon:
         embedder = await anyio.to_thread.run_sync(lambda: self.engine.embedder)  # loads the model
         embedder.on_latency = lambda seconds: self.metrics.embed_batch_ms.add(seconds * 1000)
         for entry in self.registry.entries():
-            runtime = self._start_repo(Path(entry.root), entry.ignore, entry.extensions)
+            try:
+                runtime = self._start_repo(Path(entry.root), entry.ignore, entry.extensions)
+            except ValueError as exc:  # e.g. an invalid ignore pattern saved by an old version
+                log.error("repository %s not started: %s (run `codectx-client add %s` with "
+                          "valid options)", entry.root, exc, entry.root)
+                continue
             await self._plan_model_switch(runtime)
         self.watcher.set_roots(list(self.repos))
         task_group.start_soon(self.watcher.run)
@@ -202,8 +209,11 @@ class Daemon:
                     log.exception("sync of %s failed", runtime.name)
                     runtime.state, runtime.error = ERROR, str(exc)
                     self.events.publish("error", {"repo": runtime.name, "message": str(exc)})
+                    # Retry later, or as soon as something asks for it (reindex, a change).
+                    wake = runtime.wake
+                    await anyio.sleep(_ERROR_MIN_RETRY_S)
                     with anyio.move_on_after(_ERROR_RETRY_S):
-                        await self.should_exit.wait()
+                        await _first_of(self.should_exit, wake)
                     runtime.add_full()
 
     async def _sync_once(self, runtime: RepoRuntime) -> None:
@@ -376,6 +386,10 @@ class Daemon:
     async def add(self, params: p.AddParams) -> p.AddResult:
         root = await anyio.to_thread.run_sync(_validate_new_root, params.path, params.force)
         ignore, extensions = tuple(params.ignore), tuple(params.extensions)
+        try:  # before anything is persisted: a bad pattern must not break every later start
+            IgnoreRules(root, ignore)
+        except ValueError as exc:
+            raise ProtocolError(f"invalid ignore pattern: {exc}") from None
         existing = self.repos.get(str(root))
         if existing is not None:
             entry = self.registry.get(str(root))
@@ -443,6 +457,10 @@ class Daemon:
             raise ProtocolError("query is empty")
         if not 1 <= params.limit <= 200:
             raise ProtocolError("limit must be between 1 and 200")
+        try:
+            compile_patterns(params.paths)
+        except ValueError as exc:
+            raise ProtocolError(f"invalid path glob: {exc}") from None
         runtimes = await self._targets(params.repos)
         waited = 0.0
         if params.wait_s > 0:
@@ -571,17 +589,37 @@ class Daemon:
         return p.ShutdownResult(stopping=True)
 
 
+async def _first_of(*events: anyio.Event) -> None:
+    """Return when any of `events` is set."""
+    async with anyio.create_task_group() as tg:
+
+        async def until(event: anyio.Event) -> None:
+            await event.wait()
+            tg.cancel_scope.cancel()
+
+        for event in events:
+            tg.start_soon(until, event)
+
+
+def _resolve(path: str, strict: bool = False) -> Path:
+    """`path` with ~ expanded and symlinks resolved; a client error when that is impossible."""
+    try:
+        return Path(path).expanduser().resolve(strict=strict)
+    except (FileNotFoundError, NotADirectoryError):
+        raise NotFoundError(f"{path} does not exist") from None
+    except RuntimeError as exc:  # ~user of an unknown user, or a symlink loop
+        raise NotFoundError(f"{path}: {exc}") from None
+    except (OSError, ValueError) as exc:
+        raise ProtocolError(f"invalid path {path!r}: {exc}") from None
+
+
 async def resolve_path(path: str) -> str:
     """Absolute, symlink-free form of a client-supplied path (off the event loop)."""
-    return await anyio.to_thread.run_sync(lambda: str(Path(path).expanduser().resolve()))
+    return str(await anyio.to_thread.run_sync(_resolve, path))
 
 
 def _validate_new_root(path: str, force: bool) -> Path:
-    root = Path(path).expanduser()
-    try:
-        root = root.resolve(strict=True)
-    except (FileNotFoundError, RuntimeError):
-        raise NotFoundError(f"{path} does not exist") from None
+    root = _resolve(path, strict=True)
     if not root.is_dir():
         raise ProtocolError(f"{path} is not a directory")
     if not os.access(root, os.R_OK | os.X_OK):

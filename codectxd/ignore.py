@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import fnmatch
 import os
+import re
+from collections.abc import Sequence
 from pathlib import Path
 
 import pathspec
@@ -62,6 +64,34 @@ def is_default_ignored(name: str, is_dir: bool) -> bool:
     )
 
 
+def compile_patterns(patterns: Sequence[str]) -> pathspec.GitIgnoreSpec:
+    """gitignore-style patterns as one spec; ValueError naming the first invalid pattern."""
+    try:
+        return pathspec.GitIgnoreSpec.from_lines(patterns)
+    except re.error:
+        for pattern in patterns:
+            try:
+                pathspec.GitIgnoreSpec.from_lines([pattern])
+            except re.error as exc:
+                raise ValueError(f"{pattern!r} is not a valid pattern ({exc})") from None
+        raise
+
+
+def _lenient_spec(lines: list[str]) -> pathspec.GitIgnoreSpec:
+    """An ignore file's spec without its invalid lines (git treats them as matching nothing)."""
+    try:
+        return pathspec.GitIgnoreSpec.from_lines(lines)
+    except re.error:
+        valid = []
+        for line in lines:
+            try:
+                pathspec.GitIgnoreSpec.from_lines([line])
+            except re.error:
+                continue
+            valid.append(line)
+        return pathspec.GitIgnoreSpec.from_lines(valid)
+
+
 def _spec_from_file(path: Path) -> pathspec.GitIgnoreSpec | None:
     try:
         text = path.read_text(encoding="utf-8", errors="replace")
@@ -70,7 +100,7 @@ def _spec_from_file(path: Path) -> pathspec.GitIgnoreSpec | None:
     lines = text.splitlines()
     if not any(line.strip() and not line.startswith("#") for line in lines):
         return None
-    return pathspec.GitIgnoreSpec.from_lines(lines)
+    return _lenient_spec(lines)
 
 
 class IgnoreRules:
@@ -82,7 +112,7 @@ class IgnoreRules:
 
     def __init__(self, root: Path, user_patterns: tuple[str, ...] = ()) -> None:
         self.root = root
-        self._user = pathspec.GitIgnoreSpec.from_lines(user_patterns) if user_patterns else None
+        self._user = compile_patterns(user_patterns) if user_patterns else None
         self._exclude = _spec_from_file(root / ".git" / "info" / "exclude")
         self._dir_specs: dict[str, tuple[pathspec.GitIgnoreSpec, ...]] = {}
         self._dir_ignored: dict[str, bool] = {}

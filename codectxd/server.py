@@ -31,6 +31,8 @@ MAX_CONNECTIONS = 512
 FRAME_TIMEOUT_S = 30.0
 #: Frames above this size are read one or two at a time, so memory stays bounded.
 _LARGE_FRAME_BYTES = 1 << 20
+# Methods answered while the daemon is still loading its model and registry.
+_BEFORE_READY = frozenset({"ping", "shutdown"})
 
 
 def peer_uid(sock: socket.socket) -> int | None:
@@ -137,8 +139,9 @@ class Server:
             await self._send(stream, error_reply(_sniff_id(body), exc.code, str(exc)))
             return True
         if request.method == "subscribe":
-            await self._subscribe(stream, reader, request)
-            return False
+            # A subscription turns the connection into an event stream; a refused one leaves
+            # it an ordinary request connection.
+            return not await self._subscribe(stream, reader, request)
         reply = await self.dispatch(request)
         await self._send(stream, reply)
         return True
@@ -163,6 +166,9 @@ class Server:
                                    "the daemon is shutting down")
             timeout = self.request_timeout_s + float(getattr(params, "wait_s", 0.0) or 0.0)
             with anyio.fail_after(timeout):
+                if request.method not in _BEFORE_READY:
+                    # Until the registry is loaded, repo lookups would wrongly say "unknown".
+                    await daemon.ready.wait()
                 result = await handler(params)
             return p.Reply(id=request.id, ok=True, result=result)
         except p.FrameError as exc:
@@ -182,15 +188,23 @@ class Server:
                                f"internal error in {request.method}: {type(exc).__name__}: {exc}")
 
     async def _subscribe(self, stream: SocketStream, reader: BufferedByteReceiveStream,
-                         request: p.Request) -> None:
+                         request: p.Request) -> bool:
+        """Stream events until the client goes away; False (after an error reply) when the
+        subscription is refused."""
         try:
             params = p.decode_params("subscribe", request.params)
             assert isinstance(params, p.SubscribeParams)
+            with anyio.fail_after(self.request_timeout_s):
+                await self.daemon.ready.wait()
             repos = frozenset(self.daemon.find_repo(r).name for r in params.repos)
         except (p.FrameError, CodectxError) as exc:
             code = getattr(exc, "code", p.ErrorCode.BAD_REQUEST)
             await self._send(stream, error_reply(request.id, code, str(exc)))
-            return
+            return False
+        except TimeoutError:
+            await self._send(stream, error_reply(request.id, p.ErrorCode.TIMEOUT,
+                                                 "the daemon is still starting; try again"))
+            return False
         sub = self.daemon.events.subscribe(repos)
         try:
             await self._send(stream, p.Reply(id=request.id, ok=True, result=p.SubscribeResult(
@@ -209,6 +223,7 @@ class Server:
                     await self._send(stream, p.Event(id=request.id, event=event, data=data))
         finally:
             self.daemon.events.unsubscribe(sub)
+        return True
 
     @staticmethod
     async def _send(stream: SocketStream, message: Any) -> None:
@@ -219,7 +234,7 @@ def _sniff_id(body: bytes) -> Any:
     """The request id of an otherwise invalid request, when it can be read at all."""
     try:
         data = msgspec.msgpack.decode(body)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
         return None
     if isinstance(data, dict):
         value = data.get("id")

@@ -3,7 +3,6 @@ on the old one until the new one is complete, then the old one is removed."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 from codectxd.config import load_settings
