@@ -63,11 +63,22 @@ class Result:
 
 
 def _like_prefix(prefix: str) -> str | None:
-    """A Milvus `like` pattern matching paths that start with `prefix` (None if unsafe)."""
-    if "\\" in prefix:
+    """A Milvus `like` pattern matching every path that starts with `prefix` (a superset: the
+    exact check is `PathFilter.__call__`); None when no useful pattern exists.
+
+    Milvus Lite 2.5's `like` has no working escape for its wildcards (a backslash before `_` or
+    `%` makes the pattern match nothing), so the prefix is cut at the first `_`, `%` or
+    backslash: a shorter prefix still matches every wanted path.
+    """
+    cut = len(prefix)
+    for special in "_%\\":
+        at = prefix.find(special)
+        if at != -1:
+            cut = min(cut, at)
+    head = prefix[:cut]
+    if not head:
         return None
-    escaped = prefix.replace("%", "\\%").replace("_", "\\_")
-    return quote(escaped + "%")
+    return quote(head + "%")
 
 
 def _literal_prefix(glob: str) -> str:

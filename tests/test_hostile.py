@@ -493,10 +493,6 @@ def test_special_characters_in_names_index_update_delete(
     assert_healthy(daemon, repo)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: a `paths` filter whose prefix contains '_' or '%' matches nothing: "
-    "search._like_prefix escapes them with a backslash, which Milvus Lite's LIKE does not "
-    "understand as an escape"))
 def test_path_filter_on_names_with_underscore_and_percent(
         daemon: DaemonProcess, repo: Path) -> None:
     ht.special_names(repo)

@@ -118,3 +118,45 @@ def test_overlapping_hits_merge() -> None:
     assert [(m.path, m.start_line, m.end_line) for m in merged] == [("f.py", 1, 15), ("g.py", 1, 3)]
     assert merged[0].content.split("\n") == [f"l{i}" for i in range(1, 16)]
     assert merged[0].score == 0.9
+
+
+ODD_NAMES = {
+    "under_score_dir/snake_case_module.py": "underscore_dir_marker_qz",
+    "underXscore_dir/decoy.py": "underscore_dir_marker_qz decoy",
+    "100%/percent.py": "percent_dir_marker_qz",
+    "100x/decoy.py": "percent_dir_marker_qz decoy",
+    'quote"dir/dq.py': "double_quote_marker_qz",
+    "back\\slash/b.py": "backslash_marker_qz",
+    "ünïcödé/日本語.py": "unicode_name_marker_qz",
+}
+
+
+def test_path_filter_with_like_wildcards_in_names(  # type: ignore[no-untyped-def]
+        tmp_path: Path, local_provider) -> None:
+    """`_` and `%` are LIKE wildcards Milvus Lite cannot escape: the prefix sent to Milvus is
+    cut before them and the exact check happens in Python (decoys prove it)."""
+    from codectxd.embeddings.cache import EmbeddingCache
+
+    settings = make_settings(tmp_path)
+    root = tmp_path / "repo"
+    write_tree(root, {rel: f"def f():\n    return '{text}'\n" for rel, text in ODD_NAMES.items()})
+    engine = Engine(settings, embedder=Embedder(
+        local_provider, EmbeddingCache(settings.paths.data_dir / "e.db")))
+    try:
+        engine.indexer_for(root).full_sync()
+        cases = {
+            "under_score_dir": "under_score_dir/snake_case_module.py",
+            "under_score_dir/": "under_score_dir/snake_case_module.py",
+            "under_score_dir/*.py": "under_score_dir/snake_case_module.py",
+            "100%": "100%/percent.py",
+            'quote"dir': 'quote"dir/dq.py',
+            "back\\slash": "back\\slash/b.py",
+            "ünïcödé": "ünïcödé/日本語.py",
+        }
+        for prefix, path in cases.items():
+            marker = ODD_NAMES[path]
+            results = engine.search([root], marker, mode="lexical",
+                                    filters=Filters(paths=(prefix,)))
+            assert [r.path for r in results] == [path], prefix
+    finally:
+        engine.close()
