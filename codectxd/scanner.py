@@ -6,6 +6,7 @@ cheap; content checks (binary, minified, encoding) happen when the indexer reads
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from collections import Counter
@@ -116,9 +117,13 @@ class Scanner:
         """Record one directory entry; return its path when it is a directory to descend."""
         try:
             is_link = entry.is_symlink()
-            is_dir = entry.is_dir(follow_symlinks=self.settings.follow_symlinks)
         except OSError as exc:
             result.skip(rel, "unreadable", exc.strerror or str(exc))
+            return None
+        try:
+            is_dir = entry.is_dir(follow_symlinks=self.settings.follow_symlinks)
+        except OSError as exc:  # following a link: ELOOP
+            result.skip(rel, *_stat_error(exc, is_link))
             return None
         if "\n" in rel or "\r" in rel or not _is_utf8(rel):
             result.skip(rel.encode("utf-8", "surrogateescape").decode("utf-8", "replace"),
@@ -140,7 +145,7 @@ class Scanner:
             try:
                 st = entry.stat(follow_symlinks=self.settings.follow_symlinks)
             except OSError as exc:
-                result.skip(rel, "symlink_loop" if is_link else "unreadable", str(exc))
+                result.skip(rel, *_stat_error(exc, is_link))
                 return None
             key = (st.st_dev, st.st_ino)
             if key in seen_dirs:
@@ -164,8 +169,7 @@ class Scanner:
         try:
             st = entry.stat(follow_symlinks=self.settings.follow_symlinks)
         except OSError as exc:
-            result.skip(rel, "symlink_loop" if entry.is_symlink() else "unreadable",
-                        exc.strerror or str(exc))
+            result.skip(rel, *_stat_error(exc, entry.is_symlink()))
             return None
         if not stat.S_ISREG(st.st_mode):
             result.skip(rel, "not_regular")
@@ -214,6 +218,17 @@ class _PathEntry:
 
     def stat(self, follow_symlinks: bool = True) -> os.stat_result:
         return os.stat(self.path, follow_symlinks=follow_symlinks)
+
+
+def _stat_error(exc: OSError, is_link: bool) -> tuple[str, str]:
+    """(reason, detail) for a failed stat: only ELOOP is a link loop; a link whose target is
+    missing is unreadable (dangling)."""
+    detail = exc.strerror or str(exc)
+    if exc.errno == errno.ELOOP:
+        return "symlink_loop", detail
+    if is_link and exc.errno in (errno.ENOENT, errno.ENOTDIR):
+        return "unreadable", f"dangling symbolic link ({detail})"
+    return "unreadable", detail
 
 
 def _is_utf8(text: str) -> bool:

@@ -368,10 +368,6 @@ def test_follow_symlinks_mode_never_leaves_the_repo(follow_daemon: DaemonProcess
     assert_healthy(follow_daemon, root)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: with follow_symlinks, file symlink loops are reported as `unreadable` (DirEntry.is_dir "
-    "raises ELOOP, caught as unreadable in scanner._classify) and a dangling link as "
-    "`symlink_loop` (scanner._classify_file maps every stat error of a link to symlink_loop)"))
 def test_follow_symlinks_mode_skip_reasons(follow_daemon: DaemonProcess) -> None:
     root = _follow_tree(follow_daemon, "follow_reasons")
     check_expectations(follow_daemon, root, [

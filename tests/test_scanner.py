@@ -101,6 +101,22 @@ def test_symlinks_not_followed_by_default(tmp_path: Path) -> None:
     assert followed_reasons["loop"] == "symlink_loop"
 
 
+def test_follow_mode_link_reasons(tmp_path: Path) -> None:
+    """Following links: file loops are `symlink_loop`, a dangling link is `unreadable`."""
+    write_tree(tmp_path, {"real.py": "r"})
+    os.symlink("loop_b.py", tmp_path / "loop_a.py")
+    os.symlink("loop_a.py", tmp_path / "loop_b.py")
+    os.symlink("self.py", tmp_path / "self.py")
+    os.symlink("does/not/exist.py", tmp_path / "dangling.py")
+    scanner = Scanner(tmp_path, ScanSettings(follow_symlinks=True))
+    expected = {"loop_a.py": "symlink_loop", "loop_b.py": "symlink_loop",
+                "self.py": "symlink_loop", "dangling.py": "unreadable"}
+    assert {s.path: s.reason for s in scanner.scan().skipped} == expected
+    for rel, reason in expected.items():  # the watcher's single-path check agrees
+        found = scanner.check_file(rel)
+        assert isinstance(found, Skipped) and found.reason == reason, rel
+
+
 def test_odd_names(tmp_path: Path) -> None:
     write_tree(tmp_path, {"ok.py": "x", "sp ace.py": "y", "ünï.py": "z"})
     (tmp_path / "new\nline.py").write_text("n")
