@@ -110,12 +110,26 @@ def _tool_version(command: Sequence[str]) -> str | None:
     return (out.stdout or out.stderr).strip().splitlines()[0] if out.returncode == 0 else None
 
 
+def code_dir() -> Path:
+    """The checkout whose ``codectxd`` this run measures.
+
+    Usually this repository; when the suites are run from another checkout (for instance a
+    ``git worktree`` of a commit, so that edits in progress elsewhere are not measured), its
+    ``codectxd`` comes first on ``sys.path`` and the daemons started from there use it too.
+    """
+    import codectxd
+
+    return Path(codectxd.__file__).resolve().parent.parent
+
+
 def _git_commit() -> str | None:
-    version = _tool_version(["git", "-C", str(REPO_DIR), "rev-parse", "--short", "HEAD"])
+    """The measured code's commit (``+dirty`` when ``codectxd/`` or ``client/`` differ)."""
+    where = str(code_dir())
+    version = _tool_version(["git", "-C", where, "rev-parse", "--short", "HEAD"])
     if version is None:
         return None
-    dirty = subprocess.run(["git", "-C", str(REPO_DIR), "status", "--porcelain", "codectxd",
-                            "client"], capture_output=True, text=True, check=False).stdout.strip()
+    dirty = subprocess.run(["git", "-C", where, "status", "--porcelain", "codectxd", "client"],
+                           capture_output=True, text=True, check=False).stdout.strip()
     return version + ("+dirty" if dirty else "")
 
 
@@ -145,6 +159,7 @@ def machine_facts() -> dict[str, Any]:
         "os": f"{platform.system()} {platform.release()}",
         "load_average": [round(x, 2) for x in os.getloadavg()],
         "git": _git_commit(),
+        "code_dir": str(code_dir()),
         "versions": versions,
         "time": time.strftime("%Y-%m-%d %H:%M:%S %z"),
     }
