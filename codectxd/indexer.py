@@ -7,6 +7,7 @@ stay searchable until the new ones are ready; mark dirty; delete-by-path + inser
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import logging
 import os
@@ -337,7 +338,12 @@ class RepoIndexer:
             if not os.path.lexists(self.root / entry.path):
                 self._remove([entry.path], {entry.path: old} if old else {}, report)
                 return None
-            self._skip(entry, old, "unreadable", exc.strerror or str(exc), report)
+            reason = "unreadable"
+            if exc.errno == errno.ELOOP:  # O_NOFOLLOW met a link, or a loop was followed
+                reason = "symlink_loop" if self.scanner.settings.follow_symlinks else (
+                    self.scanner.resolved_reason(
+                        entry.path, os.path.realpath(self.root / entry.path)) or "symlink")
+            self._skip(entry, old, reason, exc.strerror or str(exc), report)
             return None
         report.files_read += 1
         digest = hashlib.blake2b(data, digest_size=16).hexdigest()
@@ -361,9 +367,16 @@ class RepoIndexer:
         flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
         if not self.scanner.settings.follow_symlinks:
             flags |= getattr(os, "O_NOFOLLOW", 0)
-        fd = os.open(self.root / entry.path, flags)
+        path = self.root / entry.path
+        fd = os.open(path, flags)
         try:
             st = os.fstat(fd)
+            # O_NOFOLLOW only guards the last component: a parent directory may have become a
+            # symlink (to outside the repository) since the scan. Check what was opened.
+            real = _opened_path(fd, st) or os.path.realpath(path)
+            reason = self.scanner.resolved_reason(entry.path, real)
+            if reason is not None:
+                raise _Skip(reason, "reached through a symbolic link")
             if not stat.S_ISREG(st.st_mode):
                 raise _Skip("not_regular")
             limit = self.scanner.settings.max_file_bytes
@@ -477,6 +490,17 @@ class _Skip(Exception):
         super().__init__(reason)
         self.reason = reason
         self.detail = detail
+
+
+def _opened_path(fd: int, st: os.stat_result) -> str | None:
+    """The real path of an open file, from /proc (Linux); None where it cannot be known."""
+    try:
+        real = os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:
+        return None
+    if st.st_nlink == 0:  # unlinked since it was opened
+        real = real.removesuffix(" (deleted)")
+    return real if real.startswith("/") else None
 
 
 def _looks_minified(text: str) -> bool:

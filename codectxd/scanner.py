@@ -81,6 +81,9 @@ class Scanner:
         if subdir and self.rules.is_ignored(subdir, is_dir=True):
             result.ignored += 1
             return result
+        if subdir and (reason := self.resolved_reason(subdir, os.path.realpath(start))):
+            result.skip(subdir, reason)  # reached through a symlinked directory
+            return result
         seen_dirs: set[tuple[int, int]] = set()
         try:
             top = os.stat(start)
@@ -184,6 +187,12 @@ class Scanner:
         """Classify one path (for watcher events): an entry, a skip, or None (ignored/gone)."""
         if self.rules.is_ignored(rel, is_dir=False):
             return None
+        parent = rel.rpartition("/")[0]
+        if parent and (reason := self.resolved_reason(
+                parent, os.path.realpath(os.path.join(self.root, parent)))):
+            # A parent directory was replaced by a symlink since the scan (e.g. `sub` → a link
+            # to /elsewhere while `sub/mod.py` is queued): never read through it.
+            return Skipped(rel, reason)
         result = ScanResult()
         entry = _PathEntry(os.path.join(self.root, rel))
         try:
@@ -195,6 +204,20 @@ class Scanner:
         if result.files:
             return result.files[0]
         return result.skipped[0] if result.skipped else None
+
+
+    def resolved_reason(self, rel: str, real: str) -> str | None:
+        """Why `rel`, whose resolved real path is `real`, must not be read (None: it may).
+
+        Not following symlinks, a path is read only if no component of it is a link (it
+        resolves to itself under the root); following them, only if it resolves inside the
+        root.
+        """
+        if not (real == self._real_root or real.startswith(self._real_root + os.sep)):
+            return "symlink_outside"
+        if not self.settings.follow_symlinks and real != os.path.join(self._real_root, rel):
+            return "symlink"
+        return None
 
 
 class _PathEntry:

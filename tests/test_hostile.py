@@ -292,10 +292,6 @@ def _swap_dir_for_outside_link(repo: Path, outside: Path) -> None:
     os.symlink(str(outside), repo / "sub")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: a path queued by the watcher is read through a parent directory that became a "
-    "symlink to outside the repository (scanner.check_file/indexer._read only refuse a "
-    "symlink in the last path component), so content outside the repo gets indexed"))
 def test_directory_swapped_for_outside_symlink_is_not_followed(
         daemon: DaemonProcess, repo: Path) -> None:
     outside = repo.parent / f"outside_{repo.name}"

@@ -217,3 +217,26 @@ def test_sigkill_during_index_then_rerun_equals_clean_index(short_tmp: Path) -> 
     crashed_rows, clean_rows = contents(crashed), contents(clean)
     assert len(crashed_rows) == len(set(crashed_rows))  # no duplicates
     assert crashed_rows == clean_rows
+
+
+def test_never_reads_through_a_parent_swapped_for_a_link(
+        engine: Engine, short_tmp: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A directory replaced by a symlink to outside the repository between planning and
+    reading: the read checks what it opened, so nothing from outside is indexed."""
+    root = short_tmp / "repo"
+    outside = short_tmp / "outside"
+    write_tree(root, {"sub/mod.py": "def inside_qz():\n    return 1\n"})
+    write_tree(outside, {"mod.py": "def outside_qz():\n    return 2\n"})
+    indexer = engine.indexer_for(root)
+    indexer.full_sync()
+    (root / "sub/mod.py").write_text("def inside_again_qz():\n    return 3\n")
+    planned = indexer.scanner.check_file("sub/mod.py")  # planned before the swap
+    os.rename(root / "sub", root / "sub_old")
+    os.symlink(str(outside), root / "sub")
+    monkeypatch.setattr(indexer.scanner, "check_file", lambda rel: planned)
+    report = indexer.sync_paths(["sub/mod.py"])
+    assert report.skipped == 1 and report.indexed == 0
+    contents = engine.store.rows_of(indexer.collection, 'id != ""', ["content"])
+    assert not any("outside_qz" in r["content"] for r in contents)
+    state = engine.snapshot.load(indexer.collection)["sub/mod.py"]
+    assert (state.state, state.reason.split(":")[0]) == ("skipped", "symlink_outside")

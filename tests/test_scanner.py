@@ -117,6 +117,33 @@ def test_follow_mode_link_reasons(tmp_path: Path) -> None:
         assert isinstance(found, Skipped) and found.reason == reason, rel
 
 
+def test_paths_through_a_symlinked_parent_are_refused(tmp_path: Path) -> None:
+    """A directory replaced by a link after the scan: its queued paths are never read through
+    it (the watcher reports `sub/mod.py` while `sub` already points elsewhere)."""
+    outside = tmp_path / "outside"
+    repo = tmp_path / "repo"
+    write_tree(outside, {"mod.py": "o", "pkg/p.py": "p"})
+    write_tree(repo, {"real/r.py": "r", "sub/mod.py": "s"})
+    os.rename(repo / "sub", repo / "sub_old")
+    os.symlink(str(outside), repo / "sub")
+    os.symlink("real", repo / "alias")
+    scanner = Scanner(repo, ScanSettings())
+    for rel, reason in (("sub/mod.py", "symlink_outside"), ("sub/pkg/p.py", "symlink_outside"),
+                        ("alias/r.py", "symlink")):
+        found = scanner.check_file(rel)
+        assert isinstance(found, Skipped) and found.reason == reason, (rel, found)
+    sub = scanner.scan("sub/pkg")
+    assert not sub.files and [(s.path, s.reason) for s in sub.skipped] == [
+        ("sub/pkg", "symlink_outside")]
+    assert [(s.path, s.reason) for s in scanner.scan("alias").skipped] == [("alias", "symlink")]
+    # Following links: inside the repository is fine, outside never.
+    follow = Scanner(repo, ScanSettings(follow_symlinks=True))
+    assert isinstance(follow.check_file("alias/r.py"), FileEntry)
+    assert [f.path for f in follow.scan("alias").files] == ["alias/r.py"]
+    found = follow.check_file("sub/mod.py")
+    assert isinstance(found, Skipped) and found.reason == "symlink_outside"
+
+
 def test_odd_names(tmp_path: Path) -> None:
     write_tree(tmp_path, {"ok.py": "x", "sp ace.py": "y", "ünï.py": "z"})
     (tmp_path / "new\nline.py").write_text("n")
