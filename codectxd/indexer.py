@@ -212,6 +212,9 @@ class RepoIndexer:
         entries: dict[str, FileEntry] = {}
         gone: set[str] = set()
         report = SyncReport()
+        checked_files: set[str] = set()
+        checked_dirs: list[str] = []
+        skips: list[Skipped] = []
         for rel in sorted(set(paths)):
             abs_path = self.root / rel
             if os.path.isdir(abs_path) and not os.path.islink(abs_path):
@@ -219,18 +222,52 @@ class RepoIndexer:
                 entries.update((e.path, e) for e in sub.files)
                 prefix = rel + "/" if rel else ""
                 gone.update(p for p in known if p.startswith(prefix) and p not in entries)
+                checked_dirs.append(rel)
+                skips.extend(sub.skipped)
+                report.skipped += sum(sub.skipped_counts.values())
                 continue
             found = self.scanner.check_file(rel)
+            checked_files.add(rel)
             if isinstance(found, FileEntry):
                 entries[found.path] = found
             else:
                 if isinstance(found, Skipped):
                     report.skipped += 1
+                    skips.append(found)
                 prefix = rel + "/"
                 gone.update(p for p in known if p == rel or p.startswith(prefix))
+        self._update_scan_skips(checked_files, checked_dirs, skips)
         report.scanned = len(entries)
         todo = self._changed(list(entries.values()), known, False, report)
         return self._run(todo, sorted(gone), known, False, report, started)
+
+    def _update_scan_skips(
+        self, files: set[str], dirs: list[str], skips: list[Skipped]
+    ) -> None:
+        """Make `last_scan` (what `status` reports beside the snapshot's content skips) agree
+        with the scanner's verdicts on paths checked since the last full scan: their old skip
+        records go, the new ones come first. `unsupported` stays as the full scan counted it
+        (only examples of it are kept, so a single path cannot be accounted for)."""
+        def checked(path: str) -> bool:
+            return path in files or any(
+                not d or path == d or path.startswith(d + "/") for d in dirs)
+
+        skips = [s for s in skips if s.reason != "unsupported"]
+        old = self.last_scan or ScanResult()
+        stale = [s for s in old.skipped if s.reason != "unsupported" and checked(s.path)]
+        if not stale and not skips:
+            return
+        counts = old.skipped_counts.copy()
+        counts.subtract(s.reason for s in stale)
+        counts.update(s.reason for s in skips)
+        stale_ids = {id(s) for s in stale}
+        # A new object, swapped in whole: `status` reads it from another thread.
+        self.last_scan = ScanResult(
+            files=old.files,
+            skipped=skips + [s for s in old.skipped if id(s) not in stale_ids],
+            skipped_counts=+counts,
+            ignored=old.ignored,
+        )
 
     def is_complete(self) -> bool:
         """Whether a full sync of this collection has ever completed (it can serve searches)."""

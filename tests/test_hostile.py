@@ -397,11 +397,6 @@ def test_fifos_sockets_and_devices_do_not_block(daemon: DaemonProcess, repo: Pat
     assert_healthy(daemon, repo)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: files skipped by the scanner on the watcher / wait_paths path (symlinks, FIFOs, "
-    "too_large, secrets...) are not recorded anywhere: indexer._sync_paths_locked only counts "
-    "them in its report, so `status` shows neither their reason nor their count until the "
-    "next full scan"))
 def test_skips_found_by_the_watcher_are_reported_in_status(
         daemon: DaemonProcess, repo: Path) -> None:
     (repo / "ok.py").write_text("def present_from_the_start_qz():\n    return 1\n")

@@ -240,3 +240,42 @@ def test_never_reads_through_a_parent_swapped_for_a_link(
     assert not any("outside_qz" in r["content"] for r in contents)
     state = engine.snapshot.load(indexer.collection)["sub/mod.py"]
     assert (state.state, state.reason.split(":")[0]) == ("skipped", "symlink_outside")
+
+
+def test_skips_found_by_incremental_syncs_are_reported(engine: Engine, short_tmp: Path) -> None:
+    """Scanner skips met by the watcher path show in `last_scan` (what status reports) at
+    once, disappear when the file becomes indexable or goes, and are never counted twice."""
+    root = short_tmp / "repo"
+    write_tree(root, {"ok.py": "def ok():\n    return 1\n", "old.pem": "k"})
+    indexer = engine.indexer_for(root)
+    indexer.full_sync()
+    assert indexer.last_scan is not None
+    assert dict(indexer.last_scan.skipped_counts) == {"secret": 1}
+    os.symlink("ok.py", root / "late_link.py")
+    os.mkfifo(root / "late_pipe.py")
+    with open(root / "late_huge.py", "wb") as handle:
+        handle.truncate(engine.settings.scan.max_file_bytes + 1)
+    write_tree(root, {".env": "TOKEN=1", "pkg/inner.key": "k", "pkg/fine.py": "x = 1\n"})
+    names = ["late_link.py", "late_pipe.py", "late_huge.py", ".env", "old.pem", "pkg"]
+    report = indexer.sync_paths(names)
+    assert report.indexed == 1
+    expected = {"late_link.py": "symlink", "late_pipe.py": "not_regular",
+                "late_huge.py": "too_large", ".env": "secret", "old.pem": "secret",
+                "pkg/inner.key": "secret"}
+    assert {s.path: s.reason for s in indexer.last_scan.skipped} == expected
+    assert dict(indexer.last_scan.skipped_counts) == {
+        "symlink": 1, "not_regular": 1, "too_large": 1, "secret": 3}
+    # Checked again: nothing is counted twice.
+    indexer.sync_paths(names)
+    assert sum(indexer.last_scan.skipped_counts.values()) == 6
+    # Indexable now, or gone: their skip records go.
+    (root / "late_huge.py").write_text("def now_small():\n    return 2\n")
+    (root / ".env").unlink()
+    report = indexer.sync_paths(["late_huge.py", ".env"])
+    assert report.indexed == 1
+    expected = {k: v for k, v in expected.items() if k not in ("late_huge.py", ".env")}
+    assert {s.path: s.reason for s in indexer.last_scan.skipped} == expected
+    # A full scan sees the same.
+    indexer.full_sync()
+    assert {s.path: s.reason for s in indexer.last_scan.skipped} == expected
+    assert dict(indexer.last_scan.skipped_counts) == {"symlink": 1, "not_regular": 1, "secret": 2}
