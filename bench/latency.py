@@ -71,7 +71,7 @@ class Config:
 
 
 FULL = Config(min_rows=100_000, queries_single=200, clients=50, queries_per_client=4,
-              cli_runs=60, background_files=12_000)
+              cli_runs=60, background_files=3_000)
 SMOKE = Config(min_rows=400, queries_single=20, clients=50, queries_per_client=1, cli_runs=8,
                background_files=300, smoke_files=50)
 

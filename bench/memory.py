@@ -1,7 +1,8 @@
 """Memory: the daemon's resting footprint and how well the memory budget holds while indexing.
 
 * **idle**: RSS of the daemon + its Milvus Lite child with three indexed repositories
-  (generated, cached in ``bench/.cache/perf/<model>/memory/``), sampled every 0.5 s for a
+  (generated, cached in ``bench/.cache/perf/<model>/memory/``; indexed once by
+  ``bench.standin``, stand-in vectors), sampled every 0.5 s for a
   while after start, over ``runs`` daemon starts.
 * **budget**: the daemon restarted with ``CODECTX_MEMORY_BUDGET_MB`` = idle × 1.6 indexes a
   fourth repository of never-seen content; RSS traced every 0.5 s, with the status fields
@@ -20,7 +21,16 @@ from pathlib import Path
 from typing import Any
 
 from bench.bigcorpus import generate_tree
-from bench.run import Daemon, RssSampler, SuiteOptions, log, perf_cache, print_table, short_tmp
+from bench.run import (
+    Daemon,
+    RssSampler,
+    SuiteOptions,
+    log,
+    perf_cache,
+    prepare_index,
+    print_table,
+    short_tmp,
+)
 from bench.stats import fmt, fmt_mmm, median_min_max, ratio, summarize
 
 SUITE = "memory"
@@ -31,22 +41,14 @@ TOLERANCE = 0.10  # the target: RSS ≤ budget + 10 %
 def _sizes(smoke: bool) -> dict[str, Any]:
     if smoke:
         return {"repo_files": 15, "new_files": 40, "idle_s": 3.0, "trace_limit_s": 45.0}
-    return {"repo_files": 400, "new_files": 1000, "idle_s": 15.0, "trace_limit_s": 1800.0}
+    # 400 never-seen files: ~1,100 chunks (4+ indexing groups) embedded by the real model,
+    # minutes per run on 2 cores.
+    return {"repo_files": 400, "new_files": 400, "idle_s": 15.0, "trace_limit_s": 1800.0}
 
 
 def indexed_repos(base: Path, files: int) -> list[Path]:
     """Three generated repositories (different seeds), cached under ``base``."""
     return [generate_tree(base / f"repo{i}", files, 100 + i).root for i in range(3)]
-
-
-def ensure_indexed(data_dir: Path, roots: list[Path], timeout_s: float) -> None:
-    """Register and index the repositories once (the data dir is cached)."""
-    with short_tmp() as run_dir, Daemon(data_dir, run_dir / "r") as daemon:
-        daemon.start()
-        for root in roots:
-            daemon.call("add", {"path": str(root)})
-        for root in roots:
-            daemon.wait_fresh(root, timeout_s, 1.0)
 
 
 def idle_rss(data_dir: Path, roots: list[Path], sample_s: float) -> dict[str, Any]:
@@ -126,7 +128,7 @@ def run(options: SuiteOptions) -> dict[str, Any]:
     roots = indexed_repos(base, sizes["repo_files"])
     data_dir = base / "data"
     log(f"memory: indexing 3 × {sizes['repo_files']} files (cached after the first run)")
-    ensure_indexed(data_dir, roots, 4 * 3600)
+    prepared = prepare_index(data_dir, roots, 4 * 3600)
     idle_runs = []
     for number in range(1 if options.smoke else options.runs):
         log(f"idle RSS {number + 1}")
@@ -134,7 +136,7 @@ def run(options: SuiteOptions) -> dict[str, Any]:
     idle_total = statistics.median(r["total_mb"] for r in idle_runs)
     budget = max(1, round(idle_total * BUDGET_FACTOR))
     results: dict[str, Any] = {
-        "sizes": sizes, "idle": {"runs": idle_runs, **{
+        "sizes": sizes, "prepared": prepared, "idle": {"runs": idle_runs, **{
             k: median_min_max([r[k] for r in idle_runs])
             for k in ("daemon_mb", "children_mb", "total_mb")}},
         "budget_mb": budget, "budget_factor": BUDGET_FACTOR}

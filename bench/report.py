@@ -8,6 +8,7 @@ targets). Every section carries the machine facts of its run.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -239,15 +240,63 @@ def trace_table(item: Mapping[str, Any]) -> list[str]:
                  rows)
 
 
+#: The retrieval target: hybrid beats each single-signal system by this much MRR@10.
+RETRIEVAL_GAIN = 0.10
+
+
+def retrieval_targets(data: Mapping[str, Any]) -> dict[str, Any]:
+    """Hybrid's relative MRR@10 gain over lexical-only and dense-only (target ≥ 10 % each)."""
+    metrics = data.get("metrics") or {}
+    hybrid = (metrics.get("hybrid") or {}).get("overall", {}).get("mrr@10")
+    out: dict[str, Any] = {}
+    for other in ("lexical", "dense"):
+        value = (metrics.get(other) or {}).get("overall", {}).get("mrr@10")
+        gain = hybrid / value - 1 if hybrid is not None and value else None
+        out[f"hybrid_vs_{other}_mrr_gain"] = {
+            "target": RETRIEVAL_GAIN, "measured": None if gain is None else round(gain, 5),
+            "met": gain is not None and gain >= RETRIEVAL_GAIN}
+    return out
+
+
 def retrieval(data: Mapping[str, Any]) -> list[str]:
     metrics = data.get("metrics") or {}
+    hybrid = (metrics.get("hybrid") or {}).get("overall", {}).get("mrr@10")
     rows = []
     for system, groups in metrics.items():
         overall = groups.get("overall", {})
-        rows.append([system, overall.get("n"), overall.get("mrr@10"), overall.get("r@1"),
-                     overall.get("r@5"), overall.get("r@10")])
-    return ["Search quality (docstring → function); details in docs/decisions.md.", ""] + table(
-        ["system", "queries", "MRR@10", "R@1", "R@5", "R@10"], rows)
+        mrr = overall.get("mrr@10")
+        gain = f"{hybrid / mrr - 1:+.1%}" if hybrid and mrr and system != "hybrid" else "-"
+        rows.append([system, overall.get("n"), mrr, overall.get("r@1"), overall.get("r@5"),
+                     overall.get("r@10"), gain])
+    packages = data.get("packages") or []
+    names = ", ".join(f"{p['name']} {p['version']}" for p in packages)
+    timing = data.get("seconds") if isinstance(data.get("seconds"), dict) else {}
+    out = [f"Queries: the first sentence of each documented function / class / method "
+           f"(docstrings and JSDoc stripped from the indexed code) → its line range; "
+           f"{data.get('queries')} queries over {names} "
+           f"({data.get('chunks_total')} chunks). `bm25-file` is a file-level BM25 baseline "
+           "(rg-like: which file, not where). Per-query details and diagnostics are in "
+           "`bench/results/retrieval.json`; the model choice is in docs/decisions.md.", ""]
+    out += table(["system", "queries", "MRR@10", "R@1", "R@5", "R@10",
+                  "hybrid MRR@10 vs this"], rows)
+    per_package = data.get("metrics_per_package") or {}
+    pkgs = sorted({p for v in per_package.values() for p in v})
+    if pkgs:
+        out += ["MRR@10 per package:", ""]
+        out += table(["system", *pkgs], [[system, *(per_package[system].get(p, {}).get("mrr@10",
+                                                                                "-")
+                                                    for p in pkgs)]
+                                          for system in per_package])
+    versions = data.get("versions") or {}
+    shown = ", ".join(f"{k} {v}" for k, v in versions.items() if v)
+    query_ms = timing.get("query_ms_per_query") or {}
+    out += [f"*Run {data.get('created', '?')}, {timing.get('total', '?')} s (index build "
+            f"{timing.get('index_build', '?')} s); embedder {data.get('embedder', '?')}; mean "
+            "query time in that run: "
+            + ", ".join(f"{k} {v} ms" for k, v in query_ms.items())
+            + f"; {shown}. Not re-run for this page (it takes long): "
+            "`python -m bench retrieval`.*", ""]
+    return out
 
 
 SECTIONS: dict[str, tuple[str, Callable[[Mapping[str, Any]], list[str]]]] = {
@@ -259,54 +308,129 @@ SECTIONS: dict[str, tuple[str, Callable[[Mapping[str, Any]], list[str]]]] = {
 }
 
 
+#: How each target reads in the table: (what is measured, goal, unit of the measured value).
+GOALS: dict[str, tuple[str, str, str]] = {
+    "save_to_searchable_p95_ms": ("save → searchable p95, worst of create / modify / delete",
+                                  "< 1000 ms", "ms"),
+    "socket_p50_ms": ("socket search p50, 1 client, idle (median of runs)", "< 20 ms", "ms"),
+    "socket_p99_ms": ("socket search p99, 1 client, idle (median of runs)", "< 100 ms", "ms"),
+    "socket_p99_indexing_ms": ("socket search p99, 1 client, another repo indexing",
+                               "< 200 ms", "ms"),
+    "cli_p50_ms": ("`codectx-client search` whole process p50, idle", "< 100 ms", "ms"),
+    "warm_restart_s": ("warm restart (no change) → fresh, 10,000 files", "< 2 s", "s"),
+    "rss_within_budget": ("peak RSS (daemon + Milvus) indexing under a low budget",
+                          "≤ budget + 10 %", "MB"),
+    "hybrid_vs_lexical_mrr_gain": ("hybrid MRR@10 gain over lexical-only", "≥ +10 %", "%"),
+    "hybrid_vs_dense_mrr_gain": ("hybrid MRR@10 gain over dense-only", "≥ +10 %", "%"),
+}
+
+
+def _measured(name: str, item: Mapping[str, Any]) -> str:
+    value = item.get("measured", item.get("measured_peak_mb"))
+    if not isinstance(value, float | int):
+        return "-" if value is None else str(value)
+    unit = GOALS.get(name, ("", "", ""))[2]
+    if unit == "%":
+        return f"{value:+.1%}"
+    if name == "rss_within_budget":
+        budget = item.get("budget_mb")
+        return f"{value:.0f} MB (budget {budget} MB: ×{value / budget:.2f})" if budget else \
+            f"{value:.0f} MB"
+    return f"{fmt(value, 1)} {unit}".strip()
+
+
 def targets_table(loaded: Mapping[str, tuple[dict[str, Any] | None, bool]]) -> list[str]:
     """Every suite's targets in one table."""
     rows = []
     for suite, (data, smoke) in loaded.items():
         if not data:
             continue
-        for name, item in (data.get("targets") or {}).items():
+        targets = dict(data.get("targets") or {})
+        if suite == "retrieval":
+            targets.update(retrieval_targets(data))
+        for name, item in targets.items():
             if not isinstance(item, dict):
                 continue
-            measured = item.get("measured", item.get("measured_peak_mb"))
-            verdict = "met" if item.get("met") else "**not met**"
-            rows.append([suite + (" (smoke)" if smoke else ""), name, item.get("target"),
-                         fmt(measured, 2) if isinstance(measured, float | int) else measured,
-                         verdict + (" (smoke: indicative only)" if smoke else "")])
-    return table(["suite", "target", "goal", "measured", "verdict"], rows) if rows else []
+            what, goal, _ = GOALS.get(name, (name, str(item.get("target")), ""))
+            if name == "warm_restart_s" and item.get("files"):
+                what = what.replace("10,000", f"{item['files']:,}")
+            verdict = "met" if item.get("met") else "**missed**"
+            rows.append([suite + (" (smoke)" if smoke else ""), what, goal,
+                         _measured(name, item),
+                         verdict + (" (smoke run: indicative only)" if smoke else "")])
+    return table(["suite", "measure", "target", "measured", "verdict"], rows) if rows else []
 
 
 HOW_TO_RUN: tuple[tuple[str, str], ...] = (
     ("`python -m bench --smoke all`",
-     "tiny inputs for every suite (retrieval only when its index is cached); meant for CI: "
-     "about 2 minutes on an idle 2-core machine once the small indexes are cached"),
+     "tiny inputs for every suite (retrieval only when its index is cached); checks that the "
+     "suites work, about 5 minutes; results go to `bench/results/<suite>-smoke.json`"),
     ("`python -m bench throughput`",
-     "run it first. Downloads the big corpus (pinned PyPI sdists, npm tarballs, one Debian "
-     "package) into `bench/.cache/big/`; the **cold** full index embeds every chunk (about "
-     "20k chunks: tens of minutes idle, hours under load); its result and index are cached in "
-     "`bench/.cache/perf/<model>/throughput/cold/` and reused (an interrupted cold run "
-     "resumes and is marked resumed); then 3 warm-cache runs, the 10,000-file warm restart "
-     "(that repository is indexed once, cached in `bench/.cache/perf/<model>/gen-10000-7/`) "
-     "and embedding alone"),
+     "run it first. Unpacks the big corpus (pinned PyPI sdists — Django, SQLAlchemy, Pillow — "
+     "npm tarballs — three, typescript-estree — and Debian's tokio crate source; `pip "
+     "download` / `npm pack` / `apt-get download` fetch what `bench/.cache/big/downloads/` "
+     "lacks). The **cold** full index embeds every chunk (~29k chunks with the default model: "
+     "about 1.5 h on 2 shared cores); its result and index are cached in "
+     "`bench/.cache/perf/<model>/throughput/cold/` and reused. Then 3 runs with a warm "
+     "embedding cache (`--skip warm` leaves them out), warm restarts of the big corpus and of "
+     "the 10,000-file generated repository (indexed once by `bench.standin`, cached in "
+     "`bench/.cache/perf/<model>/gen-10000-7/`), and the model alone on 128 real chunks"),
     ("`python -m bench latency`",
-     "starts from a copy of the cold index (else indexes the big corpus itself), replicates it "
-     "to ≥ 100k rows once (`bench/.cache/perf/<model>/latency/`), then measures"),
+     "starts from a copy of the cold index, replicates its rows to ≥ 100k once "
+     "(`bench/.cache/perf/<model>/latency/`), then measures (~15 minutes)"),
     ("`python -m bench freshness`",
-     "the 10,000-file generated repository of the warm restart (indexed once)"),
+     "the 10,000-file generated repository (shared with the warm restart): 5 runs of 10 "
+     "creates, modifies, deletes and read-your-writes saves, then 3 bursts of 1,000 files "
+     "(~20 minutes)"),
     ("`python -m bench memory`",
-     "three 400-file repositories indexed once (`bench/.cache/perf/<model>/memory/`), then "
-     "two indexing runs of 1,000 never-seen files"),
-    ("`python -m bench report`", "regenerates this page"),
+     "three 400-file generated repositories (indexed once by `bench.standin`, "
+     "`bench/.cache/perf/<model>/memory/`), 5 idle starts, then two indexing runs of 400 "
+     "never-seen files, with and without a low budget (~15 minutes)"),
+    ("`python -m bench report`",
+     "regenerates this page and the headline numbers in README.md"),
 )
 
 
 def how_to_run() -> list[str]:
     """The closing section: commands and what they cost."""
-    return ["## Running the suites", ""] + table(["command", "what it does and costs"],
-                                                 HOW_TO_RUN) + [
-        "`--runs N` changes the repetitions (default 5), `--fresh` rebuilds the caches. Never "
-        "run two suites at the same time: they share cached data directories and would measure "
-        "each other.", ""]
+    return ["## Running the suites", "",
+            "From a checkout with the project installed (`pip install -e '.[test]'`, plus "
+            "`ripgrep`; `hyperfine` is used when present). The figures above were measured on a "
+            "clean `git worktree` of the commit named in each section, so that work in progress "
+            "in the main checkout was not measured:", "",
+            "```sh",
+            "git worktree add --detach ../cxsnap HEAD && cd ../cxsnap",
+            "ln -s client codectx_client    # the import name of client/ (see pyproject.toml)",
+            "python -m bench throughput --skip warm",
+            "python -m bench latency",
+            "python -m bench freshness",
+            "python -m bench memory",
+            "python -m bench report",
+            "```", ""] + table(["command", "what it does and costs"], HOW_TO_RUN) + [
+        "`--runs N` changes the repetitions (default 5), `--fresh` rebuilds the caches, "
+        "`--skip PART` leaves out parts of a suite. Never run two suites at the same time: "
+        "they share cached data directories and would measure each other.", "",
+        "Preparing indexes that are only a precondition (the 10,000-file repository of the "
+        "freshness suite and the warm restart, the memory suite's resting repositories) uses "
+        "`bench/standin.py`: the real daemon with the model's inference replaced by a "
+        "deterministic vector per text, which saves ~40 minutes of embedding. Those suites "
+        "measure files, chunks, rows and lexical visibility, which do not depend on the "
+        "vectors' values; every daemon that measures runs the real model, and every new or "
+        "changed text in a measurement is embedded by it.", ""]
+
+
+def header_facts(loaded: Mapping[str, tuple[dict[str, Any] | None, bool]]) -> list[str]:
+    """The machine the runs used (from the newest full run) and when this page was made."""
+    runs = [data for data, smoke in loaded.values() if data and not smoke and data.get("machine")]
+    if not runs:
+        return []
+    newest = max(runs, key=lambda d: d["machine"].get("time", ""))
+    m = newest["machine"]
+    versions = m.get("versions") or {}
+    return [f"Machine: {m.get('cores')} cores ({m.get('cpu')}), {m.get('memory_gb')} GB, "
+            f"{m.get('os')}; Python {versions.get('python')}, ripgrep "
+            f"{(versions.get('ripgrep') or '?').split()[-1]}. Page generated "
+            f"{time.strftime('%Y-%m-%d %H:%M %z')}; each section names its own run.", ""]
 
 
 def render(results_dir: Path) -> str:
@@ -321,8 +445,8 @@ def render(results_dir: Path) -> str:
         "same run. The development machine has 2 cores and is shared with other jobs, so "
         "absolute figures are pessimistic: compare ratios, and check each section's load "
         "average.", "",
-        "## Targets", "",
     ]
+    lines += header_facts(loaded) + ["## Targets", ""]
     lines += targets_table(loaded) or ["No results yet.", ""]
     for suite, (title, render_section) in SECTIONS.items():
         data, smoke = loaded[suite]
@@ -341,8 +465,101 @@ def render(results_dir: Path) -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
+README = REPO_DIR / "README.md"
+README_START = "<!-- bench:headlines:start (python -m bench report) -->"
+README_END = "<!-- bench:headlines:end -->"
+
+
+def _get(data: Mapping[str, Any] | None, *keys: str) -> Any:
+    """``data[k1][k2]...`` or None when any step is missing."""
+    value: Any = data
+    for key in keys:
+        if not isinstance(value, Mapping) or key not in value:
+            return None
+        value = value[key]
+    return value
+
+
+def headlines(loaded: Mapping[str, tuple[dict[str, Any] | None, bool]]) -> list[str]:
+    """A few bullet points from the full runs' JSON for the README (smoke runs are left out)."""
+    full = {suite: data for suite, (data, smoke) in loaded.items() if data and not smoke}
+    out: list[str] = []
+    fresh = full.get("freshness")
+    if fresh:
+        modify = _get(fresh, "edits", "modify", "pooled", "daemon_ms") or {}
+        create = _get(fresh, "edits", "create", "pooled", "daemon_ms") or {}
+        burst = _get(fresh, "burst", "switch", "converged_s", "median")
+        out.append(f"- **Freshness** ({fresh['tree']['files']:,}-file repository): save → "
+                   f"searchable p50 / p95 {fmt(modify.get('p50'), 0)} / "
+                   f"{fmt(modify.get('p95'), 0)} ms for a modified file, "
+                   f"{fmt(create.get('p50'), 0)} / {fmt(create.get('p95'), 0)} ms for a new one; "
+                   f"a {fresh['config']['burst_files']:,}-file branch switch is searchable after "
+                   f"{fmt(burst, 0)} s (median).")
+    lat = full.get("latency")
+    if lat:
+        idle = _get(lat, "socket", "idle", "clients_1", "across_runs") or {}
+        busy = _get(lat, "socket", "indexing", "clients_1", "across_runs") or {}
+        cli = _get(lat, "cli", "idle", "own_ms") or {}
+        rg = _get(lat, "baseline_rg", "own_ms") or {}
+        out.append(f"- **Search latency** at {lat['index']['replicas']['rows_total']:,} chunks, "
+                   f"through the socket: p50 {fmt(_get(idle, 'p50', 'median'))} ms, p99 "
+                   f"{fmt(_get(idle, 'p99', 'median'))} ms (p99 "
+                   f"{fmt(_get(busy, 'p99', 'median'))} ms while another repository "
+                   f"indexes); the `codectx-client` process p50 {fmt(cli.get('p50'), 0)} ms; "
+                   f"`rg -F -l` over the same text: p50 {fmt(rg.get('p50'), 0)} ms.")
+    tp = full.get("throughput")
+    if tp:
+        cold, restart = tp.get("cold"), tp.get("warm_restart")
+        if cold:
+            share = _get(cold, "split_share", "embed")
+            out.append(f"- **Indexing** (cold, {tp['corpus']['loc']:,} lines of Python, C, JS, "
+                       f"TS and Rust, {cold['chunks']:,} chunks): {fmt(cold['sync_s'] / 60, 0)} "
+                       f"min, {fmt(cold['files_per_s'])} files/s, {fmt(cold['chunks_per_s'])} "
+                       f"chunks/s on 2 cores"
+                       + (f" ({share:.0%} of it embedding with the local model)" if share else "")
+                       + ".")
+        if restart:
+            out.append(f"- **Warm restart** ({restart['files']:,} files, no change): fresh "
+                       f"after {fmt(_get(restart, 'fresh_s', 'median'), 2)} s (median).")
+    mem = full.get("memory")
+    if mem:
+        budget = mem.get("budget") or {}
+        out.append(f"- **Memory**: {fmt(_get(mem, 'idle', 'total_mb', 'median'), 0)} MB resting "
+                   f"with 3 indexed repositories (daemon + Milvus Lite); indexing under a "
+                   f"{mem['budget_mb']} MB budget peaked at {fmt(budget.get('peak_mb'), 0)} MB.")
+    ret = loaded.get("retrieval", (None, False))[0]
+    if ret:
+        m = ret.get("metrics") or {}
+        values = {k: _get(m, k, "overall", "mrr@10") for k in ("hybrid", "lexical", "dense")}
+        out.append(f"- **Retrieval** (MRR@10, {ret.get('queries')} docstring queries): hybrid "
+                   f"{values['hybrid']}, dense only {values['dense']}, lexical only "
+                   f"{values['lexical']}.")
+    rows = [row for row in targets_table(loaded)[2:] if row.startswith("|")]
+    met = sum(1 for row in rows if "| met" in row and "smoke" not in row)
+    counted = sum(1 for row in rows if "smoke" not in row)
+    if counted:
+        out.append(f"- Targets: {met} of {counted} met — see "
+                   "[docs/benchmarks.md](docs/benchmarks.md) for every figure, the misses, the "
+                   "machine and how to reproduce.")
+    return out
+
+
+def update_readme(loaded: Mapping[str, tuple[dict[str, Any] | None, bool]],
+                  path: Path = README) -> bool:
+    """Replace the README's headline block (between its markers); False when it has none."""
+    text = path.read_text()
+    start, end = text.find(README_START), text.find(README_END)
+    if start < 0 or end < start:
+        return False
+    block = "\n".join([README_START, *headlines(loaded), README_END])
+    path.write_text(text[:start] + block + text[end + len(README_END):])
+    return True
+
+
 def main(results_dir: Path = RESULTS_DIR, output: Path = DOC) -> int:
-    """Write docs/benchmarks.md; returns an exit status."""
+    """Write docs/benchmarks.md and refresh the README's headline numbers."""
     output.write_text(render(results_dir))
     print(f"wrote {output}")
+    if update_readme({suite: load(results_dir, suite) for suite in SECTIONS}):
+        print(f"updated the headline numbers in {README}")
     return 0
