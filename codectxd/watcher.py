@@ -6,15 +6,23 @@ arrives as one batch where a file may show as both deleted and added, so the ind
 path; files created right after their directory may be missed, so a reported directory is
 rescanned whole. When watching fails (inotify limit, unsupported file system) the daemon falls
 back to periodic scans and says so in status.
+
+inotify watches directories, not paths: a root deleted (or renamed away) and created again is a
+new directory its old watch never sees, and a root missing when `awatch` started is not watched
+at all. So the identity (device, inode) of every root is checked every few seconds; when it
+changes `awatch` restarts over the roots that exist, and a root that (re)appeared is reported
+whole ("" → a full rescan), which covers what happened while it was not watched.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import stat
 from collections.abc import Callable
 
 import anyio
+import anyio.abc
 
 log = logging.getLogger(__name__)
 
@@ -23,12 +31,28 @@ MAX_GROUP_MS = 1600
 RETRY_AFTER_FAILURE_S = 60.0
 #: How long the Rust watcher blocks a worker thread between checks of the stop event.
 RUST_TIMEOUT_MS = 1000
+#: How often the roots are checked for having disappeared, appeared or been recreated.
+ROOT_CHECK_S = 2.0
+#: After a restart, wait this long (the new watches are in place) before asking for a rescan
+#: of the roots that (re)appeared.
+RESCAN_DELAY_S = 0.5
+
+_DELETED = 3  # watchfiles.Change.deleted (imported lazily with watchfiles)
 
 ChangeHandler = Callable[[dict[str, set[str]]], None]
 
 
-def _existing(roots: list[str]) -> list[str]:
-    return [r for r in roots if os.path.isdir(r)]
+def _identities(roots: list[str]) -> dict[str, tuple[int, int]]:
+    """(st_dev, st_ino) of every root that is an existing directory."""
+    out: dict[str, tuple[int, int]] = {}
+    for root in roots:
+        try:
+            st = os.stat(root)
+        except OSError:
+            continue
+        if stat.S_ISDIR(st.st_mode):
+            out[root] = (st.st_dev, st.st_ino)
+    return out
 
 
 def _owners(path: str, roots: list[str]) -> list[tuple[str, str]]:
@@ -56,6 +80,9 @@ class Watcher:
         self._restart = anyio.Event()
         self._stop_current: anyio.Event | None = None
         self._stopped = False
+        self._watching: dict[str, tuple[int, int]] = {}  # roots of the current awatch
+        self._missing: set[str] = set()  # roots that did not exist at the last start
+        self._deleted_roots: set[str] = set()  # roots seen deleted since the last start
 
     def set_roots(self, roots: list[str]) -> None:
         """Replace the watched roots (restarts the underlying watcher)."""
@@ -72,20 +99,34 @@ class Watcher:
         self._restart.set()
 
     async def run(self) -> None:
-        from watchfiles import awatch
-
         if not self.enabled:
             self.mode, self.error = "polling", None
             await anyio.sleep_forever()
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._check_roots)
+            await self._watch_loop(tg)
+            tg.cancel_scope.cancel()
+
+    async def _watch_loop(self, tg: anyio.abc.TaskGroup) -> None:
+        from watchfiles import awatch
+
         while not self._stopped:
-            roots = await anyio.to_thread.run_sync(_existing, list(self._roots))
+            self._restart = anyio.Event()
+            previous = self._watching
+            ids = await anyio.to_thread.run_sync(_identities, list(self._roots))
+            self._watching = ids
+            # Roots that (re)appeared since the last start: what happened in them was not seen.
+            back = [r for r, ident in ids.items() if r in previous and previous[r] != ident
+                    or r not in previous and r in self._missing or r in self._deleted_roots]
+            self._deleted_roots.clear()
+            self._missing = {r for r in self._roots if r not in ids}
+            if back:
+                tg.start_soon(self._report_whole, back)
+            roots = sorted(ids, key=len, reverse=True)
             if not roots:
                 self.mode = "off"
-                self._restart = anyio.Event()
-                with anyio.move_on_after(30):  # a missing root may come back
-                    await self._restart.wait()
+                await self._restart.wait()  # set_roots, stop, or a root appearing
                 continue
-            self._restart = anyio.Event()
             stop = anyio.Event()
             self._stop_current = stop
             try:
@@ -105,9 +146,37 @@ class Watcher:
                 # awatch ended by itself (e.g. a watched root was deleted): restart shortly.
                 await anyio.sleep(1.0)
 
-    def _dispatch(self, changes: set[tuple[object, str]], roots: list[str]) -> None:
+    async def _check_roots(self) -> None:
+        """Restart watching when a root disappears, appears or is recreated."""
+        while True:
+            await anyio.sleep(ROOT_CHECK_S)
+            try:
+                ids = await anyio.to_thread.run_sync(_identities, list(self._roots))
+            except Exception:  # noqa: BLE001 - never let the check end the watcher
+                log.exception("checking the watched roots failed")
+                continue
+            if ids != self._watching:
+                log.info("watched roots changed (%d → %d present); restarting the watcher",
+                         len(self._watching), len(ids))
+                if self._stop_current is not None:
+                    self._stop_current.set()
+                self._restart.set()
+
+    async def _report_whole(self, roots: list[str]) -> None:
+        await anyio.sleep(RESCAN_DELAY_S)
+        if not self._stopped:
+            self.on_changes({root: {""} for root in roots})
+
+    def _dispatch(self, changes: set[tuple[int, str]], roots: list[str]) -> None:
         by_repo: dict[str, set[str]] = {}
-        for _, path in changes:
+        for change, path in changes:
+            if path in self._watching and change == _DELETED:
+                # The root's own watch died with it, even if a directory of the same name
+                # (often with the same inode number) is already back: watch afresh.
+                self._deleted_roots.add(path)
+                if self._stop_current is not None:
+                    self._stop_current.set()
+                self._restart.set()
             for root, rel in _owners(path, roots):
                 by_repo.setdefault(root, set()).add(rel)
         if by_repo:

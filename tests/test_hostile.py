@@ -474,7 +474,7 @@ def test_special_characters_in_names_index_update_delete(
     daemon.call("search", {"query": "x", "repos": [str(repo)], "wait_s": 30,
                            "wait_paths": [str(repo / rel) for rel in ht.SPECIAL_NAMES]})
     daemon.wait_fresh(repo)
-    for rel, marker in ht.SPECIAL_NAMES.items():
+    for marker in ht.SPECIAL_NAMES.values():
         assert not [h for h in lexical(daemon, marker, [str(repo)]) if marker in h["content"]]
     assert info(daemon, repo)["files_indexed"] == 0
     assert_healthy(daemon, repo)
@@ -590,8 +590,8 @@ def _cleanup(daemon: DaemonProcess, *roots: Path) -> None:
             daemon.call("remove", {"path": str(root)})
 
 
-#: While a repository is in the error state its worker sleeps out a 30 s retry delay that
-#: `reindex` does not cut short (see test_reindex_wakes_a_repository_in_error_state).
+#: The worker's retry delay in the error state: an upper bound only, as `reindex` cuts it short
+#: (test_reindex_wakes_a_repository_in_error_state).
 _ERROR_RETRY_S = 30
 
 
@@ -632,9 +632,6 @@ def test_repo_directory_removed_then_restored(daemon: DaemonProcess, repo: Path)
         _cleanup(daemon, deleted, renamed, other)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: `reindex` of a repository in the error state does nothing until the worker's 30 s "
-    "retry delay is over (app.Daemon._worker sleeps on should_exit, not on runtime.wake)"))
 def test_reindex_wakes_a_repository_in_error_state(daemon: DaemonProcess, repo: Path) -> None:
     (victim,) = _add_repos(daemon, repo, "victim")
     try:
@@ -648,15 +645,9 @@ def test_reindex_wakes_a_repository_in_error_state(daemon: DaemonProcess, repo: 
         _cleanup(daemon, victim)
 
 
-@pytest.mark.slow
-@SLOW
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: a repository directory that was missing when the watcher (re)started is never "
-    "watched again once it is back (watcher.Watcher.run filters roots with _existing() only "
-    "when awatch restarts, which happens on set_roots or when awatch ends), while status "
-    "still reports watching=inotify: its changes wait for the 10-minute rescan"))
 def test_recreated_repo_directory_is_watched_again(daemon: DaemonProcess, repo: Path) -> None:
-    """Slow only because of the 30 s retry delay of the error state (the reindex bug)."""
+    """A repository directory missing when the watcher (re)started is watched again once it
+    is back (the watcher checks its roots' identities every few seconds)."""
     (victim,) = _add_repos(daemon, repo, "victim")
     try:
         shutil.rmtree(victim)
@@ -687,8 +678,10 @@ def test_repo_directory_recloned_quickly(daemon: DaemonProcess, repo: Path) -> N
         assert info(daemon, victim)["error"] is None
         assert has_marker(daemon, "recloned_content_qz", [str(victim)]) == ["v.py"]
         assert not has_marker(daemon, "victim_function_qz")
-        # Whether the watcher still sees this directory afterwards is a race (the bug of
-        # test_recreated_repo_directory_is_watched_again): not asserted here.
+        # The new directory is watched (the old inotify watch died with the old one).
+        (victim / "after_reclone.py").write_text("def watched_after_reclone_qz():\n    return 1\n")
+        assert wait_marker(daemon, "watched_after_reclone_qz", [str(victim)], timeout_s=10), (
+            "a file created in the recloned repository was not indexed within 10 s")
         assert_healthy(daemon, victim)
     finally:
         _cleanup(daemon, victim)

@@ -1,0 +1,64 @@
+"""The watcher over real inotify: roots that disappear and come back are watched again."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+import anyio
+import pytest
+
+from codectxd import watcher as watcher_mod
+from codectxd.watcher import Watcher
+
+
+async def _wait_for(batches: list[dict[str, set[str]]], root: str, rel: str,
+                    timeout_s: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if any(rel in b.get(root, ()) for b in batches):
+            return True
+        await anyio.sleep(0.05)
+    return False
+
+
+@pytest.mark.parametrize("recreate", ["missing_at_start", "deleted_and_recreated",
+                                      "recloned_at_once"])
+async def test_root_that_comes_back_is_watched_again(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, recreate: str) -> None:
+    monkeypatch.setattr(watcher_mod, "ROOT_CHECK_S", 0.2)
+    monkeypatch.setattr(watcher_mod, "MAX_GROUP_MS", 100)
+    stay, victim = tmp_path / "stay", tmp_path / "victim"
+    stay.mkdir()
+    if recreate != "missing_at_start":
+        victim.mkdir()
+        (victim / "old.py").write_text("x = 0\n")
+    batches: list[dict[str, set[str]]] = []
+    watcher = Watcher(batches.append, step_ms=10)
+    watcher.set_roots([str(stay), str(victim)])
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(watcher.run)
+        try:
+            await anyio.sleep(0.5)
+            assert watcher.mode == "inotify"
+            if recreate != "missing_at_start":
+                shutil.rmtree(victim)
+            if recreate == "deleted_and_recreated":
+                await anyio.sleep(0.3)
+            # `rm -rf && git clone`: often the same inode number, but a new directory that
+            # the old watch does not see.
+            victim.mkdir()
+            batches.clear()
+            # The root that came back is reported whole (its contents need a rescan) ...
+            assert await _wait_for(batches, str(victim), "")
+            await anyio.sleep(1.0)  # that report may be the deletion's: let the restart end
+            # ... and watched: a file created in it is reported.
+            (victim / "new.py").write_text("x = 1\n")
+            assert await _wait_for(batches, str(victim), "new.py")
+            # The other root is still watched.
+            (stay / "other.py").write_text("y = 2\n")
+            assert await _wait_for(batches, str(stay), "other.py")
+        finally:
+            watcher.stop()
+            tg.cancel_scope.cancel()
