@@ -248,9 +248,18 @@ class RepoIndexer:
         with the scanner's verdicts on paths checked since the last full scan: their old skip
         records go, the new ones come first. `unsupported` stays as the full scan counted it
         (only examples of it are kept, so a single path cannot be accounted for)."""
-        def checked(path: str) -> bool:
-            return path in files or any(
-                not d or path == d or path.startswith(d + "/") for d in dirs)
+        checked_paths = files.union(dirs)
+        everything = "" in checked_paths
+
+        def checked(path: str) -> bool:  # the path, or a directory above it, was checked
+            if everything or path in checked_paths:
+                return True
+            at = path.find("/")
+            while at != -1:
+                if path[:at] in checked_paths:
+                    return True
+                at = path.find("/", at + 1)
+            return False
 
         skips = [s for s in skips if s.reason != "unsupported"]
         old = self.last_scan or ScanResult()

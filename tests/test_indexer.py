@@ -271,11 +271,20 @@ def test_skips_found_by_incremental_syncs_are_reported(engine: Engine, short_tmp
     # Indexable now, or gone: their skip records go.
     (root / "late_huge.py").write_text("def now_small():\n    return 2\n")
     (root / ".env").unlink()
-    report = indexer.sync_paths(["late_huge.py", ".env"])
+    (root / "pkg/inner.key").unlink()
+    (root / "pkg/fine.py").unlink()
+    (root / "pkg").rmdir()
+    (root / "pkg").write_text("a file where a directory was\n")
+    report = indexer.sync_paths(["late_huge.py", ".env", "pkg"])
     assert report.indexed == 1
-    expected = {k: v for k, v in expected.items() if k not in ("late_huge.py", ".env")}
-    assert {s.path: s.reason for s in indexer.last_scan.skipped} == expected
+    expected = {k: v for k, v in expected.items()
+                if k not in ("late_huge.py", ".env", "pkg/inner.key")}
+    expected["pkg"] = "unsupported"  # not counted from the watcher path, but by a full scan
+    assert {s.path: s.reason for s in indexer.last_scan.skipped} == {
+        k: v for k, v in expected.items() if k != "pkg"}
+    assert dict(indexer.last_scan.skipped_counts) == {"symlink": 1, "not_regular": 1, "secret": 1}
     # A full scan sees the same.
     indexer.full_sync()
     assert {s.path: s.reason for s in indexer.last_scan.skipped} == expected
-    assert dict(indexer.last_scan.skipped_counts) == {"symlink": 1, "not_regular": 1, "secret": 2}
+    assert dict(indexer.last_scan.skipped_counts) == {
+        "symlink": 1, "not_regular": 1, "secret": 1, "unsupported": 1}
