@@ -233,6 +233,9 @@ class Daemon:
                     runtime.indexer.full_sync, force, limiter=self._full_limiter)
             else:
                 batch = runtime.take_paths()
+                if not runtime.root.is_dir():
+                    runtime.finish(batch)  # the error path retries with a full sync
+                    raise NotFoundError(f"the repository directory {runtime.root} is missing")
                 if runtime.state != INDEXING:
                     runtime.state = INDEXING
                 report = await anyio.to_thread.run_sync(

@@ -118,10 +118,13 @@ class Watcher:
             # Roots that (re)appeared since the last start: what happened in them was not seen.
             back = [r for r, ident in ids.items() if r in previous and previous[r] != ident
                     or r not in previous and r in self._missing or r in self._deleted_roots]
+            # Roots that vanished: their own deletion events may have been lost in the restart;
+            # a whole-root report makes the daemon notice (and say so in status).
+            gone = [r for r in previous if r not in ids and r in self._roots]
             self._deleted_roots.clear()
             self._missing = {r for r in self._roots if r not in ids}
-            if back:
-                tg.start_soon(self._report_whole, back)
+            if back or gone:
+                tg.start_soon(self._report_whole, back + gone)
             roots = sorted(ids, key=len, reverse=True)
             if not roots:
                 self.mode = "off"
