@@ -20,6 +20,7 @@ Run: ``python -m bench`` or ``python -m bench.retrieval --help``.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import math
@@ -37,6 +38,7 @@ from pathlib import Path
 from bench.corpus import PackageCorpus, Target, build_corpus
 from codectxd.config import Settings, describe, load_settings
 from codectxd.engine import Engine
+from codectxd.lexical import identifier_parts
 from codectxd.search import RRF_K, Result
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -47,6 +49,7 @@ CODECTX_MODES = ("hybrid", "lexical", "dense")
 BASELINE = "bm25-file"
 SYSTEMS = (*CODECTX_MODES, BASELINE)
 GROUPS = ("python", "js", "overall")
+QUERY_STYLES = ("docs", "names")
 #: A target whose definition fills less than this share of its chunk counts as "crowded".
 CROWDED_SHARE = 0.34
 
@@ -67,6 +70,7 @@ class Options:
     output: Path = DEFAULT_OUTPUT
     rrf_k: int | None = None
     lexical_weight: float | None = None
+    queries: str = "docs"
 
 
 @dataclass(slots=True)
@@ -132,13 +136,41 @@ def parse_args(argv: Sequence[str] | None) -> Options:
     parser.add_argument("--rrf-k", type=int, help=f"RRF constant for hybrid (default {RRF_K})")
     parser.add_argument("--lexical-weight", type=float,
                         help="weight of BM25 in the fusion (default: by the look of the query)")
-    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT,
-                        help=f"JSON results file (default: {DEFAULT_OUTPUT})")
+    parser.add_argument("--queries", choices=QUERY_STYLES, default="docs",
+                        help="docs: the first sentence of the stripped documentation "
+                             "(default); names: the definition's name split into words, as "
+                             "someone who half remembers it would type it (names of two "
+                             "words or more only)")
+    parser.add_argument("--output", type=Path,
+                        help=f"JSON results file (default: {DEFAULT_OUTPUT}, "
+                             f"retrieval-names.json with --queries names)")
     args = parser.parse_args(argv)
+    output = args.output or (DEFAULT_OUTPUT if args.queries == "docs"
+                             else DEFAULT_OUTPUT.with_name(f"retrieval-{args.queries}.json"))
     return Options(fresh=args.fresh, chunk_size=args.chunk_size, model=args.model,
                    limit_queries=args.limit_queries, only=args.only,
-                   per_package=args.per_package, seed=args.seed, output=args.output,
-                   rrf_k=args.rrf_k, lexical_weight=args.lexical_weight)
+                   per_package=args.per_package, seed=args.seed, output=output,
+                   rrf_k=args.rrf_k, lexical_weight=args.lexical_weight, queries=args.queries)
+
+
+def name_query(target: Target) -> str | None:
+    """The target's own name as lower-case words (`getEnvironProxies` → "get environ
+    proxies"); None for one-word names, which no search could tell apart."""
+    name = target.qualname.rsplit(".", 1)[-1]
+    words = [w.lower() for w in identifier_parts(name)]
+    return " ".join(words) if len(words) >= 2 else None
+
+
+def restyle(targets: Sequence[Target], style: str) -> list[Target]:
+    """The sampled targets with queries of the given style (targets without one dropped)."""
+    if style == "docs":
+        return list(targets)
+    out = []
+    for target in targets:
+        query = name_query(target)
+        if query is not None:
+            out.append(dataclasses.replace(target, query=query))
+    return out
 
 
 def data_dir_for(options: Options) -> Path:
@@ -484,7 +516,7 @@ def run(options: Options) -> dict[str, object]:
         index_seconds = time.perf_counter() - started - corpus_seconds
         for corpus in corpora:
             limit = min(options.per_package, options.limit_queries or options.per_package)
-            targets = corpus.sample(limit, options.seed)
+            targets = restyle(corpus.sample(limit, options.seed), options.queries)
             log.warning("querying %s (%d queries)", corpus.spec.key, len(targets))
             outcomes.extend(evaluate_package(
                 engine, corpus, targets, timings, options.rrf_k or RRF_K,
