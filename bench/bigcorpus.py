@@ -200,7 +200,8 @@ def build_big_corpus(fresh: bool = False, cache: Path = BIG_DIR) -> TreeStats:
     """
     tree = cache / "tree"
     manifest = cache / "manifest.json"
-    expected = [asdict(p) for p in BIG_PACKAGES]
+    # As JSON reads it back (tuples become lists), or the cached tree would never match.
+    expected = json.loads(json.dumps([asdict(p) for p in BIG_PACKAGES]))
     if not fresh and manifest.is_file() and tree.is_dir():
         data = json.loads(manifest.read_text())
         if data.get("format") == BIG_FORMAT and data.get("packages") == expected:
