@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -21,6 +22,9 @@ from codectxd.lexical import lexical_query
 from codectxd.store import Hit, Store, quote
 
 log = logging.getLogger(__name__)
+
+#: Runs BM25 searches beside the query embedding (the daemon caps concurrent searches at 8).
+_LEXICAL_POOL = ThreadPoolExecutor(max_workers=8, thread_name_prefix="bm25")
 
 MODES = ("hybrid", "dense", "lexical")
 _GLOB_CHARS = set("*?[")
@@ -227,30 +231,42 @@ def search(
         return []
     path_filter = PathFilter(filters.paths)
     expr = build_expr(filters, path_filter)
-    dense: np.ndarray | None = None
-    if mode in ("hybrid", "dense"):
-        if embedder is None:
-            raise ValueError("dense search needs an embedder")
-        dense = embedder.embed_query(query)
+    if mode in ("hybrid", "dense") and embedder is None:
+        raise ValueError("dense search needs an embedder")
     lexical = lexical_query(query) if mode in ("hybrid", "lexical") else None
     weights = (1.0, lexical_weight_for(query) if lexical_weight is None else lexical_weight)
     # Over-fetch: fusion, merging overlapping hits and exact glob checks all need depth.
     fetch = max(limit * 3, 30) if not path_filter.spec else max(limit * 10, 60)
-    results: list[Result] = []
-    for target in targets:
-        lists: list[list[Hit]] = []
-        if dense is not None and not target.lexical_only:
-            lists.append(store.search(target.collection, dense=dense, limit=fetch, expr=expr))
-        if lexical or target.lexical_only:
-            lists.append(store.search(target.collection, lexical=lexical or lexical_query(query),
-                                      limit=fetch, expr=expr))
-        hits = (fuse(lists, rrf_k, weights) if len(lists) > 1
-                else _rank_scored(lists[0] if lists else []))
-        for hit in hits:
-            if path_filter and not path_filter(hit.path):
-                continue
-            results.append(Result(target.repo, hit.path, hit.start_line, hit.end_line,
-                                  hit.symbol, hit.kind, hit.language, hit.score, hit.content))
+    # BM25 needs no query vector: its searches run while the query is being embedded.
+    lexical_jobs: dict[int, Future[list[Hit]]] = {
+        i: _LEXICAL_POOL.submit(store.search, target.collection,
+                                lexical=lexical or lexical_query(query), limit=fetch, expr=expr)
+        for i, target in enumerate(targets) if lexical or target.lexical_only
+    }
+    try:
+        dense: np.ndarray | None = None
+        if mode in ("hybrid", "dense") and not all(t.lexical_only for t in targets):
+            assert embedder is not None
+            dense = embedder.embed_query(query)
+        results: list[Result] = []
+        for i, target in enumerate(targets):
+            lists: list[list[Hit]] = []
+            if dense is not None and not target.lexical_only:
+                lists.append(store.search(target.collection, dense=dense, limit=fetch,
+                                          expr=expr))
+            if i in lexical_jobs:
+                lists.append(lexical_jobs[i].result())
+            hits = (fuse(lists, rrf_k, weights) if len(lists) > 1
+                    else _rank_scored(lists[0] if lists else []))
+            for hit in hits:
+                if path_filter and not path_filter(hit.path):
+                    continue
+                results.append(Result(target.repo, hit.path, hit.start_line, hit.end_line,
+                                      hit.symbol, hit.kind, hit.language, hit.score,
+                                      hit.content))
+    finally:
+        for job in lexical_jobs.values():
+            job.cancel()  # a failed embedding must not leave searches queued
     return merge_overlapping(results)[:limit]
 
 
