@@ -8,13 +8,14 @@ milliseconds. `main(argv) -> int` is the testable entry point; exit codes are fi
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+import msgspec
 
 from codectx_client import __version__
 from codectx_client.connection import (
@@ -27,6 +28,11 @@ from codectx_client.connection import (
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_NOT_RUNNING = 0, 1, 2, 3
 
+
+
+def _json(value: Any) -> str:
+    """One JSON document (msgspec is loaded anyway; the json module would add ~10 ms)."""
+    return msgspec.json.encode(value).decode()
 
 def _abs(path: str) -> str:
     return str(Path(path).expanduser().absolute())
@@ -79,7 +85,7 @@ def cmd_search(conn: Connection, args: argparse.Namespace) -> int:
         params["wait_paths"] = [_abs(p) for p in args.wait_path or []]
     result = conn.call("search", params, timeout_s=60 + (args.wait or 0))
     if args.json:
-        print(json.dumps({
+        print(_json({
             "results": [{k: hit[k] for k in ("repo", "path", "start_line", "end_line", "symbol",
                                              "language", "score", "content")}
                         for hit in result["results"]],
@@ -113,7 +119,7 @@ def cmd_add(conn: Connection, args: argparse.Namespace) -> int:
                                "ignore": args.ignore or [], "extensions": args.ext or []})
     repo = result["repo"]
     if args.json and not args.wait:
-        print(json.dumps(result))
+        print(_json(result))
         return EXIT_OK
     verb = "added" if result["added"] else "already registered:"
     if not args.json:
@@ -129,7 +135,7 @@ def cmd_add(conn: Connection, args: argparse.Namespace) -> int:
 def cmd_remove(conn: Connection, args: argparse.Namespace) -> int:
     result = conn.call("remove", {"path": _abs(args.path)})
     if args.json:
-        print(json.dumps(result))
+        print(_json(result))
     else:
         for root in result["removed"]:
             print(f"removed {root} (index deleted)")
@@ -139,7 +145,7 @@ def cmd_remove(conn: Connection, args: argparse.Namespace) -> int:
 def cmd_list(conn: Connection, args: argparse.Namespace) -> int:
     repos = conn.call("list")["repos"]
     if args.json:
-        print(json.dumps({"repos": repos}))
+        print(_json({"repos": repos}))
         return EXIT_OK
     if not repos:
         print("no repositories registered; add one with: codectx-client add PATH")
@@ -174,7 +180,7 @@ def cmd_status(conn: Connection, args: argparse.Namespace) -> int:
         return _follow(conn, roots, json_out=args.json)
     result = conn.call("status", params)
     if args.json:
-        print(json.dumps(result))
+        print(_json(result))
         return EXIT_OK
     d = result["daemon"]
     m, mem = d["metrics"], d["memory"]
@@ -230,7 +236,7 @@ def _follow(conn: Connection, roots: list[str], *, json_out: bool) -> int:
         if tty:
             sys.stderr.write("\n")
         if json_out:
-            print(json.dumps({"repos": list(repos.values())}))
+            print(_json({"repos": list(repos.values())}))
         else:
             for repo in repos.values():
                 print(_repo_line(repo))
@@ -256,7 +262,7 @@ def cmd_reindex(conn: Connection, args: argparse.Namespace) -> int:
         params["repo"] = _abs(args.repo)
     result = conn.call("reindex", params)
     if args.json:
-        print(json.dumps(result))
+        print(_json(result))
     else:
         for root in result["started"]:
             print(f"reindexing {root}{' (forced)' if args.force else ''}")
@@ -272,7 +278,7 @@ def cmd_clear(conn: Connection, args: argparse.Namespace) -> int:
         params["repo"] = _abs(args.repo)
     result = conn.call("clear", params)
     if args.json:
-        print(json.dumps(result))
+        print(_json(result))
     else:
         for root in result["cleared"]:
             print(f"cleared {root} (index deleted, no longer watched)")
@@ -291,13 +297,13 @@ def cmd_stop(conn: Connection, args: argparse.Namespace) -> int:
         except PermissionError:
             break
         time.sleep(0.05)
-    print(json.dumps({"stopped": True, "pid": pid}) if args.json else f"stopped (pid {pid})")
+    print(_json({"stopped": True, "pid": pid}) if args.json else f"stopped (pid {pid})")
     return EXIT_OK
 
 
 def cmd_ping(conn: Connection, args: argparse.Namespace) -> int:
     result = conn.call("ping")
-    print(json.dumps(result) if args.json else
+    print(_json(result) if args.json else
           f"codectxd {result['version']} (pid {result['pid']}, protocol {result['protocol']})")
     return EXIT_OK
 
@@ -392,7 +398,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_NOT_RUNNING
     except RemoteError as exc:
         if getattr(args, "json", False):
-            print(json.dumps({"error": {"code": exc.code, "message": str(exc)}}))
+            print(_json({"error": {"code": exc.code, "message": str(exc)}}))
         print(f"codectx-client: error ({exc.code}): {exc}", file=sys.stderr)
         return EXIT_ERROR
     except ClientError as exc:

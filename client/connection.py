@@ -5,9 +5,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
-import shutil
 import socket
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -164,6 +162,9 @@ def _connect_once(path: Path) -> Connection:
 
 def start_daemon() -> None:
     """Start `codectxd start --detach` from the same environment as this client."""
+    import shutil  # only when starting the daemon: keeps every other command light
+    import subprocess
+
     exe = shutil.which("codectxd")
     command = [exe] if exe else [sys.executable, "-m", "codectxd"]
     result = subprocess.run(
