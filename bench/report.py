@@ -349,39 +349,40 @@ def _measured(name: str, item: Mapping[str, Any]) -> str:
 
 
 #: Why a target is missed, from profiling (shown under the targets table only while missed).
-#: Profiled on commit 239ec56 with py-spy and in-process timings, 2026-11-26.
+#: Profiled with py-spy and in-process timings, 2026-11-26 (each note names its commit).
 MISS_NOTES: dict[str, str] = {
     "socket_p50_ms":
-        "A hybrid search runs three steps one after another (`codectxd/search.py`, "
+        "(239ec56) A hybrid search runs three steps one after another (`codectxd/search.py`, "
         "`search()`): the query embedding (p50 6.9 ms, timed in-process on this index), a dense "
         "Milvus search (7.2 ms) and a BM25 search (6.2 ms), each fetching 30 rows with their "
         "content — 20.3 ms together, plus ~1.5 ms of socket, fusion and merging. Running the "
         "BM25 search concurrently with the query embedding, and fetching `content` only for the "
         "final hits (a dense search without content: 4.7 ms), would bring p50 to ~15 ms.",
     "cli_p50_ms":
-        "The process mostly starts: Python with site-packages ~42 ms (the editable install's "
-        "import hook alone ~16 ms), `import msgspec` 27–33 ms (it pulls typing_extensions, "
-        "inspect and uuid), the client's own modules ~20 ms (argparse, json, pathlib, and "
-        "subprocess / shutil that only `--autostart` needs); the search itself is ~22 ms. "
-        "`codectx-client ping` takes 96 ms at best. A small pure-Python msgpack codec for the "
-        "client's frames and lazy imports of the autostart-only modules would save ~40 ms.",
+        "(ed39a2a, where json / subprocess / shutil are already off the common path) The "
+        "process mostly starts: Python with site-packages 45–50 ms (the editable install's "
+        "import hook 16–24 ms of it), `import msgspec` 30–43 ms (it pulls typing_extensions, "
+        "inspect, uuid and platform), argparse + typing + socket ~15 ms; the daemon's search "
+        "is ~17 ms. A small pure-Python msgpack codec for the client's frames (maps, arrays, "
+        "strings, numbers, booleans, nil) would remove the largest piece, and a regular "
+        "(non-editable) install the import hook.",
     "warm_restart_s":
-        "py-spy of a restart with nothing changed (10,000 files): daemon start → answering "
-        "~2 s (Python imports ~1.5 s — numpy, pymilvus, onnxruntime — and the model 0.3 s), "
-        "then the first sync 4–5 s, of which Milvus Lite's `load_collection` "
+        "(239ec56) py-spy of a restart with nothing changed (10,000 files): daemon start → "
+        "answering ~2 s (Python imports ~1.5 s — numpy, pymilvus, onnxruntime — and the model "
+        "0.3 s), then the first sync 4–5 s, of which Milvus Lite's `load_collection` "
         "(`Store.ensure_collection`) takes ~3.3 s for 28k rows and the scan (stat and ignore "
         "rules for 10,000 files) ~1.4 s. Loading grows with the rows: ~20 s at 117k rows (the "
         "latency suite's \"collection ready\"). Loading the collections in the background from "
-        "daemon start, in parallel with the scan and the model, hides part of it; < 2 s needs a "
-        "faster load in the engine.",
+        "daemon start, in parallel with the scan and the model, hides part of it; < 2 s needs a"
+        " faster load in the engine.",
     "rss_within_budget":
-        "The peaks come from ONNX inference on a batch: timed in-process, a batch of 32 texts "
-        "of ~512 tokens adds ~380 MB for its duration, a batch of 2 ~120 MB; Milvus Lite grows "
-        "~60 MB as rows arrive. The MemoryManager checks RSS only between files (before each "
-        "indexing group), when the inference memory has been released, and it sizes groups of "
-        "chunks, not embedding batches: it saw `over` in about half of the polls but never "
-        "paused. Letting it cap the embedder's batch (texts / tokens) when near or over the "
-        "budget, checked before every batch, would address it.",
+        "(239ec56) The peaks come from ONNX inference on a batch: timed in-process, a batch of "
+        "32 texts of ~512 tokens adds ~380 MB for its duration, a batch of 2 ~120 MB; Milvus "
+        "Lite grows ~60 MB as rows arrive. The MemoryManager checks RSS only between files "
+        "(before each indexing group), when the inference memory has been released, and it "
+        "sizes groups of chunks, not embedding batches: it saw `over` in about half of the "
+        "polls but never paused. Letting it cap the embedder's batch (texts / tokens) when near"
+        " or over the budget, checked before every batch, would address it.",
     "hybrid_vs_dense_mrr_gain":
         "On docstring → definition queries the default dense model (bge-small) is as good as "
         "the fusion: hybrid and dense-only are within 0.003 MRR@10 overall and within ±0.012 "
@@ -404,8 +405,8 @@ def miss_notes(loaded: Mapping[str, tuple[dict[str, Any] | None, bool]]) -> list
                 out.append(f"- **{GOALS[name][0]}**: {MISS_NOTES[name]}")
     if not out:
         return []
-    return ["### Why the misses", "", "From profiling commit 239ec56 (py-spy, in-process "
-            "timings on the same indexes, 2026-11-26):", "", *out, ""]
+    return ["### Why the misses", "", "From profiling (py-spy and in-process timings on the "
+            "same indexes, 2026-11-26; each note names the commit profiled):", "", *out, ""]
 
 
 def targets_table(loaded: Mapping[str, tuple[dict[str, Any] | None, bool]]) -> list[str]:
