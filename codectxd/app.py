@@ -83,6 +83,7 @@ class Daemon:
         self._tg = task_group
         embedder = await anyio.to_thread.run_sync(lambda: self.engine.embedder)  # loads the model
         embedder.on_latency = lambda seconds: self.metrics.embed_batch_ms.add(seconds * 1000)
+        embedder.batch_cap = self.memory.admit_batch
         for entry in self.registry.entries():
             try:
                 runtime = self._start_repo(Path(entry.root), entry.ignore, entry.extensions)

@@ -2,7 +2,8 @@
 
 Near the budget (85 %): collect garbage and make indexing groups smaller. Over it: pause
 ingestion (the indexer blocks before its next group) until RSS is back under, collecting
-garbage meanwhile. Searches never wait on this.
+garbage meanwhile. Local embedding batches are sized to the room left under the budget, since
+inference memory comes and goes within a batch. Searches never wait on this.
 """
 
 from __future__ import annotations
@@ -23,6 +24,10 @@ RESUME_FRACTION = 0.95
 #: daemon needs at rest, waiting longer frees nothing; indexing then goes on in minimal batches.
 MAX_PAUSE_S = 60.0
 _MIN_GC_INTERVAL_S = 1.0
+#: Transient memory of one local inference (bge-small int8, texts of up to 256 tokens, CPU
+#: arena off), measured with bench/memory.py: ~120 MB for 2 texts, ~380 MB for 32.
+INFERENCE_BASE_MB = 100.0
+INFERENCE_PER_TEXT_MB = 9.0
 _CHILDREN_REFRESH_S = 5.0
 
 
@@ -87,6 +92,24 @@ class MemoryManager:
 
     def admit_group(self) -> int:
         """How many chunks the next indexing group may hold; blocks while over budget."""
+        return self._admit(self.full_group, self.min_group)
+
+    def admit_batch(self, full: int) -> int:
+        """How many texts the next local embedding batch may hold; blocks while over budget.
+
+        Inference memory is transient (allocated and freed within a batch), so the RSS seen
+        between groups never shows it: the batch must fit in the room left under the budget.
+        """
+        room_mb = (self.budget_bytes - self._admit_rss()) / 2**20
+        fits = int((room_mb - INFERENCE_BASE_MB) // INFERENCE_PER_TEXT_MB)
+        return max(1, min(full, fits))
+
+    def _admit_rss(self) -> int:
+        """RSS after pausing (if over budget) until it is back under."""
+        self._admit(1, 1)
+        return self.rss()
+
+    def _admit(self, full: int, minimum: int) -> int:
         rss = self.rss()
         if rss > self.budget_bytes:
             self.collect(force=True)
@@ -95,13 +118,13 @@ class MemoryManager:
                 self._pause()
                 rss = self.rss()
             if self.starved:
-                return self.min_group
+                return minimum
         if rss > self.budget_bytes * NEAR_FRACTION:
             self.collect()
-            # Scale the group down linearly between 85 % and 100 % of the budget.
+            # Scale down linearly between 85 % and 100 % of the budget.
             room = max(0.0, (self.budget_bytes - rss) / (self.budget_bytes * (1 - NEAR_FRACTION)))
-            return max(self.min_group, int(self.full_group * room))
-        return self.full_group
+            return max(minimum, int(full * room))
+        return full
 
     def _pause(self) -> None:
         started = time.monotonic()

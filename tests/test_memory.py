@@ -51,3 +51,16 @@ def test_budget_below_baseline_does_not_deadlock() -> None:
     assert time.monotonic() - started < 5
     assert manager.snapshot()["starved"] is True
     assert manager.admit_group() == manager.min_group  # no second long pause
+
+
+def test_embedding_batches_fit_the_room_left_under_the_budget() -> None:
+    from codectxd.memory import INFERENCE_BASE_MB, INFERENCE_PER_TEXT_MB
+
+    rss_mb = MemoryManager(10_000).rss() / 2**20
+    roomy = MemoryManager(int(rss_mb + INFERENCE_BASE_MB + 64 * INFERENCE_PER_TEXT_MB + 200))
+    assert roomy.admit_batch(32) == 32
+    # Room for about 4 texts on top of the fixed cost of one inference.
+    tight = MemoryManager(int(rss_mb + INFERENCE_BASE_MB + 4.5 * INFERENCE_PER_TEXT_MB))
+    assert 1 <= tight.admit_batch(32) <= 6
+    starved = MemoryManager(64, max_pause_s=0.3)
+    assert starved.admit_batch(32) == 1  # never blocks for good, never zero

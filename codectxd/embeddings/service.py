@@ -124,6 +124,8 @@ class Embedder:
         self._sleep = sleep
         self._clock = clock
         self.on_latency = on_latency
+        # Given the batch size wanted, the one memory allows (local providers; may block).
+        self.batch_cap: Callable[[int], int] | None = None
         self._stats_lock = threading.Lock()
         self._queries: OrderedDict[str, np.ndarray] = OrderedDict()
         self._queries_lock = threading.Lock()
@@ -192,6 +194,9 @@ class Embedder:
         if not missing:
             return out
         unique = sorted(missing, key=lambda k: len(texts[missing[k][0]]))
+        if self.batch_cap is not None and not self.provider.remote:
+            # Local inference memory grows with the batch: let the memory budget size it.
+            max_batch = self.batch_cap(min(max_batch or self.batch_size, self.batch_size))
         batches = self._batches([texts[missing[k][0]] for k in unique], max_batch)
         starts = np.cumsum([0] + [len(b) for b in batches]).tolist()
 
