@@ -376,13 +376,17 @@ MISS_NOTES: dict[str, str] = {
         "daemon start, in parallel with the scan and the model, hides part of it; < 2 s needs a"
         " faster load in the engine.",
     "rss_within_budget":
-        "(239ec56) The peaks come from ONNX inference on a batch: timed in-process, a batch of "
-        "32 texts of ~512 tokens adds ~380 MB for its duration, a batch of 2 ~120 MB; Milvus "
-        "Lite grows ~60 MB as rows arrive. The MemoryManager checks RSS only between files "
-        "(before each indexing group), when the inference memory has been released, and it "
-        "sizes groups of chunks, not embedding batches: it saw `over` in about half of the "
-        "polls but never paused. Letting it cap the embedder's batch (texts / tokens) when near"
-        " or over the budget, checked before every batch, would address it.",
+        "(b26987d) Since b26987d the MemoryManager also sizes every local embedding batch to "
+        "the room left under the budget (inference adds ~100 MB + ~9 MB per text for its "
+        "duration) and pauses when over. Under this budget (idle × 1.6 = 722 MB) that cannot "
+        "help: the daemon's resting working set while indexing a new repository is larger "
+        "(p50 ~860 MB: the model, Milvus Lite's growing segments, the ingestion buffers), so it "
+        "pauses 60 s, declares itself `starved` in status and indexes on in batches of one. "
+        "With a budget above that working set (`BENCH_MEMORY_BUDGET_FACTOR=2.2`, 992 MB; "
+        "bench/results/memory-budget-2.2x.json) the peak stayed at 918 MB (×0.93), but the "
+        "unbudgeted run of that session peaked at the same level, so it proves little. What "
+        "is left: shrink the resting footprint (flush Milvus segments sooner, smaller "
+        "ingestion groups) so that low budgets become reachable.",
     "hybrid_vs_dense_mrr_gain":
         "On docstring → definition queries the default dense model (bge-small) is as good as "
         "the fusion: hybrid and dense-only are within 0.003 MRR@10 overall and within ±0.012 "
