@@ -186,6 +186,33 @@ class RemoteProvider(EmbeddingProvider):
     def __init__(self, api_key: str) -> None:
         self._api_key = api_key
 
+    def missing_key(self, alternatives: str = "") -> ConfigError:
+        """The error for a provider started without its API key."""
+        return ConfigError(
+            f"the {self.name} embedding provider needs an API key: set {self.key_env} "
+            f"(or {alternatives}embedding.api_key in the config file)"
+        )
+
+    def use_model(self, spec: ModelSpec | None, unknown: ModelSpec, requested: int,
+                  ask_unknown: bool = True) -> int | None:
+        """Adopt the limits and dimension of `self.model` (`spec`, None when the table does not
+        know it: then `unknown`'s limits and the requested dimension, probed when 0).
+
+        Returns the output dimension to ask the API for (None: the model's own); for an
+        unknown model the requested one only when `ask_unknown`.
+        """
+        if spec is not None:
+            output = choose_dimension(self.label, self.model, spec, requested)
+            self.dimension = output or spec.dimension
+        else:
+            spec = unknown
+            output = (requested or None) if ask_unknown else None
+            self.dimension = requested
+        self.max_input_tokens = spec.max_input_tokens
+        self.max_batch = spec.max_batch
+        self.max_batch_tokens = spec.max_batch_tokens
+        return output
+
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.identity}>"
 

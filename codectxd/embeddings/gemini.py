@@ -22,11 +22,10 @@ from codectxd.embeddings.base import (
     EmbeddingProvider,
     ModelSpec,
     RemoteProvider,
-    choose_dimension,
     parse_retry_after,
     register,
 )
-from codectxd.errors import ConfigError, ProviderError
+from codectxd.errors import ProviderError
 
 log = logging.getLogger(__name__)
 
@@ -55,28 +54,15 @@ class GeminiProvider(RemoteProvider):
     bytes_per_token = 4.0
 
     def __init__(self, settings: EmbeddingSettings) -> None:
-        if not settings.api_key:
-            raise ConfigError(
-                "the gemini embedding provider needs an API key: set GEMINI_API_KEY "
-                "(or GOOGLE_API_KEY, or embedding.api_key in the config file)"
-            )
         super().__init__(settings.api_key)
+        if not settings.api_key:
+            raise self.missing_key("GOOGLE_API_KEY, or ")
         from google import genai
         from google.genai import errors, types
 
         self.model = settings.model or DEFAULT_MODEL
-        spec = GEMINI_MODELS.get(self.model)
-        if spec is not None:
-            self._output_dimension = choose_dimension(self.label, self.model, spec,
-                                                      settings.dimension)
-            self.dimension = self._output_dimension or spec.dimension
-        else:
-            spec = UNKNOWN_MODEL
-            self._output_dimension = settings.dimension or None
-            self.dimension = settings.dimension
-        self.max_input_tokens = spec.max_input_tokens
-        self.max_batch = spec.max_batch
-        self.max_batch_tokens = spec.max_batch_tokens
+        self._output_dimension = self.use_model(GEMINI_MODELS.get(self.model), UNKNOWN_MODEL,
+                                                settings.dimension)
         self.base_url = settings.base_url.rstrip("/")
         self._timeout = settings.timeout_s
         self._types = types

@@ -20,7 +20,6 @@ from codectxd.embeddings.base import (
     EmbeddingProvider,
     ModelSpec,
     RemoteProvider,
-    choose_dimension,
     parse_retry_after,
     register,
 )
@@ -68,25 +67,13 @@ class OpenAIProvider(RemoteProvider):
         key = settings.api_key
         if not key:
             if official:
-                raise ConfigError(
-                    "the openai embedding provider needs an API key: set OPENAI_API_KEY "
-                    "(or embedding.api_key in the config file)"
-                )
+                raise self.missing_key()
             key = "unused"  # local servers want the header, not a key
         self.model = settings.model or (OLLAMA_DEFAULT_MODEL if ollama else DEFAULT_MODEL)
-        spec = OPENAI_MODELS.get(self.model)
-        if spec is not None:
-            self._dimensions = choose_dimension(self.label, self.model, spec, settings.dimension)
-            self.dimension = self._dimensions or spec.dimension
-        else:
-            # Unknown model: `dimensions` may be unsupported, so EMBEDDING_DIMENSION is only
-            # checked against the answers; without it the dimension is probed below.
-            spec = COMPATIBLE_MODEL
-            self._dimensions = None
-            self.dimension = settings.dimension
-        self.max_input_tokens = spec.max_input_tokens
-        self.max_batch = spec.max_batch
-        self.max_batch_tokens = spec.max_batch_tokens
+        # Unknown model: `dimensions` may be unsupported, so EMBEDDING_DIMENSION is only
+        # checked against the answers; without it the dimension is probed below.
+        self._dimensions = self.use_model(OPENAI_MODELS.get(self.model), COMPATIBLE_MODEL,
+                                          settings.dimension, ask_unknown=False)
         self._encoding = "float" if ollama else "base64"
         self._timeout = settings.timeout_s
         self._errors = openai

@@ -19,7 +19,6 @@ from codectxd.embeddings.base import (
     EmbeddingProvider,
     ModelSpec,
     RemoteProvider,
-    choose_dimension,
     parse_retry_after,
     redact_logs,
     register,
@@ -62,12 +61,9 @@ class VoyageProvider(RemoteProvider):
     bytes_per_token = 4.0
 
     def __init__(self, settings: EmbeddingSettings) -> None:
-        if not settings.api_key:
-            raise ConfigError(
-                "the voyage embedding provider needs an API key: set VOYAGE_API_KEY "
-                "(or embedding.api_key in the config file)"
-            )
         super().__init__(settings.api_key)
+        if not settings.api_key:
+            raise self.missing_key()
         # The SDK logs each error's `detail` to logger "voyage" (INFO); a server may echo the
         # key in it.
         redact_logs("voyage", settings.api_key)
@@ -82,18 +78,8 @@ class VoyageProvider(RemoteProvider):
                 f"{self.model} is a Voyage AI open-weight model that the SDK runs locally; "
                 f"codectx only calls the Voyage AI API (choose an API model in EMBEDDING_MODEL)"
             )
-        spec = VOYAGE_MODELS.get(self.model)
-        if spec is not None:
-            self._output_dimension = choose_dimension(self.label, self.model, spec,
-                                                      settings.dimension)
-            self.dimension = self._output_dimension or spec.dimension
-        else:
-            spec = UNKNOWN_MODEL
-            self._output_dimension = settings.dimension or None
-            self.dimension = settings.dimension
-        self.max_input_tokens = spec.max_input_tokens
-        self.max_batch = spec.max_batch
-        self.max_batch_tokens = spec.max_batch_tokens
+        self._output_dimension = self.use_model(VOYAGE_MODELS.get(self.model), UNKNOWN_MODEL,
+                                                settings.dimension)
         self.base_url = settings.base_url.rstrip("/")
         self._timeout = settings.timeout_s
         self._errors = voyageai.error
