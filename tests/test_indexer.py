@@ -16,27 +16,8 @@ from codectxd.embeddings.service import Embedder
 from codectxd.engine import Engine
 from codectxd.languages import language_for
 from codectxd.splitter import Splitter
+from tests.conftest import SAMPLE_REPO as REPO
 from tests.conftest import make_settings, write_tree
-
-REPO = {
-    "app/config.py": (
-        "import json\n\n\ndef parse_config(path):\n    \"\"\"Read settings.\"\"\"\n"
-        "    with open(path) as f:\n        return json.load(f)\n\n\n"
-        "class Cache:\n    def __init__(self):\n        self.items = {}\n\n"
-        "    def get(self, key):\n        return self.items.get(key)\n"
-    ),
-    "app/server.go": (
-        "package app\n\nimport \"net/http\"\n\n"
-        "func StartServer(addr string) error {\n\treturn http.ListenAndServe(addr, nil)\n}\n"
-    ),
-    "web/cart.ts": (
-        "export interface Item { price: number }\n\n"
-        "export function cartTotal(items: Item[]): number {\n"
-        "  return items.reduce((sum, item) => sum + item.price, 0);\n}\n"
-    ),
-    "README.md": "# Demo\n\nA demo repository.\n\n## Usage\n\nRun the server.\n",
-    "scripts/deploy.sh": "#!/bin/sh\nset -e\ndeploy() {\n  rsync -a build/ host:/srv\n}\ndeploy\n",
-}
 
 
 @pytest.fixture
