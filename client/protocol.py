@@ -281,14 +281,14 @@ def frame_length(header: bytes, max_bytes: int = MAX_FRAME_BYTES) -> int:
 
 #: msgspec raises UnicodeDecodeError for a str that is not UTF-8 and RecursionError for deep
 #: nesting, instead of DecodeError: all three are the client's malformed input.
-_UNDECODABLE = (msgspec.DecodeError, UnicodeDecodeError, RecursionError)
+UNDECODABLE = (msgspec.DecodeError, UnicodeDecodeError, RecursionError)
 
 
 def decode_request(body: bytes) -> Request:
     """The envelope of a request (params left raw)."""
     try:
         return _request_decoder.decode(body)
-    except _UNDECODABLE as exc:
+    except UNDECODABLE as exc:
         raise FrameError(ErrorCode.BAD_REQUEST, f"invalid request: {exc}") from None
 
 
@@ -304,7 +304,7 @@ def decode_params(method: str, raw: msgspec.Raw) -> Params:
         data = b"\x80"
     try:
         return decoder.decode(data)
-    except _UNDECODABLE as exc:
+    except UNDECODABLE as exc:
         raise FrameError(ErrorCode.BAD_REQUEST, f"invalid params for {method}: {exc}") from None
 
 

@@ -20,7 +20,7 @@ from codectxd.config import Settings, describe
 from codectxd.engine import Engine
 from codectxd.errors import CodectxError, NotFoundError, ProtocolError
 from codectxd.events import EventBus
-from codectxd.ignore import IgnoreRules, compile_patterns
+from codectxd.ignore import compile_patterns
 from codectxd.indexer import Progress, SyncReport
 from codectxd.memory import MemoryManager
 from codectxd.metrics import Metrics
@@ -220,23 +220,18 @@ class Daemon:
     async def _sync_once(self, runtime: RepoRuntime) -> None:
         started = time.perf_counter()
         full = runtime.take_full()
-        batch: set[str]
+        force, batch = full if full is not None else (False, runtime.take_paths())
         runtime.begin_sync()
         try:
+            if not runtime.root.is_dir():
+                runtime.finish(batch)  # the error path retries with a full sync
+                raise NotFoundError(f"the repository directory {runtime.root} is missing")
             if full is not None:
-                force, batch = full
-                if not runtime.root.is_dir():
-                    runtime.finish(batch)
-                    raise NotFoundError(f"the repository directory {runtime.root} is missing")
                 runtime.state = SCANNING
                 self.events.publish("state", {"repo": runtime.name, "state": SCANNING})
                 report: SyncReport = await anyio.to_thread.run_sync(
                     runtime.indexer.full_sync, force, limiter=self._full_limiter)
             else:
-                batch = runtime.take_paths()
-                if not runtime.root.is_dir():
-                    runtime.finish(batch)  # the error path retries with a full sync
-                    raise NotFoundError(f"the repository directory {runtime.root} is missing")
                 if runtime.state != INDEXING:
                     runtime.state = INDEXING
                 report = await anyio.to_thread.run_sync(
@@ -391,7 +386,7 @@ class Daemon:
         root = await anyio.to_thread.run_sync(_validate_new_root, params.path, params.force)
         ignore, extensions = tuple(params.ignore), tuple(params.extensions)
         try:  # before anything is persisted: a bad pattern must not break every later start
-            IgnoreRules(root, ignore)
+            compile_patterns(ignore)
         except ValueError as exc:
             raise ProtocolError(f"invalid ignore pattern: {exc}") from None
         existing = self.repos.get(str(root))

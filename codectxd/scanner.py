@@ -137,7 +137,7 @@ class Scanner:
             return None
         if is_link:
             target = os.path.realpath(entry.path)
-            inside = target == self._real_root or target.startswith(self._real_root + os.sep)
+            inside = self._inside(target)
             if not self.settings.follow_symlinks:
                 result.skip(rel, "symlink" if inside else "symlink_outside")
                 return None
@@ -205,6 +205,8 @@ class Scanner:
             return result.files[0]
         return result.skipped[0] if result.skipped else None
 
+    def _inside(self, real: str) -> bool:
+        return real == self._real_root or real.startswith(self._real_root + os.sep)
 
     def resolved_reason(self, rel: str, real: str) -> str | None:
         """Why `rel`, whose resolved real path is `real`, must not be read (None: it may).
@@ -213,7 +215,7 @@ class Scanner:
         resolves to itself under the root); following them, only if it resolves inside the
         root.
         """
-        if not (real == self._real_root or real.startswith(self._real_root + os.sep)):
+        if not self._inside(real):
             return "symlink_outside"
         if not self.settings.follow_symlinks and real != os.path.join(self._real_root, rel):
             return "symlink"

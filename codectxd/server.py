@@ -234,7 +234,7 @@ def _sniff_id(body: bytes) -> Any:
     """The request id of an otherwise invalid request, when it can be read at all."""
     try:
         data = msgspec.msgpack.decode(body)
-    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+    except p.UNDECODABLE:
         return None
     if isinstance(data, dict):
         value = data.get("id")
