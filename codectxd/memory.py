@@ -92,7 +92,12 @@ class MemoryManager:
 
     def admit_group(self) -> int:
         """How many chunks the next indexing group may hold; blocks while over budget."""
-        return self._admit(self.full_group, self.min_group)
+        rss = self._settle()
+        if rss <= self.budget_bytes * NEAR_FRACTION:
+            return self.full_group
+        # Scale down linearly between 85 % and 100 % of the budget.
+        room = max(0.0, (self.budget_bytes - rss) / (self.budget_bytes * (1 - NEAR_FRACTION)))
+        return max(self.min_group, int(self.full_group * room))
 
     def admit_batch(self, full: int) -> int:
         """How many texts the next local embedding batch may hold; blocks while over budget.
@@ -100,16 +105,12 @@ class MemoryManager:
         Inference memory is transient (allocated and freed within a batch), so the RSS seen
         between groups never shows it: the batch must fit in the room left under the budget.
         """
-        room_mb = (self.budget_bytes - self._admit_rss()) / 2**20
+        room_mb = (self.budget_bytes - self._settle()) / 2**20
         fits = int((room_mb - INFERENCE_BASE_MB) // INFERENCE_PER_TEXT_MB)
         return max(1, min(full, fits))
 
-    def _admit_rss(self) -> int:
-        """RSS after pausing (if over budget) until it is back under."""
-        self._admit(1, 1)
-        return self.rss()
-
-    def _admit(self, full: int, minimum: int) -> int:
+    def _settle(self) -> int:
+        """RSS after pausing while over budget (unless starved) and collecting near it."""
         rss = self.rss()
         if rss > self.budget_bytes:
             self.collect(force=True)
@@ -117,14 +118,9 @@ class MemoryManager:
             if rss > self.budget_bytes and not self.starved:
                 self._pause()
                 rss = self.rss()
-            if self.starved:
-                return minimum
         if rss > self.budget_bytes * NEAR_FRACTION:
             self.collect()
-            # Scale down linearly between 85 % and 100 % of the budget.
-            room = max(0.0, (self.budget_bytes - rss) / (self.budget_bytes * (1 - NEAR_FRACTION)))
-            return max(minimum, int(full * room))
-        return full
+        return rss
 
     def _pause(self) -> None:
         started = time.monotonic()
