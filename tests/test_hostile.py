@@ -632,7 +632,11 @@ def test_repo_directory_removed_then_restored(daemon: DaemonProcess, repo: Path)
         _cleanup(daemon, deleted, renamed, other)
 
 
-def test_reindex_wakes_a_repository_in_error_state(daemon: DaemonProcess, repo: Path) -> None:
+def test_recreated_repo_directory_is_reindexed_and_watched_again(
+        daemon: DaemonProcess, repo: Path) -> None:
+    """A repository in the error state (its directory deleted) recovers as soon as `reindex`
+    asks, without waiting for the retry delay, and the recreated directory is watched again
+    (the watcher checks its roots' identities every few seconds)."""
     (victim,) = _add_repos(daemon, repo, "victim")
     try:
         shutil.rmtree(victim)
@@ -641,21 +645,6 @@ def test_reindex_wakes_a_repository_in_error_state(daemon: DaemonProcess, repo: 
         (victim / "v.py").write_text("def victim_back_qz():\n    return 1\n")
         daemon.call("reindex", {"repo": str(victim)})
         _wait_state(daemon, victim, "ready", 8)
-    finally:
-        _cleanup(daemon, victim)
-
-
-def test_recreated_repo_directory_is_watched_again(daemon: DaemonProcess, repo: Path) -> None:
-    """A repository directory missing when the watcher (re)started is watched again once it
-    is back (the watcher checks its roots' identities every few seconds)."""
-    (victim,) = _add_repos(daemon, repo, "victim")
-    try:
-        shutil.rmtree(victim)
-        _wait_state(daemon, victim, "error", 30)
-        victim.mkdir()
-        (victim / "v.py").write_text("def victim_back_qz():\n    return 1\n")
-        daemon.call("reindex", {"repo": str(victim)})
-        _wait_state(daemon, victim, "ready", _ERROR_RETRY_S + 30)
         daemon.wait_fresh(victim)
         assert has_marker(daemon, "victim_back_qz", [str(victim)]) == ["v.py"]
         # No read-your-writes hint: only the watcher can notice this file.
