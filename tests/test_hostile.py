@@ -591,7 +591,7 @@ def _cleanup(daemon: DaemonProcess, *roots: Path) -> None:
 
 
 #: The worker's retry delay in the error state: an upper bound only, as `reindex` cuts it short
-#: (test_reindex_wakes_a_repository_in_error_state).
+#: (test_recreated_repo_directory_is_reindexed_and_watched_again).
 _ERROR_RETRY_S = 30
 
 
