@@ -472,8 +472,9 @@ class Daemon:
         embedder = self.engine.embedder
 
         def run() -> list[Any]:
-            existing = [t for t in targets if self.engine.store.has_collection(t.collection)]
-            return search(self.engine.store, embedder, existing, params.query,
+            # A collection that is missing, being created or never written answers nothing
+            # (Store.search); the reply's `fresh`/`indexing` say the index is not complete.
+            return search(self.engine.store, embedder, targets, params.query,
                           limit=params.limit, filters=filters, mode=params.mode)
 
         results = await anyio.to_thread.run_sync(run, limiter=self.search_limiter)

@@ -90,7 +90,6 @@ class Engine:
         lexical_weight: float | None = None,
     ) -> list[Result]:
         targets = [Target(str(root), self.collection_for(root)) for root in roots]
-        targets = [t for t in targets if self.store.has_collection(t.collection)]
         return search(self.store, self.embedder, targets, query, limit=limit,
                       filters=filters or Filters(), mode=mode, rrf_k=rrf_k,
                       lexical_weight=lexical_weight)

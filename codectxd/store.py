@@ -53,6 +53,13 @@ class Row:
 
 
 @dataclass(slots=True)
+class _Opened:
+    """What this engine knows of a collection it has loaded."""
+
+    has_rows: bool  # has ever held a row (deleting them all leaves its BM25 statistics valid)
+
+
+@dataclass(slots=True)
 class Hit:
     id: str
     path: str
@@ -109,7 +116,12 @@ class Store:
         # writer. Searches do not take this lock.
         self._write_lock = threading.Lock()
         self._reconnect_lock = threading.Lock()
-        self._known: set[str] = set()  # collections created or loaded by this engine
+        # Collections this engine has verified (indexes present) and loaded, and whether each
+        # has ever held a row. Guarded per collection: a search waits for a creation or a load
+        # in progress instead of asking Milvus about a half-made collection.
+        self._open: dict[str, _Opened] = {}
+        self._open_locks: dict[str, threading.Lock] = {}
+        self._open_locks_guard = threading.Lock()
         self.reconnects = 0
 
     def _connect(self) -> Any:
@@ -156,7 +168,7 @@ class Store:
                 broken.close()
             self._release_engine()
             self.client = self._connect()
-            self._known.clear()
+            self._open.clear()
             self.reconnects += 1
 
     def _run(self, what: str, fn: Callable[[Any], T]) -> T:
@@ -183,7 +195,7 @@ class Store:
         Also completes a collection whose creation was interrupted (the process was killed
         between creating the schema and its indexes): missing indexes are created.
         """
-        if name in self._known:
+        if name in self._open:
             return
 
         def ensure(client: Any) -> None:
@@ -200,10 +212,11 @@ class Store:
                     log.warning("collection %s lacks indexes %s; creating them", name,
                                 sorted({"dense", "sparse"} - present))
                     client.create_index(name, missing)
-            client.load_collection(name)
 
-        self._run(f"cannot create collection {name}", ensure)
-        self._known.add(name)
+        with self._open_lock(name):
+            if name not in self._open:
+                self._run(f"cannot create collection {name}", ensure)
+                self._open[name] = self._load(name)
 
     @staticmethod
     def _schema(client: Any, dimension: int, meta: dict[str, Any]) -> Any:
@@ -249,12 +262,45 @@ class Store:
             added = True
         return index if added else None
 
-    def _ensure_loaded(self, name: str) -> None:
-        """Collections opened from disk start released; load them once per engine."""
-        if name in self._known:
-            return
+    def _open_lock(self, name: str) -> threading.Lock:
+        with self._open_locks_guard:
+            return self._open_locks.setdefault(name, threading.Lock())
+
+    def _load(self, name: str) -> _Opened:
+        """Load a complete collection (opened from disk it starts released) and learn whether
+        it holds rows. Caller holds the collection's open lock."""
         self._run(f"cannot load collection {name}", lambda c: c.load_collection(name))
-        self._known.add(name)
+        rows = self._run(f"cannot count rows of {name}", lambda c: c.query(
+            name, filter="", output_fields=["count(*)"]))
+        return _Opened(has_rows=bool(rows and int(rows[0]["count(*)"]) > 0))
+
+    def _readable(self, name: str) -> _Opened | None:
+        """The collection's open record, loading it first if this engine has not; None when
+        it does not exist yet or is incomplete (its creation was interrupted: the indexer
+        completes it). Waits for a creation or load already in progress."""
+        opened = self._open.get(name)
+        if opened is not None:
+            return opened
+        with self._open_lock(name):
+            opened = self._open.get(name)
+            if opened is not None:
+                return opened
+
+            def complete(client: Any) -> bool:
+                return bool(client.has_collection(name)) and {"dense", "sparse"} <= set(
+                    client.list_indexes(name))
+
+            if not self._run(f"cannot open collection {name}", complete):
+                return None
+            opened = self._open[name] = self._load(name)
+            return opened
+
+    def _ensure_loaded(self, name: str) -> None:
+        """Writes and counts need the collection loaded; it exists (the indexer created it)."""
+        if name in self._open:
+            return
+        if self._readable(name) is None:
+            raise StoreError(f"collection {name} does not exist or is incomplete")
 
     def has_collection(self, name: str) -> bool:
         return bool(self._run("cannot reach the Milvus store",
@@ -269,9 +315,9 @@ class Store:
             if client.has_collection(name):
                 client.drop_collection(name)
 
-        with self._write_lock:
+        with self._write_lock, self._open_lock(name):
             self._run(f"cannot drop collection {name}", drop)
-            self._known.discard(name)
+            self._open.pop(name, None)
 
     # --- writes ---------------------------------------------------------------------------
 
@@ -292,6 +338,11 @@ class Store:
 
         with self._write_lock:
             self._run(f"writing to collection {name} failed", write)
+            opened = self._open.get(name)  # (gone after a reconnect: reloaded and counted)
+            if data and opened is not None:
+                # After the insert, before the caller records the files as indexed: whatever
+                # `status` reports as stored is searched.
+                opened.has_rows = True
 
     def delete_paths(self, name: str, paths: Sequence[str]) -> None:
         self._ensure_loaded(name)
@@ -371,7 +422,11 @@ class Store:
             data = [lexical]
             field, params = "sparse", {"metric_type": "BM25",
                                        "params": {"drop_ratio_search": 0.0}}
-        self._ensure_loaded(name)
+        opened = self._readable(name)
+        if opened is None or not opened.has_rows:
+            # Being created, never written, or incomplete: nothing to find, and Milvus fails a
+            # BM25 search of a collection that never held a row (its statistics are NaN).
+            return []
         result = self._run(f"search in {name} failed", lambda c: c.search(
             name, data=data, anns_field=field, search_params=params, limit=limit,
             filter=expr, output_fields=OUTPUT_FIELDS,

@@ -53,9 +53,14 @@ def milvus_server(short_tmp: Path):  # type: ignore[no-untyped-def]
 def test_store_over_grpc(milvus_server: str) -> None:
     store = Store(milvus_server)
     name = collection_name("srvtest", "local:test", 4)
-    store.ensure_collection(name, 4, {"root": "/r"})
     vec = np.array([1, 0, 0, 0], dtype=np.float32)
     other = np.array([0, 1, 0, 0], dtype=np.float32)
+    # Not created yet, then created but never written: no results, never an error (Milvus
+    # fails a BM25 search of a collection that never held a row).
+    assert store.search(name, lexical="save", limit=2) == []
+    store.ensure_collection(name, 4, {"root": "/r"})
+    assert store.search(name, lexical="save", limit=2) == []
+    assert store.search(name, dense=vec, limit=2) == []
     rows = [
         Row("a", "src/a.py", "python", "py", 1, 3, "load_settings", "function", "def load", "h",
             "load_settings load settings", vec),
