@@ -62,33 +62,67 @@ def run_retrieval(options: SuiteOptions, extra: Sequence[str]) -> int:
     argv = list(extra)
     if options.smoke:
         if not any((CACHE_DIR / "index").glob("*/state.db")):
-            log("retrieval (smoke): skipped, its index is not built yet "
-                "(run `python -m bench retrieval` once)")
+            log(
+                "retrieval (smoke): skipped, its index is not built yet "
+                "(run `python -m bench retrieval` once)"
+            )
             return 0
-        argv += ["--limit-queries", "5", "--output",
-                 str(options.output_dir / "retrieval-smoke.json")]
+        argv += [
+            "--limit-queries",
+            "5",
+            "--output",
+            str(options.output_dir / "retrieval-smoke.json"),
+        ]
     return int(main(argv) or 0)
 
 
 def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, list[str]]:
     parser = argparse.ArgumentParser(
-        prog="python -m bench", description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("suites", nargs="*", metavar="SUITE",
-                        help=f"{', '.join(SUITES)}, all, or report (default: retrieval)")
-    parser.add_argument("--smoke", action="store_true",
-                        help="tiny inputs (whole run < 2 minutes); results to <suite>-smoke.json")
-    parser.add_argument("--runs", type=int, default=None,
-                        help="repetitions per measurement (default 5; 3 with --smoke)")
-    parser.add_argument("--fresh", action="store_true",
-                        help="rebuild cached corpora and indexes (bench/.cache) first")
-    parser.add_argument("--skip", action="append", default=[], metavar="PART",
-                        help="leave out a part of a suite (repeatable): throughput: cold, warm, "
-                        "restart, restart-big, embed; latency: indexing, cli; freshness: burst")
-    parser.add_argument("--model", help="EMBEDDING_MODEL for every daemon (default: the "
-                        "product's default); caches are kept per model")
-    parser.add_argument("--output-dir", type=Path, default=RESULTS_DIR,
-                        help=f"where the JSON results go (default {RESULTS_DIR})")
+        prog="python -m bench",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "suites",
+        nargs="*",
+        metavar="SUITE",
+        help=f"{', '.join(SUITES)}, all, or report (default: retrieval)",
+    )
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="tiny inputs (whole run < 2 minutes); results to <suite>-smoke.json",
+    )
+    parser.add_argument(
+        "--runs",
+        type=int,
+        default=None,
+        help="repetitions per measurement (default 5; 3 with --smoke)",
+    )
+    parser.add_argument(
+        "--fresh",
+        action="store_true",
+        help="rebuild cached corpora and indexes (bench/.cache) first",
+    )
+    parser.add_argument(
+        "--skip",
+        action="append",
+        default=[],
+        metavar="PART",
+        help="leave out a part of a suite (repeatable): throughput: cold, warm, "
+        "restart, restart-big, embed; latency: indexing, cli; freshness: burst",
+    )
+    parser.add_argument(
+        "--model",
+        help="EMBEDDING_MODEL for every daemon (default: the "
+        "product's default); caches are kept per model",
+    )
+    parser.add_argument(
+        "--output-dir",
+        type=Path,
+        default=RESULTS_DIR,
+        help=f"where the JSON results go (default {RESULTS_DIR})",
+    )
     return parser.parse_known_args(argv)
 
 
@@ -101,8 +135,9 @@ def expand(names: Sequence[str]) -> list[str]:
         group = SUITES if name == "all" else (name,)
         for item in group:
             if item not in (*SUITES, "report"):
-                raise SystemExit(f"unknown suite {item!r} (choose from {', '.join(SUITES)}, "
-                                 "all, report)")
+                raise SystemExit(
+                    f"unknown suite {item!r} (choose from {', '.join(SUITES)}, all, report)"
+                )
             if item not in chosen:
                 chosen.append(item)
     return chosen
@@ -112,9 +147,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args, extra = parse_args(argv)
     names = expand(args.suites)
     runs = args.runs or (3 if args.smoke else 5)
-    options = SuiteOptions(smoke=args.smoke, runs=runs, fresh=args.fresh,
-                           output_dir=args.output_dir, skip=frozenset(args.skip),
-                           model=args.model)
+    options = SuiteOptions(
+        smoke=args.smoke,
+        runs=runs,
+        fresh=args.fresh,
+        output_dir=args.output_dir,
+        skip=frozenset(args.skip),
+        model=args.model,
+    )
     if extra and names != ["retrieval"]:
         raise SystemExit(f"unknown options {' '.join(extra)} (only retrieval takes its own)")
     configure_run(options)

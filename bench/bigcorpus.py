@@ -58,24 +58,46 @@ class BigPackage:
 
 
 BIG_PACKAGES: tuple[BigPackage, ...] = (
-    BigPackage("Django", "5.1.4", "pypi", ("django/**/*.py", "django/**/*.js"),
-               ("*/vendor/*", "*.min.js", "*/locale/*"), "Django-5.1.4.tar.gz"),
-    BigPackage("SQLAlchemy", "2.0.36", "pypi", ("lib/sqlalchemy/**/*.py",), (),
-               "sqlalchemy-2.0.36.tar.gz"),
+    BigPackage(
+        "Django",
+        "5.1.4",
+        "pypi",
+        ("django/**/*.py", "django/**/*.js"),
+        ("*/vendor/*", "*.min.js", "*/locale/*"),
+        "Django-5.1.4.tar.gz",
+    ),
+    BigPackage(
+        "SQLAlchemy", "2.0.36", "pypi", ("lib/sqlalchemy/**/*.py",), (), "sqlalchemy-2.0.36.tar.gz"
+    ),
     # C: Pillow's imaging core (numpy's sdist would need its whole meson build just for
     # `pip download` to read its metadata).
-    BigPackage("pillow", "11.0.0", "pypi", ("src/libImaging/*.c", "src/libImaging/*.h",
-                                             "src/*.c", "src/PIL/*.py"), ("*/thirdparty/*",),
-               "pillow-11.0.0.tar.gz"),
+    BigPackage(
+        "pillow",
+        "11.0.0",
+        "pypi",
+        ("src/libImaging/*.c", "src/libImaging/*.h", "src/*.c", "src/PIL/*.py"),
+        ("*/thirdparty/*",),
+        "pillow-11.0.0.tar.gz",
+    ),
     BigPackage("three", "0.170.0", "npm", ("src/**/*.js",), (), "three-0.170.0.tgz"),
-    BigPackage("@typescript-eslint/typescript-estree", "8.18.0", "npm",
-               ("dist/**/*.js", "dist/**/*.d.ts"), ("*.map",),
-               "typescript-eslint-typescript-estree-8.18.0.tgz"),
+    BigPackage(
+        "@typescript-eslint/typescript-estree",
+        "8.18.0",
+        "npm",
+        ("dist/**/*.js", "dist/**/*.d.ts"),
+        ("*.map",),
+        "typescript-eslint-typescript-estree-8.18.0.tgz",
+    ),
     # Rust: tokio's crate source as Debian packages it (PyPI's Rust sdists need cargo and
     # crates.io just to read their metadata).
-    BigPackage("librust-tokio-dev", "1.24.2-1", "debian",
-               ("usr/share/cargo/registry/tokio-*/src/**/*.rs",), (),
-               "librust-tokio-dev_1.24.2-1_amd64.deb"),
+    BigPackage(
+        "librust-tokio-dev",
+        "1.24.2-1",
+        "debian",
+        ("usr/share/cargo/registry/tokio-*/src/**/*.rs",),
+        (),
+        "librust-tokio-dev_1.24.2-1_amd64.deb",
+    ),
 )
 
 
@@ -117,14 +139,30 @@ def fetch(package: BigPackage, downloads: Path) -> Path:
     log(f"downloading {package.name} {package.version}")
     cwd = None
     if package.registry == "pypi":
-        command = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
-                   "--no-binary", package.name, f"{package.name}=={package.version}",
-                   "-d", str(downloads)]
+        command = [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--quiet",
+            "--no-deps",
+            "--no-binary",
+            package.name,
+            f"{package.name}=={package.version}",
+            "-d",
+            str(downloads),
+        ]
     elif package.registry == "debian":
         command, cwd = ["apt-get", "download", f"{package.name}={package.version}"], downloads
     else:
-        command = ["npm", "pack", "--silent", f"{package.name}@{package.version}",
-                   "--pack-destination", str(downloads)]
+        command = [
+            "npm",
+            "pack",
+            "--silent",
+            f"{package.name}@{package.version}",
+            "--pack-destination",
+            str(downloads),
+        ]
     subprocess.run(command, check=True, capture_output=True, timeout=900, cwd=cwd)
     archive = _find_archive(downloads, package)
     if archive is None:
@@ -154,8 +192,12 @@ def _members(tar: tarfile.TarFile, package: BigPackage) -> Iterator[tuple[tarfil
 def _open_archive(archive: Path) -> tarfile.TarFile:
     """A tarball, or the file system tarball of a Debian package (via dpkg-deb)."""
     if archive.suffix == ".deb":
-        data = subprocess.run(["dpkg-deb", "--fsys-tarfile", str(archive)], check=True,
-                              capture_output=True, timeout=300).stdout
+        data = subprocess.run(
+            ["dpkg-deb", "--fsys-tarfile", str(archive)],
+            check=True,
+            capture_output=True,
+            timeout=300,
+        ).stdout
         return tarfile.open(fileobj=io.BytesIO(data))
     return tarfile.open(archive)
 
@@ -187,8 +229,14 @@ def count_tree(root: Path, by_top: bool = False) -> TreeStats:
         if by_top:
             top = path.relative_to(root).parts[0]
             packages.setdefault(top, Counter()).update(files=1, loc=lines)
-    return TreeStats(root, files, loc, size, {k: dict(v) for k, v in sorted(languages.items())},
-                     {k: dict(v) for k, v in packages.items()})
+    return TreeStats(
+        root,
+        files,
+        loc,
+        size,
+        {k: dict(v) for k, v in sorted(languages.items())},
+        {k: dict(v) for k, v in packages.items()},
+    )
 
 
 def build_big_corpus(fresh: bool = False, cache: Path = BIG_DIR) -> TreeStats:
@@ -206,15 +254,22 @@ def build_big_corpus(fresh: bool = False, cache: Path = BIG_DIR) -> TreeStats:
         data = json.loads(manifest.read_text())
         if data.get("format") == BIG_FORMAT and data.get("packages") == expected:
             stats = data["stats"]
-            return TreeStats(tree, stats["files"], stats["loc"], stats["bytes"],
-                             stats["by_language"], stats["packages"])
+            return TreeStats(
+                tree,
+                stats["files"],
+                stats["loc"],
+                stats["bytes"],
+                stats["by_language"],
+                stats["packages"],
+            )
     if tree.exists():
         shutil.rmtree(tree)
     for package in BIG_PACKAGES:
         _unpack(package, fetch(package, cache / "downloads"), tree)
     stats = count_tree(tree, by_top=True)
-    manifest.write_text(json.dumps({"format": BIG_FORMAT, "packages": expected,
-                                    "stats": stats.as_dict()}, indent=1))
+    manifest.write_text(
+        json.dumps({"format": BIG_FORMAT, "packages": expected, "stats": stats.as_dict()}, indent=1)
+    )
     log(f"big corpus: {stats.files} files, {stats.loc} non-blank lines")
     return stats
 
@@ -222,22 +277,130 @@ def build_big_corpus(fresh: bool = False, cache: Path = BIG_DIR) -> TreeStats:
 # --- generated trees ------------------------------------------------------------------------
 
 WORDS = (
-    "account", "address", "amount", "batch", "buffer", "cache", "cart", "channel", "client",
-    "config", "connection", "context", "count", "cursor", "customer", "data", "deadline",
-    "delta", "device", "discount", "document", "entry", "event", "field", "file", "filter",
-    "frame", "handler", "header", "index", "invoice", "item", "job", "key", "label", "layer",
-    "limit", "line", "list", "lock", "message", "metric", "node", "offset", "order", "owner",
-    "packet", "page", "path", "payload", "payment", "policy", "pool", "price", "queue",
-    "record", "region", "report", "request", "resource", "response", "result", "retry",
-    "route", "rule", "schema", "score", "session", "shard", "signal", "snapshot", "source",
-    "state", "stream", "table", "task", "tenant", "token", "total", "user", "value", "vector",
-    "window", "worker",
+    "account",
+    "address",
+    "amount",
+    "batch",
+    "buffer",
+    "cache",
+    "cart",
+    "channel",
+    "client",
+    "config",
+    "connection",
+    "context",
+    "count",
+    "cursor",
+    "customer",
+    "data",
+    "deadline",
+    "delta",
+    "device",
+    "discount",
+    "document",
+    "entry",
+    "event",
+    "field",
+    "file",
+    "filter",
+    "frame",
+    "handler",
+    "header",
+    "index",
+    "invoice",
+    "item",
+    "job",
+    "key",
+    "label",
+    "layer",
+    "limit",
+    "line",
+    "list",
+    "lock",
+    "message",
+    "metric",
+    "node",
+    "offset",
+    "order",
+    "owner",
+    "packet",
+    "page",
+    "path",
+    "payload",
+    "payment",
+    "policy",
+    "pool",
+    "price",
+    "queue",
+    "record",
+    "region",
+    "report",
+    "request",
+    "resource",
+    "response",
+    "result",
+    "retry",
+    "route",
+    "rule",
+    "schema",
+    "score",
+    "session",
+    "shard",
+    "signal",
+    "snapshot",
+    "source",
+    "state",
+    "stream",
+    "table",
+    "task",
+    "tenant",
+    "token",
+    "total",
+    "user",
+    "value",
+    "vector",
+    "window",
+    "worker",
 )
 VERBS = (
-    "apply", "build", "check", "close", "collect", "compute", "convert", "create", "decode",
-    "delete", "encode", "fetch", "find", "flush", "format", "handle", "load", "merge", "open",
-    "parse", "publish", "read", "refresh", "register", "remove", "render", "reset", "resolve",
-    "save", "schedule", "send", "sort", "split", "store", "sync", "update", "validate", "write",
+    "apply",
+    "build",
+    "check",
+    "close",
+    "collect",
+    "compute",
+    "convert",
+    "create",
+    "decode",
+    "delete",
+    "encode",
+    "fetch",
+    "find",
+    "flush",
+    "format",
+    "handle",
+    "load",
+    "merge",
+    "open",
+    "parse",
+    "publish",
+    "read",
+    "refresh",
+    "register",
+    "remove",
+    "render",
+    "reset",
+    "resolve",
+    "save",
+    "schedule",
+    "send",
+    "sort",
+    "split",
+    "store",
+    "sync",
+    "update",
+    "validate",
+    "write",
 )
 #: (extension, weight) of generated files: a mixed repository, Python and TypeScript first.
 GENERATED_LANGUAGES = (("py", 4), ("ts", 3), ("go", 1), ("rs", 1), ("java", 1))
@@ -263,15 +426,21 @@ class _Namer:
 
     def fn_words(self) -> list[str]:
         return [self.rng.choice(VERBS), self.noun()] + (
-            [self.noun()] if self.rng.random() < 0.4 else [])
+            [self.noun()] if self.rng.random() < 0.4 else []
+        )
 
     def class_words(self) -> list[str]:
-        return [self.noun(), self.rng.choice(("manager", "service", "store", "builder",
-                                              "parser", "client", "registry", "view"))]
+        return [
+            self.noun(),
+            self.rng.choice(
+                ("manager", "service", "store", "builder", "parser", "client", "registry", "view")
+            ),
+        ]
 
 
-def _statements(rng: random.Random, namer: _Namer, lang: str, indent: str, count: int,
-                params: Sequence[str]) -> list[str]:
+def _statements(
+    rng: random.Random, namer: _Namer, lang: str, indent: str, count: int, params: Sequence[str]
+) -> list[str]:
     """Plausible body lines in ``lang`` that use ``params``."""
     out: list[str] = []
     local = [namer.noun() for _ in range(3)]
@@ -283,59 +452,89 @@ def _statements(rng: random.Random, namer: _Namer, lang: str, indent: str, count
             if kind < 0.4:
                 out.append(f"{indent}{name} = {call}({other}, limit={rng.randint(1, 500)})")
             elif kind < 0.7:
-                out += [f"{indent}if {name} is None or len({other}) > {rng.randint(2, 64)}:",
-                        f"{indent}    raise ValueError(f\"bad {name}: {{{other}!r}}\")"]
+                out += [
+                    f"{indent}if {name} is None or len({other}) > {rng.randint(2, 64)}:",
+                    f'{indent}    raise ValueError(f"bad {name}: {{{other}!r}}")',
+                ]
             else:
-                out += [f"{indent}for item in {other}:",
-                        f"{indent}    {name} = {call}(item)"]
+                out += [f"{indent}for item in {other}:", f"{indent}    {name} = {call}(item)"]
         elif lang == "ts":
             if kind < 0.4:
                 out.append(f"{indent}const {name}{i} = {call}({other}, {rng.randint(1, 500)});")
             elif kind < 0.7:
-                out += [f"{indent}if (!{other} || {other}.length > {rng.randint(2, 64)}) {{",
-                        f"{indent}  throw new Error(`bad {name}: ${{{other}}}`);", f"{indent}}}"]
+                out += [
+                    f"{indent}if (!{other} || {other}.length > {rng.randint(2, 64)}) {{",
+                    f"{indent}  throw new Error(`bad {name}: ${{{other}}}`);",
+                    f"{indent}}}",
+                ]
             else:
-                out += [f"{indent}for (const item of {other}) {{",
-                        f"{indent}  this.{_camel([name, 'count'])} += {call}(item);",
-                        f"{indent}}}"]
+                out += [
+                    f"{indent}for (const item of {other}) {{",
+                    f"{indent}  this.{_camel([name, 'count'])} += {call}(item);",
+                    f"{indent}}}",
+                ]
         elif lang == "go":
             if kind < 0.5:
                 callee = _camel(namer.fn_words(), True)
-                out += [f"{indent}{name}{i}, err := {callee}({other})",
-                        f"{indent}if err != nil {{",
-                        f'{indent}\treturn 0, fmt.Errorf("{name}: %w", err)',
-                        f"{indent}}}", f"{indent}_ = {name}{i}"]
+                out += [
+                    f"{indent}{name}{i}, err := {callee}({other})",
+                    f"{indent}if err != nil {{",
+                    f'{indent}\treturn 0, fmt.Errorf("{name}: %w", err)',
+                    f"{indent}}}",
+                    f"{indent}_ = {name}{i}",
+                ]
             else:
-                out += [f"{indent}for _, item := range {other} {{",
-                        f"{indent}\t{_camel([name, 'total'])} += len(item)", f"{indent}}}"]
+                out += [
+                    f"{indent}for _, item := range {other} {{",
+                    f"{indent}\t{_camel([name, 'total'])} += len(item)",
+                    f"{indent}}}",
+                ]
         elif lang == "rs":
             if kind < 0.5:
                 out.append(f"{indent}let {name}_{i} = {call}(&{other})?;")
             else:
-                out += [f"{indent}for item in {other}.iter() {{",
-                        f"{indent}    self.{name}_count += item.len();", f"{indent}}}"]
+                out += [
+                    f"{indent}for item in {other}.iter() {{",
+                    f"{indent}    self.{name}_count += item.len();",
+                    f"{indent}}}",
+                ]
         else:
             if kind < 0.5:
                 out.append(f"{indent}var {name}{i} = {call}({other}, {rng.randint(1, 500)});")
             else:
-                out += [f"{indent}if ({other} == null) {{",
-                        f'{indent}    throw new IllegalArgumentException("{name}");',
-                        f"{indent}}}"]
+                out += [
+                    f"{indent}if ({other} == null) {{",
+                    f'{indent}    throw new IllegalArgumentException("{name}");',
+                    f"{indent}}}",
+                ]
     return out
 
 
 def _python_file(rng: random.Random, namer: _Namer, marker: str) -> str:
-    lines = [f'"""{namer.noun().capitalize()} {namer.noun()} helpers."""', "",
-             "from __future__ import annotations", "", "import logging", "",
-             "log = logging.getLogger(__name__)", ""]
+    lines = [
+        f'"""{namer.noun().capitalize()} {namer.noun()} helpers."""',
+        "",
+        "from __future__ import annotations",
+        "",
+        "import logging",
+        "",
+        "log = logging.getLogger(__name__)",
+        "",
+    ]
     if marker:
         lines += [f'MARKER = "{marker}"', ""]
     for _ in range(rng.randint(1, 3)):
         if rng.random() < 0.4:
             cls = _camel(namer.class_words(), True)
-            lines += ["", f"class {cls}:", f'    """Keeps {namer.noun()}s by {namer.noun()}."""',
-                      "", "    def __init__(self, limit: int = 100) -> None:",
-                      "        self.limit = limit", "        self.items: dict[str, int] = {}"]
+            lines += [
+                "",
+                f"class {cls}:",
+                f'    """Keeps {namer.noun()}s by {namer.noun()}."""',
+                "",
+                "    def __init__(self, limit: int = 100) -> None:",
+                "        self.limit = limit",
+                "        self.items: dict[str, int] = {}",
+            ]
             for _ in range(rng.randint(1, 3)):
                 words = namer.fn_words()
                 lines += ["", f"    def {_snake(words)}(self, {words[1]}: str) -> int:"]
@@ -344,9 +543,12 @@ def _python_file(rng: random.Random, namer: _Namer, marker: str) -> str:
         else:
             words = namer.fn_words()
             params = [namer.noun(), namer.noun() + "s"]
-            lines += ["", "", f"def {_snake(words)}({params[0]}: str, {params[1]}: list[str]) "
-                      "-> list[str]:",
-                      f'    """{words[0].capitalize()} the {" ".join(words[1:])}."""']
+            lines += [
+                "",
+                "",
+                f"def {_snake(words)}({params[0]}: str, {params[1]}: list[str]) -> list[str]:",
+                f'    """{words[0].capitalize()} the {" ".join(words[1:])}."""',
+            ]
             lines += _statements(rng, namer, "py", "    ", rng.randint(3, 9), params)
             lines.append(f"    return sorted({params[1]})")
     return "\n".join(lines) + "\n"
@@ -391,13 +593,20 @@ def _rust_file(rng: random.Random, namer: _Namer, marker: str) -> str:
     lines = ["use std::collections::HashMap;", ""]
     if marker:
         lines += [f'pub const MARKER: &str = "{marker}";', ""]
-    lines += [f"pub struct {_camel(namer.class_words(), True)} {{",
-              f"    {noun}_count: usize,", "    items: HashMap<String, usize>,", "}", "",
-              f"impl {_camel([noun, 'state'], True)} {{"]
+    lines += [
+        f"pub struct {_camel(namer.class_words(), True)} {{",
+        f"    {noun}_count: usize,",
+        "    items: HashMap<String, usize>,",
+        "}",
+        "",
+        f"impl {_camel([noun, 'state'], True)} {{",
+    ]
     for _ in range(rng.randint(1, 3)):
         words = namer.fn_words()
-        lines += [f"    pub fn {_snake(words)}(&mut self, {words[1]}: &[String]) "
-                  "-> Result<usize, String> {"]
+        lines += [
+            f"    pub fn {_snake(words)}(&mut self, {words[1]}: &[String]) "
+            "-> Result<usize, String> {"
+        ]
         lines += _statements(rng, namer, "rs", "        ", rng.randint(2, 5), [words[1]])
         lines += [f"        Ok({words[1]}.len() + self.items.len())", "    }", ""]
     lines.append("}")
@@ -405,8 +614,13 @@ def _rust_file(rng: random.Random, namer: _Namer, marker: str) -> str:
 
 
 def _java_file(rng: random.Random, namer: _Namer, marker: str, cls: str) -> str:
-    lines = [f"package com.example.{namer.noun()};", "", "import java.util.List;", "",
-             f"public class {cls} {{"]
+    lines = [
+        f"package com.example.{namer.noun()};",
+        "",
+        "import java.util.List;",
+        "",
+        f"public class {cls} {{",
+    ]
     if marker:
         lines += [f'    public static final String MARKER = "{marker}";', ""]
     for _ in range(rng.randint(1, 3)):
@@ -428,8 +642,7 @@ def generated_file(seed: int, index: int, marker: str = "") -> tuple[str, str]:
     """
     rng = random.Random(f"{seed}:{index}")
     namer = _Namer(rng)
-    ext = rng.choices([e for e, _ in GENERATED_LANGUAGES],
-                      [w for _, w in GENERATED_LANGUAGES])[0]
+    ext = rng.choices([e for e, _ in GENERATED_LANGUAGES], [w for _, w in GENERATED_LANGUAGES])[0]
     directory = f"{namer.noun()}s/{namer.noun()}" if rng.random() < 0.7 else namer.noun() + "s"
     stem = _snake(namer.fn_words()[1:]) + f"_{index}"
     if ext == "py":
@@ -460,8 +673,7 @@ def generate_tree(root: Path, files: int, seed: int) -> TreeStats:
         if repaired:
             log(f"{root}: repaired {repaired} file(s) left changed by an interrupted run")
         data = json.loads(manifest.read_text())["stats"]
-        return TreeStats(root, data["files"], data["loc"], data["bytes"], data["by_language"],
-                         {})
+        return TreeStats(root, data["files"], data["loc"], data["bytes"], data["by_language"], {})
     if root.exists():
         shutil.rmtree(root)
     root.mkdir(parents=True)

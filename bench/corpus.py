@@ -73,12 +73,18 @@ class PackageSpec:
 #: every function. express and commander add files holding many documented functions each.
 PACKAGES: tuple[PackageSpec, ...] = (
     PackageSpec("click", "8.1.7", "pypi", "python", ("src/click/**/*.py",), strip_prefix="src/"),
-    PackageSpec("requests", "2.32.3", "pypi", "python", ("src/requests/**/*.py",),
-                strip_prefix="src/"),
-    PackageSpec("jinja2", "3.1.4", "pypi", "python", ("src/jinja2/**/*.py",),
-                strip_prefix="src/"),
-    PackageSpec("lodash", "4.17.21", "npm", "js", ("*.js",),
-                exclude=("lodash.js", "core.js", "fp.js", "*.min.js")),
+    PackageSpec(
+        "requests", "2.32.3", "pypi", "python", ("src/requests/**/*.py",), strip_prefix="src/"
+    ),
+    PackageSpec("jinja2", "3.1.4", "pypi", "python", ("src/jinja2/**/*.py",), strip_prefix="src/"),
+    PackageSpec(
+        "lodash",
+        "4.17.21",
+        "npm",
+        "js",
+        ("*.js",),
+        exclude=("lodash.js", "core.js", "fp.js", "*.min.js"),
+    ),
     PackageSpec("express", "4.21.2", "npm", "js", ("index.js", "lib/**/*.js")),
     PackageSpec("commander", "12.1.0", "npm", "js", ("index.js", "lib/**/*.js")),
 )
@@ -161,8 +167,11 @@ def _docstring_expr(node: ast.AST) -> ast.Expr | None:
     if not isinstance(node, _PyDef | ast.Module) or not body:
         return None
     first = body[0]
-    if (isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant)
-            and isinstance(first.value.value, str)):
+    if (
+        isinstance(first, ast.Expr)
+        and isinstance(first.value, ast.Constant)
+        and isinstance(first.value.value, str)
+    ):
         return first
     return None
 
@@ -178,7 +187,7 @@ def _strip_python_once(text: str) -> tuple[str, int]:
     for doc, only in sorted(found, key=lambda item: -item[0].lineno):
         first, last = doc.lineno - 1, (doc.end_lineno or doc.lineno) - 1
         prefix = lines[first].encode()[: doc.col_offset].decode()
-        suffix = lines[last].encode()[doc.end_col_offset or 0:].decode()
+        suffix = lines[last].encode()[doc.end_col_offset or 0 :].decode()
         tail = suffix.strip()
         if prefix.strip() == "" and (tail == "" or tail.startswith("#")) and not only:
             lines[first : last + 1] = []
@@ -261,17 +270,24 @@ def python_targets(package: str, path: str, original: str, stripped: str) -> lis
         if not usable_query(query):
             continue
         start, end = _py_range(located[key])
-        targets.append(Target(package, "python", path, qualname, _py_kind(node, qualname),
-                              start, end, query))
+        targets.append(
+            Target(package, "python", path, qualname, _py_kind(node, qualname), start, end, query)
+        )
     return targets
 
 
 # --- JavaScript -----------------------------------------------------------------------------
 
-_FUNCTION_VALUES = frozenset({
-    "function_expression", "function", "arrow_function", "generator_function",
-    "class", "class_expression",
-})
+_FUNCTION_VALUES = frozenset(
+    {
+        "function_expression",
+        "function",
+        "arrow_function",
+        "generator_function",
+        "class",
+        "class_expression",
+    }
+)
 
 
 def _walk(node: Node) -> Iterator[Node]:
@@ -300,8 +316,11 @@ def _enclosing_class(node: Node) -> str:
 
 def _js_definition(node: Node) -> tuple[Node, str, str] | None:
     """(statement node, qualified name, kind) when ``node`` defines a function or class."""
-    kind_of = {"function_declaration": "function", "generator_function_declaration": "function",
-               "class_declaration": "class"}
+    kind_of = {
+        "function_declaration": "function",
+        "generator_function_declaration": "function",
+        "class_declaration": "class",
+    }
     if node.type in kind_of:
         return node, _text(node.child_by_field_name("name")), kind_of[node.type]
     if node.type == "method_definition":
@@ -315,14 +334,18 @@ def _js_definition(node: Node) -> tuple[Node, str, str] | None:
         statement = node.parent
         single = statement is not None and statement.named_child_count == 1
         kind = "class" if value.type.startswith("class") else "function"
-        return (statement if single and statement else node,
-                _text(node.child_by_field_name("name")), kind)
+        return (
+            statement if single and statement else node,
+            _text(node.child_by_field_name("name")),
+            kind,
+        )
     if node.type == "assignment_expression":
         right = node.child_by_field_name("right")
         if right is None or right.type not in _FUNCTION_VALUES:
             return None
-        statement = node.parent if node.parent and node.parent.type == "expression_statement" \
-            else node
+        statement = (
+            node.parent if node.parent and node.parent.type == "expression_statement" else node
+        )
         kind = "class" if right.type.startswith("class") else "function"
         return statement, _text(node.child_by_field_name("left")), kind
     return None
@@ -371,8 +394,9 @@ def strip_jsdoc(source: bytes) -> bytes:
     return bytes(data)
 
 
-def _documented(comment: Node, by_span: dict[tuple[int, int], tuple[Node, str, str]]
-                ) -> tuple[Node, str, str] | None:
+def _documented(
+    comment: Node, by_span: dict[tuple[int, int], tuple[Node, str, str]]
+) -> tuple[Node, str, str] | None:
     nxt = comment.next_named_sibling
     if nxt is None or nxt.start_point.row - comment.end_point.row > 3:
         return None
@@ -394,8 +418,13 @@ def js_targets(package: str, path: str, original: bytes, stripped: bytes) -> lis
     before_root = parser.parse(original).root_node
     before = _js_definitions(before_root)
     after = _js_definitions(parser.parse(stripped).root_node)
-    before_keys = dict(zip(((n.start_byte, n.end_byte) for n, _, _ in before),
-                           _occurrences([q for _, q, _ in before]), strict=True))
+    before_keys = dict(
+        zip(
+            ((n.start_byte, n.end_byte) for n, _, _ in before),
+            _occurrences([q for _, q, _ in before]),
+            strict=True,
+        )
+    )
     located = dict(zip(_occurrences([q for _, q, _ in after]), after, strict=True))
     by_span = {(n.start_byte, n.end_byte): (n, q, k) for n, q, k in before}
     targets: list[Target] = []
@@ -427,11 +456,28 @@ def fetch(spec: PackageSpec, downloads: Path) -> Path:
     if existing is not None:
         return existing
     if spec.registry == "pypi":
-        command = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
-                   "--no-binary", ":all:", f"{spec.name}=={spec.version}", "-d", str(downloads)]
+        command = [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--quiet",
+            "--no-deps",
+            "--no-binary",
+            ":all:",
+            f"{spec.name}=={spec.version}",
+            "-d",
+            str(downloads),
+        ]
     else:
-        command = ["npm", "pack", "--silent", f"{spec.name}@{spec.version}",
-                   "--pack-destination", str(downloads)]
+        command = [
+            "npm",
+            "pack",
+            "--silent",
+            f"{spec.name}@{spec.version}",
+            "--pack-destination",
+            str(downloads),
+        ]
     subprocess.run(command, check=True, capture_output=True, timeout=600)
     archive = _archive_in(downloads, spec)
     if archive is None:
@@ -440,8 +486,11 @@ def fetch(spec: PackageSpec, downloads: Path) -> Path:
 
 
 def _archive_in(downloads: Path, spec: PackageSpec) -> Path | None:
-    names = {f"{spec.name}-{spec.version}.tar.gz", f"{spec.name}-{spec.version}.tgz",
-             f"{spec.name.replace('-', '_')}-{spec.version}.tar.gz"}
+    names = {
+        f"{spec.name}-{spec.version}.tar.gz",
+        f"{spec.name}-{spec.version}.tgz",
+        f"{spec.name.replace('-', '_')}-{spec.version}.tar.gz",
+    }
     for candidate in downloads.iterdir():
         if candidate.name.lower() in {n.lower() for n in names}:
             return candidate
@@ -514,8 +563,13 @@ def build_package(spec: PackageSpec, cache: Path) -> PackageCorpus:
     if manifest.is_file() and root.is_dir():
         data = json.loads(manifest.read_text())
         if data.get("format") == CORPUS_FORMAT:
-            return PackageCorpus(spec, root, data["archive_sha256"], data["files"],
-                                 [Target(**t) for t in data["candidates"]])
+            return PackageCorpus(
+                spec,
+                root,
+                data["archive_sha256"],
+                data["files"],
+                [Target(**t) for t in data["candidates"]],
+            )
     archive = fetch(spec, cache / "downloads")
     top = _extract(archive, cache / "extracted" / spec.key)
     files: list[str] = []
@@ -528,14 +582,23 @@ def build_package(spec: PackageSpec, cache: Path) -> PackageCorpus:
         targets.extend(found)
     _remove_others(root, set(files))
     corpus = PackageCorpus(spec, root, _sha256(archive), files, _unique_queries(targets))
-    manifest.write_text(json.dumps({
-        "format": CORPUS_FORMAT, "package": asdict(spec), "archive_sha256": corpus.archive_sha256,
-        "files": files, "candidates": [asdict(t) for t in corpus.candidates],
-    }, indent=1))
+    manifest.write_text(
+        json.dumps(
+            {
+                "format": CORPUS_FORMAT,
+                "package": asdict(spec),
+                "archive_sha256": corpus.archive_sha256,
+                "files": files,
+                "candidates": [asdict(t) for t in corpus.candidates],
+            },
+            indent=1,
+        )
+    )
     return corpus
 
 
 def build_corpus(cache: Path, only: Language | None = None) -> list[PackageCorpus]:
     """All benchmark packages (optionally one language's), built or loaded from ``cache``."""
-    return [build_package(spec, cache) for spec in PACKAGES
-            if only is None or spec.language == only]
+    return [
+        build_package(spec, cache) for spec in PACKAGES if only is None or spec.language == only
+    ]

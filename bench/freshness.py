@@ -81,9 +81,15 @@ class WatchBaseline:
     def _run(self) -> None:
         from watchfiles import watch
 
-        for changes in watch(self.root, watch_filter=None, debounce=WATCH_DEBOUNCE_MS,
-                             step=WATCH_STEP_MS, stop_event=self._stop, rust_timeout=500,
-                             raise_interrupt=False):
+        for changes in watch(
+            self.root,
+            watch_filter=None,
+            debounce=WATCH_DEBOUNCE_MS,
+            step=WATCH_STEP_MS,
+            stop_event=self._stop,
+            rust_timeout=500,
+            raise_interrupt=False,
+        ):
             now = time.perf_counter()
             with self._lock:
                 for _, path in changes:
@@ -118,11 +124,16 @@ class WatchBaseline:
 # --- probing the index ----------------------------------------------------------------------
 
 
-def lexical_hits(conn: Connection, root: Path, query: str, limit: int = 10,
-                 paths: list[str] | None = None) -> dict[str, Any]:
+def lexical_hits(
+    conn: Connection, root: Path, query: str, limit: int = 10, paths: list[str] | None = None
+) -> dict[str, Any]:
     """A lexical search restricted to ``root`` (and to ``paths``, if given): the raw result."""
-    params: dict[str, Any] = {"query": query, "repos": [str(root)], "mode": "lexical",
-                              "limit": limit}
+    params: dict[str, Any] = {
+        "query": query,
+        "repos": [str(root)],
+        "mode": "lexical",
+        "limit": limit,
+    }
     if paths:
         params["paths"] = paths
     return conn.call("search", params, timeout_s=60)
@@ -178,12 +189,22 @@ def _ms(since: float, until: float | None) -> float | None:
     return None if until is None else round((until - since) * 1000, 2)
 
 
-def _measure(root: Path, baseline: WatchBaseline, kind: str, path: Path,
-             check: Callable[[], bool], started: float) -> Edit:
+def _measure(
+    root: Path,
+    baseline: WatchBaseline,
+    kind: str,
+    path: Path,
+    check: Callable[[], bool],
+    started: float,
+) -> Edit:
     """Poll ``check`` until the edit made at ``started`` is visible; pair it with the baseline."""
     done = poll_until(check)
-    return Edit(kind, path.relative_to(root).as_posix(), _ms(started, done),
-                _ms(started, baseline.first_after(path, started)))
+    return Edit(
+        kind,
+        path.relative_to(root).as_posix(),
+        _ms(started, done),
+        _ms(started, baseline.first_after(path, started)),
+    )
 
 
 def _visible(conn: Connection, root: Path, rel: str, token: str) -> Callable[[], bool]:
@@ -194,8 +215,14 @@ def _gone(conn: Connection, root: Path, rel: str, token: str) -> Callable[[], bo
     return lambda: not has_token(lexical_hits(conn, root, token), rel, token)
 
 
-def run_edits(conn: Connection, root: Path, baseline: WatchBaseline, config: Config,
-              run: int, rng: random.Random) -> EditRun:
+def run_edits(
+    conn: Connection,
+    root: Path,
+    baseline: WatchBaseline,
+    config: Config,
+    run: int,
+    rng: random.Random,
+) -> EditRun:
     """One run: ``edits_per_run`` new files are created, modified, saved once more with a
     read-your-writes search, then deleted — each step measured on its own."""
     out = EditRun()
@@ -208,16 +235,18 @@ def run_edits(conn: Connection, root: Path, baseline: WatchBaseline, config: Con
         path = rng.choice(dirs) / f"bench_edit_{run}_{i}{Path(rel).suffix}"
         started = _write(path, body)
         rel_path = path.relative_to(root).as_posix()
-        out.edits.append(_measure(root, baseline, "create", path,
-                                  _visible(conn, root, rel_path, token), started))
+        out.edits.append(
+            _measure(root, baseline, "create", path, _visible(conn, root, rel_path, token), started)
+        )
         paths.append(path)
         time.sleep(0.1)
     for i, path in enumerate(paths):
         token = marker_token(rng)
         started = _write(path, generated_file(seed, i, token)[1])
         rel_path = path.relative_to(root).as_posix()
-        out.edits.append(_measure(root, baseline, "modify", path,
-                                  _visible(conn, root, rel_path, token), started))
+        out.edits.append(
+            _measure(root, baseline, "modify", path, _visible(conn, root, rel_path, token), started)
+        )
         time.sleep(0.1)
     for i, path in enumerate(paths):
         out.ryw.append(_read_your_write(conn, root, path, generated_file(seed, i, "")[1], rng))
@@ -227,8 +256,9 @@ def run_edits(conn: Connection, root: Path, baseline: WatchBaseline, config: Con
         started = time.perf_counter()
         path.unlink()
         rel_path = path.relative_to(root).as_posix()
-        out.edits.append(_measure(root, baseline, "delete", path,
-                                  _gone(conn, root, rel_path, token), started))
+        out.edits.append(
+            _measure(root, baseline, "delete", path, _gone(conn, root, rel_path, token), started)
+        )
         time.sleep(0.1)
     return out
 
@@ -241,15 +271,25 @@ def _current_token(path: Path) -> str:
     raise ValueError(f"{path} holds no marker")
 
 
-def _read_your_write(conn: Connection, root: Path, path: Path, template: str,
-                     rng: random.Random) -> tuple[float, bool]:
+def _read_your_write(
+    conn: Connection, root: Path, path: Path, template: str, rng: random.Random
+) -> tuple[float, bool]:
     """Save, then one search with wait_paths: (latency ms, whether the reply shows the save)."""
     token = marker_token(rng)
     body = template + f"\n{_comment(path.suffix)} {token}\n"
     started = _write(path, body)
-    result = conn.call("search", {"query": token, "repos": [str(root)], "mode": "lexical",
-                                  "limit": 10, "wait_s": 10.0, "wait_paths": [str(path)]},
-                       timeout_s=60)
+    result = conn.call(
+        "search",
+        {
+            "query": token,
+            "repos": [str(root)],
+            "mode": "lexical",
+            "limit": 10,
+            "wait_s": 10.0,
+            "wait_paths": [str(path)],
+        },
+        timeout_s=60,
+    )
     latency = (time.perf_counter() - started) * 1000
     return round(latency, 2), has_token(result, path.relative_to(root).as_posix(), token)
 
@@ -276,11 +316,13 @@ def _stem_token(rel: str) -> str:
     return Path(rel).stem.lower()
 
 
-def plan_burst(root: Path, config: Config, rng: random.Random, run: int
-               ) -> tuple[dict[Path, str | None], list[Probe]]:
+def plan_burst(
+    root: Path, config: Config, rng: random.Random, run: int
+) -> tuple[dict[Path, str | None], list[Probe]]:
     """The writes of a branch switch: {path: new text, or None to delete} and their probes."""
-    files = sorted(p for p in root.glob("src/**/*") if p.is_file()
-                   and not p.name.startswith("bench_"))
+    files = sorted(
+        p for p in root.glob("src/**/*") if p.is_file() and not p.name.startswith("bench_")
+    )
     chosen = rng.sample(files, min(len(files), int(config.burst * 0.8)))
     n_modify = int(config.burst * 0.6)
     writes: dict[Path, str | None] = {}
@@ -330,20 +372,33 @@ def _check_probes(conn: Connection, root: Path, probes: list[Probe], started: fl
         batch = outstanding[start : start + PROBES_PER_QUERY]
         # Restricted to the batch's files: a file's stem matches all its chunks, and no other
         # chunk (matching common parts of the query's words) can crowd them out.
-        result = lexical_hits(conn, root, " ".join(p.token for p in batch), limit=200,
-                              paths=[_exact_glob(p.rel) for p in batch])
+        result = lexical_hits(
+            conn,
+            root,
+            " ".join(p.token for p in batch),
+            limit=200,
+            paths=[_exact_glob(p.rel) for p in batch],
+        )
         now = time.perf_counter() - started
-        found = {(h["path"], t) for h in result["results"] for t in
-                 {p.token for p in batch} if t in h["content"].lower() or
-                 t == _stem_token(h["path"])}
+        found = {
+            (h["path"], t)
+            for h in result["results"]
+            for t in {p.token for p in batch}
+            if t in h["content"].lower() or t == _stem_token(h["path"])
+        }
         for probe in batch:
             if ((probe.rel, probe.token) in found) == probe.present:
                 probe.seen_s = round(now, 3)
     return all(p.seen_s is not None for p in probes)
 
 
-def run_burst(daemon: Daemon, root: Path, writes: dict[Path, str | None], probes: list[Probe],
-              timeout_s: float) -> dict[str, Any]:
+def run_burst(
+    daemon: Daemon,
+    root: Path,
+    writes: dict[Path, str | None],
+    probes: list[Probe],
+    timeout_s: float,
+) -> dict[str, Any]:
     """Apply a burst and follow it until every probe is satisfied."""
     fresh_at: float | None = None
     saw_busy = False
@@ -368,7 +423,8 @@ def run_burst(daemon: Daemon, root: Path, writes: dict[Path, str | None], probes
                 fresh_at = daemon.wait_fresh(root, 120, 0.05) + converged
     seen = [p.seen_s for p in probes if p.seen_s is not None]
     return {
-        "files": len(probes), "write_s": round(written_s, 3),
+        "files": len(probes),
+        "write_s": round(written_s, 3),
         "converged_s": round(max(seen), 3) if len(seen) == len(probes) else None,
         "unconverged": len(probes) - len(seen),
         "fresh_reported_s": round(fresh_at, 3) if fresh_at is not None else None,
@@ -389,9 +445,12 @@ def _clean_leftovers(root: Path) -> None:
 def _summaries(edits: list[Edit]) -> dict[str, Any]:
     daemon_ms = [e.daemon_ms for e in edits if e.daemon_ms is not None]
     watch_ms = [e.watcher_ms for e in edits if e.watcher_ms is not None]
-    return {"daemon_ms": summarize(daemon_ms), "watcher_ms": summarize(watch_ms),
-            "timeouts": sum(1 for e in edits if e.daemon_ms is None),
-            "watcher_missed": sum(1 for e in edits if e.watcher_ms is None)}
+    return {
+        "daemon_ms": summarize(daemon_ms),
+        "watcher_ms": summarize(watch_ms),
+        "timeouts": sum(1 for e in edits if e.daemon_ms is None),
+        "watcher_missed": sum(1 for e in edits if e.watcher_ms is None),
+    }
 
 
 def _edit_report(runs: list[EditRun]) -> dict[str, Any]:
@@ -401,19 +460,24 @@ def _edit_report(runs: list[EditRun]) -> dict[str, Any]:
         pooled = _summaries([e for r in runs for e in r.edits if e.kind == kind])
         report[kind] = {
             "pooled": pooled,
-            "across_runs": across_runs([r["daemon_ms"] for r in per_run if r["daemon_ms"]["n"]],
-                                       ("p50", "p95", "max")),
+            "across_runs": across_runs(
+                [r["daemon_ms"] for r in per_run if r["daemon_ms"]["n"]], ("p50", "p95", "max")
+            ),
             "watcher_across_runs": across_runs(
-                [r["watcher_ms"] for r in per_run if r["watcher_ms"]["n"]], ("p50", "p95")),
-            "ratio_p50_vs_watcher": ratio(pooled["daemon_ms"].get("p50"),
-                                          pooled["watcher_ms"].get("p50")),
+                [r["watcher_ms"] for r in per_run if r["watcher_ms"]["n"]], ("p50", "p95")
+            ),
+            "ratio_p50_vs_watcher": ratio(
+                pooled["daemon_ms"].get("p50"), pooled["watcher_ms"].get("p50")
+            ),
         }
     ryw = [ms for r in runs for ms, _ in r.ryw]
     report["read_your_writes"] = {
         "latency_ms": summarize(ryw),
-        "across_runs": across_runs([summarize([ms for ms, _ in r.ryw]) for r in runs if r.ryw],
-                                   ("p50", "p95", "max")),
-        "visible": sum(1 for r in runs for _, ok in r.ryw if ok), "n": len(ryw),
+        "across_runs": across_runs(
+            [summarize([ms for ms, _ in r.ryw]) for r in runs if r.ryw], ("p50", "p95", "max")
+        ),
+        "visible": sum(1 for r in runs for _, ok in r.ryw if ok),
+        "n": len(ryw),
     }
     return report
 
@@ -424,10 +488,15 @@ def prepare_index(daemon: Daemon, root: Path, config: Config) -> dict[str, Any]:
     added = daemon.call("add", {"path": str(root)})["added"]
     daemon.wait_fresh(root, config.index_timeout_s, 1.0)
     info = daemon.repo(root)
-    return {"built_this_run": bool(added or (info["last_report"] or {}).get("full", {}).get(
-        "chunks_written")), "wait_s": round(time.perf_counter() - started, 1),
-        "files_indexed": info["files_indexed"], "chunks": info["chunks"],
-        "last_full": (info["last_report"] or {}).get("full")}
+    return {
+        "built_this_run": bool(
+            added or (info["last_report"] or {}).get("full", {}).get("chunks_written")
+        ),
+        "wait_s": round(time.perf_counter() - started, 1),
+        "files_indexed": info["files_indexed"],
+        "chunks": info["chunks"],
+        "last_full": (info["last_report"] or {}).get("full"),
+    }
 
 
 def run(options: SuiteOptions) -> dict[str, Any]:
@@ -463,11 +532,20 @@ def run(options: SuiteOptions) -> dict[str, Any]:
         settle = daemon.wait_fresh(root, 600)
         status = daemon.call("status", {"repo": str(root)})
     results = {
-        "config": {"files": config.files, "edits_per_kind": config.edits_per_run * options.runs,
-                   "burst_files": config.burst, "poll_interval_ms": POLL_S * 1000,
-                   "watch_step_ms": WATCH_STEP_MS, "watch_debounce_ms": WATCH_DEBOUNCE_MS},
-        "tree": tree.as_dict(), "index": index, "prepared": prepared, "settle_s": round(settle, 2),
-        "edits": _edit_report(edit_runs), "burst": bursts,
+        "config": {
+            "files": config.files,
+            "edits_per_kind": config.edits_per_run * options.runs,
+            "burst_files": config.burst,
+            "poll_interval_ms": POLL_S * 1000,
+            "watch_step_ms": WATCH_STEP_MS,
+            "watch_debounce_ms": WATCH_DEBOUNCE_MS,
+        },
+        "tree": tree.as_dict(),
+        "index": index,
+        "prepared": prepared,
+        "settle_s": round(settle, 2),
+        "edits": _edit_report(edit_runs),
+        "burst": bursts,
         "daemon_search_ms": status["daemon"]["metrics"]["search_ms"],
     }
     results["targets"] = _targets(results)
@@ -475,8 +553,9 @@ def run(options: SuiteOptions) -> dict[str, Any]:
     return results
 
 
-def _bursts(daemon: Daemon, root: Path, config: Config, runs: int, rng: random.Random
-            ) -> dict[str, Any]:
+def _bursts(
+    daemon: Daemon, root: Path, config: Config, runs: int, rng: random.Random
+) -> dict[str, Any]:
     """``runs`` branch switches and switches back, each followed to convergence."""
     out: dict[str, list[dict[str, Any]]] = {"switch": [], "switch_back": []}
     for number in range(runs):
@@ -488,14 +567,21 @@ def _bursts(daemon: Daemon, root: Path, config: Config, runs: int, rng: random.R
         back_probes = [_back_probe(root, probe) for probe in probes]
         daemon.wait_fresh(root, 600)
         out["switch_back"].append(run_burst(daemon, root, originals, back_probes, 1800))
-    return {kind: {"runs": items,
-                   "converged_s": median_min_max([r["converged_s"] for r in items
-                                                  if r["converged_s"] is not None]),
-                   "fresh_reported_s": median_min_max([r["fresh_reported_s"] for r in items
-                                                       if r["fresh_reported_s"] is not None]),
-                   "per_file_p50_s": median_min_max([r["per_file_s"]["p50"] for r in items
-                                                     if r["per_file_s"].get("n")])}
-            for kind, items in out.items()}
+    return {
+        kind: {
+            "runs": items,
+            "converged_s": median_min_max(
+                [r["converged_s"] for r in items if r["converged_s"] is not None]
+            ),
+            "fresh_reported_s": median_min_max(
+                [r["fresh_reported_s"] for r in items if r["fresh_reported_s"] is not None]
+            ),
+            "per_file_p50_s": median_min_max(
+                [r["per_file_s"]["p50"] for r in items if r["per_file_s"].get("n")]
+            ),
+        }
+        for kind, items in out.items()
+    }
 
 
 def _back_probe(root: Path, probe: Probe) -> Probe:
@@ -507,10 +593,16 @@ def _back_probe(root: Path, probe: Probe) -> Probe:
 
 
 def _targets(results: dict[str, Any]) -> dict[str, Any]:
-    worst = max((results["edits"][k]["pooled"]["daemon_ms"].get("p95", 0.0) for k in KINDS),
-                default=None)
-    return {"save_to_searchable_p95_ms": {"target": TARGET_P95_MS, "measured": worst,
-                                          "met": worst is not None and worst < TARGET_P95_MS}}
+    worst = max(
+        (results["edits"][k]["pooled"]["daemon_ms"].get("p95", 0.0) for k in KINDS), default=None
+    )
+    return {
+        "save_to_searchable_p95_ms": {
+            "target": TARGET_P95_MS,
+            "measured": worst,
+            "met": worst is not None and worst < TARGET_P95_MS,
+        }
+    }
 
 
 def print_summary(results: dict[str, Any]) -> None:
@@ -519,27 +611,69 @@ def print_summary(results: dict[str, Any]) -> None:
     for kind in KINDS:
         item = results["edits"][kind]
         daemon_ms, watch_ms = item["pooled"]["daemon_ms"], item["pooled"]["watcher_ms"]
-        rows.append([kind, daemon_ms.get("n", 0), fmt(daemon_ms.get("p50")),
-                     fmt(daemon_ms.get("p95")), fmt(daemon_ms.get("max")),
-                     fmt_mmm(item["across_runs"].get("p95")), item["pooled"]["timeouts"],
-                     fmt(watch_ms.get("p50")), fmt(watch_ms.get("p95")),
-                     fmt(item["ratio_p50_vs_watcher"], 2)])
+        rows.append(
+            [
+                kind,
+                daemon_ms.get("n", 0),
+                fmt(daemon_ms.get("p50")),
+                fmt(daemon_ms.get("p95")),
+                fmt(daemon_ms.get("max")),
+                fmt_mmm(item["across_runs"].get("p95")),
+                item["pooled"]["timeouts"],
+                fmt(watch_ms.get("p50")),
+                fmt(watch_ms.get("p95")),
+                fmt(item["ratio_p50_vs_watcher"], 2),
+            ]
+        )
     ryw = results["edits"]["read_your_writes"]
-    rows.append(["read-your-writes", ryw["n"], fmt(ryw["latency_ms"].get("p50")),
-                 fmt(ryw["latency_ms"].get("p95")), fmt(ryw["latency_ms"].get("max")),
-                 fmt_mmm(ryw["across_runs"].get("p95")), f"visible {ryw['visible']}/{ryw['n']}",
-                 "-", "-", "-"])
-    print_table(f"Save → searchable, ms ({results['tree']['files']}-file repo)",
-                ["edit", "n", "p50", "p95", "max", "p95 median (min–max) of runs", "timeouts",
-                 "watcher p50", "watcher p95", "p50 / watcher"], rows)
+    rows.append(
+        [
+            "read-your-writes",
+            ryw["n"],
+            fmt(ryw["latency_ms"].get("p50")),
+            fmt(ryw["latency_ms"].get("p95")),
+            fmt(ryw["latency_ms"].get("max")),
+            fmt_mmm(ryw["across_runs"].get("p95")),
+            f"visible {ryw['visible']}/{ryw['n']}",
+            "-",
+            "-",
+            "-",
+        ]
+    )
+    print_table(
+        f"Save → searchable, ms ({results['tree']['files']}-file repo)",
+        [
+            "edit",
+            "n",
+            "p50",
+            "p95",
+            "max",
+            "p95 median (min–max) of runs",
+            "timeouts",
+            "watcher p50",
+            "watcher p95",
+            "p50 / watcher",
+        ],
+        rows,
+    )
     burst_rows = []
     for kind, item in results["burst"].items():
-        burst_rows.append([kind, results["config"]["burst_files"],
-                           fmt_mmm(item["converged_s"], 2), fmt_mmm(item["fresh_reported_s"], 2),
-                           fmt_mmm(item["per_file_p50_s"], 2)])
-    print_table("Burst (branch switch), seconds: median (min–max) of runs",
-                ["burst", "files", "all visible", "daemon says fresh", "per-file p50"],
-                burst_rows)
+        burst_rows.append(
+            [
+                kind,
+                results["config"]["burst_files"],
+                fmt_mmm(item["converged_s"], 2),
+                fmt_mmm(item["fresh_reported_s"], 2),
+                fmt_mmm(item["per_file_p50_s"], 2),
+            ]
+        )
+    print_table(
+        "Burst (branch switch), seconds: median (min–max) of runs",
+        ["burst", "files", "all visible", "daemon says fresh", "per-file p50"],
+        burst_rows,
+    )
     target = results["targets"]["save_to_searchable_p95_ms"]
-    print(f"\n  target save→searchable p95 < {target['target']:.0f} ms: worst kind "
-          f"{fmt(target['measured'])} ms → {'met' if target['met'] else 'NOT met'}")
+    print(
+        f"\n  target save→searchable p95 < {target['target']:.0f} ms: worst kind "
+        f"{fmt(target['measured'])} ms → {'met' if target['met'] else 'NOT met'}"
+    )

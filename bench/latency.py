@@ -50,11 +50,16 @@ from bench.stats import across_runs, fmt, fmt_mmm, median_min_max, ratio, summar
 from codectxd.lexical import identifier_parts
 
 SUITE = "latency"
-TARGETS = {"socket_p50_ms": 20.0, "socket_p99_ms": 100.0, "socket_p99_indexing_ms": 200.0,
-           "cli_p50_ms": 100.0}
+TARGETS = {
+    "socket_p50_ms": 20.0,
+    "socket_p99_ms": 100.0,
+    "socket_p99_indexing_ms": 200.0,
+    "cli_p50_ms": 100.0,
+}
 REPLICA_BATCH = 500
 _DEFINITION = re.compile(
-    r"(?:def|class|function|func|fn|struct|interface|enum)\s+([A-Za-z_][A-Za-z0-9_]{4,})")
+    r"(?:def|class|function|func|fn|struct|interface|enum)\s+([A-Za-z_][A-Za-z0-9_]{4,})"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,10 +75,23 @@ class Config:
     smoke_files: int = 0  # smoke: a generated tree instead of the big corpus
 
 
-FULL = Config(min_rows=100_000, queries_single=200, clients=50, queries_per_client=4,
-              cli_runs=60, background_files=3_000)
-SMOKE = Config(min_rows=400, queries_single=20, clients=50, queries_per_client=1, cli_runs=8,
-               background_files=300, smoke_files=50)
+FULL = Config(
+    min_rows=100_000,
+    queries_single=200,
+    clients=50,
+    queries_per_client=4,
+    cli_runs=60,
+    background_files=3_000,
+)
+SMOKE = Config(
+    min_rows=400,
+    queries_single=20,
+    clients=50,
+    queries_per_client=1,
+    cli_runs=8,
+    background_files=300,
+    smoke_files=50,
+)
 
 
 # --- the index ------------------------------------------------------------------------------
@@ -83,9 +101,13 @@ def _store_for(data_dir: Path) -> Any:
     from codectxd.config import load_settings
     from codectxd.store import Store
 
-    settings = load_settings({"CODECTX_DATA_DIR": str(data_dir),
-                              "CODECTX_CONFIG": "/nonexistent/codectx.toml",
-                              "CODECTX_RUNTIME_DIR": "/tmp/cxb-none"})
+    settings = load_settings(
+        {
+            "CODECTX_DATA_DIR": str(data_dir),
+            "CODECTX_CONFIG": "/nonexistent/codectx.toml",
+            "CODECTX_RUNTIME_DIR": "/tmp/cxb-none",
+        }
+    )
     return Store(settings.milvus_uri)
 
 
@@ -105,10 +127,25 @@ def replicate(data_dir: Path, min_rows: int) -> dict[str, Any]:
     store = _store_for(data_dir)
     try:
         (collection,) = store.list_collections()
-        fields = ["id", "path", "language", "ext", "start_line", "end_line", "symbol", "kind",
-                  "content", "content_hash", "lexical", "dense"]
-        real = [r for r in store.rows_of(collection, "start_line >= 0", fields)
-                if not r["path"].startswith("_replica")]
+        fields = [
+            "id",
+            "path",
+            "language",
+            "ext",
+            "start_line",
+            "end_line",
+            "symbol",
+            "kind",
+            "content",
+            "content_hash",
+            "lexical",
+            "dense",
+        ]
+        real = [
+            r
+            for r in store.rows_of(collection, "start_line >= 0", fields)
+            if not r["path"].startswith("_replica")
+        ]
         existing = store.count(collection)
         copies = -(-min_rows // max(len(real), 1))  # ceil: real + (copies - 1) replicas
         started = time.perf_counter()
@@ -118,20 +155,36 @@ def replicate(data_dir: Path, min_rows: int) -> dict[str, Any]:
                 continue
             store.delete_paths(collection, sorted({prefix + r["path"] for r in real}))
             for start in range(0, len(real), REPLICA_BATCH):
-                rows = [Row(id=f"r{copy}-{r['id']}"[:64], path=prefix + r["path"],
-                            language=r["language"], ext=r["ext"], start_line=r["start_line"],
-                            end_line=r["end_line"], symbol=r["symbol"], kind=r["kind"],
-                            content=r["content"], content_hash=r["content_hash"],
-                            lexical=r["lexical"], dense=np.asarray(r["dense"], np.float32))
-                        for r in real[start : start + REPLICA_BATCH]]
+                rows = [
+                    Row(
+                        id=f"r{copy}-{r['id']}"[:64],
+                        path=prefix + r["path"],
+                        language=r["language"],
+                        ext=r["ext"],
+                        start_line=r["start_line"],
+                        end_line=r["end_line"],
+                        symbol=r["symbol"],
+                        kind=r["kind"],
+                        content=r["content"],
+                        content_hash=r["content_hash"],
+                        lexical=r["lexical"],
+                        dense=np.asarray(r["dense"], np.float32),
+                    )
+                    for r in real[start : start + REPLICA_BATCH]
+                ]
                 store.replace_files(collection, [], rows)
             log(f"replica {copy}/{copies - 1} written")
         total = store.count(collection)
     finally:
         store.close()
-    done = {"collection": collection, "rows_real": len(real), "rows_before": existing,
-            "rows_total": total, "copies": copies,
-            "replicate_s": round(time.perf_counter() - started, 1)}
+    done = {
+        "collection": collection,
+        "rows_real": len(real),
+        "rows_before": existing,
+        "rows_total": total,
+        "copies": copies,
+        "replicate_s": round(time.perf_counter() - started, 1),
+    }
     marker.write_text(json.dumps(done, indent=1))
     return done
 
@@ -139,8 +192,9 @@ def replicate(data_dir: Path, min_rows: int) -> dict[str, Any]:
 def corpus_tree(config: Config, options: SuiteOptions) -> tuple[Path, dict[str, Any]]:
     """The indexed tree: the big corpus (full) or a small generated one (smoke)."""
     if config.smoke_files:
-        stats = generate_tree(perf_cache(options) / "latency-smoke" / "tree", config.smoke_files,
-                              11)
+        stats = generate_tree(
+            perf_cache(options) / "latency-smoke" / "tree", config.smoke_files, 11
+        )
     else:
         stats = build_big_corpus(options.fresh)
     return stats.root, {"files": stats.files, "loc": stats.loc, "bytes": stats.bytes}
@@ -170,8 +224,11 @@ def build_index(config: Config, options: SuiteOptions) -> tuple[Path, Path, dict
             log(f"indexing {root} through the daemon (cached for later runs)")
             daemon.wait_fresh(root, 12 * 3600, 2.0)
             info = daemon.repo(root)
-        tree["indexed"] = {"files": info["files_indexed"], "chunks": info["chunks"],
-                           "last_full": (info["last_report"] or {}).get("full")}
+        tree["indexed"] = {
+            "files": info["files_indexed"],
+            "chunks": info["chunks"],
+            "last_full": (info["last_report"] or {}).get("full"),
+        }
         (base / "indexed.json").write_text(json.dumps(tree["indexed"], indent=1))
     else:
         tree["indexed"] = json.loads((base / "indexed.json").read_text())
@@ -187,8 +244,17 @@ def make_queries(root: Path, count: int, seed: int = 5) -> list[str]:
     ("parseConfig", "parse config"), alternating, in a seeded order."""
     names: set[str] = set()
     for path in sorted(root.rglob("*")):
-        if path.is_file() and path.suffix in {".py", ".js", ".ts", ".go", ".rs", ".java", ".c",
-                                              ".h", ".cpp"}:
+        if path.is_file() and path.suffix in {
+            ".py",
+            ".js",
+            ".ts",
+            ".go",
+            ".rs",
+            ".java",
+            ".c",
+            ".h",
+            ".cpp",
+        }:
             names.update(_DEFINITION.findall(path.read_text(errors="replace")))
     rng = random.Random(seed)
     ordered = sorted(names)
@@ -230,8 +296,9 @@ class QueryPool:
 # --- measurements ---------------------------------------------------------------------------
 
 
-def socket_latencies(daemon: Daemon, root: Path, queries: list[str], clients: int
-                     ) -> tuple[list[float], list[float], float]:
+def socket_latencies(
+    daemon: Daemon, root: Path, queries: list[str], clients: int
+) -> tuple[list[float], list[float], float]:
     """Client-side wall latency (ms) and the daemon's ``took_ms`` of each search, and the
     throughput (searches/s); the queries are split among ``clients`` threads with a connection
     each, released together."""
@@ -250,8 +317,9 @@ def socket_latencies(daemon: Daemon, root: Path, queries: list[str], clients: in
                 barrier.wait(60)
                 for query in mine:
                     started = time.perf_counter()
-                    result = conn.call("search", {"query": query, "repos": [str(root)],
-                                                  "limit": 10}, timeout_s=120)
+                    result = conn.call(
+                        "search", {"query": query, "repos": [str(root)], "limit": 10}, timeout_s=120
+                    )
                     elapsed = (time.perf_counter() - started) * 1000
                     with lock:
                         wall.append(elapsed)
@@ -276,9 +344,22 @@ def cli_latencies(daemon: Daemon, root: Path, queries: list[str]) -> list[float]
     out: list[float] = []
     for query in queries:
         started = time.perf_counter()
-        done = subprocess.run([*command, "--socket", str(daemon.socket), "search", query,
-                               "--repo", str(root), "--json"], env=daemon.env,
-                              capture_output=True, timeout=120, check=False)
+        done = subprocess.run(
+            [
+                *command,
+                "--socket",
+                str(daemon.socket),
+                "search",
+                query,
+                "--repo",
+                str(root),
+                "--json",
+            ],
+            env=daemon.env,
+            capture_output=True,
+            timeout=120,
+            check=False,
+        )
         out.append((time.perf_counter() - started) * 1000)
         if done.returncode != 0:
             raise RuntimeError(f"codectx-client failed: {done.stderr.decode()[-500:]}")
@@ -290,47 +371,69 @@ def rg_latencies(roots: list[Path], queries: list[str]) -> list[float]:
     out: list[float] = []
     for query in queries:
         started = time.perf_counter()
-        subprocess.run(["rg", "-F", "-l", "--no-messages", query, *map(str, roots)],
-                       capture_output=True, timeout=120, check=False)
+        subprocess.run(
+            ["rg", "-F", "-l", "--no-messages", query, *map(str, roots)],
+            capture_output=True,
+            timeout=120,
+            check=False,
+        )
         out.append((time.perf_counter() - started) * 1000)
     return out
 
 
-def hyperfine(commands: dict[str, list[str]], runs: int, env: dict[str, str] | None = None
-              ) -> dict[str, Any] | None:
+def hyperfine(
+    commands: dict[str, list[str]], runs: int, env: dict[str, str] | None = None
+) -> dict[str, Any] | None:
     """Time each command with hyperfine (``-N``, 3 warm-ups); None when it is not installed."""
     if shutil.which("hyperfine") is None:
         return None
     with short_tmp("cxh") as tmp:
         export = tmp / "out.json"
-        argv = ["hyperfine", "-N", "--warmup", "3", "--runs", str(runs), "--style", "none",
-                "--export-json", str(export)]
+        argv = [
+            "hyperfine",
+            "-N",
+            "--warmup",
+            "3",
+            "--runs",
+            str(runs),
+            "--style",
+            "none",
+            "--export-json",
+            str(export),
+        ]
         for name, command in commands.items():
             argv += ["-n", name, " ".join(command)]
         subprocess.run(argv, capture_output=True, timeout=1800, check=True, env=env)
         data = json.loads(export.read_text())
-    return {item["command"]: summarize([t * 1000 for t in item["times"]])
-            for item in data["results"]}
+    return {
+        item["command"]: summarize([t * 1000 for t in item["times"]]) for item in data["results"]
+    }
 
 
-def measure_round(daemon: Daemon, root: Path, config: Config, pool: QueryPool, runs: int
-                  ) -> dict[str, Any]:
+def measure_round(
+    daemon: Daemon, root: Path, config: Config, pool: QueryPool, runs: int
+) -> dict[str, Any]:
     """1 client and ``clients`` concurrent clients, ``runs`` times each."""
     out: dict[str, Any] = {}
     for clients, per in ((1, config.queries_single), (config.clients, config.queries_per_client)):
         summaries, pooled, took, rates = [], [], [], []
         for _ in range(runs):
-            wall, daemon_ms, rate = socket_latencies(daemon, root, pool.take(clients * per),
-                                                     clients)
+            wall, daemon_ms, rate = socket_latencies(
+                daemon, root, pool.take(clients * per), clients
+            )
             summaries.append(summarize(wall))
             pooled += wall
             took += daemon_ms
             rates.append(rate)
         out[f"clients_{clients}"] = {
-            "clients": clients, "queries_per_run": clients * per,
-            "runs": summaries, "across_runs": across_runs(summaries, ("p50", "p95", "p99")),
-            "pooled_ms": summarize(pooled), "daemon_took_ms": summarize(took),
-            "searches_per_s": median_min_max(rates)}
+            "clients": clients,
+            "queries_per_run": clients * per,
+            "runs": summaries,
+            "across_runs": across_runs(summaries, ("p50", "p95", "p99")),
+            "pooled_ms": summarize(pooled),
+            "daemon_took_ms": summarize(took),
+            "searches_per_s": median_min_max(rates),
+        }
     return out
 
 
@@ -358,8 +461,12 @@ def start_background(daemon: Daemon, tmp: Path, files: int) -> Path:
 
 def still_indexing(daemon: Daemon, root: Path) -> dict[str, Any]:
     info = daemon.repo(root)
-    return {"state": info["state"], "files_indexed": info["files_indexed"],
-            "files_pending": info["files_pending"], "indexing": info["state"] != "ready"}
+    return {
+        "state": info["state"],
+        "files_indexed": info["files_indexed"],
+        "files_pending": info["files_pending"],
+        "indexing": info["state"] != "ready",
+    }
 
 
 # --- the suite ------------------------------------------------------------------------------
@@ -370,8 +477,11 @@ def run(options: SuiteOptions) -> dict[str, Any]:
     config = SMOKE if options.smoke else FULL
     root, data_dir, index = build_index(config, options)
     copies = index["replicas"]["copies"]
-    needed = options.runs * 2 * (config.queries_single + config.clients *
-                                 config.queries_per_client) + 2 * config.cli_runs + 50
+    needed = (
+        options.runs * 2 * (config.queries_single + config.clients * config.queries_per_client)
+        + 2 * config.cli_runs
+        + 50
+    )
     pool = QueryPool(make_queries(root, needed))
     identifiers = [q for q in make_queries(root, 400, seed=9) if " " not in q]
     results: dict[str, Any] = {"config": asdict(config), "index": index}
@@ -388,8 +498,9 @@ def run(options: SuiteOptions) -> dict[str, Any]:
         start_background(daemon, run_dir, config.background_files)
         results["socket"]["indexing"] = measure_round(daemon, root, config, pool, options.runs)
         results["background"] = still_indexing(daemon, run_dir / "bg")
-        results["cli"]["indexing"] = {"own_ms": summarize(cli_latencies(
-            daemon, root, pool.take(config.cli_runs)))}
+        results["cli"]["indexing"] = {
+            "own_ms": summarize(cli_latencies(daemon, root, pool.take(config.cli_runs)))
+        }
         results["background_end"] = still_indexing(daemon, run_dir / "bg")
         results["daemon_status"] = daemon.call("status", {"repo": str(root)})["daemon"]["metrics"]
         daemon.call("remove", {"path": str(run_dir / "bg")}, timeout_s=300)
@@ -398,28 +509,54 @@ def run(options: SuiteOptions) -> dict[str, Any]:
     return results
 
 
-def _cli(daemon: Daemon, root: Path, config: Config, pool: QueryPool,
-         identifiers: list[str]) -> dict[str, Any]:
-    out: dict[str, Any] = {"own_ms": summarize(cli_latencies(daemon, root,
-                                                             pool.take(config.cli_runs)))}
+def _cli(
+    daemon: Daemon, root: Path, config: Config, pool: QueryPool, identifiers: list[str]
+) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "own_ms": summarize(cli_latencies(daemon, root, pool.take(config.cli_runs)))
+    }
     exe = shutil.which("codectx-client", path=str(Path(sys.executable).parent)) or "codectx-client"
     fixed = identifiers[0]
-    out["hyperfine_ms"] = hyperfine({
-        "cli search (fixed query)": [exe, "--socket", str(daemon.socket), "search", fixed,
-                                     "--repo", str(root), "--json"],
-        "cli ping": [exe, "--socket", str(daemon.socket), "ping"],
-    }, max(config.cli_runs, 5), env=daemon.env)
+    out["hyperfine_ms"] = hyperfine(
+        {
+            "cli search (fixed query)": [
+                exe,
+                "--socket",
+                str(daemon.socket),
+                "search",
+                fixed,
+                "--repo",
+                str(root),
+                "--json",
+            ],
+            "cli ping": [exe, "--socket", str(daemon.socket), "ping"],
+        },
+        max(config.cli_runs, 5),
+        env=daemon.env,
+    )
     return out
 
 
 def _rg(root: Path, copies: int, config: Config, identifiers: list[str]) -> dict[str, Any]:
     roots = [root] * copies
     tree = count_tree(root) if config.smoke_files else None
-    out: dict[str, Any] = {"tree_copies": copies,
-                           "own_ms": summarize(rg_latencies(roots, identifiers[: config.cli_runs]))}
-    out["hyperfine_ms"] = hyperfine({"rg -F -l (fixed query)": [
-        "rg", "-F", "-l", "--no-messages", identifiers[0], *map(str, roots)]},
-        max(config.cli_runs, 5))
+    out: dict[str, Any] = {
+        "tree_copies": copies,
+        "own_ms": summarize(rg_latencies(roots, identifiers[: config.cli_runs])),
+    }
+    out["hyperfine_ms"] = hyperfine(
+        {
+            "rg -F -l (fixed query)": [
+                "rg",
+                "-F",
+                "-l",
+                "--no-messages",
+                identifiers[0],
+                *map(str, roots),
+            ]
+        },
+        max(config.cli_runs, 5),
+    )
     if tree is not None:
         out["tree_files"] = tree.files
     return out
@@ -431,14 +568,18 @@ def _targets(results: dict[str, Any]) -> dict[str, Any]:
     cli = results["cli"]["idle"]["own_ms"]
 
     def entry(target: float, measured: float | None) -> dict[str, Any]:
-        return {"target": target, "measured": measured,
-                "met": measured is not None and measured < target}
+        return {
+            "target": target,
+            "measured": measured,
+            "met": measured is not None and measured < target,
+        }
 
     return {
         "socket_p50_ms": entry(TARGETS["socket_p50_ms"], idle.get("p50", {}).get("median")),
         "socket_p99_ms": entry(TARGETS["socket_p99_ms"], idle.get("p99", {}).get("median")),
-        "socket_p99_indexing_ms": entry(TARGETS["socket_p99_indexing_ms"],
-                                        busy.get("p99", {}).get("median")),
+        "socket_p99_indexing_ms": entry(
+            TARGETS["socket_p99_indexing_ms"], busy.get("p99", {}).get("median")
+        ),
         "cli_p50_ms": entry(TARGETS["cli_p50_ms"], cli.get("p50")),
         "rows": results["index"]["replicas"]["rows_total"],
     }
@@ -451,28 +592,61 @@ def print_summary(results: dict[str, Any]) -> None:
     for state in ("idle", "indexing"):
         for key, item in results["socket"][state].items():
             runs = item["across_runs"]
-            rows.append([f"socket, {item['clients']} client(s)", state,
-                         fmt_mmm(runs.get("p50")), fmt_mmm(runs.get("p95")),
-                         fmt_mmm(runs.get("p99")), fmt(item["daemon_took_ms"].get("p50")),
-                         fmt_mmm(item["searches_per_s"]),
-                         fmt(ratio(runs.get("p50", {}).get("median"), rg_p50), 2)])
+            rows.append(
+                [
+                    f"socket, {item['clients']} client(s)",
+                    state,
+                    fmt_mmm(runs.get("p50")),
+                    fmt_mmm(runs.get("p95")),
+                    fmt_mmm(runs.get("p99")),
+                    fmt(item["daemon_took_ms"].get("p50")),
+                    fmt_mmm(item["searches_per_s"]),
+                    fmt(ratio(runs.get("p50", {}).get("median"), rg_p50), 2),
+                ]
+            )
             del key
     for state in ("idle", "indexing"):
         own = results["cli"][state]["own_ms"]
-        rows.append(["codectx-client (process)", state, fmt(own.get("p50")), fmt(own.get("p95")),
-                     fmt(own.get("p99")), "-", "-", fmt(ratio(own.get("p50"), rg_p50), 2)])
+        rows.append(
+            [
+                "codectx-client (process)",
+                state,
+                fmt(own.get("p50")),
+                fmt(own.get("p95")),
+                fmt(own.get("p99")),
+                "-",
+                "-",
+                fmt(ratio(own.get("p50"), rg_p50), 2),
+            ]
+        )
     rg = results["baseline_rg"]["own_ms"]
-    rows.append([f"rg -F -l (tree ×{results['baseline_rg']['tree_copies']})", "idle",
-                 fmt(rg.get("p50")), fmt(rg.get("p95")), fmt(rg.get("p99")), "-", "-", "1.00"])
+    rows.append(
+        [
+            f"rg -F -l (tree ×{results['baseline_rg']['tree_copies']})",
+            "idle",
+            fmt(rg.get("p50")),
+            fmt(rg.get("p95")),
+            fmt(rg.get("p99")),
+            "-",
+            "-",
+            "1.00",
+        ]
+    )
     rows_total = results["index"]["replicas"]["rows_total"]
-    print_table(f"Search latency, ms, {rows_total} rows (median (min–max) of runs' percentiles)",
-                ["path", "daemon", "p50", "p95", "p99", "daemon took p50", "searches/s",
-                 "p50 / rg"], rows)
+    print_table(
+        f"Search latency, ms, {rows_total} rows (median (min–max) of runs' percentiles)",
+        ["path", "daemon", "p50", "p95", "p99", "daemon took p50", "searches/s", "p50 / rg"],
+        rows,
+    )
     hyper = results["cli"]["idle"].get("hyperfine_ms") or {}
     for name, summary in {**hyper, **(results["baseline_rg"].get("hyperfine_ms") or {})}.items():
-        print(f"  hyperfine {name}: p50 {fmt(summary.get('p50'))} ms, "
-              f"p95 {fmt(summary.get('p95'))} ms")
+        print(
+            f"  hyperfine {name}: p50 {fmt(summary.get('p50'))} ms, "
+            f"p95 {fmt(summary.get('p95'))} ms"
+        )
     for name, item in results["targets"].items():
         if isinstance(item, dict):
-            print(f"  target {name} < {item['target']:.0f}: {fmt(item['measured'])} → "
-                  f"{'met' if item['met'] else 'NOT met'}")
+            print(
+                f"  target {name} < {item['target']:.0f}: {fmt(item['measured'])} → "
+                f"{'met' if item['met'] else 'NOT met'}"
+            )

@@ -65,15 +65,18 @@ def idle_rss(data_dir: Path, roots: list[Path], sample_s: float) -> dict[str, An
         memory = daemon.call("status")["daemon"]["memory"]
     own = [s[1] for s in sampler.samples]
     kids = [s[2] for s in sampler.samples]
-    return {"daemon_mb": round(statistics.median(own), 1),
-            "children_mb": round(statistics.median(kids), 1),
-            "total_mb": round(statistics.median([a + b for a, b in zip(own, kids, strict=True)]),
-                              1),
-            "status_rss_mb": memory["rss_mb"], "samples": len(own)}
+    return {
+        "daemon_mb": round(statistics.median(own), 1),
+        "children_mb": round(statistics.median(kids), 1),
+        "total_mb": round(statistics.median([a + b for a, b in zip(own, kids, strict=True)]), 1),
+        "status_rss_mb": memory["rss_mb"],
+        "samples": len(own),
+    }
 
 
-def trace_indexing(data_dir: Path, roots: list[Path], new_root: Path, budget_mb: int | None,
-                   limit_s: float) -> dict[str, Any]:
+def trace_indexing(
+    data_dir: Path, roots: list[Path], new_root: Path, budget_mb: int | None, limit_s: float
+) -> dict[str, Any]:
     """Index ``new_root`` (with the other repositories loaded) under ``budget_mb`` (None: the
     default), tracing RSS every 0.5 s and the status memory fields every 2 s."""
     env = {"CODECTX_MEMORY_BUDGET_MB": str(budget_mb)} if budget_mb else {}
@@ -109,14 +112,20 @@ def trace_indexing(data_dir: Path, roots: list[Path], new_root: Path, budget_mb:
     totals = [own + kids for _, own, kids in sampler.samples]
     limit = budget_mb or memory["budget_mb"]
     return {
-        "budget_mb": limit, "finished": finished, "seconds": round(seconds, 1),
-        "files_indexed": info["files_indexed"], "chunks": info["chunks"],
-        "rss_mb": summarize(totals, 1), "peak_mb": max(totals, default=0.0),
+        "budget_mb": limit,
+        "finished": finished,
+        "seconds": round(seconds, 1),
+        "files_indexed": info["files_indexed"],
+        "chunks": info["chunks"],
+        "rss_mb": summarize(totals, 1),
+        "peak_mb": max(totals, default=0.0),
         "peak_over_budget": ratio(max(totals, default=0.0), limit, 3),
         "share_over_budget": round(sum(1 for t in totals if t > limit) / max(len(totals), 1), 3),
-        "share_over_tolerance": round(sum(1 for t in totals if t > limit * (1 + TOLERANCE))
-                                      / max(len(totals), 1), 3),
-        "memory_status": memory, "status_trace": status_trace,
+        "share_over_tolerance": round(
+            sum(1 for t in totals if t > limit * (1 + TOLERANCE)) / max(len(totals), 1), 3
+        ),
+        "memory_status": memory,
+        "status_trace": status_trace,
         "states_seen": dict(Counter(item["state"] for item in status_trace)),
         "status_peak_rss_mb": max((item["peak_rss_mb"] for item in status_trace), default=None),
         "rss_trace": [list(s) for s in sampler.samples],
@@ -138,21 +147,33 @@ def run(options: SuiteOptions) -> dict[str, Any]:
     idle_total = statistics.median(r["total_mb"] for r in idle_runs)
     budget = max(1, round(idle_total * BUDGET_FACTOR))
     results: dict[str, Any] = {
-        "sizes": sizes, "prepared": prepared, "idle": {"runs": idle_runs, **{
-            k: median_min_max([r[k] for r in idle_runs])
-            for k in ("daemon_mb", "children_mb", "total_mb")}},
-        "budget_mb": budget, "budget_factor": BUDGET_FACTOR}
+        "sizes": sizes,
+        "prepared": prepared,
+        "idle": {
+            "runs": idle_runs,
+            **{
+                k: median_min_max([r[k] for r in idle_runs])
+                for k in ("daemon_mb", "children_mb", "total_mb")
+            },
+        },
+        "budget_mb": budget,
+        "budget_factor": BUDGET_FACTOR,
+    }
     with short_tmp("cxbm") as tmp:
         seed = time.time_ns() % 1_000_000_007
         for name, limit, tree_seed in (("budget", budget, seed), ("no_budget", None, seed + 1)):
             new_root = generate_tree(tmp / name, sizes["new_files"], tree_seed).root
             log(f"indexing {sizes['new_files']} new files, budget {limit or 'default'} MB")
-            results[name] = trace_indexing(data_dir, roots, new_root, limit,
-                                           sizes["trace_limit_s"])
+            results[name] = trace_indexing(data_dir, roots, new_root, limit, sizes["trace_limit_s"])
     peak = results["budget"]["peak_mb"]
-    results["targets"] = {"rss_within_budget": {
-        "target": f"≤ budget + {TOLERANCE:.0%}", "budget_mb": budget, "measured_peak_mb": peak,
-        "met": peak <= budget * (1 + TOLERANCE)}}
+    results["targets"] = {
+        "rss_within_budget": {
+            "target": f"≤ budget + {TOLERANCE:.0%}",
+            "budget_mb": budget,
+            "measured_peak_mb": peak,
+            "met": peak <= budget * (1 + TOLERANCE),
+        }
+    }
     print_summary(results)
     return results
 
@@ -160,22 +181,48 @@ def run(options: SuiteOptions) -> dict[str, Any]:
 def print_summary(results: dict[str, Any]) -> None:
     """The suite's tables on stdout."""
     idle = results["idle"]
-    print_table("Idle RSS with 3 indexed repositories, MB (median (min–max) of starts)",
-                ["daemon", "Milvus Lite child", "total"],
-                [[fmt_mmm(idle["daemon_mb"]), fmt_mmm(idle["children_mb"]),
-                  fmt_mmm(idle["total_mb"])]])
+    print_table(
+        "Idle RSS with 3 indexed repositories, MB (median (min–max) of starts)",
+        ["daemon", "Milvus Lite child", "total"],
+        [[fmt_mmm(idle["daemon_mb"]), fmt_mmm(idle["children_mb"]), fmt_mmm(idle["total_mb"])]],
+    )
     rows = []
     for name in ("budget", "no_budget"):
         item = results[name]
         memory = item["memory_status"]
         seen = ", ".join(f"{k} {v}" for k, v in item["states_seen"].items())
-        rows.append([name, item["budget_mb"], fmt(item["peak_mb"]), fmt(item["rss_mb"].get("p50")),
-                     fmt(item["peak_over_budget"], 2), f"{item['share_over_budget']:.1%}",
-                     seen or memory.get("state"), memory.get("pauses"), memory.get("paused_s"),
-                     fmt(item["seconds"]) + ("" if item["finished"] else " (limit)")])
-    print_table("Indexing a new repository: RSS (daemon + child) vs budget",
-                ["run", "budget MB", "peak MB", "p50 MB", "peak/budget", "samples over",
-                 "states seen (2 s polls)", "pauses", "paused s", "index s"], rows)
+        rows.append(
+            [
+                name,
+                item["budget_mb"],
+                fmt(item["peak_mb"]),
+                fmt(item["rss_mb"].get("p50")),
+                fmt(item["peak_over_budget"], 2),
+                f"{item['share_over_budget']:.1%}",
+                seen or memory.get("state"),
+                memory.get("pauses"),
+                memory.get("paused_s"),
+                fmt(item["seconds"]) + ("" if item["finished"] else " (limit)"),
+            ]
+        )
+    print_table(
+        "Indexing a new repository: RSS (daemon + child) vs budget",
+        [
+            "run",
+            "budget MB",
+            "peak MB",
+            "p50 MB",
+            "peak/budget",
+            "samples over",
+            "states seen (2 s polls)",
+            "pauses",
+            "paused s",
+            "index s",
+        ],
+        rows,
+    )
     target = results["targets"]["rss_within_budget"]
-    print(f"\n  target RSS {target['target']} ({target['budget_mb']} MB): peak "
-          f"{fmt(target['measured_peak_mb'])} MB → {'met' if target['met'] else 'NOT met'}")
+    print(
+        f"\n  target RSS {target['target']} ({target['budget_mb']} MB): peak "
+        f"{fmt(target['measured_peak_mb'])} MB → {'met' if target['met'] else 'NOT met'}"
+    )

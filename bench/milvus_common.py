@@ -270,8 +270,10 @@ def dense_queries(n_rows: int, count: int, seed: int, noise: float = 0.5) -> np.
     """
     rng = np.random.default_rng([seed, 1])
     ids = rng.integers(0, max(n_rows, 1), size=count)
-    blocks = {int(b): vectors(int(b) * VECTOR_BLOCK, VECTOR_BLOCK, seed)
-              for b in np.unique(ids // VECTOR_BLOCK)}
+    blocks = {
+        int(b): vectors(int(b) * VECTOR_BLOCK, VECTOR_BLOCK, seed)
+        for b in np.unique(ids // VECTOR_BLOCK)
+    }
     base = np.stack([blocks[int(i) // VECTOR_BLOCK][int(i) % VECTOR_BLOCK] for i in ids])
     noisy = base + noise * rng.standard_normal(base.shape).astype(np.float32) / np.sqrt(DIM)
     noisy /= np.linalg.norm(noisy, axis=1, keepdims=True)

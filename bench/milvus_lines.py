@@ -167,8 +167,9 @@ class Settings:
 
 
 FULL = Settings()
-QUICK = Settings(n=2_000, runs=2, queries=50, filtered_queries=30, warmup=10, settle_s=5.0,
-                 conc_s=4.0)
+QUICK = Settings(
+    n=2_000, runs=2, queries=50, filtered_queries=30, warmup=10, settle_s=5.0, conc_s=4.0
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,17 +238,30 @@ def create_collection(client: MilvusClient, index: str) -> None:
     schema.add_field("start_line", DataType.INT64)
     schema.add_field("end_line", DataType.INT64)
     schema.add_field("content", DataType.VARCHAR, max_length=65535)
-    schema.add_field("lexical", DataType.VARCHAR, max_length=65535, enable_analyzer=True,
-                     analyzer_params={"tokenizer": "standard", "filter": ["lowercase"]})
+    schema.add_field(
+        "lexical",
+        DataType.VARCHAR,
+        max_length=65535,
+        enable_analyzer=True,
+        analyzer_params={"tokenizer": "standard", "filter": ["lowercase"]},
+    )
     schema.add_field("sparse", DataType.SPARSE_FLOAT_VECTOR)
     schema.add_field("dense", DataType.FLOAT_VECTOR, dim=mc.DIM)
-    schema.add_function(Function(name="bm25", function_type=FunctionType.BM25,
-                                 input_field_names=["lexical"], output_field_names=["sparse"]))
+    schema.add_function(
+        Function(
+            name="bm25",
+            function_type=FunctionType.BM25,
+            input_field_names=["lexical"],
+            output_field_names=["sparse"],
+        )
+    )
     params = client.prepare_index_params()
-    params.add_index(field_name="dense", index_type=index, metric_type="COSINE",
-                     params=DENSE_INDEX[index][0])
-    params.add_index(field_name="sparse", index_type="SPARSE_INVERTED_INDEX",
-                     metric_type="BM25", params={})
+    params.add_index(
+        field_name="dense", index_type=index, metric_type="COSINE", params=DENSE_INDEX[index][0]
+    )
+    params.add_index(
+        field_name="sparse", index_type="SPARSE_INVERTED_INDEX", metric_type="BM25", params={}
+    )
     if client.has_collection(COLLECTION):
         client.drop_collection(COLLECTION)
     client.create_collection(COLLECTION, schema=schema, index_params=params)
@@ -274,27 +288,46 @@ class Searcher:
 
     def dense(self, vector: list[float], _text: str, expr: str = "") -> list[Any]:
         """Dense top-k search."""
-        return self._client.search(COLLECTION, data=[vector], anns_field="dense", limit=TOP_K,
-                                   filter=expr, search_params=self._dense_params,
-                                   output_fields=OUTPUT_FIELDS)[0]
+        return self._client.search(
+            COLLECTION,
+            data=[vector],
+            anns_field="dense",
+            limit=TOP_K,
+            filter=expr,
+            search_params=self._dense_params,
+            output_fields=OUTPUT_FIELDS,
+        )[0]
 
     def bm25(self, _vector: list[float], text: str, expr: str = "") -> list[Any]:
         """BM25 top-k search."""
-        return self._client.search(COLLECTION, data=[text], anns_field="sparse", limit=TOP_K,
-                                   filter=expr, search_params=self._bm25_params,
-                                   output_fields=OUTPUT_FIELDS)[0]
+        return self._client.search(
+            COLLECTION,
+            data=[text],
+            anns_field="sparse",
+            limit=TOP_K,
+            filter=expr,
+            search_params=self._bm25_params,
+            output_fields=OUTPUT_FIELDS,
+        )[0]
 
     def hybrid(self, vector: list[float], text: str, expr: str = "") -> list[Any]:
         """Dense + BM25 requests fused by RRF; the filter goes into each request."""
         extra = {"expr": expr} if expr else {}
         requests = [
-            self._request(data=[vector], anns_field="dense", param=self._dense_params,
-                          limit=SUB_LIMIT, **extra),
-            self._request(data=[text], anns_field="sparse", param=self._bm25_params,
-                          limit=SUB_LIMIT, **extra),
+            self._request(
+                data=[vector],
+                anns_field="dense",
+                param=self._dense_params,
+                limit=SUB_LIMIT,
+                **extra,
+            ),
+            self._request(
+                data=[text], anns_field="sparse", param=self._bm25_params, limit=SUB_LIMIT, **extra
+            ),
         ]
-        return self._client.hybrid_search(COLLECTION, requests, self._ranker, limit=TOP_K,
-                                          output_fields=OUTPUT_FIELDS)[0]
+        return self._client.hybrid_search(
+            COLLECTION, requests, self._ranker, limit=TOP_K, output_fields=OUTPUT_FIELDS
+        )[0]
 
     def by_kind(self, kind: str) -> Callable[[list[float], str, str], list[Any]]:
         """Return the search method called ``kind`` (dense, bm25 or hybrid)."""
@@ -318,8 +351,9 @@ def count_rows(client: MilvusClient) -> int:
 # --- the run --------------------------------------------------------------------------------
 
 
-def window_stats(events: Sequence[tuple[float, float]], elapsed: float,
-                 windows: int) -> list[dict[str, float]]:
+def window_stats(
+    events: Sequence[tuple[float, float]], elapsed: float, windows: int
+) -> list[dict[str, float]]:
     """Cut timed events into equal time windows and summarise each.
 
     Args:
@@ -460,8 +494,10 @@ class Bench:
         opened = time.perf_counter()
         create_collection(self.client, self.cfg.index)
         self.search = Searcher(self.client, self.cfg.index)
-        self.result["open"] = {"first_open_s": opened - started,
-                               "create_collection_s": time.perf_counter() - opened}
+        self.result["open"] = {
+            "first_open_s": opened - started,
+            "create_collection_s": time.perf_counter() - opened,
+        }
 
     def insert(self) -> None:
         """Insert the n rows in batches; record throughput per fifth of the load."""
@@ -475,7 +511,8 @@ class Bench:
         sizes = [min(self.batch, self.s.n - s) for s in range(0, self.s.n, self.batch)]
         fifths = [
             sum(sizes[i] for i in part) / sum(times[i] for i in part)
-            for part in np.array_split(np.arange(len(times)), 5) if len(part)
+            for part in np.array_split(np.arange(len(times)), 5)
+            if len(part)
         ]
         self.result["insert"] = {
             "rows": self.s.n,
@@ -546,10 +583,20 @@ class Bench:
                     empty += not hits
                     outside += sum(not matches_filter(name, hit) for hit in hits)
                 runs.append(mc.latency_stats(seconds))
-            suites[name] = {"kind": kind, "filter": expr, "runs": runs, "empty_results": empty,
-                            "hits_outside_filter": outside}
-            log(name, "p50", [round(r["p50"], 1) for r in runs],
-                "p99", [round(r["p99"], 1) for r in runs])
+            suites[name] = {
+                "kind": kind,
+                "filter": expr,
+                "runs": runs,
+                "empty_results": empty,
+                "hits_outside_filter": outside,
+            }
+            log(
+                name,
+                "p50",
+                [round(r["p50"], 1) for r in runs],
+                "p99",
+                [round(r["p99"], 1) for r in runs],
+            )
             self.save()
 
     def concurrency(self) -> None:
@@ -627,11 +674,14 @@ class Bench:
             "search_qps": len(searches) / elapsed,
             "search_windows": search_windows if searchers else [],
             "insert_rows_per_s": self.batch * len(inserts) / elapsed if insert else None,
-            "insert_windows_rows_per_s":
-                [w["per_s"] * self.batch for w in insert_windows] if insert else [],
+            "insert_windows_rows_per_s": [w["per_s"] * self.batch for w in insert_windows]
+            if insert
+            else [],
             "heartbeat_stall_ms": mc.latency_stats(stalls),
-            "cpu_pct": {"self": 100 * (cpu1[0] - cpu0[0]) / elapsed,
-                        "children": 100 * (cpu1[1] - cpu0[1]) / elapsed},
+            "cpu_pct": {
+                "self": 100 * (cpu1[0] - cpu0[0]) / elapsed,
+                "children": 100 * (cpu1[1] - cpu0[1]) / elapsed,
+            },
             "errors": len(errors),
             "error_samples": errors[:3],
         }
@@ -653,15 +703,28 @@ class Bench:
         """Open the database ``runs`` times, each in a fresh process of this interpreter."""
         texts = self.corpus.text_queries(REOPEN_QUERIES, self.cfg.seed + 2)
         command = [
-            sys.executable, str(Path(__file__).resolve()), "reopen-probe",
-            "--line", self.cfg.line, "--db", str(self.db), "--index", self.cfg.index,
-            "--n", str(self.s.n), "--seed", str(self.cfg.seed), "--texts", json.dumps(texts),
+            sys.executable,
+            str(Path(__file__).resolve()),
+            "reopen-probe",
+            "--line",
+            self.cfg.line,
+            "--db",
+            str(self.db),
+            "--index",
+            self.cfg.index,
+            "--n",
+            str(self.s.n),
+            "--seed",
+            str(self.cfg.seed),
+            "--texts",
+            json.dumps(texts),
         ]
         probes: list[dict[str, Any]] = []
         self.result["reopen"] = probes
         for _ in range(self.s.runs):
-            done = subprocess.run(command, capture_output=True, text=True,
-                                  timeout=REOPEN_TIMEOUT_S, check=False)
+            done = subprocess.run(
+                command, capture_output=True, text=True, timeout=REOPEN_TIMEOUT_S, check=False
+            )
             if done.returncode != 0:
                 raise RuntimeError(f"reopen probe failed: {done.stderr[-1500:]}")
             probes.append(json.loads(done.stdout.strip().splitlines()[-1]))
@@ -761,14 +824,22 @@ Cell = Callable[[dict[str, Any]], str]
 
 def latency_rows() -> list[tuple[str, Cell]]:
     """Rows for every latency suite and percentile."""
-    labels = {"dense": "dense", "bm25": "BM25", "hybrid": "hybrid (RRF)",
-              "hybrid_path_like": f'hybrid + path like "{PATH_PREFIX}%"',
-              "hybrid_lang_in": "hybrid + language in [python]"}
+    labels = {
+        "dense": "dense",
+        "bm25": "BM25",
+        "hybrid": "hybrid (RRF)",
+        "hybrid_path_like": f'hybrid + path like "{PATH_PREFIX}%"',
+        "hybrid_lang_in": "hybrid + language in [python]",
+    }
     rows: list[tuple[str, Cell]] = []
     for suite, label in labels.items():
         for p in ("p50", "p95", "p99"):
-            rows.append((f"{label} {p} ms",
-                         lambda r, s=suite, p=p: spread([x[p] for x in r["latency"][s]["runs"]])))
+            rows.append(
+                (
+                    f"{label} {p} ms",
+                    lambda r, s=suite, p=p: spread([x[p] for x in r["latency"][s]["runs"]]),
+                )
+            )
     return rows
 
 
@@ -786,56 +857,94 @@ def summary_rows() -> list[tuple[str, Cell]]:
     """The comparison table: (label, cell function) per row."""
     mix = "2_search+1_insert"
     return [
-        ("pymilvus / milvus-lite",
-         lambda r: f"{r['versions']['pymilvus']} / {r['versions']['milvus-lite']}"),
+        (
+            "pymilvus / milvus-lite",
+            lambda r: f"{r['versions']['pymilvus']} / {r['versions']['milvus-lite']}",
+        ),
         ("rows inserted / at end", lambda r: f"{r['n']} / {r['end']['rows']}"),
-        ("corpus pieces (fingerprint)",
-         lambda r: f"{r['corpus']['pieces']} ({r['corpus']['fingerprint'][:8]})"),
+        (
+            "corpus pieces (fingerprint)",
+            lambda r: f"{r['corpus']['pieces']} ({r['corpus']['fingerprint'][:8]})",
+        ),
         ("runs per metric", lambda r: str(r["settings"]["runs"])),
-        ("insert rows/s (fifths of the load)",
-         lambda r: spread(r["insert"]["fifths_rows_per_s"])),
-        ("insert batch ms p50 / max",
-         lambda r: pair(r["insert"]["batch_ms_p50"], r["insert"]["batch_ms_max"])),
-        ("unflushed: hybrid ms, first 5 probes",
-         lambda r: spread(r["unflushed"]["hybrid_first5_ms"])),
-        ("unflushed: dense ms, first 5 probes",
-         lambda r: spread(r["unflushed"]["dense_first5_ms"])),
+        ("insert rows/s (fifths of the load)", lambda r: spread(r["insert"]["fifths_rows_per_s"])),
+        (
+            "insert batch ms p50 / max",
+            lambda r: pair(r["insert"]["batch_ms_p50"], r["insert"]["batch_ms_max"]),
+        ),
+        (
+            "unflushed: hybrid ms, first 5 probes",
+            lambda r: spread(r["unflushed"]["hybrid_first5_ms"]),
+        ),
+        (
+            "unflushed: dense ms, first 5 probes",
+            lambda r: spread(r["unflushed"]["dense_first5_ms"]),
+        ),
         ("unflushed: hybrid ms, steady", lambda r: num(r["unflushed"]["hybrid_steady_ms"])),
         ("flush() s", lambda r: num(r["flushed"]["flush_s"])),
-        ("after flush: hybrid ms, first 5 probes",
-         lambda r: spread(r["flushed"]["hybrid_first5_ms"])),
+        (
+            "after flush: hybrid ms, first 5 probes",
+            lambda r: spread(r["flushed"]["hybrid_first5_ms"]),
+        ),
         ("after flush: s until hybrid is fast", lambda r: num(r["flushed"]["time_to_fast_s"])),
         *latency_rows(),
-        ("filtered hybrids: hits outside filter",
-         lambda r: str(sum(r["latency"][s]["hits_outside_filter"]
-                           for s in ("hybrid_path_like", "hybrid_lang_in")))),
+        (
+            "filtered hybrids: hits outside filter",
+            lambda r: str(
+                sum(
+                    r["latency"][s]["hits_outside_filter"]
+                    for s in ("hybrid_path_like", "hybrid_lang_in")
+                )
+            ),
+        ),
         ("conc 1 search: hybrid qps", lambda r: window(r, "1_search", "per_s")),
         ("conc 2 searches: hybrid qps", lambda r: window(r, "2_search", "per_s")),
         ("conc 2 searches: hybrid p50 ms", lambda r: window(r, "2_search", "p50")),
         ("conc 2 searches + insert: hybrid p50 ms", lambda r: window(r, mix, "p50")),
         ("conc 2 searches + insert: hybrid p99 ms", lambda r: window(r, mix, "p99")),
         ("conc 2 searches + insert: hybrid qps", lambda r: window(r, mix, "per_s")),
-        ("conc insert only: rows/s",
-         lambda r: spread(conc(r, "insert_only")["insert_windows_rows_per_s"])),
-        ("conc 2 searches + insert: insert rows/s",
-         lambda r: spread(conc(r, mix)["insert_windows_rows_per_s"])),
-        ("conc 2 searches + insert: heartbeat stall p99 / max ms",
-         lambda r: pair(conc(r, mix)["heartbeat_stall_ms"]["p99"],
-                        conc(r, mix)["heartbeat_stall_ms"]["max"])),
-        ("conc 2 searches + insert: CPU % python / child",
-         lambda r: pair(conc(r, mix)["cpu_pct"]["self"], conc(r, mix)["cpu_pct"]["children"])),
-        ("reopen: open -> first hybrid s",
-         lambda r: spread([o["open_to_first_result_s"] for o in r["reopen"]])),
+        (
+            "conc insert only: rows/s",
+            lambda r: spread(conc(r, "insert_only")["insert_windows_rows_per_s"]),
+        ),
+        (
+            "conc 2 searches + insert: insert rows/s",
+            lambda r: spread(conc(r, mix)["insert_windows_rows_per_s"]),
+        ),
+        (
+            "conc 2 searches + insert: heartbeat stall p99 / max ms",
+            lambda r: pair(
+                conc(r, mix)["heartbeat_stall_ms"]["p99"], conc(r, mix)["heartbeat_stall_ms"]["max"]
+            ),
+        ),
+        (
+            "conc 2 searches + insert: CPU % python / child",
+            lambda r: pair(conc(r, mix)["cpu_pct"]["self"], conc(r, mix)["cpu_pct"]["children"]),
+        ),
+        (
+            "reopen: open -> first hybrid s",
+            lambda r: spread([o["open_to_first_result_s"] for o in r["reopen"]]),
+        ),
         ("reopen: load_collection s", lambda r: spread([o["load_s"] for o in r["reopen"]])),
-        ("reopen: hybrid ms after open",
-         lambda r: spread([o["next_hybrid_ms_median"] for o in r["reopen"]])),
-        ("reopen: RSS MB python / child",
-         lambda r: f"{spread([o['rss_self_mb'] for o in r['reopen']])} / "
-                   f"{spread([o['rss_children_mb'] for o in r['reopen']])}"),
-        ("RSS after insert MB python / child",
-         lambda r: pair(r["rss_after_insert"]["self_mb"], r["rss_after_insert"]["children_mb"])),
-        ("RSS end of run MB python / child",
-         lambda r: pair(r["end"]["rss"]["self_mb"], r["end"]["rss"]["children_mb"])),
+        (
+            "reopen: hybrid ms after open",
+            lambda r: spread([o["next_hybrid_ms_median"] for o in r["reopen"]]),
+        ),
+        (
+            "reopen: RSS MB python / child",
+            lambda r: (
+                f"{spread([o['rss_self_mb'] for o in r['reopen']])} / "
+                f"{spread([o['rss_children_mb'] for o in r['reopen']])}"
+            ),
+        ),
+        (
+            "RSS after insert MB python / child",
+            lambda r: pair(r["rss_after_insert"]["self_mb"], r["rss_after_insert"]["children_mb"]),
+        ),
+        (
+            "RSS end of run MB python / child",
+            lambda r: pair(r["end"]["rss"]["self_mb"], r["end"]["rss"]["children_mb"]),
+        ),
         ("DB size on disk MB", lambda r: num(r["end"]["db_bytes"] / 2**20)),
         ("loadavg start / end", lambda r: pair(r["loadavg_start"][0], r["loadavg_end"][0])),
         ("run wall time s", lambda r: num(r["wall_s"])),
@@ -870,8 +979,9 @@ def build_table(results: Sequence[dict[str, Any]]) -> list[list[str]]:
 def as_text(table: list[list[str]]) -> str:
     """Render the table as aligned plain text."""
     widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
-             for row in table]
+    lines = [
+        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in table
+    ]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
 
@@ -916,8 +1026,9 @@ def summarize(args: argparse.Namespace) -> int:
 def resolve(args: argparse.Namespace) -> tuple[RunConfig, Settings]:
     """Turn ``run`` arguments into a config and settings (``--quick`` presets, then flags)."""
     preset = QUICK if args.quick else FULL
-    overrides = {f.name: getattr(args, f.name) for f in fields(Settings)
-                 if getattr(args, f.name) is not None}
+    overrides = {
+        f.name: getattr(args, f.name) for f in fields(Settings) if getattr(args, f.name) is not None
+    }
     settings = replace(preset, **overrides)
     if settings.n < 10 or settings.runs < 1:
         raise SystemExit("--n must be >= 10 and --runs >= 1")
@@ -925,11 +1036,20 @@ def resolve(args: argparse.Namespace) -> tuple[RunConfig, Settings]:
     if db_dir == REPO_DIR or REPO_DIR in db_dir.parents:
         raise SystemExit(f"--db-dir must be outside the repository ({REPO_DIR})")
     db_dir.mkdir(parents=True, exist_ok=True)
-    name = (f"milvus_quick_{args.line}.json" if args.quick
-            else f"milvus_{args.line}_{size_label(settings.n)}.json")
-    cfg = RunConfig(line=args.line, index=args.index or LINES[args.line].dense_index,
-                    quick=args.quick, seed=args.seed, src=(args.src or mc.default_source()),
-                    out=args.out or RESULTS_DIR / name, db_dir=db_dir)
+    name = (
+        f"milvus_quick_{args.line}.json"
+        if args.quick
+        else f"milvus_{args.line}_{size_label(settings.n)}.json"
+    )
+    cfg = RunConfig(
+        line=args.line,
+        index=args.index or LINES[args.line].dense_index,
+        quick=args.quick,
+        seed=args.seed,
+        src=(args.src or mc.default_source()),
+        out=args.out or RESULTS_DIR / name,
+        db_dir=db_dir,
+    )
     return cfg, settings
 
 
@@ -937,37 +1057,53 @@ def run(args: argparse.Namespace) -> int:
     """Run the benchmark for one line with the current interpreter."""
     versions = check_line(args.line)
     cfg, settings = resolve(args)
-    log(f"line {cfg.line}: pymilvus {versions['pymilvus']}, milvus-lite "
-        f"{versions['milvus-lite']}, index {cfg.index}, {settings}")
+    log(
+        f"line {cfg.line}: pymilvus {versions['pymilvus']}, milvus-lite "
+        f"{versions['milvus-lite']}, index {cfg.index}, {settings}"
+    )
     bench = Bench(cfg, settings, versions)
     log("corpus", bench.result["corpus"])
     bench.run()
-    log(f"wrote {cfg.out} in {bench.result['wall_s']:.0f} s, "
-        f"{len(bench.result['errors'])} error(s)")
+    log(
+        f"wrote {cfg.out} in {bench.result['wall_s']:.0f} s, {len(bench.result['errors'])} error(s)"
+    )
     return 1 if bench.result["errors"] else 0
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     """Parse the command line."""
-    parser = argparse.ArgumentParser(prog="bench/milvus_lines.py", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="bench/milvus_lines.py",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     p_run = sub.add_parser("run", help="benchmark one line with this interpreter")
     p_run.add_argument("--line", choices=sorted(LINES), required=True)
-    p_run.add_argument("--quick", action="store_true",
-                       help=f"small and short: {QUICK.n} rows, {QUICK.runs} runs")
+    p_run.add_argument(
+        "--quick", action="store_true", help=f"small and short: {QUICK.n} rows, {QUICK.runs} runs"
+    )
     p_run.add_argument("--out", type=Path, help="result JSON (default: bench/results/...)")
-    p_run.add_argument("--index", choices=sorted(DENSE_INDEX),
-                       help="dense index (default: HNSW on line A, AUTOINDEX on line B)")
+    p_run.add_argument(
+        "--index",
+        choices=sorted(DENSE_INDEX),
+        help="dense index (default: HNSW on line A, AUTOINDEX on line B)",
+    )
     p_run.add_argument("--src", type=Path, help="directory of .py files (default: site-packages)")
     p_run.add_argument("--seed", type=int, default=13)
-    p_run.add_argument("--db-dir", type=Path, default=Path(tempfile.gettempdir()),
-                       help="parent of the temporary database directory (default: %(default)s)")
+    p_run.add_argument(
+        "--db-dir",
+        type=Path,
+        default=Path(tempfile.gettempdir()),
+        help="parent of the temporary database directory (default: %(default)s)",
+    )
     for f in fields(Settings):
-        p_run.add_argument(f"--{f.name.replace('_', '-')}", type=type(getattr(FULL, f.name)),
-                           help=f"default {getattr(FULL, f.name)} ({getattr(QUICK, f.name)} "
-                                "with --quick)")
+        p_run.add_argument(
+            f"--{f.name.replace('_', '-')}",
+            type=type(getattr(FULL, f.name)),
+            help=f"default {getattr(FULL, f.name)} ({getattr(QUICK, f.name)} with --quick)",
+        )
 
     p_sum = sub.add_parser("summarize", help="compare result files")
     p_sum.add_argument("files", nargs="+", type=Path)

@@ -40,22 +40,29 @@ def machine_line(data: Mapping[str, Any]) -> str:
     """One line of machine facts for a section."""
     m = data.get("machine") or {}
     versions = m.get("versions") or {}
-    shown = ", ".join(f"{k} {v}" for k, v in versions.items()
-                      if v and k in ("codectx", "milvus-lite", "pymilvus", "onnxruntime",
-                                     "watchfiles", "python"))
-    return (f"*Run {m.get('time', '?')} (git {m.get('git', '?')}), {data.get('seconds', '?')} s; "
-            f"embedding model {data.get('model', '?')}; "
-            f"{m.get('cores', '?')} cores ({m.get('cpu', '?')}), {m.get('memory_gb', '?')} GB; "
-            f"load average at start {m.get('load_average_start')}, at end "
-            f"{m.get('load_average_end')}; {shown}.*")
+    shown = ", ".join(
+        f"{k} {v}"
+        for k, v in versions.items()
+        if v and k in ("codectx", "milvus-lite", "pymilvus", "onnxruntime", "watchfiles", "python")
+    )
+    return (
+        f"*Run {m.get('time', '?')} (git {m.get('git', '?')}), {data.get('seconds', '?')} s; "
+        f"embedding model {data.get('model', '?')}; "
+        f"{m.get('cores', '?')} cores ({m.get('cpu', '?')}), {m.get('memory_gb', '?')} GB; "
+        f"load average at start {m.get('load_average_start')}, at end "
+        f"{m.get('load_average_end')}; {shown}.*"
+    )
 
 
 def _smoke_note(smoke: bool) -> list[str]:
     if not smoke:
         return []
-    return ["> **Smoke run only** (tiny inputs, `--smoke`): these numbers check that the suite "
-            "works; they are not comparable to the targets. Run the full suite for real "
-            "figures.", ""]
+    return [
+        "> **Smoke run only** (tiny inputs, `--smoke`): these numbers check that the suite "
+        "works; they are not comparable to the targets. Run the full suite for real "
+        "figures.",
+        "",
+    ]
 
 
 # --- sections -------------------------------------------------------------------------------
@@ -67,129 +74,278 @@ def freshness(data: Mapping[str, Any]) -> list[str]:
     for kind in ("create", "modify", "delete"):
         item = edits[kind]
         d, w = item["pooled"]["daemon_ms"], item["pooled"]["watcher_ms"]
-        rows.append([kind, d.get("n", 0), fmt(d.get("p50")), fmt(d.get("p95")), fmt(d.get("max")),
-                     fmt_mmm(item["across_runs"].get("p95")), item["pooled"]["timeouts"],
-                     fmt(w.get("p50")), fmt(w.get("p95")), fmt(item["ratio_p50_vs_watcher"], 2)])
+        rows.append(
+            [
+                kind,
+                d.get("n", 0),
+                fmt(d.get("p50")),
+                fmt(d.get("p95")),
+                fmt(d.get("max")),
+                fmt_mmm(item["across_runs"].get("p95")),
+                item["pooled"]["timeouts"],
+                fmt(w.get("p50")),
+                fmt(w.get("p95")),
+                fmt(item["ratio_p50_vs_watcher"], 2),
+            ]
+        )
     ryw = edits["read_your_writes"]
     lat = ryw["latency_ms"]
-    rows.append(["read-your-writes (one call)", ryw["n"], fmt(lat.get("p50")), fmt(lat.get("p95")),
-                 fmt(lat.get("max")), fmt_mmm(ryw["across_runs"].get("p95")),
-                 f"{ryw['visible']}/{ryw['n']} visible in the reply", "-", "-", "-"])
-    out = [f"Repository: {data['tree']['files']} generated files ({data['tree']['loc']} lines, "
-           f"5 languages), {data['index']['chunks']} chunks. Polling a lexical search every "
-           f"{data['config']['poll_interval_ms']:.0f} ms; baseline: a bare `watchfiles.watch` "
-           f"(step {data['config']['watch_step_ms']} ms, debounce "
-           f"{data['config']['watch_debounce_ms']} ms) seeing the same writes."
-           + (" The repository's index was prepared once by `bench.standin` (stand-in vectors, "
-              "see below); the measuring daemon embeds every edit with the real model."
-              if data.get("prepared") else ""), ""]
-    out += table(["edit", "n", "p50 ms", "p95 ms", "max ms", "p95 per run: median (min–max)",
-                  "timeouts", "watcher p50", "watcher p95", "p50 ÷ watcher"], rows)
+    rows.append(
+        [
+            "read-your-writes (one call)",
+            ryw["n"],
+            fmt(lat.get("p50")),
+            fmt(lat.get("p95")),
+            fmt(lat.get("max")),
+            fmt_mmm(ryw["across_runs"].get("p95")),
+            f"{ryw['visible']}/{ryw['n']} visible in the reply",
+            "-",
+            "-",
+            "-",
+        ]
+    )
+    out = [
+        f"Repository: {data['tree']['files']} generated files ({data['tree']['loc']} lines, "
+        f"5 languages), {data['index']['chunks']} chunks. Polling a lexical search every "
+        f"{data['config']['poll_interval_ms']:.0f} ms; baseline: a bare `watchfiles.watch` "
+        f"(step {data['config']['watch_step_ms']} ms, debounce "
+        f"{data['config']['watch_debounce_ms']} ms) seeing the same writes."
+        + (
+            " The repository's index was prepared once by `bench.standin` (stand-in vectors, "
+            "see below); the measuring daemon embeds every edit with the real model."
+            if data.get("prepared")
+            else ""
+        ),
+        "",
+    ]
+    out += table(
+        [
+            "edit",
+            "n",
+            "p50 ms",
+            "p95 ms",
+            "max ms",
+            "p95 per run: median (min–max)",
+            "timeouts",
+            "watcher p50",
+            "watcher p95",
+            "p50 ÷ watcher",
+        ],
+        rows,
+    )
     burst_rows = []
     for kind, item in data["burst"].items():
-        burst_rows.append([kind.replace("_", " "), data["config"]["burst_files"],
-                           fmt_mmm(item["converged_s"], 2), fmt_mmm(item["fresh_reported_s"], 2),
-                           fmt_mmm(item["per_file_p50_s"], 2)])
-    out += ["Burst of changes (60 % modified, 20 % deleted, 20 % created), then switched back; "
-            "seconds from the first write, median (min–max) of "
-            f"{len(data['burst']['switch']['runs'])} runs:", ""]
-    out += table(["burst", "files", "all changes visible", "daemon reports fresh",
-                  "per-file p50"], burst_rows)
+        burst_rows.append(
+            [
+                kind.replace("_", " "),
+                data["config"]["burst_files"],
+                fmt_mmm(item["converged_s"], 2),
+                fmt_mmm(item["fresh_reported_s"], 2),
+                fmt_mmm(item["per_file_p50_s"], 2),
+            ]
+        )
+    out += [
+        "Burst of changes (60 % modified, 20 % deleted, 20 % created), then switched back; "
+        "seconds from the first write, median (min–max) of "
+        f"{len(data['burst']['switch']['runs'])} runs:",
+        "",
+    ]
+    out += table(
+        ["burst", "files", "all changes visible", "daemon reports fresh", "per-file p50"],
+        burst_rows,
+    )
     return out
 
 
 def latency(data: Mapping[str, Any]) -> list[str]:
     index = data["index"]
     replicas = index["replicas"]
-    out = [f"Index: {index['files']} files / {index['loc']} non-blank lines indexed for real "
-           f"({replicas['rows_real']} chunks), replicated through `Store` to "
-           f"**{replicas['rows_total']} rows** ({replicas['copies']} copies; real vectors, "
-           "duplicated). Hybrid search, limit 10, every query distinct. Daemon start → "
-           f"collection ready: {data.get('collection_ready_s')} s.", ""]
+    out = [
+        f"Index: {index['files']} files / {index['loc']} non-blank lines indexed for real "
+        f"({replicas['rows_real']} chunks), replicated through `Store` to "
+        f"**{replicas['rows_total']} rows** ({replicas['copies']} copies; real vectors, "
+        "duplicated). Hybrid search, limit 10, every query distinct. Daemon start → "
+        f"collection ready: {data.get('collection_ready_s')} s.",
+        "",
+    ]
     rows = []
     rg_p50 = data["baseline_rg"]["own_ms"].get("p50")
     for state in ("idle", "indexing"):
         for item in data["socket"][state].values():
             runs = item["across_runs"]
             p50 = runs.get("p50", {}).get("median")
-            rows.append([f"socket, {item['clients']} client(s)", state, fmt_mmm(runs.get("p50")),
-                         fmt_mmm(runs.get("p95")), fmt_mmm(runs.get("p99")),
-                         fmt(item["daemon_took_ms"].get("p50")),
-                         fmt_mmm(item.get("searches_per_s")),
-                         fmt(p50 / rg_p50 if p50 and rg_p50 else None, 2)])
+            rows.append(
+                [
+                    f"socket, {item['clients']} client(s)",
+                    state,
+                    fmt_mmm(runs.get("p50")),
+                    fmt_mmm(runs.get("p95")),
+                    fmt_mmm(runs.get("p99")),
+                    fmt(item["daemon_took_ms"].get("p50")),
+                    fmt_mmm(item.get("searches_per_s")),
+                    fmt(p50 / rg_p50 if p50 and rg_p50 else None, 2),
+                ]
+            )
     for state in ("idle", "indexing"):
         own = data["cli"][state]["own_ms"]
-        rows.append(["`codectx-client search` process", state, fmt(own.get("p50")),
-                     fmt(own.get("p95")), fmt(own.get("p99")), "-", "-",
-                     fmt(own["p50"] / rg_p50 if own.get("p50") and rg_p50 else None, 2)])
+        rows.append(
+            [
+                "`codectx-client search` process",
+                state,
+                fmt(own.get("p50")),
+                fmt(own.get("p95")),
+                fmt(own.get("p99")),
+                "-",
+                "-",
+                fmt(own["p50"] / rg_p50 if own.get("p50") and rg_p50 else None, 2),
+            ]
+        )
     rg = data["baseline_rg"]["own_ms"]
-    rows.append([f"`rg -F -l` over the tree ×{data['baseline_rg']['tree_copies']}", "idle",
-                 fmt(rg.get("p50")), fmt(rg.get("p95")), fmt(rg.get("p99")), "-", "-", "1.00"])
-    out += table(["path", "daemon", "p50 ms", "p95 ms", "p99 ms", "daemon took p50 ms",
-                  "searches/s", "p50 ÷ rg"], rows)
-    hyper = {**(data["cli"]["idle"].get("hyperfine_ms") or {}),
-             **(data["baseline_rg"].get("hyperfine_ms") or {})}
+    rows.append(
+        [
+            f"`rg -F -l` over the tree ×{data['baseline_rg']['tree_copies']}",
+            "idle",
+            fmt(rg.get("p50")),
+            fmt(rg.get("p95")),
+            fmt(rg.get("p99")),
+            "-",
+            "-",
+            "1.00",
+        ]
+    )
+    out += table(
+        [
+            "path",
+            "daemon",
+            "p50 ms",
+            "p95 ms",
+            "p99 ms",
+            "daemon took p50 ms",
+            "searches/s",
+            "p50 ÷ rg",
+        ],
+        rows,
+    )
+    hyper = {
+        **(data["cli"]["idle"].get("hyperfine_ms") or {}),
+        **(data["baseline_rg"].get("hyperfine_ms") or {}),
+    }
     if hyper:
         out += ["hyperfine (3 warm-ups, fixed query):", ""]
-        out += table(["command", "n", "p50 ms", "p95 ms", "min ms"],
-                     [[k, v.get("n"), fmt(v.get("p50")), fmt(v.get("p95")), fmt(v.get("min"))]
-                      for k, v in hyper.items()])
+        out += table(
+            ["command", "n", "p50 ms", "p95 ms", "min ms"],
+            [
+                [k, v.get("n"), fmt(v.get("p50")), fmt(v.get("p95")), fmt(v.get("min"))]
+                for k, v in hyper.items()
+            ],
+        )
     background = data.get("background_end") or {}
-    out += [f"While indexing: another repository of {data['config']['background_files']} "
-            "never-seen generated files was being indexed (still indexing at the end of the "
-            f"measurements: {background.get('indexing')}).", ""]
+    out += [
+        f"While indexing: another repository of {data['config']['background_files']} "
+        "never-seen generated files was being indexed (still indexing at the end of the "
+        f"measurements: {background.get('indexing')}).",
+        "",
+    ]
     return out
 
 
 def throughput(data: Mapping[str, Any]) -> list[str]:
     corpus, cold, warm = data["corpus"], data.get("cold"), data.get("warm_cache")
-    langs = ", ".join(f"{ext or 'other'} {v['loc']}" for ext, v in sorted(
-        corpus["by_language"].items(), key=lambda kv: -kv[1]["loc"]))
-    out = [f"Corpus: {corpus['files']} files, **{corpus['loc']} non-blank lines** "
-           f"({corpus['bytes'] / 2**20:.1f} MB; lines by extension: {langs}).", ""]
+    langs = ", ".join(
+        f"{ext or 'other'} {v['loc']}"
+        for ext, v in sorted(corpus["by_language"].items(), key=lambda kv: -kv[1]["loc"])
+    )
+    out = [
+        f"Corpus: {corpus['files']} files, **{corpus['loc']} non-blank lines** "
+        f"({corpus['bytes'] / 2**20:.1f} MB; lines by extension: {langs}).",
+        "",
+    ]
     if data.get("skipped"):
         out += [f"Parts skipped in this run: {', '.join(data['skipped'])}.", ""]
     if corpus.get("packages"):
-        out += table(["package", "files", "lines"], [[k, v["files"], v["loc"]]
-                                                    for k, v in corpus["packages"].items()])
+        out += table(
+            ["package", "files", "lines"],
+            [[k, v["files"], v["loc"]] for k, v in corpus["packages"].items()],
+        )
     rows = []
     if cold:
-        label = (f"cold: every chunk embedded, 1 run, {cold['chunks']} chunks, "
-                 f"{cold['sync_s'] / 60:.1f} min")
+        label = (
+            f"cold: every chunk embedded, 1 run, {cold['chunks']} chunks, "
+            f"{cold['sync_s'] / 60:.1f} min"
+        )
         if cold.get("cached"):
             label += f" (an earlier run, finished {cold.get('measured')})"
         if cold.get("resumed"):
             label += " (RESUMED after an interruption: not a clean cold figure)"
-        rows.append([label, fmt(cold["sync_s"]), fmt(cold["files_per_s"]),
-                     fmt(cold["chunks_per_s"]), " / ".join(fmt(cold["split_s"][k]) for k in SPLIT),
-                     fmt(cold["peak_rss_mb"], 0)])
+        rows.append(
+            [
+                label,
+                fmt(cold["sync_s"]),
+                fmt(cold["files_per_s"]),
+                fmt(cold["chunks_per_s"]),
+                " / ".join(fmt(cold["split_s"][k]) for k in SPLIT),
+                fmt(cold["peak_rss_mb"], 0),
+            ]
+        )
     if warm:
-        rows.append([f"warm embedding cache, {len(warm['runs'])} runs", fmt_mmm(warm["sync_s"]),
-                     fmt_mmm(warm["files_per_s"]), fmt_mmm(warm["chunks_per_s"]),
-                     " / ".join(fmt(warm["split_s"][k].get("median")) for k in SPLIT),
-                     fmt_mmm(warm["peak_rss_mb"], 0)])
+        rows.append(
+            [
+                f"warm embedding cache, {len(warm['runs'])} runs",
+                fmt_mmm(warm["sync_s"]),
+                fmt_mmm(warm["files_per_s"]),
+                fmt_mmm(warm["chunks_per_s"]),
+                " / ".join(fmt(warm["split_s"][k].get("median")) for k in SPLIT),
+                fmt_mmm(warm["peak_rss_mb"], 0),
+            ]
+        )
     if rows:
-        out += table(["full index", "seconds", "files/s", "chunks/s",
-                      "scan / parse / embed / store s", "peak RSS MB (daemon + Milvus)"], rows)
+        out += table(
+            [
+                "full index",
+                "seconds",
+                "files/s",
+                "chunks/s",
+                "scan / parse / embed / store s",
+                "peak RSS MB (daemon + Milvus)",
+            ],
+            rows,
+        )
     other = []
     for key in ("warm_restart", "warm_restart_big"):
         restart = data.get(key)
         if restart:
-            other += [[f"warm restart → fresh, {restart['files']} files "
-                       f"({restart.get('chunks')} chunks), s", fmt_mmm(restart["fresh_s"], 2)],
-                      ["  of which daemon start → answers, s",
-                       fmt_mmm(restart["daemon_start_s"], 2)]]
+            other += [
+                [
+                    f"warm restart → fresh, {restart['files']} files "
+                    f"({restart.get('chunks')} chunks), s",
+                    fmt_mmm(restart["fresh_s"], 2),
+                ],
+                ["  of which daemon start → answers, s", fmt_mmm(restart["daemon_start_s"], 2)],
+            ]
     embed = data.get("embedding_only")
     if embed:
-        other.append([f"embedding alone: {embed['chunks']} real chunks (~{embed['avg_chars']} "
-                      "chars), chunks/s", fmt_mmm(embed["chunks_per_s"])])
+        other.append(
+            [
+                f"embedding alone: {embed['chunks']} real chunks (~{embed['avg_chars']} "
+                "chars), chunks/s",
+                fmt_mmm(embed["chunks_per_s"]),
+            ]
+        )
         if cold:
-            other.append(["cold pipeline chunks/s ÷ embedding alone"
-                          + (" (cold index from an earlier run)" if cold.get("cached") else ""),
-                          fmt(_div(cold["chunks_per_s"], embed["chunks_per_s"].get("median")), 2)])
+            other.append(
+                [
+                    "cold pipeline chunks/s ÷ embedding alone"
+                    + (" (cold index from an earlier run)" if cold.get("cached") else ""),
+                    fmt(_div(cold["chunks_per_s"], embed["chunks_per_s"].get("median")), 2),
+                ]
+            )
     if cold and warm:
-        other.append(["warm-cache index time ÷ cold index time",
-                      fmt(_div(warm["sync_s"].get("median"), cold["sync_s"]), 3)])
+        other.append(
+            [
+                "warm-cache index time ÷ cold index time",
+                fmt(_div(warm["sync_s"].get("median"), cold["sync_s"]), 3),
+            ]
+        )
     if other:
         out += table(["measure", "median (min–max)"], other)
     return out
@@ -201,31 +357,70 @@ def _div(a: float | None, b: float | None) -> float | None:
 
 def memory(data: Mapping[str, Any]) -> list[str]:
     idle = data["idle"]
-    out = table(["idle RSS, 3 indexed repos", "daemon MB", "Milvus Lite child MB", "total MB"],
-                [[f"{len(idle['runs'])} start(s)", fmt_mmm(idle["daemon_mb"]),
-                  fmt_mmm(idle["children_mb"]), fmt_mmm(idle["total_mb"])]])
+    out = table(
+        ["idle RSS, 3 indexed repos", "daemon MB", "Milvus Lite child MB", "total MB"],
+        [
+            [
+                f"{len(idle['runs'])} start(s)",
+                fmt_mmm(idle["daemon_mb"]),
+                fmt_mmm(idle["children_mb"]),
+                fmt_mmm(idle["total_mb"]),
+            ]
+        ],
+    )
     rows = []
     for name in ("budget", "no_budget"):
         item = data[name]
         m = item["memory_status"]
-        rows.append([name.replace("_", " "), item["budget_mb"], fmt(item["peak_mb"]),
-                     fmt(item["rss_mb"].get("p50")), fmt(item["peak_over_budget"], 2),
-                     f"{item['share_over_budget']:.1%}",
-                     ", ".join(f"{k} {v}" for k, v in (item.get("states_seen") or {}).items())
-                     or m.get("state"), m.get("pauses"),
-                     m.get("paused_s"), m.get("gc_collections"),
-                     fmt(item["seconds"]) + ("" if item["finished"] else " (time limit)")])
+        rows.append(
+            [
+                name.replace("_", " "),
+                item["budget_mb"],
+                fmt(item["peak_mb"]),
+                fmt(item["rss_mb"].get("p50")),
+                fmt(item["peak_over_budget"], 2),
+                f"{item['share_over_budget']:.1%}",
+                ", ".join(f"{k} {v}" for k, v in (item.get("states_seen") or {}).items())
+                or m.get("state"),
+                m.get("pauses"),
+                m.get("paused_s"),
+                m.get("gc_collections"),
+                fmt(item["seconds"]) + ("" if item["finished"] else " (time limit)"),
+            ]
+        )
     if data.get("prepared"):
-        out += ["The 3 resting repositories (400 generated files each) were indexed once by "
-                "`bench.standin`; the two indexing runs below embed with the real model.", ""]
-    out += [f"Indexing {data['sizes']['new_files']} never-seen files with the 3 repositories "
-            f"loaded; budget = idle × {data['budget_factor']}; RSS = daemon + Milvus child, "
-            "sampled every 0.5 s:", ""]
-    out += table(["run", "budget MB", "peak MB", "p50 MB", "peak ÷ budget", "samples over budget",
-                  "memory.state seen (2 s polls)", "pauses", "paused_s", "GC runs", "index s"],
-                 rows)
-    out += [f"RSS trace of the budget run (every {TRACE_ROWS}th of the way; the JSON has every "
-            "0.5 s sample and the status polls):", ""]
+        out += [
+            "The 3 resting repositories (400 generated files each) were indexed once by "
+            "`bench.standin`; the two indexing runs below embed with the real model.",
+            "",
+        ]
+    out += [
+        f"Indexing {data['sizes']['new_files']} never-seen files with the 3 repositories "
+        f"loaded; budget = idle × {data['budget_factor']}; RSS = daemon + Milvus child, "
+        "sampled every 0.5 s:",
+        "",
+    ]
+    out += table(
+        [
+            "run",
+            "budget MB",
+            "peak MB",
+            "p50 MB",
+            "peak ÷ budget",
+            "samples over budget",
+            "memory.state seen (2 s polls)",
+            "pauses",
+            "paused_s",
+            "GC runs",
+            "index s",
+        ],
+        rows,
+    )
+    out += [
+        f"RSS trace of the budget run (every {TRACE_ROWS}th of the way; the JSON has every "
+        "0.5 s sample and the status polls):",
+        "",
+    ]
     return out + trace_table(data["budget"])
 
 
@@ -242,11 +437,18 @@ def trace_table(item: Mapping[str, Any]) -> list[str]:
     rows = []
     for t, own, kids in samples[::step]:
         poll = min(polls, key=lambda p: abs(p["t"] - t)) if polls else {}
-        rows.append([fmt(t), fmt(own + kids), fmt(own), fmt(kids),
-                     f"{(own + kids) / item['budget_mb']:.2f}", poll.get("state", "-"),
-                     poll.get("pauses", "-")])
-    return table(["t s", "RSS MB", "daemon MB", "Milvus MB", "÷ budget", "state", "pauses"],
-                 rows)
+        rows.append(
+            [
+                fmt(t),
+                fmt(own + kids),
+                fmt(own),
+                fmt(kids),
+                f"{(own + kids) / item['budget_mb']:.2f}",
+                poll.get("state", "-"),
+                poll.get("pauses", "-"),
+            ]
+        )
+    return table(["t s", "RSS MB", "daemon MB", "Milvus MB", "÷ budget", "state", "pauses"], rows)
 
 
 #: The retrieval target: hybrid beats each single-signal system by this much MRR@10.
@@ -262,8 +464,10 @@ def retrieval_targets(data: Mapping[str, Any]) -> dict[str, Any]:
         value = (metrics.get(other) or {}).get("overall", {}).get("mrr@10")
         gain = hybrid / value - 1 if hybrid is not None and value else None
         out[f"hybrid_vs_{other}_mrr_gain"] = {
-            "target": RETRIEVAL_GAIN, "measured": None if gain is None else round(gain, 5),
-            "met": gain is not None and gain >= RETRIEVAL_GAIN}
+            "target": RETRIEVAL_GAIN,
+            "measured": None if gain is None else round(gain, 5),
+            "met": gain is not None and gain >= RETRIEVAL_GAIN,
+        }
     return out
 
 
@@ -275,36 +479,55 @@ def retrieval(data: Mapping[str, Any]) -> list[str]:
         overall = groups.get("overall", {})
         mrr = overall.get("mrr@10")
         gain = f"{hybrid / mrr - 1:+.1%}" if hybrid and mrr and system != "hybrid" else "-"
-        rows.append([system, overall.get("n"), mrr, overall.get("r@1"), overall.get("r@5"),
-                     overall.get("r@10"), gain])
+        rows.append(
+            [
+                system,
+                overall.get("n"),
+                mrr,
+                overall.get("r@1"),
+                overall.get("r@5"),
+                overall.get("r@10"),
+                gain,
+            ]
+        )
     packages = data.get("packages") or []
     names = ", ".join(f"{p['name']} {p['version']}" for p in packages)
     timing = data.get("seconds") if isinstance(data.get("seconds"), dict) else {}
-    out = [f"Queries: the first sentence of each documented function / class / method "
-           f"(docstrings and JSDoc stripped from the indexed code) → its line range; "
-           f"{data.get('queries')} queries over {names} "
-           f"({data.get('chunks_total')} chunks). `bm25-file` is a file-level BM25 baseline "
-           "(rg-like: which file, not where). Per-query details and diagnostics are in "
-           "`bench/results/retrieval.json`; the model choice is in docs/decisions.md.", ""]
-    out += table(["system", "queries", "MRR@10", "R@1", "R@5", "R@10",
-                  "hybrid MRR@10 vs this"], rows)
+    out = [
+        f"Queries: the first sentence of each documented function / class / method "
+        f"(docstrings and JSDoc stripped from the indexed code) → its line range; "
+        f"{data.get('queries')} queries over {names} "
+        f"({data.get('chunks_total')} chunks). `bm25-file` is a file-level BM25 baseline "
+        "(rg-like: which file, not where). Per-query details and diagnostics are in "
+        "`bench/results/retrieval.json`; the model choice is in docs/decisions.md.",
+        "",
+    ]
+    out += table(
+        ["system", "queries", "MRR@10", "R@1", "R@5", "R@10", "hybrid MRR@10 vs this"], rows
+    )
     per_package = data.get("metrics_per_package") or {}
     pkgs = sorted({p for v in per_package.values() for p in v})
     if pkgs:
         out += ["MRR@10 per package:", ""]
-        out += table(["system", *pkgs], [[system, *(per_package[system].get(p, {}).get("mrr@10",
-                                                                                "-")
-                                                    for p in pkgs)]
-                                          for system in per_package])
+        out += table(
+            ["system", *pkgs],
+            [
+                [system, *(per_package[system].get(p, {}).get("mrr@10", "-") for p in pkgs)]
+                for system in per_package
+            ],
+        )
     versions = data.get("versions") or {}
     shown = ", ".join(f"{k} {v}" for k, v in versions.items() if v)
     query_ms = timing.get("query_ms_per_query") or {}
-    out += [f"*Run {data.get('created', '?')}, {timing.get('total', '?')} s (index build "
-            f"{timing.get('index_build', '?')} s); embedder {data.get('embedder', '?')}; mean "
-            "query time in that run: "
-            + ", ".join(f"{k} {v} ms" for k, v in query_ms.items())
-            + f"; {shown}. Not re-run for this page (it takes long): "
-            "`python -m bench retrieval`.*", ""]
+    out += [
+        f"*Run {data.get('created', '?')}, {timing.get('total', '?')} s (index build "
+        f"{timing.get('index_build', '?')} s); embedder {data.get('embedder', '?')}; mean "
+        "query time in that run: "
+        + ", ".join(f"{k} {v} ms" for k, v in query_ms.items())
+        + f"; {shown}. Not re-run for this page (it takes long): "
+        "`python -m bench retrieval`.*",
+        "",
+    ]
     return out
 
 
@@ -319,16 +542,25 @@ SECTIONS: dict[str, tuple[str, Callable[[Mapping[str, Any]], list[str]]]] = {
 
 #: How each target reads in the table: (what is measured, goal, unit of the measured value).
 GOALS: dict[str, tuple[str, str, str]] = {
-    "save_to_searchable_p95_ms": ("save → searchable p95, worst of create / modify / delete",
-                                  "< 1000 ms", "ms"),
+    "save_to_searchable_p95_ms": (
+        "save → searchable p95, worst of create / modify / delete",
+        "< 1000 ms",
+        "ms",
+    ),
     "socket_p50_ms": ("socket search p50, 1 client, idle (median of runs)", "< 20 ms", "ms"),
     "socket_p99_ms": ("socket search p99, 1 client, idle (median of runs)", "< 100 ms", "ms"),
-    "socket_p99_indexing_ms": ("socket search p99, 1 client, another repo indexing",
-                               "< 200 ms", "ms"),
+    "socket_p99_indexing_ms": (
+        "socket search p99, 1 client, another repo indexing",
+        "< 200 ms",
+        "ms",
+    ),
     "cli_p50_ms": ("`codectx-client search` whole process p50, idle", "< 100 ms", "ms"),
     "warm_restart_s": ("warm restart (no change) → fresh, 10,000 files", "< 2 s", "s"),
-    "rss_within_budget": ("peak RSS (daemon + Milvus) indexing under a low budget",
-                          "≤ budget + 10 %", "MB"),
+    "rss_within_budget": (
+        "peak RSS (daemon + Milvus) indexing under a low budget",
+        "≤ budget + 10 %",
+        "MB",
+    ),
     "hybrid_vs_lexical_mrr_gain": ("hybrid MRR@10 gain over lexical-only", "≥ +10 %", "%"),
     "hybrid_vs_dense_mrr_gain": ("hybrid MRR@10 gain over dense-only", "≥ +10 %", "%"),
 }
@@ -343,39 +575,45 @@ def _measured(name: str, item: Mapping[str, Any]) -> str:
         return f"{value:+.1%}"
     if name == "rss_within_budget":
         budget = item.get("budget_mb")
-        return f"{value:.0f} MB (budget {budget} MB: ×{value / budget:.2f})" if budget else \
-            f"{value:.0f} MB"
+        return (
+            f"{value:.0f} MB (budget {budget} MB: ×{value / budget:.2f})"
+            if budget
+            else f"{value:.0f} MB"
+        )
     return f"{fmt(value, 1)} {unit}".strip()
 
 
 #: Why a target is missed, from profiling (shown under the targets table only while missed).
 #: Profiled with py-spy and in-process timings, 2026-11-26 (each note names its commit).
 MISS_NOTES: dict[str, str] = {
-    "socket_p50_ms":
+    "socket_p50_ms": (
         "(239ec56) A hybrid search runs three steps one after another (`codectxd/search.py`, "
         "`search()`): the query embedding (p50 6.9 ms, timed in-process on this index), a dense "
         "Milvus search (7.2 ms) and a BM25 search (6.2 ms), each fetching 30 rows with their "
         "content — 20.3 ms together, plus ~1.5 ms of socket, fusion and merging. Running the "
         "BM25 search concurrently with the query embedding, and fetching `content` only for the "
-        "final hits (a dense search without content: 4.7 ms), would bring p50 to ~15 ms.",
-    "cli_p50_ms":
+        "final hits (a dense search without content: 4.7 ms), would bring p50 to ~15 ms."
+    ),
+    "cli_p50_ms": (
         "(ed39a2a, where json / subprocess / shutil are already off the common path) The "
         "process mostly starts: Python with site-packages 45–50 ms (the editable install's "
         "import hook 16–24 ms of it), `import msgspec` 30–43 ms (it pulls typing_extensions, "
         "inspect, uuid and platform), argparse + typing + socket ~15 ms; the daemon's search "
         "is ~17 ms. A small pure-Python msgpack codec for the client's frames (maps, arrays, "
         "strings, numbers, booleans, nil) would remove the largest piece, and a regular "
-        "(non-editable) install the import hook.",
-    "warm_restart_s":
+        "(non-editable) install the import hook."
+    ),
+    "warm_restart_s": (
         "(239ec56) py-spy of a restart with nothing changed (10,000 files): daemon start → "
         "answering ~2 s (Python imports ~1.5 s — numpy, pymilvus, onnxruntime — and the model "
         "0.3 s), then the first sync 4–5 s, of which Milvus Lite's `load_collection` "
         "(`Store.ensure_collection`) takes ~3.3 s for 28k rows and the scan (stat and ignore "
         "rules for 10,000 files) ~1.4 s. Loading grows with the rows: ~20 s at 117k rows (the "
-        "latency suite's \"collection ready\"). Loading the collections in the background from "
+        'latency suite\'s "collection ready"). Loading the collections in the background from '
         "daemon start, in parallel with the scan and the model, hides part of it; < 2 s needs a"
-        " faster load in the engine.",
-    "rss_within_budget":
+        " faster load in the engine."
+    ),
+    "rss_within_budget": (
         "(b26987d) Since b26987d the MemoryManager also sizes every local embedding batch to "
         "the room left under the budget (inference adds ~100 MB + ~9 MB per text for its "
         "duration) and pauses when over. Under this budget (idle × 1.6 = 722 MB) that cannot "
@@ -386,12 +624,14 @@ MISS_NOTES: dict[str, str] = {
         "bench/results/memory-budget-2.2x.json) the peak stayed at 918 MB (×0.93), but the "
         "unbudgeted run of that session peaked at the same level, so it proves little. What "
         "is left: shrink the resting footprint (flush Milvus segments sooner, smaller "
-        "ingestion groups) so that low budgets become reachable.",
-    "hybrid_vs_dense_mrr_gain":
+        "ingestion groups) so that low budgets become reachable."
+    ),
+    "hybrid_vs_dense_mrr_gain": (
         "On docstring → definition queries the default dense model (bge-small) is as good as "
         "the fusion: hybrid and dense-only are within 0.003 MRR@10 overall and within ±0.012 "
         "per package, while BM25 alone is far behind (0.45). Hybrid clearly beats lexical-only; "
-        "it does not beat dense-only by 10 % on this benchmark.",
+        "it does not beat dense-only by 10 % on this benchmark."
+    ),
 }
 
 
@@ -409,8 +649,15 @@ def miss_notes(loaded: Mapping[str, tuple[dict[str, Any] | None, bool]]) -> list
                 out.append(f"- **{GOALS[name][0]}**: {MISS_NOTES[name]}")
     if not out:
         return []
-    return ["### Why the misses", "", "From profiling (py-spy and in-process timings on the "
-            "same indexes, 2026-11-26; each note names the commit profiled):", "", *out, ""]
+    return [
+        "### Why the misses",
+        "",
+        "From profiling (py-spy and in-process timings on the "
+        "same indexes, 2026-11-26; each note names the commit profiled):",
+        "",
+        *out,
+        "",
+    ]
 
 
 def targets_table(loaded: Mapping[str, tuple[dict[str, Any] | None, bool]]) -> list[str]:
@@ -429,49 +676,68 @@ def targets_table(loaded: Mapping[str, tuple[dict[str, Any] | None, bool]]) -> l
             if name == "warm_restart_s" and item.get("files"):
                 what = what.replace("10,000", f"{item['files']:,}")
             verdict = "met" if item.get("met") else "**missed**"
-            rows.append([suite + (" (smoke)" if smoke else ""), what, goal,
-                         _measured(name, item),
-                         verdict + (" (smoke run: indicative only)" if smoke else "")])
+            rows.append(
+                [
+                    suite + (" (smoke)" if smoke else ""),
+                    what,
+                    goal,
+                    _measured(name, item),
+                    verdict + (" (smoke run: indicative only)" if smoke else ""),
+                ]
+            )
     return table(["suite", "measure", "target", "measured", "verdict"], rows) if rows else []
 
 
 HOW_TO_RUN: tuple[tuple[str, str], ...] = (
-    ("`python -m bench --smoke all`",
-     "tiny inputs for every suite (retrieval only when its index is cached); checks that the "
-     "suites work, about 5 minutes; results go to `bench/results/<suite>-smoke.json`"),
-    ("`python -m bench throughput`",
-     "run it first. Unpacks the big corpus (pinned PyPI sdists — Django, SQLAlchemy, Pillow — "
-     "npm tarballs — three, typescript-estree — and Debian's tokio crate source; `pip "
-     "download` / `npm pack` / `apt-get download` fetch what `bench/.cache/big/downloads/` "
-     "lacks). The **cold** full index embeds every chunk (~29k chunks with the default model: "
-     "about 1.5 h on 2 shared cores); its result and index are cached in "
-     "`bench/.cache/perf/<model>/throughput/cold/` and reused. Then 3 runs with a warm "
-     "embedding cache (`--skip warm` leaves them out), warm restarts of the big corpus and of "
-     "the 10,000-file generated repository (indexed once by `bench.standin`, cached in "
-     "`bench/.cache/perf/<model>/gen-10000-7/`), and the model alone on 128 real chunks"),
-    ("`python -m bench latency`",
-     "starts from a copy of the cold index, replicates its rows to ≥ 100k once "
-     "(`bench/.cache/perf/<model>/latency/`), then measures (~15 minutes)"),
-    ("`python -m bench freshness`",
-     "the 10,000-file generated repository (shared with the warm restart): 5 runs of 10 "
-     "creates, modifies, deletes and read-your-writes saves, then 3 bursts of 1,000 files "
-     "(~20 minutes)"),
-    ("`python -m bench memory`",
-     "three 400-file generated repositories (indexed once by `bench.standin`, "
-     "`bench/.cache/perf/<model>/memory/`), 5 idle starts, then two indexing runs of 400 "
-     "never-seen files, with and without a low budget (~15 minutes)"),
-    ("`python -m bench report`",
-     "regenerates this page and the headline numbers in README.md"),
+    (
+        "`python -m bench --smoke all`",
+        "tiny inputs for every suite (retrieval only when its index is cached); checks that the "
+        "suites work, about 5 minutes; results go to `bench/results/<suite>-smoke.json`",
+    ),
+    (
+        "`python -m bench throughput`",
+        "run it first. Unpacks the big corpus (pinned PyPI sdists — Django, SQLAlchemy, Pillow — "
+        "npm tarballs — three, typescript-estree — and Debian's tokio crate source; `pip "
+        "download` / `npm pack` / `apt-get download` fetch what `bench/.cache/big/downloads/` "
+        "lacks). The **cold** full index embeds every chunk (~29k chunks with the default model: "
+        "about 1.5 h on 2 shared cores); its result and index are cached in "
+        "`bench/.cache/perf/<model>/throughput/cold/` and reused. Then 3 runs with a warm "
+        "embedding cache (`--skip warm` leaves them out), warm restarts of the big corpus and of "
+        "the 10,000-file generated repository (indexed once by `bench.standin`, cached in "
+        "`bench/.cache/perf/<model>/gen-10000-7/`), and the model alone on 128 real chunks",
+    ),
+    (
+        "`python -m bench latency`",
+        "starts from a copy of the cold index, replicates its rows to ≥ 100k once "
+        "(`bench/.cache/perf/<model>/latency/`), then measures (~15 minutes)",
+    ),
+    (
+        "`python -m bench freshness`",
+        "the 10,000-file generated repository (shared with the warm restart): 5 runs of 10 "
+        "creates, modifies, deletes and read-your-writes saves, then 3 bursts of 1,000 files "
+        "(~20 minutes)",
+    ),
+    (
+        "`python -m bench memory`",
+        "three 400-file generated repositories (indexed once by `bench.standin`, "
+        "`bench/.cache/perf/<model>/memory/`), 5 idle starts, then two indexing runs of 400 "
+        "never-seen files, with and without a low budget (~15 minutes)",
+    ),
+    ("`python -m bench report`", "regenerates this page and the headline numbers in README.md"),
 )
 
 
 def how_to_run() -> list[str]:
     """The closing section: commands and what they cost."""
-    return ["## Running the suites", "",
+    return (
+        [
+            "## Running the suites",
+            "",
             "From a checkout with the project installed (`pip install -e '.[test]'`, plus "
             "`ripgrep`; `hyperfine` is used when present). The figures above were measured on a "
             "clean `git worktree` of the commit named in each section, so that work in progress "
-            "in the main checkout was not measured:", "",
+            "in the main checkout was not measured:",
+            "",
             "```sh",
             "git worktree add --detach ../cxsnap HEAD && cd ../cxsnap",
             "ln -s client codectx_client    # the import name of client/ (see pyproject.toml)",
@@ -480,17 +746,25 @@ def how_to_run() -> list[str]:
             "python -m bench freshness",
             "python -m bench memory",
             "python -m bench report",
-            "```", ""] + table(["command", "what it does and costs"], HOW_TO_RUN) + [
-        "`--runs N` changes the repetitions (default 5), `--fresh` rebuilds the caches, "
-        "`--skip PART` leaves out parts of a suite. Never run two suites at the same time: "
-        "they share cached data directories and would measure each other.", "",
-        "Preparing indexes that are only a precondition (the 10,000-file repository of the "
-        "freshness suite and the warm restart, the memory suite's resting repositories) uses "
-        "`bench/standin.py`: the real daemon with the model's inference replaced by a "
-        "deterministic vector per text, which saves ~40 minutes of embedding. Those suites "
-        "measure files, chunks, rows and lexical visibility, which do not depend on the "
-        "vectors' values; every daemon that measures runs the real model, and every new or "
-        "changed text in a measurement is embedded by it.", ""]
+            "```",
+            "",
+        ]
+        + table(["command", "what it does and costs"], HOW_TO_RUN)
+        + [
+            "`--runs N` changes the repetitions (default 5), `--fresh` rebuilds the caches, "
+            "`--skip PART` leaves out parts of a suite. Never run two suites at the same time: "
+            "they share cached data directories and would measure each other.",
+            "",
+            "Preparing indexes that are only a precondition (the 10,000-file repository of the "
+            "freshness suite and the warm restart, the memory suite's resting repositories) uses "
+            "`bench/standin.py`: the real daemon with the model's inference replaced by a "
+            "deterministic vector per text, which saves ~40 minutes of embedding. Those suites "
+            "measure files, chunks, rows and lexical visibility, which do not depend on the "
+            "vectors' values; every daemon that measures runs the real model, and every new or "
+            "changed text in a measurement is embedded by it.",
+            "",
+        ]
+    )
 
 
 def header_facts(loaded: Mapping[str, tuple[dict[str, Any] | None, bool]]) -> list[str]:
@@ -501,17 +775,21 @@ def header_facts(loaded: Mapping[str, tuple[dict[str, Any] | None, bool]]) -> li
     newest = max(runs, key=lambda d: d["machine"].get("time", ""))
     m = newest["machine"]
     versions = m.get("versions") or {}
-    return [f"Machine: {m.get('cores')} cores ({m.get('cpu')}), {m.get('memory_gb')} GB, "
-            f"{m.get('os')}; Python {versions.get('python')}, ripgrep "
-            f"{(versions.get('ripgrep') or '?').split()[-1]}. Page generated "
-            f"{time.strftime('%Y-%m-%d %H:%M %z')}; each section names its own run.", ""]
+    return [
+        f"Machine: {m.get('cores')} cores ({m.get('cpu')}), {m.get('memory_gb')} GB, "
+        f"{m.get('os')}; Python {versions.get('python')}, ripgrep "
+        f"{(versions.get('ripgrep') or '?').split()[-1]}. Page generated "
+        f"{time.strftime('%Y-%m-%d %H:%M %z')}; each section names its own run.",
+        "",
+    ]
 
 
 def render(results_dir: Path) -> str:
     """The whole document."""
     loaded = {suite: load(results_dir, suite) for suite in SECTIONS}
     lines = [
-        "# Benchmarks", "",
+        "# Benchmarks",
+        "",
         "Generated by `python -m bench report` from `bench/results/*.json`; do not edit by "
         "hand. Run the suites with `python -m bench [suite ...]` (`--smoke` for tiny inputs); "
         "see `bench/__main__.py`. A cell `median (min–max)` is the median of the runs' figures "
@@ -519,7 +797,8 @@ def render(results_dir: Path) -> str:
         "over every sample of the run; ratios compare with a baseline measured in the "
         "same run. The development machine has 2 cores and is shared with other jobs, so "
         "absolute figures are pessimistic: compare ratios, and check each section's load "
-        "average.", "",
+        "average.",
+        "",
     ]
     lines += header_facts(loaded) + ["## Targets", ""]
     lines += targets_table(loaded) or ["No results yet.", ""]
@@ -566,71 +845,86 @@ def headlines(loaded: Mapping[str, tuple[dict[str, Any] | None, bool]]) -> list[
         create = _get(fresh, "edits", "create", "pooled", "daemon_ms") or {}
         burst = _get(fresh, "burst", "switch", "converged_s", "median")
         back = _get(fresh, "burst", "switch_back", "converged_s", "median")
-        out.append(f"- **Freshness** ({fresh['tree']['files']:,}-file repository): save → "
-                   f"searchable p50 / p95 {fmt(modify.get('p50'), 0)} / "
-                   f"{fmt(modify.get('p95'), 0)} ms for a modified file, "
-                   f"{fmt(create.get('p50'), 0)} / {fmt(create.get('p95'), 0)} ms for a new one; "
-                   f"a {fresh['config']['burst_files']:,}-file branch switch is fully searchable "
-                   f"after {fmt(burst, 0)} s to never-seen content (every new chunk embedded), "
-                   f"{fmt(back, 0)} s back to content seen before (median).")
+        out.append(
+            f"- **Freshness** ({fresh['tree']['files']:,}-file repository): save → "
+            f"searchable p50 / p95 {fmt(modify.get('p50'), 0)} / "
+            f"{fmt(modify.get('p95'), 0)} ms for a modified file, "
+            f"{fmt(create.get('p50'), 0)} / {fmt(create.get('p95'), 0)} ms for a new one; "
+            f"a {fresh['config']['burst_files']:,}-file branch switch is fully searchable "
+            f"after {fmt(burst, 0)} s to never-seen content (every new chunk embedded), "
+            f"{fmt(back, 0)} s back to content seen before (median)."
+        )
     lat = full.get("latency")
     if lat:
         idle = _get(lat, "socket", "idle", "clients_1", "across_runs") or {}
         busy = _get(lat, "socket", "indexing", "clients_1", "across_runs") or {}
         cli = _get(lat, "cli", "idle", "own_ms") or {}
         rg = _get(lat, "baseline_rg", "own_ms") or {}
-        out.append(f"- **Search latency** at {lat['index']['replicas']['rows_total']:,} chunks, "
-                   f"through the socket: p50 {fmt(_get(idle, 'p50', 'median'))} ms, p99 "
-                   f"{fmt(_get(idle, 'p99', 'median'))} ms (p99 "
-                   f"{fmt(_get(busy, 'p99', 'median'))} ms while another repository "
-                   f"indexes); the `codectx-client` process p50 {fmt(cli.get('p50'), 0)} ms; "
-                   f"`rg -F -l` over the same text: p50 {fmt(rg.get('p50'), 0)} ms.")
+        out.append(
+            f"- **Search latency** at {lat['index']['replicas']['rows_total']:,} chunks, "
+            f"through the socket: p50 {fmt(_get(idle, 'p50', 'median'))} ms, p99 "
+            f"{fmt(_get(idle, 'p99', 'median'))} ms (p99 "
+            f"{fmt(_get(busy, 'p99', 'median'))} ms while another repository "
+            f"indexes); the `codectx-client` process p50 {fmt(cli.get('p50'), 0)} ms; "
+            f"`rg -F -l` over the same text: p50 {fmt(rg.get('p50'), 0)} ms."
+        )
     tp = full.get("throughput")
     if tp:
         cold, restart = tp.get("cold"), tp.get("warm_restart")
         if cold:
             share = _get(cold, "split_share", "embed")
-            out.append(f"- **Indexing** (cold, {tp['corpus']['loc']:,} lines of Python, C, JS, "
-                       f"TS and Rust, {cold['chunks']:,} chunks): {fmt(cold['sync_s'] / 60, 0)} "
-                       f"min, {fmt(cold['files_per_s'])} files/s, {fmt(cold['chunks_per_s'])} "
-                       f"chunks/s on 2 cores"
-                       + (f" ({share:.0%} of it embedding with the local model)" if share else "")
-                       + ".")
+            out.append(
+                f"- **Indexing** (cold, {tp['corpus']['loc']:,} lines of Python, C, JS, "
+                f"TS and Rust, {cold['chunks']:,} chunks): {fmt(cold['sync_s'] / 60, 0)} "
+                f"min, {fmt(cold['files_per_s'])} files/s, {fmt(cold['chunks_per_s'])} "
+                f"chunks/s on 2 cores"
+                + (f" ({share:.0%} of it embedding with the local model)" if share else "")
+                + "."
+            )
         if restart:
-            out.append(f"- **Warm restart** ({restart['files']:,} files, no change): fresh "
-                       f"after {fmt(_get(restart, 'fresh_s', 'median'), 2)} s (median).")
+            out.append(
+                f"- **Warm restart** ({restart['files']:,} files, no change): fresh "
+                f"after {fmt(_get(restart, 'fresh_s', 'median'), 2)} s (median)."
+            )
     mem = full.get("memory")
     if mem:
         budget = mem.get("budget") or {}
-        out.append(f"- **Memory**: {fmt(_get(mem, 'idle', 'total_mb', 'median'), 0)} MB resting "
-                   f"with 3 indexed repositories (daemon + Milvus Lite); indexing under a "
-                   f"{mem['budget_mb']} MB budget peaked at {fmt(budget.get('peak_mb'), 0)} MB.")
+        out.append(
+            f"- **Memory**: {fmt(_get(mem, 'idle', 'total_mb', 'median'), 0)} MB resting "
+            f"with 3 indexed repositories (daemon + Milvus Lite); indexing under a "
+            f"{mem['budget_mb']} MB budget peaked at {fmt(budget.get('peak_mb'), 0)} MB."
+        )
     ret = loaded.get("retrieval", (None, False))[0]
     if ret:
         m = ret.get("metrics") or {}
         values = {k: _get(m, k, "overall", "mrr@10") for k in ("hybrid", "lexical", "dense")}
-        out.append(f"- **Retrieval** (MRR@10, {ret.get('queries')} docstring queries): hybrid "
-                   f"{values['hybrid']}, dense only {values['dense']}, lexical only "
-                   f"{values['lexical']}.")
+        out.append(
+            f"- **Retrieval** (MRR@10, {ret.get('queries')} docstring queries): hybrid "
+            f"{values['hybrid']}, dense only {values['dense']}, lexical only "
+            f"{values['lexical']}."
+        )
     rows = [row for row in targets_table(loaded)[2:] if row.startswith("|")]
     met = sum(1 for row in rows if "| met" in row and "smoke" not in row)
     counted = sum(1 for row in rows if "smoke" not in row)
     if counted:
-        out.append(f"- Targets: {met} of {counted} met — see "
-                   "[docs/benchmarks.md](docs/benchmarks.md) for every figure, the misses, the "
-                   "machine and how to reproduce.")
+        out.append(
+            f"- Targets: {met} of {counted} met — see "
+            "[docs/benchmarks.md](docs/benchmarks.md) for every figure, the misses, the "
+            "machine and how to reproduce."
+        )
     return out
 
 
-def update_readme(loaded: Mapping[str, tuple[dict[str, Any] | None, bool]],
-                  path: Path = README) -> bool:
+def update_readme(
+    loaded: Mapping[str, tuple[dict[str, Any] | None, bool]], path: Path = README
+) -> bool:
     """Replace the README's headline block (between its markers); False when it has none."""
     text = path.read_text()
     start, end = text.find(README_START), text.find(README_END)
     if start < 0 or end < start:
         return False
     block = "\n".join([README_START, *headlines(loaded), README_END])
-    path.write_text(text[:start] + block + text[end + len(README_END):])
+    path.write_text(text[:start] + block + text[end + len(README_END) :])
     return True
 
 

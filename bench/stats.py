@@ -61,8 +61,9 @@ def summarize(values: Iterable[float], digits: int = 3) -> dict[str, float]:
     }
 
 
-def across_runs(runs: Sequence[Mapping[str, float]], keys: Sequence[str] | None = None,
-                digits: int = 3) -> dict[str, dict[str, float]]:
+def across_runs(
+    runs: Sequence[Mapping[str, float]], keys: Sequence[str] | None = None, digits: int = 3
+) -> dict[str, dict[str, float]]:
     """For every key of the per-run summaries: the median across runs, with min and max.
 
     Args:
@@ -75,16 +76,22 @@ def across_runs(runs: Sequence[Mapping[str, float]], keys: Sequence[str] | None 
     """
     if not runs:
         return {}
-    names = list(keys) if keys is not None else [
-        k for k, v in runs[0].items() if k != "n" and isinstance(v, int | float)]
+    names = (
+        list(keys)
+        if keys is not None
+        else [k for k, v in runs[0].items() if k != "n" and isinstance(v, int | float)]
+    )
     out: dict[str, dict[str, float]] = {}
     for name in names:
         values = [float(run[name]) for run in runs if run.get(name) is not None]
         if not values:
             continue
-        out[name] = {"median": round(statistics.median(values), digits),
-                     "min": round(min(values), digits), "max": round(max(values), digits),
-                     "runs": len(values)}
+        out[name] = {
+            "median": round(statistics.median(values), digits),
+            "min": round(min(values), digits),
+            "max": round(max(values), digits),
+            "runs": len(values),
+        }
     return out
 
 
@@ -92,9 +99,12 @@ def median_min_max(values: Sequence[float], digits: int = 3) -> dict[str, float]
     """``{"median", "min", "max", "runs"}`` of one figure measured once per run."""
     if not values:
         return {"runs": 0}
-    return {"median": round(statistics.median(values), digits),
-            "min": round(min(values), digits), "max": round(max(values), digits),
-            "runs": len(values)}
+    return {
+        "median": round(statistics.median(values), digits),
+        "min": round(min(values), digits),
+        "max": round(max(values), digits),
+        "runs": len(values),
+    }
 
 
 def ratio(value: float | None, baseline: float | None, digits: int = 2) -> float | None:

@@ -65,18 +65,23 @@ def index_once(root: Path, data_dir: Path, timeout_s: float) -> dict[str, Any]:
     split = {k: full.get(f"{k}_s") for k in ("scan", "parse", "embed", "store")}
     accounted = sum(v for v in split.values() if v)
     return {
-        "wall_s": round(wall, 2), "sync_s": round(seconds, 2), "daemon_start_s": round(start_s, 2),
-        "files_indexed": info["files_indexed"], "files_read": full.get("files_read"),
-        "chunks": info["chunks"], "chunks_written": full.get("chunks_written"),
+        "wall_s": round(wall, 2),
+        "sync_s": round(seconds, 2),
+        "daemon_start_s": round(start_s, 2),
+        "files_indexed": info["files_indexed"],
+        "files_read": full.get("files_read"),
+        "chunks": info["chunks"],
+        "chunks_written": full.get("chunks_written"),
         "files_per_s": round((full.get("files_read") or 0) / seconds, 2) if seconds else None,
-        "chunks_per_s": round((full.get("chunks_written") or 0) / seconds, 2)
-        if seconds else None,
-        "split_s": split, "split_other_s": round(seconds - accounted, 2),
+        "chunks_per_s": round((full.get("chunks_written") or 0) / seconds, 2) if seconds else None,
+        "split_s": split,
+        "split_other_s": round(seconds - accounted, 2),
         "split_share": {k: round(v / seconds, 3) for k, v in split.items() if v and seconds},
-        "peak_rss_mb": rss.peak_mb, "peak_rss_daemon_mb": max((s[1] for s in rss.samples),
-                                                              default=0.0),
+        "peak_rss_mb": rss.peak_mb,
+        "peak_rss_daemon_mb": max((s[1] for s in rss.samples), default=0.0),
         "peak_rss_children_mb": max((s[2] for s in rss.samples), default=0.0),
-        "embedding": status["embedding"], "memory": status["memory"],
+        "embedding": status["embedding"],
+        "memory": status["memory"],
     }
 
 
@@ -91,18 +96,20 @@ def cold_run(root: Path, base: Path, fresh: bool, timeout_s: float) -> dict[str,
         cached["cached"] = True
         return cached
     resumed = (data_dir / "embeddings.db").exists()
-    log(f"cold index of {root}{' (resuming an interrupted run)' if resumed else ''}; "
-        "this embeds every chunk")
+    log(
+        f"cold index of {root}{' (resuming an interrupted run)' if resumed else ''}; "
+        "this embeds every chunk"
+    )
     result = index_once(root, data_dir, timeout_s)
-    result.update(resumed=resumed, measured=time.strftime("%Y-%m-%d %H:%M:%S %z"),
-                  cached=False)
+    result.update(resumed=resumed, measured=time.strftime("%Y-%m-%d %H:%M:%S %z"), cached=False)
     base.mkdir(parents=True, exist_ok=True)
     result_file.write_text(json.dumps(result, indent=1))
     return result
 
 
-def warm_cache_runs(root: Path, cold_data: Path, runs: int, timeout_s: float
-                    ) -> list[dict[str, Any]]:
+def warm_cache_runs(
+    root: Path, cold_data: Path, runs: int, timeout_s: float
+) -> list[dict[str, Any]]:
     """Full index with only the cold run's embedding cache in a new data dir, ``runs`` times."""
     out = []
     for number in range(runs):
@@ -118,8 +125,9 @@ def warm_cache_runs(root: Path, cold_data: Path, runs: int, timeout_s: float
 # --- warm restart -----------------------------------------------------------------------------
 
 
-def restart_runs(root: Path, data_dir: Path, runs: int, timeout_s: float,
-                 standin: bool = False) -> list[dict[str, Any]]:
+def restart_runs(
+    root: Path, data_dir: Path, runs: int, timeout_s: float, standin: bool = False
+) -> list[dict[str, Any]]:
     """Stop/start the daemon on an indexed repository ``runs`` times (after one warm-up start
     that makes sure the index is complete; with ``standin``, whatever is missing is indexed by
     `bench.standin` — stand-in vectors — instead of the model)."""
@@ -139,12 +147,18 @@ def restart_runs(root: Path, data_dir: Path, runs: int, timeout_s: float,
                 fresh_s = daemon.wait_fresh(root, 600, 0.02)
                 info = daemon.repo(root)
             full = (info["last_report"] or {}).get("full") or {}
-            out.append({"daemon_start_s": round(start_s, 3),
-                        "first_ping_s": round(daemon.ping_s or 0.0, 3),
-                        "fresh_s": round(start_s + fresh_s, 3),
-                        "files": info["files_indexed"], "chunks": info["chunks"],
-                        "files_read": full.get("files_read"), "sync_s": full.get("seconds"),
-                        "scan_s": full.get("scan_s")})
+            out.append(
+                {
+                    "daemon_start_s": round(start_s, 3),
+                    "first_ping_s": round(daemon.ping_s or 0.0, 3),
+                    "fresh_s": round(start_s + fresh_s, 3),
+                    "files": info["files_indexed"],
+                    "chunks": info["chunks"],
+                    "files_read": full.get("files_read"),
+                    "sync_s": full.get("seconds"),
+                    "scan_s": full.get("scan_s"),
+                }
+            )
     return out
 
 
@@ -189,8 +203,13 @@ def embedding_runs(texts: list[str], runs: int) -> list[dict[str, float]]:
         started = time.perf_counter()
         embedder.embed_texts(texts)
         seconds = time.perf_counter() - started
-        out.append({"seconds": round(seconds, 3), "chunks_per_s": round(len(texts) / seconds, 2),
-                    "chars_per_s": round(sum(map(len, texts)) / seconds)})
+        out.append(
+            {
+                "seconds": round(seconds, 3),
+                "chunks_per_s": round(len(texts) / seconds, 2),
+                "chars_per_s": round(sum(map(len, texts)) / seconds),
+            }
+        )
     provider.close()
     return out
 
@@ -207,8 +226,9 @@ def run(options: SuiteOptions) -> dict[str, Any]:
     """
     smoke, skip = options.smoke, options.skip
     if smoke:
-        tree = generate_tree(perf_cache(options) / "throughput-smoke" / "tree",
-                             SMOKE_TREE_FILES, 21)
+        tree = generate_tree(
+            perf_cache(options) / "throughput-smoke" / "tree", SMOKE_TREE_FILES, 21
+        )
         base = perf_cache(options) / "throughput-smoke" / "cold"
         shutil.rmtree(base, ignore_errors=True)  # tiny: always really cold
     else:
@@ -228,45 +248,61 @@ def run(options: SuiteOptions) -> dict[str, Any]:
         files = 30 if smoke else RESTART_FILES
         repo = generated_repo_dir(perf_cache(options), files, RESTART_SEED)
         restart_tree = generate_tree(repo / "tree", files, RESTART_SEED)
-        runs = restart_runs(restart_tree.root, repo / "data", options.runs, timeout,
-                            standin=True)
+        runs = restart_runs(restart_tree.root, repo / "data", options.runs, timeout, standin=True)
         results["warm_restart"] = _restart_summary(restart_tree.files, runs)
     if "embed" not in skip:
         texts = sample_chunks(tree.root, SMOKE_EMBED_CHUNKS if smoke else EMBED_CHUNKS)
         embeds = embedding_runs(texts, options.runs)
         results["embedding_only"] = {
-            "chunks": len(texts), "avg_chars": round(sum(map(len, texts)) / max(len(texts), 1)),
-            "runs": embeds, "chunks_per_s": median_min_max([r["chunks_per_s"] for r in embeds])}
+            "chunks": len(texts),
+            "avg_chars": round(sum(map(len, texts)) / max(len(texts), 1)),
+            "runs": embeds,
+            "chunks_per_s": median_min_max([r["chunks_per_s"] for r in embeds]),
+        }
     restart = results.get("warm_restart")
-    results["targets"] = {"warm_restart_s": {
-        "target": TARGET_RESTART_S, "files": restart["files"] if restart else RESTART_FILES,
-        "measured": restart["fresh_s"].get("median") if restart else None,
-        "met": bool(restart) and (restart["fresh_s"].get("median") or 1e9) < TARGET_RESTART_S}}
+    results["targets"] = {
+        "warm_restart_s": {
+            "target": TARGET_RESTART_S,
+            "files": restart["files"] if restart else RESTART_FILES,
+            "measured": restart["fresh_s"].get("median") if restart else None,
+            "met": bool(restart) and (restart["fresh_s"].get("median") or 1e9) < TARGET_RESTART_S,
+        }
+    }
     print_summary(results)
     return results
 
 
 def _restart_summary(files: int, runs: list[dict[str, Any]]) -> dict[str, Any]:
-    return {"files": files, "runs": runs,
-            "fresh_s": median_min_max([r["fresh_s"] for r in runs]),
-            "daemon_start_s": median_min_max([r["daemon_start_s"] for r in runs]),
-            "chunks": runs[0]["chunks"] if runs else None}
+    return {
+        "files": files,
+        "runs": runs,
+        "fresh_s": median_min_max([r["fresh_s"] for r in runs]),
+        "daemon_start_s": median_min_max([r["daemon_start_s"] for r in runs]),
+        "chunks": runs[0]["chunks"] if runs else None,
+    }
 
 
 def _aggregate(runs: list[dict[str, Any]]) -> dict[str, Any]:
     keys = ("sync_s", "files_per_s", "chunks_per_s", "peak_rss_mb")
-    out: dict[str, Any] = {k: median_min_max([r[k] for r in runs if r.get(k) is not None])
-                           for k in keys}
-    out["split_s"] = {k: median_min_max([r["split_s"][k] for r in runs
-                                         if r["split_s"].get(k) is not None])
-                      for k in ("scan", "parse", "embed", "store")}
+    out: dict[str, Any] = {
+        k: median_min_max([r[k] for r in runs if r.get(k) is not None]) for k in keys
+    }
+    out["split_s"] = {
+        k: median_min_max([r["split_s"][k] for r in runs if r["split_s"].get(k) is not None])
+        for k in ("scan", "parse", "embed", "store")
+    }
     return out
 
 
 def _index_row(label: str, item: dict[str, Any]) -> list[str]:
-    return [label, fmt(item["sync_s"]), fmt(item["files_per_s"]), fmt(item["chunks_per_s"]),
-            " / ".join(fmt(item["split_s"][k]) for k in ("scan", "parse", "embed", "store")),
-            fmt(item["peak_rss_mb"], 0)]
+    return [
+        label,
+        fmt(item["sync_s"]),
+        fmt(item["files_per_s"]),
+        fmt(item["chunks_per_s"]),
+        " / ".join(fmt(item["split_s"][k]) for k in ("scan", "parse", "embed", "store")),
+        fmt(item["peak_rss_mb"], 0),
+    ]
 
 
 def print_summary(results: dict[str, Any]) -> None:
@@ -275,39 +311,77 @@ def print_summary(results: dict[str, Any]) -> None:
     cold, warm = results.get("cold"), results.get("warm_cache")
     rows = []
     if cold:
-        rows.append(_index_row("cold (every chunk embedded)"
-                               + (" [cached result]" if cold.get("cached") else "")
-                               + (" [resumed]" if cold.get("resumed") else ""), cold))
+        rows.append(
+            _index_row(
+                "cold (every chunk embedded)"
+                + (" [cached result]" if cold.get("cached") else "")
+                + (" [resumed]" if cold.get("resumed") else ""),
+                cold,
+            )
+        )
     if warm:
-        rows.append([f"warm embedding cache ({len(warm['runs'])} runs)", fmt_mmm(warm["sync_s"]),
-                     fmt_mmm(warm["files_per_s"]), fmt_mmm(warm["chunks_per_s"]),
-                     " / ".join(fmt(warm["split_s"][k].get("median"))
-                                for k in ("scan", "parse", "embed", "store")),
-                     fmt_mmm(warm["peak_rss_mb"], 0)])
+        rows.append(
+            [
+                f"warm embedding cache ({len(warm['runs'])} runs)",
+                fmt_mmm(warm["sync_s"]),
+                fmt_mmm(warm["files_per_s"]),
+                fmt_mmm(warm["chunks_per_s"]),
+                " / ".join(
+                    fmt(warm["split_s"][k].get("median"))
+                    for k in ("scan", "parse", "embed", "store")
+                ),
+                fmt_mmm(warm["peak_rss_mb"], 0),
+            ]
+        )
     if rows:
-        print_table(f"Full index of {corpus['files']} files, {corpus['loc']} non-blank lines"
-                    + (f", {cold['chunks']} chunks" if cold else ""),
-                    ["run", "seconds", "files/s", "chunks/s", "scan / parse / embed / store s",
-                     "peak RSS MB"], rows)
+        print_table(
+            f"Full index of {corpus['files']} files, {corpus['loc']} non-blank lines"
+            + (f", {cold['chunks']} chunks" if cold else ""),
+            [
+                "run",
+                "seconds",
+                "files/s",
+                "chunks/s",
+                "scan / parse / embed / store s",
+                "peak RSS MB",
+            ],
+            rows,
+        )
     other = []
     for key in ("warm_restart", "warm_restart_big"):
         restart = results.get(key)
         if restart:
-            other += [[f"restart → fresh, {restart['files']} files, {restart['chunks']} chunks, s",
-                       fmt_mmm(restart["fresh_s"], 2)],
-                      ["  of which daemon start → answers, s",
-                       fmt_mmm(restart["daemon_start_s"], 2)]]
+            other += [
+                [
+                    f"restart → fresh, {restart['files']} files, {restart['chunks']} chunks, s",
+                    fmt_mmm(restart["fresh_s"], 2),
+                ],
+                ["  of which daemon start → answers, s", fmt_mmm(restart["daemon_start_s"], 2)],
+            ]
     embed = results.get("embedding_only")
     if embed:
-        other.append([f"embedding alone, {embed['chunks']} chunks of ~{embed['avg_chars']} chars, "
-                      "chunks/s", fmt_mmm(embed["chunks_per_s"])])
+        other.append(
+            [
+                f"embedding alone, {embed['chunks']} chunks of ~{embed['avg_chars']} chars, "
+                "chunks/s",
+                fmt_mmm(embed["chunks_per_s"]),
+            ]
+        )
         if cold:
-            other.append(["cold pipeline chunks/s ÷ embedding alone",
-                          fmt(ratio(cold["chunks_per_s"], embed["chunks_per_s"].get("median")),
-                              2)])
+            other.append(
+                [
+                    "cold pipeline chunks/s ÷ embedding alone",
+                    fmt(ratio(cold["chunks_per_s"], embed["chunks_per_s"].get("median")), 2),
+                ]
+            )
     if other:
-        print_table("Warm restart and embedding alone (median (min–max) of runs)",
-                    ["measure", "value"], other)
+        print_table(
+            "Warm restart and embedding alone (median (min–max) of runs)",
+            ["measure", "value"],
+            other,
+        )
     target = results["targets"]["warm_restart_s"]
-    print(f"\n  target warm restart ({target['files']} files) < {target['target']:.0f} s: "
-          f"{fmt(target['measured'], 2)} s → {'met' if target['met'] else 'NOT met'}")
+    print(
+        f"\n  target warm restart ({target['files']} files) < {target['target']:.0f} s: "
+        f"{fmt(target['measured'], 2)} s → {'met' if target['met'] else 'NOT met'}"
+    )

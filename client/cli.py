@@ -29,10 +29,10 @@ from codectx_client.connection import (
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_NOT_RUNNING = 0, 1, 2, 3
 
 
-
 def _json(value: Any) -> str:
     """One JSON document (msgspec is loaded anyway; the json module would add ~10 ms)."""
     return msgspec.json.encode(value).decode()
+
 
 def _abs(path: str) -> str:
     return str(Path(path).expanduser().absolute())
@@ -76,8 +76,12 @@ def cmd_search(conn: Connection, args: argparse.Namespace) -> int:
         inside = [r for r in registered if cwd == r or cwd.startswith(r + os.sep)]
         repos = inside[-1:] if inside else []
     params: dict[str, Any] = {
-        "query": args.query, "repos": repos, "paths": args.path or [],
-        "languages": args.lang or [], "extensions": args.ext or [], "limit": args.k,
+        "query": args.query,
+        "repos": repos,
+        "paths": args.path or [],
+        "languages": args.lang or [],
+        "extensions": args.ext or [],
+        "limit": args.k,
         "mode": args.mode,
     }
     if args.wait is not None:
@@ -85,13 +89,30 @@ def cmd_search(conn: Connection, args: argparse.Namespace) -> int:
         params["wait_paths"] = [_abs(p) for p in args.wait_path or []]
     result = conn.call("search", params, timeout_s=60 + (args.wait or 0))
     if args.json:
-        print(_json({
-            "results": [{k: hit[k] for k in ("repo", "path", "start_line", "end_line", "symbol",
-                                             "language", "score", "content")}
-                        for hit in result["results"]],
-            "fresh": result["fresh"],
-            "pending": result["pending"],
-        }))
+        print(
+            _json(
+                {
+                    "results": [
+                        {
+                            k: hit[k]
+                            for k in (
+                                "repo",
+                                "path",
+                                "start_line",
+                                "end_line",
+                                "symbol",
+                                "language",
+                                "score",
+                                "content",
+                            )
+                        }
+                        for hit in result["results"]
+                    ],
+                    "fresh": result["fresh"],
+                    "pending": result["pending"],
+                }
+            )
+        )
         return EXIT_OK
     for hit in result["results"]:
         symbol = f"  {hit['symbol']}" if hit["symbol"] else ""
@@ -115,8 +136,15 @@ def cmd_search(conn: Connection, args: argparse.Namespace) -> int:
 
 
 def cmd_add(conn: Connection, args: argparse.Namespace) -> int:
-    result = conn.call("add", {"path": _abs(args.path), "force": args.force,
-                               "ignore": args.ignore or [], "extensions": args.ext or []})
+    result = conn.call(
+        "add",
+        {
+            "path": _abs(args.path),
+            "force": args.force,
+            "ignore": args.ignore or [],
+            "extensions": args.ext or [],
+        },
+    )
     repo = result["repo"]
     if args.json and not args.wait:
         print(_json(result))
@@ -158,8 +186,11 @@ def _repo_line(repo: dict[str, Any]) -> str:
     progress = repo.get("progress")
     state = repo["state"]
     if progress and progress["files_total"]:
-        state += " " + _bar(progress["files_done"], progress["files_total"], 16) + (
-            f" {progress['files_done']}/{progress['files_total']}")
+        state += (
+            " "
+            + _bar(progress["files_done"], progress["files_total"], 16)
+            + (f" {progress['files_done']}/{progress['files_total']}")
+        )
     parts = [f"{repo['files_indexed']} files", f"{repo['chunks']} chunks"]
     if repo["files_pending"]:
         parts.append(f"{repo['files_pending']} pending")
@@ -184,22 +215,30 @@ def cmd_status(conn: Connection, args: argparse.Namespace) -> int:
         return EXIT_OK
     d = result["daemon"]
     m, mem = d["metrics"], d["memory"]
-    print(f"codectxd {d['version']} (pid {d['pid']}), up {m['uptime_s']:.0f}s, "
-          f"socket {d['socket']}")
-    print(f"embedding: {d['provider']} {d['model']} ({d['dimension']} dims)   "
-          f"store: {d['store']}   watching: {d['watching']}")
+    print(
+        f"codectxd {d['version']} (pid {d['pid']}), up {m['uptime_s']:.0f}s, socket {d['socket']}"
+    )
+    print(
+        f"embedding: {d['provider']} {d['model']} ({d['dimension']} dims)   "
+        f"store: {d['store']}   watching: {d['watching']}"
+    )
     if d.get("watch_error"):
         print(f"  {d['watch_error']} (periodic scans instead)")
-    print(f"memory: {mem['rss_mb']:.0f} / {mem['budget_mb']} MB ({mem['state']}), "
-          f"gc {mem['gc_collections']}, paused {mem['paused_s']}s")
+    print(
+        f"memory: {mem['rss_mb']:.0f} / {mem['budget_mb']} MB ({mem['state']}), "
+        f"gc {mem['gc_collections']}, paused {mem['paused_s']}s"
+    )
     s = m["search_ms"]
     if s["count"]:
-        print(f"search: {s['count']} queries, p50 {s['p50']} ms, p95 {s['p95']} ms, "
-              f"p99 {s['p99']} ms")
+        print(
+            f"search: {s['count']} queries, p50 {s['p50']} ms, p95 {s['p95']} ms, p99 {s['p99']} ms"
+        )
     e = d["embedding"]
-    print(f"indexing: {m['files_per_s']} files/s, {m['chunks_per_s']} chunks/s, "
-          f"queue {m['queue_depth']}; embedded {e['texts_embedded']} texts in "
-          f"{e['requests']} requests, cache hit rate {e['cache_hit_rate']}")
+    print(
+        f"indexing: {m['files_per_s']} files/s, {m['chunks_per_s']} chunks/s, "
+        f"queue {m['queue_depth']}; embedded {e['texts_embedded']} texts in "
+        f"{e['requests']} requests, cache hit rate {e['cache_hit_rate']}"
+    )
     if e.get("last_error"):
         print(f"  last provider error: {e['last_error']}")
     for item in result["repos"]:
@@ -250,9 +289,11 @@ def _progress_line(repo: dict[str, Any]) -> str:
     name = os.path.basename(repo["root"]) or repo["root"]
     if progress and progress["files_total"]:
         bar = _bar(progress["files_done"], progress["files_total"])
-        return (f"{name} {progress['phase']} {bar}"
-                f" {progress['files_done']}/{progress['files_total']} files,"
-                f" {progress['chunks_done']} chunks")
+        return (
+            f"{name} {progress['phase']} {bar}"
+            f" {progress['files_done']}/{progress['files_total']} files,"
+            f" {progress['chunks_done']} chunks"
+        )
     return f"{name} {repo['state']} ({repo['files_indexed']} files, {repo['chunks']} chunks)"
 
 
@@ -303,8 +344,11 @@ def cmd_stop(conn: Connection, args: argparse.Namespace) -> int:
 
 def cmd_ping(conn: Connection, args: argparse.Namespace) -> int:
     result = conn.call("ping")
-    print(_json(result) if args.json else
-          f"codectxd {result['version']} (pid {result['pid']}, protocol {result['protocol']})")
+    print(
+        _json(result)
+        if args.json
+        else f"codectxd {result['version']} (pid {result['pid']}, protocol {result['protocol']})"
+    )
     return EXIT_OK
 
 
@@ -317,10 +361,12 @@ def build_parser() -> argparse.ArgumentParser:
         description="Search your code through the codectx daemon (codectxd).",
     )
     parser.add_argument("--version", action="version", version=f"codectx-client {__version__}")
-    parser.add_argument("--socket", help="daemon socket (default: $CODECTX_SOCKET or the "
-                        "runtime dir)")
-    parser.add_argument("--autostart", action="store_true",
-                        help="start the daemon if it is not running")
+    parser.add_argument(
+        "--socket", help="daemon socket (default: $CODECTX_SOCKET or the runtime dir)"
+    )
+    parser.add_argument(
+        "--autostart", action="store_true", help="start the daemon if it is not running"
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     def add(name: str, help_text: str, func: Any) -> argparse.ArgumentParser:
@@ -329,53 +375,81 @@ def build_parser() -> argparse.ArgumentParser:
         cmd.set_defaults(func=func)
         return cmd
 
-    search = add("search", "search indexed code (default: the repo you are in, else all)",
-                 cmd_search)
+    search = add(
+        "search", "search indexed code (default: the repo you are in, else all)", cmd_search
+    )
     search.add_argument("query", help="what to look for, in words or identifiers")
-    search.add_argument("--repo", action="append", metavar="PATH",
-                        help="search this repository (repeatable)")
+    search.add_argument(
+        "--repo", action="append", metavar="PATH", help="search this repository (repeatable)"
+    )
     search.add_argument("--all", action="store_true", help="search every registered repository")
-    search.add_argument("--path", action="append", metavar="GLOB",
-                        help="only paths under this prefix or matching this glob (repeatable)")
+    search.add_argument(
+        "--path",
+        action="append",
+        metavar="GLOB",
+        help="only paths under this prefix or matching this glob (repeatable)",
+    )
     search.add_argument("--lang", action="append", metavar="L", help="only this language")
     search.add_argument("--ext", action="append", metavar="E", help="only this extension")
     search.add_argument("-k", type=int, default=10, help="number of results (default 10)")
     search.add_argument("--mode", choices=("hybrid", "dense", "lexical"), default="hybrid")
-    search.add_argument("--wait", type=float, nargs="?", const=5.0, metavar="SECONDS",
-                        help="wait (default 5 s) for pending changes to be indexed first")
-    search.add_argument("--wait-path", action="append", metavar="PATH",
-                        help="with --wait: the files you just changed (read-your-writes)")
+    search.add_argument(
+        "--wait",
+        type=float,
+        nargs="?",
+        const=5.0,
+        metavar="SECONDS",
+        help="wait (default 5 s) for pending changes to be indexed first",
+    )
+    search.add_argument(
+        "--wait-path",
+        action="append",
+        metavar="PATH",
+        help="with --wait: the files you just changed (read-your-writes)",
+    )
     search.add_argument("--lines", type=int, default=8, help="snippet lines per result")
 
     add_cmd = add("add", "register a repository, index it and keep it fresh", cmd_add)
     add_cmd.add_argument("path")
-    add_cmd.add_argument("--force", action="store_true",
-                         help="allow system or home directories")
-    add_cmd.add_argument("--ignore", action="append", metavar="PATTERN",
-                         help="extra gitignore-style pattern for this repository (repeatable)")
-    add_cmd.add_argument("--ext", action="append", metavar="EXT",
-                         help="extra file extension to index here, e.g. .tpl (repeatable)")
-    add_cmd.add_argument("--wait", dest="wait", action="store_true", default=None,
-                         help="show progress until the first index is complete "
-                              "(default when run in a terminal)")
-    add_cmd.add_argument("--no-wait", dest="wait", action="store_false",
-                         help="return at once")
+    add_cmd.add_argument("--force", action="store_true", help="allow system or home directories")
+    add_cmd.add_argument(
+        "--ignore",
+        action="append",
+        metavar="PATTERN",
+        help="extra gitignore-style pattern for this repository (repeatable)",
+    )
+    add_cmd.add_argument(
+        "--ext",
+        action="append",
+        metavar="EXT",
+        help="extra file extension to index here, e.g. .tpl (repeatable)",
+    )
+    add_cmd.add_argument(
+        "--wait",
+        dest="wait",
+        action="store_true",
+        default=None,
+        help="show progress until the first index is complete (default when run in a terminal)",
+    )
+    add_cmd.add_argument("--no-wait", dest="wait", action="store_false", help="return at once")
 
     remove = add("remove", "stop watching a repository and delete its index", cmd_remove)
     remove.add_argument("path")
     add("list", "list registered repositories", cmd_list)
     status = add("status", "daemon and indexing status", cmd_status)
-    status.add_argument("--watch", action="store_true",
-                        help="live progress until indexing is done")
+    status.add_argument("--watch", action="store_true", help="live progress until indexing is done")
     status.add_argument("--repo", metavar="PATH", help="only this repository")
     status.add_argument("--errors", type=int, default=10, help="problems to list per repo")
     reindex = add("reindex", "re-check every file now (changed files only)", cmd_reindex)
     reindex.add_argument("--repo", metavar="PATH", help="only this repository (default: all)")
-    reindex.add_argument("--force", action="store_true",
-                         help="re-read and re-split every file (the embedding cache still "
-                              "avoids paying twice)")
-    clear = add("clear", "delete the index of a repository (or all) and stop watching it",
-                cmd_clear)
+    reindex.add_argument(
+        "--force",
+        action="store_true",
+        help="re-read and re-split every file (the embedding cache still avoids paying twice)",
+    )
+    clear = add(
+        "clear", "delete the index of a repository (or all) and stop watching it", cmd_clear
+    )
     clear.add_argument("--repo", metavar="PATH")
     clear.add_argument("--all", action="store_true", help="every registered repository")
     add("stop", "stop the daemon", cmd_stop)
@@ -390,8 +464,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return EXIT_USAGE
     try:
-        with connect(Path(args.socket) if args.socket else None,
-                     autostart=args.autostart) as conn:
+        with connect(Path(args.socket) if args.socket else None, autostart=args.autostart) as conn:
             return int(args.func(conn, args))
     except DaemonNotRunning as exc:
         print(f"codectx-client: {exc}", file=sys.stderr)

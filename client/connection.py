@@ -120,8 +120,9 @@ def _result(message: dict[str, Any]) -> Any:
     if message.get("ok"):
         return message.get("result")
     error = message.get("error") or {}
-    raise RemoteError(error.get("code", "internal"), error.get("message", "unknown error"),
-                      error.get("data"))
+    raise RemoteError(
+        error.get("code", "internal"), error.get("message", "unknown error"), error.get("data")
+    )
 
 
 def connect(
@@ -168,8 +169,12 @@ def start_daemon() -> None:
     exe = shutil.which("codectxd")
     command = [exe] if exe else [sys.executable, "-m", "codectxd"]
     result = subprocess.run(
-        [*command, "start", "--detach"], stdin=subprocess.DEVNULL, capture_output=True,
-        text=True, env=os.environ.copy(), timeout=120,
+        [*command, "start", "--detach"],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        env=os.environ.copy(),
+        timeout=120,
     )
     if result.returncode != 0:
         raise ClientError(f"could not start the daemon: {result.stderr.strip() or result.stdout}")

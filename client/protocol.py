@@ -274,8 +274,9 @@ def encode(message: Any) -> bytes:
 def frame_length(header: bytes, max_bytes: int = MAX_FRAME_BYTES) -> int:
     (length,) = HEADER.unpack(header)
     if length > max_bytes:
-        raise FrameError(ErrorCode.FRAME_TOO_LARGE,
-                         f"frame of {length} bytes exceeds the {max_bytes}-byte limit")
+        raise FrameError(
+            ErrorCode.FRAME_TOO_LARGE, f"frame of {length} bytes exceeds the {max_bytes}-byte limit"
+        )
     return int(length)
 
 

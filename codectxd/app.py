@@ -34,8 +34,26 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[[Any], Awaitable[Any]]
 #: Directories nobody means to index; `add` refuses them without force=True.
-SYSTEM_DIRS = frozenset({"/", "/etc", "/usr", "/bin", "/sbin", "/lib", "/lib64", "/var", "/boot",
-                         "/dev", "/proc", "/sys", "/opt", "/root", "/System", "/Library"})
+SYSTEM_DIRS = frozenset(
+    {
+        "/",
+        "/etc",
+        "/usr",
+        "/bin",
+        "/sbin",
+        "/lib",
+        "/lib64",
+        "/var",
+        "/boot",
+        "/dev",
+        "/proc",
+        "/sys",
+        "/opt",
+        "/root",
+        "/System",
+        "/Library",
+    }
+)
 _PROGRESS_INTERVAL_S = 0.25
 _ERROR_RETRY_S = 30.0
 _ERROR_MIN_RETRY_S = 1.0
@@ -52,8 +70,11 @@ class Daemon:
         self.metrics = Metrics()
         self.memory = MemoryManager(settings.daemon.memory_budget_mb)
         self.events = EventBus()
-        self.watcher = Watcher(self._on_changes, step_ms=settings.daemon.debounce_ms,
-                               enabled=settings.daemon.watch == "auto")
+        self.watcher = Watcher(
+            self._on_changes,
+            step_ms=settings.daemon.debounce_ms,
+            enabled=settings.daemon.watch == "auto",
+        )
         self.repos: dict[str, RepoRuntime] = {}
         self.should_exit = anyio.Event()
         self.ready = anyio.Event()
@@ -88,16 +109,24 @@ class Daemon:
             try:
                 runtime = self._start_repo(Path(entry.root), entry.ignore, entry.extensions)
             except ValueError as exc:  # e.g. an invalid ignore pattern saved by an old version
-                log.error("repository %s not started: %s (run `codectx-client add %s` with "
-                          "valid options)", entry.root, exc, entry.root)
+                log.error(
+                    "repository %s not started: %s (run `codectx-client add %s` with "
+                    "valid options)",
+                    entry.root,
+                    exc,
+                    entry.root,
+                )
                 continue
             await self._plan_model_switch(runtime)
         self.watcher.set_roots(list(self.repos))
         task_group.start_soon(self.watcher.run)
         task_group.start_soon(self._periodic_rescan)
         self.ready.set()
-        log.info("daemon ready: %d repositories, model %s", len(self.repos),
-                 self.engine.embedder.identity)
+        log.info(
+            "daemon ready: %d repositories, model %s",
+            len(self.repos),
+            self.engine.embedder.identity,
+        )
 
     async def close(self) -> None:
         """Stop indexing at the next safe point; everything committed so far is persisted."""
@@ -109,16 +138,18 @@ class Daemon:
             await runtime.idle.wait()
         await anyio.to_thread.run_sync(self.engine.close)
 
-    def _start_repo(self, root: Path, ignore: tuple[str, ...] = (),
-                    extensions: tuple[str, ...] = ()) -> RepoRuntime:
+    def _start_repo(
+        self, root: Path, ignore: tuple[str, ...] = (), extensions: tuple[str, ...] = ()
+    ) -> RepoRuntime:
         runtime: RepoRuntime | None = None
 
         def between_groups() -> None:
             assert runtime is not None
             self._run_queued_inline(runtime)
 
-        indexer = self.engine.indexer_for(root, on_progress=lambda pr: None, ignore=ignore,
-                                          extensions=extensions)
+        indexer = self.engine.indexer_for(
+            root, on_progress=lambda pr: None, ignore=ignore, extensions=extensions
+        )
         indexer.group_chunks = self.memory.admit_group
         indexer.between_groups = between_groups
         indexer.on_commit = self._on_commit
@@ -137,20 +168,28 @@ class Daemon:
         def plan() -> tuple[list[str], str | None]:
             prefix = runtime.indexer.collection.split("_", 2)
             repo_prefix = f"{prefix[0]}_{prefix[1]}_"
-            others = [c for c in self.engine.store.list_collections(repo_prefix)
-                      if c != runtime.indexer.collection]
+            others = [
+                c
+                for c in self.engine.store.list_collections(repo_prefix)
+                if c != runtime.indexer.collection
+            ]
             if runtime.indexer.is_complete() or not others:
                 return others, None
-            complete = [c for c in others
-                        if self.engine.snapshot.get_meta(c, "complete") is not None]
+            complete = [
+                c for c in others if self.engine.snapshot.get_meta(c, "complete") is not None
+            ]
             return others, (complete[0] if complete else None)
 
         others, serving = await anyio.to_thread.run_sync(plan)
         runtime.retired = others
         if serving is not None:
             runtime.search_collection = serving
-            log.info("%s: embedding model changed; searches use %s until the new index %s "
-                     "is complete", runtime.name, serving, runtime.indexer.collection)
+            log.info(
+                "%s: embedding model changed; searches use %s until the new index %s is complete",
+                runtime.name,
+                serving,
+                runtime.indexer.collection,
+            )
 
     async def _finish_model_switch(self, runtime: RepoRuntime) -> None:
         retired, runtime.retired = runtime.retired, []
@@ -162,10 +201,20 @@ class Daemon:
                 self.engine.snapshot.clear(name)
 
         await anyio.to_thread.run_sync(drop)
-        log.info("%s: switched to %s; removed %s", runtime.name, runtime.indexer.collection,
-                 ", ".join(retired))
-        self.events.publish("state", {"repo": runtime.name, "state": runtime.state,
-                                      "collection": runtime.indexer.collection})
+        log.info(
+            "%s: switched to %s; removed %s",
+            runtime.name,
+            runtime.indexer.collection,
+            ", ".join(retired),
+        )
+        self.events.publish(
+            "state",
+            {
+                "repo": runtime.name,
+                "state": runtime.state,
+                "collection": runtime.indexer.collection,
+            },
+        )
 
     def _on_commit(self, files: int, chunks: int, seconds: float) -> None:
         self.metrics.files.add(files)
@@ -180,9 +229,14 @@ class Daemon:
             if progress.phase == last[1] and now - last[0] < _PROGRESS_INTERVAL_S:
                 return
             last[0], last[1] = now, progress.phase
-            data = {"repo": runtime.name, "phase": progress.phase,
-                    "files_done": progress.files_done, "files_total": progress.files_total,
-                    "chunks_done": progress.chunks_done, "errors": progress.errors}
+            data = {
+                "repo": runtime.name,
+                "phase": progress.phase,
+                "files_done": progress.files_done,
+                "files_total": progress.files_total,
+                "chunks_done": progress.chunks_done,
+                "errors": progress.errors,
+            }
             # RuntimeError: not in a worker thread of our loop, or the loop is closing.
             with contextlib.suppress(RuntimeError):
                 anyio.from_thread.run_sync(self._publish_progress, runtime, data)
@@ -230,12 +284,14 @@ class Daemon:
                 runtime.state = SCANNING
                 self.events.publish("state", {"repo": runtime.name, "state": SCANNING})
                 report: SyncReport = await anyio.to_thread.run_sync(
-                    runtime.indexer.full_sync, force, limiter=self._full_limiter)
+                    runtime.indexer.full_sync, force, limiter=self._full_limiter
+                )
             else:
                 if runtime.state != INDEXING:
                     runtime.state = INDEXING
                 report = await anyio.to_thread.run_sync(
-                    runtime.indexer.sync_paths, batch, limiter=self._incremental_limiter)
+                    runtime.indexer.sync_paths, batch, limiter=self._incremental_limiter
+                )
             runtime.finish(batch)
         finally:
             runtime.end_sync()
@@ -248,24 +304,39 @@ class Daemon:
         runtime.last_report = dict(runtime.last_report or {})
         runtime.last_report["full" if full is not None else "paths"] = {
             "scanned": report.scanned,
-            "unchanged": report.unchanged, "files_read": report.files_read,
-            "indexed": report.indexed, "removed": report.removed, "skipped": report.skipped,
-            "failed": report.failed, "chunks_written": report.chunks_written,
-            "seconds": round(report.seconds, 3), "cancelled": report.cancelled,
-            "scan_s": round(report.scan_s, 3), "parse_s": round(report.parse_s, 3),
-            "embed_s": round(report.embed_s, 3), "store_s": round(report.store_s, 3),
+            "unchanged": report.unchanged,
+            "files_read": report.files_read,
+            "indexed": report.indexed,
+            "removed": report.removed,
+            "skipped": report.skipped,
+            "failed": report.failed,
+            "chunks_written": report.chunks_written,
+            "seconds": round(report.seconds, 3),
+            "cancelled": report.cancelled,
+            "scan_s": round(report.scan_s, 3),
+            "parse_s": round(report.parse_s, 3),
+            "embed_s": round(report.embed_s, 3),
+            "store_s": round(report.store_s, 3),
             "finished": time.time(),
         }
         runtime.state = READY if not runtime.has_work() else runtime.state
         runtime.mark_synced()
         for path, message in report.errors[:20]:
-            self.events.publish("file_error", {"repo": runtime.name, "path": path,
-                                               "message": message})
-        self.events.publish("synced", {
-            "repo": runtime.name, "indexed": report.indexed, "removed": report.removed,
-            "skipped": report.skipped, "failed": report.failed,
-            "seconds": round(report.seconds, 3), "state": runtime.state,
-        })
+            self.events.publish(
+                "file_error", {"repo": runtime.name, "path": path, "message": message}
+            )
+        self.events.publish(
+            "synced",
+            {
+                "repo": runtime.name,
+                "indexed": report.indexed,
+                "removed": report.removed,
+                "skipped": report.skipped,
+                "failed": report.failed,
+                "seconds": round(report.seconds, 3),
+                "state": runtime.state,
+            },
+        )
 
     def _run_queued_inline(self, runtime: RepoRuntime) -> None:
         """Between groups of a long full sync: index just-saved files right away."""
@@ -310,8 +381,11 @@ class Daemon:
         last_full = time.monotonic()
         while True:
             polling = self.watcher.mode != "inotify"
-            await anyio.sleep(self.settings.daemon.poll_interval_s if polling else min(
-                60.0, self.settings.daemon.rescan_interval_s or 60.0))
+            await anyio.sleep(
+                self.settings.daemon.poll_interval_s
+                if polling
+                else min(60.0, self.settings.daemon.rescan_interval_s or 60.0)
+            )
             interval = self.settings.daemon.rescan_interval_s
             due = polling or (interval > 0 and time.monotonic() - last_full >= interval)
             if not due:
@@ -330,16 +404,22 @@ class Daemon:
         best: RepoRuntime | None = None
         for root, runtime in self.repos.items():
             if (resolved == root or resolved.startswith(root + os.sep)) and (
-                    best is None or len(root) > len(best.name)):
+                best is None or len(root) > len(best.name)
+            ):
                 best = runtime
         if best is None:
-            raise NotFoundError(f"{path} is not inside a registered repository "
-                                f"(add it with: codectx-client add PATH)")
+            raise NotFoundError(
+                f"{path} is not inside a registered repository "
+                f"(add it with: codectx-client add PATH)"
+            )
         return best
 
     def _repo_info(self, runtime: RepoRuntime, counts: dict[str, int] | None = None) -> p.RepoInfo:
-        counts = counts if counts is not None else self.engine.snapshot.counts(
-            runtime.indexer.collection)
+        counts = (
+            counts
+            if counts is not None
+            else self.engine.snapshot.counts(runtime.indexer.collection)
+        )
         progress = runtime.indexer.progress
         scan = runtime.indexer.last_scan
         scan_skipped = sum(scan.skipped_counts.values()) if scan else 0
@@ -355,16 +435,23 @@ class Daemon:
             watching=self.watcher.mode,
             collection=runtime.indexer.collection,
             model=self.engine.embedder.identity,
-            progress={"phase": progress.phase, "files_done": progress.files_done,
-                      "files_total": progress.files_total, "chunks_done": progress.chunks_done,
-                      "errors": progress.errors} if runtime.syncing else None,
+            progress={
+                "phase": progress.phase,
+                "files_done": progress.files_done,
+                "files_total": progress.files_total,
+                "chunks_done": progress.chunks_done,
+                "errors": progress.errors,
+            }
+            if runtime.syncing
+            else None,
             error=runtime.error,
             last_report=runtime.last_report,
         )
 
     async def _info(self, runtime: RepoRuntime) -> p.RepoInfo:
         counts = await anyio.to_thread.run_sync(
-            self.engine.snapshot.counts, runtime.indexer.collection)
+            self.engine.snapshot.counts, runtime.indexer.collection
+        )
         return self._repo_info(runtime, counts)
 
     async def _targets(self, repos: list[str]) -> list[RepoRuntime]:
@@ -379,8 +466,12 @@ class Daemon:
     # --- handlers ---------------------------------------------------------------------------
 
     async def ping(self, params: p.PingParams) -> p.PingResult:
-        return p.PingResult(version=__version__, protocol=p.PROTOCOL_VERSION, pid=os.getpid(),
-                            uptime_s=round(time.time() - self.metrics.started, 3))
+        return p.PingResult(
+            version=__version__,
+            protocol=p.PROTOCOL_VERSION,
+            pid=os.getpid(),
+            uptime_s=round(time.time() - self.metrics.started, 3),
+        )
 
     async def add(self, params: p.AddParams) -> p.AddResult:
         root = await anyio.to_thread.run_sync(_validate_new_root, params.path, params.force)
@@ -392,8 +483,11 @@ class Daemon:
         existing = self.repos.get(str(root))
         if existing is not None:
             entry = self.registry.get(str(root))
-            if entry is not None and (entry.ignore, entry.extensions) != (ignore, extensions) \
-                    and (ignore or extensions):
+            if (
+                entry is not None
+                and (entry.ignore, entry.extensions) != (ignore, extensions)
+                and (ignore or extensions)
+            ):
                 # New per-repo options: restart its indexer with them; a full sync follows.
                 await anyio.to_thread.run_sync(self.registry.add, str(root), ignore, extensions)
                 await self._stop_worker(existing)
@@ -403,8 +497,9 @@ class Daemon:
             return p.AddResult(repo=await self._info(existing), added=False)
         for other in self.repos:
             if str(root).startswith(other + os.sep):
-                log.info("%s is inside the registered repository %s; indexing it separately",
-                         root, other)
+                log.info(
+                    "%s is inside the registered repository %s; indexing it separately", root, other
+                )
         await anyio.to_thread.run_sync(self.registry.add, str(root), ignore, extensions)
         runtime = self._start_repo(root, ignore, extensions)
         await self._plan_model_switch(runtime)
@@ -437,8 +532,11 @@ class Daemon:
 
         def drop() -> None:
             with runtime.indexer._lock:  # waits for a running sync to stop at its next group
-                for name in {runtime.indexer.collection, runtime.search_collection,
-                             *runtime.retired}:
+                for name in {
+                    runtime.indexer.collection,
+                    runtime.search_collection,
+                    *runtime.retired,
+                }:
                     self.engine.store.drop_collection(name)
                     self.engine.snapshot.clear(name)
             self.registry.remove(runtime.name)
@@ -464,28 +562,53 @@ class Daemon:
         waited = 0.0
         if params.wait_s > 0:
             waited = await self._wait_fresh(runtimes, params.wait_paths, min(params.wait_s, 60.0))
-        filters = Filters(paths=tuple(params.paths), languages=tuple(params.languages),
-                          extensions=tuple(params.extensions))
-        targets = [Target(r.name, r.search_collection,
-                          lexical_only=r.search_collection != r.indexer.collection)
-                   for r in runtimes]
+        filters = Filters(
+            paths=tuple(params.paths),
+            languages=tuple(params.languages),
+            extensions=tuple(params.extensions),
+        )
+        targets = [
+            Target(
+                r.name,
+                r.search_collection,
+                lexical_only=r.search_collection != r.indexer.collection,
+            )
+            for r in runtimes
+        ]
         embedder = self.engine.embedder
 
         def run() -> list[Any]:
             # A collection that is missing, being created or never written answers nothing
             # (Store.search); the reply's `fresh`/`indexing` say the index is not complete.
-            return search(self.engine.store, embedder, targets, params.query,
-                          limit=params.limit, filters=filters, mode=params.mode)
+            return search(
+                self.engine.store,
+                embedder,
+                targets,
+                params.query,
+                limit=params.limit,
+                filters=filters,
+                mode=params.mode,
+            )
 
         results = await anyio.to_thread.run_sync(run, limiter=self.search_limiter)
         took = (time.perf_counter() - started) * 1000
         self.metrics.search_ms.add(took - waited * 1000)
         pending = sum(r.pending() for r in runtimes)
         return p.SearchResult(
-            results=[p.SearchHit(repo=r.repo, path=r.path, start_line=r.start_line,
-                                 end_line=r.end_line, symbol=r.symbol, kind=r.kind,
-                                 language=r.language, score=round(r.score, 6), content=r.content)
-                     for r in results],
+            results=[
+                p.SearchHit(
+                    repo=r.repo,
+                    path=r.path,
+                    start_line=r.start_line,
+                    end_line=r.end_line,
+                    symbol=r.symbol,
+                    kind=r.kind,
+                    language=r.language,
+                    score=round(r.score, 6),
+                    content=r.content,
+                )
+                for r in results
+            ],
             fresh=all(r.fresh() for r in runtimes),
             pending=pending,
             indexing=[r.name for r in runtimes if not r.initial_done],
@@ -517,8 +640,7 @@ class Daemon:
             watched = [(r, []) for r in runtimes]
         with anyio.move_on_after(max(0.0, timeout_s - (time.perf_counter() - started))):
             while True:
-                busy = [r for r, rels in watched
-                        if (r.waiting_on(rels) if rels else not r.fresh())]
+                busy = [r for r, rels in watched if (r.waiting_on(rels) if rels else not r.fresh())]
                 if not busy:
                     break
                 with anyio.move_on_after(0.5):
@@ -532,22 +654,30 @@ class Daemon:
         for runtime in runtimes:
             info = await self._info(runtime)
             problems = await anyio.to_thread.run_sync(
-                self.engine.snapshot.problems, runtime.indexer.collection, params.errors)
+                self.engine.snapshot.problems, runtime.indexer.collection, params.errors
+            )
             scan = runtime.indexer.last_scan
             skipped = dict(scan.skipped_counts) if scan else {}
             for problem in problems:
                 if problem.state == "skipped":
                     reason = problem.reason.split(":", 1)[0]
                     skipped[reason] = skipped.get(reason, 0) + 1
-            listed = [{"path": s.path, "state": "skipped", "reason": s.reason}
-                      for s in (scan.skipped[: params.errors] if scan else [])
-                      if s.reason != "unsupported"]
-            repos.append(p.RepoStatus(
-                repo=info, skipped=skipped,
-                problems=[{"path": x.path, "state": x.state, "reason": x.reason}
-                          for x in problems] + listed[: max(0, params.errors - len(problems))],
-                embedding=embed_stats,
-            ))
+            listed = [
+                {"path": s.path, "state": "skipped", "reason": s.reason}
+                for s in (scan.skipped[: params.errors] if scan else [])
+                if s.reason != "unsupported"
+            ]
+            repos.append(
+                p.RepoStatus(
+                    repo=info,
+                    skipped=skipped,
+                    problems=[
+                        {"path": x.path, "state": x.state, "reason": x.reason} for x in problems
+                    ]
+                    + listed[: max(0, params.errors - len(problems))],
+                    embedding=embed_stats,
+                )
+            )
         queue = sum(r.pending() for r in self.repos.values())
         daemon = {
             "version": __version__,

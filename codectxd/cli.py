@@ -73,10 +73,14 @@ def cmd_index(args: argparse.Namespace) -> int:
             "chunks_total": chunks,
             "files_indexed": counts.get("indexed", 0),
             "seconds": round(report.seconds, 2),
-            "time_split_s": {"scan": round(report.scan_s, 3), "parse": round(report.parse_s, 3),
-                             "embed": round(report.embed_s, 3),
-                             "store": round(report.store_s, 3)},
-            "skipped_by_reason": dict(indexer.last_scan.skipped_counts) if indexer.last_scan
+            "time_split_s": {
+                "scan": round(report.scan_s, 3),
+                "parse": round(report.parse_s, 3),
+                "embed": round(report.embed_s, 3),
+                "store": round(report.store_s, 3),
+            },
+            "skipped_by_reason": dict(indexer.last_scan.skipped_counts)
+            if indexer.last_scan
             else {},
             "errors": report.errors,
         }
@@ -103,26 +107,44 @@ def cmd_search(args: argparse.Namespace) -> int:
     root = _repo_root(args.path)
     engine = Engine(_settings())
     try:
-        filters = Filters(paths=tuple(args.glob or ()), languages=tuple(args.lang or ()),
-                          extensions=tuple(args.ext or ()))
+        filters = Filters(
+            paths=tuple(args.glob or ()),
+            languages=tuple(args.lang or ()),
+            extensions=tuple(args.ext or ()),
+        )
         started = time.perf_counter()
-        results = engine.search([root], args.query, limit=args.k, filters=filters,
-                                mode=args.mode)
+        results = engine.search([root], args.query, limit=args.k, filters=filters, mode=args.mode)
         elapsed_ms = (time.perf_counter() - started) * 1000
         if args.json:
-            print(json.dumps({"results": [
-                {"repo": r.repo, "path": r.path, "start_line": r.start_line,
-                 "end_line": r.end_line, "symbol": r.symbol, "language": r.language,
-                 "score": r.score, "content": r.content} for r in results
-            ]}, indent=2))
+            print(
+                json.dumps(
+                    {
+                        "results": [
+                            {
+                                "repo": r.repo,
+                                "path": r.path,
+                                "start_line": r.start_line,
+                                "end_line": r.end_line,
+                                "symbol": r.symbol,
+                                "language": r.language,
+                                "score": r.score,
+                                "content": r.content,
+                            }
+                            for r in results
+                        ]
+                    },
+                    indent=2,
+                )
+            )
             return EXIT_OK
         if not results:
             print("no results")
         for result in results:
             symbol = f" {result.symbol}" if result.symbol else ""
-            print(f"{result.path}:{result.start_line}-{result.end_line}{symbol}  "
-                  f"[{result.score:.4f}]")
-            for line in result.content.strip("\n").split("\n")[:args.lines]:
+            print(
+                f"{result.path}:{result.start_line}-{result.end_line}{symbol}  [{result.score:.4f}]"
+            )
+            for line in result.content.strip("\n").split("\n")[: args.lines]:
                 print(f"    {line}")
         print(f"({len(results)} results in {elapsed_ms:.0f} ms)", file=sys.stderr)
         return EXIT_OK
@@ -143,7 +165,8 @@ def cmd_start(args: argparse.Namespace) -> int:
         import dataclasses
 
         settings = dataclasses.replace(
-            settings, daemon=dataclasses.replace(settings.daemon, log_level="debug"))
+            settings, daemon=dataclasses.replace(settings.daemon, log_level="debug")
+        )
     return run_foreground(settings, Path(args.log_file) if args.log_file else None)
 
 
@@ -192,8 +215,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     start = sub.add_parser("start", help="run the daemon (foreground; --detach for background)")
-    start.add_argument("--detach", action="store_true",
-                       help="start in the background and return once it answers")
+    start.add_argument(
+        "--detach", action="store_true", help="start in the background and return once it answers"
+    )
     start.add_argument("--log-file", help="log to this file instead of stderr")
     start.set_defaults(func=cmd_start)
 
@@ -206,10 +230,11 @@ def build_parser() -> argparse.ArgumentParser:
     status.set_defaults(func=cmd_status)
 
     service = sub.add_parser(
-        "install-service",
-        help="install the systemd user unit (Linux) or launchd agent (macOS)")
-    service.add_argument("--print", action="store_true",
-                         help="print the unit file instead of writing it")
+        "install-service", help="install the systemd user unit (Linux) or launchd agent (macOS)"
+    )
+    service.add_argument(
+        "--print", action="store_true", help="print the unit file instead of writing it"
+    )
     service.set_defaults(func=cmd_install_service)
 
     index = sub.add_parser("index", help="index a repository directly (no daemon)")
@@ -222,8 +247,12 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("path", help="repository root")
     search.add_argument("query", help="what to look for, in words or identifiers")
     search.add_argument("-k", type=int, default=10, help="number of results (default 10)")
-    search.add_argument("--path", dest="glob", action="append",
-                        help="only paths under this prefix or matching this glob (repeatable)")
+    search.add_argument(
+        "--path",
+        dest="glob",
+        action="append",
+        help="only paths under this prefix or matching this glob (repeatable)",
+    )
     search.add_argument("--lang", action="append", help="only this language (repeatable)")
     search.add_argument("--ext", action="append", help="only this extension (repeatable)")
     search.add_argument("--mode", choices=("hybrid", "dense", "lexical"), default="hybrid")

@@ -336,8 +336,8 @@ def _resolve_provider_env(embedding: dict[str, Any], env: Mapping[str, str]) -> 
                 embedding["api_key"] = env[var].strip()
                 break
     if not embedding.get("base_url") and provider in ("openai", "ollama"):
-        for var in ("OPENAI_BASE_URL", "OPENAI_API_BASE") if provider == "openai" else (
-            "OLLAMA_HOST",
+        for var in (
+            ("OPENAI_BASE_URL", "OPENAI_API_BASE") if provider == "openai" else ("OLLAMA_HOST",)
         ):
             if env.get(var):
                 embedding["base_url"] = env[var].strip()

@@ -46,8 +46,11 @@ class Engine:
             if self._embedder is None:
                 cfg = self.settings.embedding
                 self._embedder = Embedder(
-                    create_provider(cfg), self.cache, batch_size=cfg.batch_size,
-                    concurrency=cfg.concurrency, max_retries=cfg.max_retries,
+                    create_provider(cfg),
+                    self.cache,
+                    batch_size=cfg.batch_size,
+                    concurrency=cfg.concurrency,
+                    max_retries=cfg.max_retries,
                     max_tokens_per_day=cfg.max_tokens_per_day,
                 )
             return self._embedder
@@ -70,12 +73,20 @@ class Engine:
         for this repository only."""
         scan = self.settings.scan
         if ignore or extensions:
-            scan = dataclasses.replace(scan, ignore=scan.ignore + ignore,
-                                       extensions=scan.extensions + extensions)
+            scan = dataclasses.replace(
+                scan, ignore=scan.ignore + ignore, extensions=scan.extensions + extensions
+            )
         return RepoIndexer(
-            root, collection or self.collection_for(root), settings=self.settings,
-            store=self.store, snapshot=self.snapshot, embedder=self.embedder,
-            splitter=self.splitter, on_progress=on_progress, stop=stop, scan=scan,
+            root,
+            collection or self.collection_for(root),
+            settings=self.settings,
+            store=self.store,
+            snapshot=self.snapshot,
+            embedder=self.embedder,
+            splitter=self.splitter,
+            on_progress=on_progress,
+            stop=stop,
+            scan=scan,
         )
 
     def search(
@@ -90,9 +101,17 @@ class Engine:
         lexical_weight: float | None = None,
     ) -> list[Result]:
         targets = [Target(str(root), self.collection_for(root)) for root in roots]
-        return search(self.store, self.embedder, targets, query, limit=limit,
-                      filters=filters or Filters(), mode=mode, rrf_k=rrf_k,
-                      lexical_weight=lexical_weight)
+        return search(
+            self.store,
+            self.embedder,
+            targets,
+            query,
+            limit=limit,
+            filters=filters or Filters(),
+            mode=mode,
+            rrf_k=rrf_k,
+            lexical_weight=lexical_weight,
+        )
 
     def close(self) -> None:
         if self._embedder is not None:

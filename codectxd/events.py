@@ -33,9 +33,7 @@ class EventBus:
         self._subs: set[Subscription] = set()
 
     def subscribe(self, repos: frozenset[str]) -> Subscription:
-        send, receive = anyio.create_memory_object_stream[tuple[str, dict[str, Any]]](
-            BUFFER_EVENTS
-        )
+        send, receive = anyio.create_memory_object_stream[tuple[str, dict[str, Any]]](BUFFER_EVENTS)
         sub = Subscription(repos, send, receive)
         self._subs.add(sub)
         return sub

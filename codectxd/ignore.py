@@ -21,31 +21,109 @@ VCS_DIRS = frozenset({".git", ".hg", ".svn", ".bzr", ".jj", "_darcs"})
 IGNORE_FILES = (".codectxignore", ".gitignore")
 
 #: Directory names skipped by default: dependencies, virtualenvs, build output, caches.
-DEFAULT_IGNORED_DIRS = frozenset({
-    "node_modules", "bower_components", "jspm_packages", ".venv", "venv", ".virtualenv",
-    "__pycache__", ".mypy_cache", ".pytest_cache", ".ruff_cache", ".tox", ".nox", ".hypothesis",
-    ".eggs", "dist", "build", "target", ".gradle", ".idea", ".next", ".nuxt", ".svelte-kit",
-    ".turbo", ".parcel-cache", ".cache", "coverage", "htmlcov", ".terraform", "Pods",
-    "DerivedData", ".dart_tool", ".pub-cache", "vendor", ".bundle", ".stack-work", "_build",
-    "zig-cache", "zig-out", ".codectx",
-})
+DEFAULT_IGNORED_DIRS = frozenset(
+    {
+        "node_modules",
+        "bower_components",
+        "jspm_packages",
+        ".venv",
+        "venv",
+        ".virtualenv",
+        "__pycache__",
+        ".mypy_cache",
+        ".pytest_cache",
+        ".ruff_cache",
+        ".tox",
+        ".nox",
+        ".hypothesis",
+        ".eggs",
+        "dist",
+        "build",
+        "target",
+        ".gradle",
+        ".idea",
+        ".next",
+        ".nuxt",
+        ".svelte-kit",
+        ".turbo",
+        ".parcel-cache",
+        ".cache",
+        "coverage",
+        "htmlcov",
+        ".terraform",
+        "Pods",
+        "DerivedData",
+        ".dart_tool",
+        ".pub-cache",
+        "vendor",
+        ".bundle",
+        ".stack-work",
+        "_build",
+        "zig-cache",
+        "zig-out",
+        ".codectx",
+    }
+)
 #: File names skipped by default: lock files and other generated files.
-DEFAULT_IGNORED_FILES = frozenset({
-    "package-lock.json", "yarn.lock", "pnpm-lock.yaml", "npm-shrinkwrap.json", "poetry.lock",
-    "Pipfile.lock", "uv.lock", "pdm.lock", "Cargo.lock", "Gemfile.lock", "composer.lock",
-    "go.sum", "flake.lock", "bun.lockb", "mix.lock", "pubspec.lock", "Podfile.lock",
-    ".DS_Store",
-})
+DEFAULT_IGNORED_FILES = frozenset(
+    {
+        "package-lock.json",
+        "yarn.lock",
+        "pnpm-lock.yaml",
+        "npm-shrinkwrap.json",
+        "poetry.lock",
+        "Pipfile.lock",
+        "uv.lock",
+        "pdm.lock",
+        "Cargo.lock",
+        "Gemfile.lock",
+        "composer.lock",
+        "go.sum",
+        "flake.lock",
+        "bun.lockb",
+        "mix.lock",
+        "pubspec.lock",
+        "Podfile.lock",
+        ".DS_Store",
+    }
+)
 #: Glob patterns on the file name skipped by default.
 DEFAULT_IGNORED_GLOBS = ("*.min.js", "*.min.css", "*.map", "*.lock", "*.egg-info", "*.pyc")
 
 #: Secrets deny-list, on file names: never read, never sent to an embedding provider.
 SECRET_GLOBS = (
-    ".env", ".env.*", "*.env", ".envrc", "*.pem", "*.key", "*.p12", "*.pfx", "*.jks",
-    "*.keystore", "*.ppk", "*.kdbx", "*.gpg", "id_rsa*", "id_dsa*", "id_ecdsa*", "id_ed25519*",
-    "*_rsa", "*_dsa", "*_ed25519", "credentials", "credentials.*", "*credentials.json",
-    "service-account*.json", ".netrc", ".npmrc", ".pypirc", ".git-credentials", ".htpasswd",
-    "*.tfvars", "terraform.tfstate*", "secring.*",
+    ".env",
+    ".env.*",
+    "*.env",
+    ".envrc",
+    "*.pem",
+    "*.key",
+    "*.p12",
+    "*.pfx",
+    "*.jks",
+    "*.keystore",
+    "*.ppk",
+    "*.kdbx",
+    "*.gpg",
+    "id_rsa*",
+    "id_dsa*",
+    "id_ecdsa*",
+    "id_ed25519*",
+    "*_rsa",
+    "*_dsa",
+    "*_ed25519",
+    "credentials",
+    "credentials.*",
+    "*credentials.json",
+    "service-account*.json",
+    ".netrc",
+    ".npmrc",
+    ".pypirc",
+    ".git-credentials",
+    ".htpasswd",
+    "*.tfvars",
+    "terraform.tfstate*",
+    "secring.*",
 )
 
 

@@ -148,7 +148,8 @@ class RepoIndexer:
 
     def ensure_collection(self) -> None:
         self.store.ensure_collection(
-            self.collection, self.embedder.dimension,
+            self.collection,
+            self.embedder.dimension,
             {"root": str(self.root), "model": self.embedder.identity},
         )
 
@@ -241,9 +242,7 @@ class RepoIndexer:
         todo = self._changed(list(entries.values()), known, False, report)
         return self._run(todo, sorted(gone), known, False, report, started)
 
-    def _update_scan_skips(
-        self, files: set[str], dirs: list[str], skips: list[Skipped]
-    ) -> None:
+    def _update_scan_skips(self, files: set[str], dirs: list[str], skips: list[Skipped]) -> None:
         """Make `last_scan` (what `status` reports beside the snapshot's content skips) agree
         with the scanner's verdicts on paths checked since the last full scan: their old skip
         records go, the new ones come first. `unsupported` stays as the full scan counted it
@@ -296,8 +295,11 @@ class RepoIndexer:
         for entry in entries:
             old = known.get(entry.path)
             if (
-                not force and old is not None and old.state in (INDEXED, SKIPPED)
-                and old.size == entry.size and old.mtime_ns == entry.mtime_ns
+                not force
+                and old is not None
+                and old.state in (INDEXED, SKIPPED)
+                and old.size == entry.size
+                and old.mtime_ns == entry.mtime_ns
             ):
                 report.unchanged += 1
                 continue
@@ -313,8 +315,13 @@ class RepoIndexer:
         report: SyncReport,
         started: float,
     ) -> SyncReport:
-        self._set(phase="indexing", files_total=len(todo) + len(gone), files_done=0,
-                  chunks_done=0, errors=0)
+        self._set(
+            phase="indexing",
+            files_total=len(todo) + len(gone),
+            files_done=0,
+            chunks_done=0,
+            errors=0,
+        )
         try:
             self._remove(gone, known, report)
             self._process(todo, known, force, report)
@@ -324,9 +331,15 @@ class RepoIndexer:
             report.seconds = time.perf_counter() - started
             self._set(phase="idle", current="")
         log.info(
-            "%s: %d scanned, %d unchanged, %d indexed, %d removed, %d skipped, %d failed "
-            "(%.2fs)%s", self.root, report.scanned, report.unchanged, report.indexed,
-            report.removed, report.skipped, report.failed, report.seconds,
+            "%s: %d scanned, %d unchanged, %d indexed, %d removed, %d skipped, %d failed (%.2fs)%s",
+            self.root,
+            report.scanned,
+            report.unchanged,
+            report.indexed,
+            report.removed,
+            report.skipped,
+            report.failed,
+            report.seconds,
             " [cancelled]" if report.cancelled else "",
         )
         return report
@@ -386,18 +399,26 @@ class RepoIndexer:
                 return None
             reason = "unreadable"
             if exc.errno == errno.ELOOP:  # O_NOFOLLOW met a link, or a loop was followed
-                reason = "symlink_loop" if self.scanner.settings.follow_symlinks else (
-                    self.scanner.resolved_reason(
-                        entry.path, os.path.realpath(self.root / entry.path)) or "symlink")
+                reason = (
+                    "symlink_loop"
+                    if self.scanner.settings.follow_symlinks
+                    else (
+                        self.scanner.resolved_reason(
+                            entry.path, os.path.realpath(self.root / entry.path)
+                        )
+                        or "symlink"
+                    )
+                )
             self._skip(entry, old, reason, exc.strerror or str(exc), report)
             return None
         report.files_read += 1
         digest = hashlib.blake2b(data, digest_size=16).hexdigest()
         if not force and old is not None and old.state == INDEXED and old.hash == digest:
             # Touched but not changed: remember the new stat, write nothing.
-            self.snapshot.mark_indexed(self.collection, [
-                IndexedFile(entry.path, entry.size, entry.mtime_ns, digest, old.chunks)
-            ])
+            self.snapshot.mark_indexed(
+                self.collection,
+                [IndexedFile(entry.path, entry.size, entry.mtime_ns, digest, old.chunks)],
+            )
             report.unchanged += 1
             self._advance(1, 0, entry.path)
             return None
@@ -406,8 +427,9 @@ class RepoIndexer:
             self._skip(entry, old, "minified", "", report)
             return None
         chunks = self.splitter.split(text, entry.language)
-        return _Prepared(FileEntry(entry.path, len(data), entry.mtime_ns, entry.language),
-                         digest, chunks)
+        return _Prepared(
+            FileEntry(entry.path, len(data), entry.mtime_ns, entry.language), digest, chunks
+        )
 
     def _read(self, entry: FileEntry) -> bytes:
         flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
@@ -439,7 +461,11 @@ class RepoIndexer:
         return data
 
     def _skip(
-        self, entry: FileEntry, old: FileState | None, reason: str, detail: str,
+        self,
+        entry: FileEntry,
+        old: FileState | None,
+        reason: str,
+        detail: str,
         report: SyncReport,
     ) -> None:
         if old is not None and old.state in (INDEXED, DIRTY):
@@ -450,8 +476,9 @@ class RepoIndexer:
                 self._fail([entry.path], str(exc), report)
                 return
         message = reason + (f": {detail}" if detail else "")
-        self.snapshot.mark_skipped(self.collection,
-                                   [(entry.path, entry.size, entry.mtime_ns, message)])
+        self.snapshot.mark_skipped(
+            self.collection, [(entry.path, entry.size, entry.mtime_ns, message)]
+        )
         report.skipped += 1
         self._advance(1, 0, entry.path)
 
@@ -478,20 +505,24 @@ class RepoIndexer:
                 chunk_hash = hashlib.blake2b(
                     chunk.content.encode("utf-8", "surrogatepass"), digest_size=16
                 ).hexdigest()
-                rows.append(Row(
-                    id=chunk_id(self.key, prepared.entry.path, chunk, chunk_hash),
-                    path=prepared.entry.path,
-                    language=prepared.entry.language,
-                    ext=ext,
-                    start_line=chunk.start_line,
-                    end_line=chunk.end_line,
-                    symbol=chunk.symbol,
-                    kind=chunk.kind,
-                    content=chunk.content,
-                    content_hash=chunk_hash,
-                    lexical=lexical_text(f"{prepared.entry.path} {chunk.symbol}\n{chunk.content}"),
-                    dense=vectors[position],
-                ))
+                rows.append(
+                    Row(
+                        id=chunk_id(self.key, prepared.entry.path, chunk, chunk_hash),
+                        path=prepared.entry.path,
+                        language=prepared.entry.language,
+                        ext=ext,
+                        start_line=chunk.start_line,
+                        end_line=chunk.end_line,
+                        symbol=chunk.symbol,
+                        kind=chunk.kind,
+                        content=chunk.content,
+                        content_hash=chunk_hash,
+                        lexical=lexical_text(
+                            f"{prepared.entry.path} {chunk.symbol}\n{chunk.content}"
+                        ),
+                        dense=vectors[position],
+                    )
+                )
                 position += 1
         self.snapshot.mark_dirty(self.collection, paths)
         try:
@@ -499,10 +530,13 @@ class RepoIndexer:
         except StoreError as exc:
             self._fail(paths, str(exc), report)
             return
-        self.snapshot.mark_indexed(self.collection, [
-            IndexedFile(p.entry.path, p.entry.size, p.entry.mtime_ns, p.hash, len(p.chunks))
-            for p in group
-        ])
+        self.snapshot.mark_indexed(
+            self.collection,
+            [
+                IndexedFile(p.entry.path, p.entry.size, p.entry.mtime_ns, p.hash, len(p.chunks))
+                for p in group
+            ],
+        )
         report.store_s += time.perf_counter() - store_started
         report.indexed += len(group)
         report.chunks_written += len(rows)
@@ -527,8 +561,11 @@ class RepoIndexer:
             self.on_progress(self.progress)
 
     def _advance(self, files: int, chunks: int, current: str) -> None:
-        self._set(files_done=self.progress.files_done + files,
-                  chunks_done=self.progress.chunks_done + chunks, current=current)
+        self._set(
+            files_done=self.progress.files_done + files,
+            chunks_done=self.progress.chunks_done + chunks,
+            current=current,
+        )
 
 
 class _Skip(Exception):

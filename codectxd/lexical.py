@@ -18,7 +18,8 @@ MAX_LEXICAL_CHARS = 50_000
 #: English function words dropped from queries (not from code): with prose stripped from code,
 #: "of" / "to" / "is" survive only as identifier parts (indexOf, to_dict, is_set) and would weigh
 #: a lot in BM25 while meaning nothing in a question.
-QUERY_STOP_WORDS = frozenset("""
+QUERY_STOP_WORDS = frozenset(
+    """
 a an the and or but nor so yet if then else when while of to in on at by for from with without
 into onto over under about above below between through during before after as is are was were
 be been being am do does did doing done has have had having can could should would may might must
@@ -26,7 +27,8 @@ shall will it its it's this that these those there here which who whom whose wha
 i me my we our you your he him his she her they them their not no any all some each every other
 such own same than too very just also only more most less least few many much one ones get gets
 given returns return use used uses using via per whether either both etc e g ie
-""".split())
+""".split()
+)
 
 
 def identifier_parts(identifier: str) -> list[str]:

@@ -79,10 +79,16 @@ def single_instance(runtime_dir: Path) -> Iterator[None]:
             ) from None
         state_path = runtime_dir / STATE_NAME
         tmp = state_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({
-            "pid": os.getpid(), "socket": str(runtime_dir / SOCKET_NAME),
-            "version": __version__, "started": time.time(),
-        }))
+        tmp.write_text(
+            json.dumps(
+                {
+                    "pid": os.getpid(),
+                    "socket": str(runtime_dir / SOCKET_NAME),
+                    "version": __version__,
+                    "started": time.time(),
+                }
+            )
+        )
         tmp.replace(state_path)
         try:
             yield
@@ -97,8 +103,9 @@ def single_instance(runtime_dir: Path) -> Iterator[None]:
 
 
 def setup_logging(level: str, log_file: Path | None = None) -> None:
-    handler: logging.Handler = (logging.FileHandler(log_file) if log_file
-                                else logging.StreamHandler(sys.stderr))
+    handler: logging.Handler = (
+        logging.FileHandler(log_file) if log_file else logging.StreamHandler(sys.stderr)
+    )
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
@@ -126,8 +133,9 @@ async def serve(settings: Settings) -> None:
     runtime_dir = settings.paths.runtime_dir
     started = time.monotonic()
     daemon = await anyio.to_thread.run_sync(Daemon, settings)
-    server = Server(daemon, runtime_dir / SOCKET_NAME,
-                    request_timeout_s=settings.daemon.request_timeout_s)
+    server = Server(
+        daemon, runtime_dir / SOCKET_NAME, request_timeout_s=settings.daemon.request_timeout_s
+    )
     async with anyio.create_task_group() as tg:
         tg.start_soon(_watch_signals, daemon.should_exit)
         listener = await server.listen()
@@ -140,8 +148,10 @@ async def serve(settings: Settings) -> None:
         with anyio.move_on_after(SHUTDOWN_DEADLINE_S) as scope:
             await daemon.close()
         if scope.cancelled_caught:
-            log.warning("shutdown deadline passed; exiting with work in progress "
-                        "(it will be redone on the next start)")
+            log.warning(
+                "shutdown deadline passed; exiting with work in progress "
+                "(it will be redone on the next start)"
+            )
         tg.cancel_scope.cancel()
     log.info("stopped")
 
@@ -162,13 +172,18 @@ def detach(settings: Settings, argv: list[str], timeout_s: float = 60.0) -> tupl
     state = read_state(settings.paths.runtime_dir)
     if state and _alive(int(state.get("pid", 0))):
         raise AlreadyRunningError(
-            f"codectxd is already running (pid {state['pid']}, socket {state.get('socket')})")
+            f"codectxd is already running (pid {state['pid']}, socket {state.get('socket')})"
+        )
     settings.paths.data_dir.mkdir(parents=True, exist_ok=True)
     log_file = settings.paths.data_dir / "codectxd.log"
     with open(os.devnull, "rb") as devnull, open(log_file, "ab") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "codectxd", *argv, "start", "--log-file", str(log_file)],
-            stdin=devnull, stdout=out, stderr=out, start_new_session=True, close_fds=True,
+            stdin=devnull,
+            stdout=out,
+            stderr=out,
+            start_new_session=True,
+            close_fds=True,
         )
     deadline = time.monotonic() + timeout_s
     socket_path = settings.paths.runtime_dir / SOCKET_NAME

@@ -54,7 +54,8 @@ def _repo_for(path: str) -> dict[str, Any] | None:
     for repo in _call("list", {})["repos"]:
         root = repo["root"]
         if (path == root or path.startswith(root + os.sep)) and (
-                best is None or len(root) > len(best["root"])):
+            best is None or len(root) > len(best["root"])
+        ):
             best = repo
     return best
 
@@ -63,35 +64,57 @@ def _progress_text(repo: dict[str, Any]) -> str:
     progress = repo.get("progress")
     if progress and progress.get("files_total"):
         pct = 100.0 * progress["files_done"] / max(progress["files_total"], 1)
-        return (f"indexing: {pct:.0f}% ({progress['files_done']}/{progress['files_total']} "
-                f"files, {progress['chunks_done']} chunks)")
+        return (
+            f"indexing: {pct:.0f}% ({progress['files_done']}/{progress['files_total']} "
+            f"files, {progress['chunks_done']} chunks)"
+        )
     return f"{repo['state']}: {repo['files_indexed']} files, {repo['chunks']} chunks indexed"
 
 
-def index_codebase(path: str, force: bool = False, splitter: str = "ast",
-                   customExtensions: list[str] | None = None,  # noqa: N803 - claude-context name
-                   ignorePatterns: list[str] | None = None) -> str:  # noqa: N803
+def index_codebase(
+    path: str,
+    force: bool = False,
+    splitter: str = "ast",
+    customExtensions: list[str] | None = None,  # noqa: N803 - claude-context name
+    ignorePatterns: list[str] | None = None,
+) -> str:  # noqa: N803
     root = _resolve(path)
     if splitter not in ("ast", "langchain", "line"):
         raise ValueError("splitter must be 'ast' or 'langchain'")
-    result = _call("add", {"path": root, "ignore": list(ignorePatterns or []),
-                           "extensions": list(customExtensions or [])})
+    result = _call(
+        "add",
+        {
+            "path": root,
+            "ignore": list(ignorePatterns or []),
+            "extensions": list(customExtensions or []),
+        },
+    )
     repo = result["repo"]
     notes = []
     if splitter != "ast":
-        notes.append("note: the splitter is a daemon-wide setting (SPLITTER_TYPE); "
-                     "this daemon splits code along its syntax tree.")
+        notes.append(
+            "note: the splitter is a daemon-wide setting (SPLITTER_TYPE); "
+            "this daemon splits code along its syntax tree."
+        )
     if result["added"]:
         head = f"Started indexing {repo['root']} in the background."
     elif force:
         _call("reindex", {"repo": repo["root"], "force": True})
-        head = (f"Re-indexing {repo['root']} (forced). The current index keeps answering "
-                f"searches until each file is replaced.")
+        head = (
+            f"Re-indexing {repo['root']} (forced). The current index keeps answering "
+            f"searches until each file is replaced."
+        )
     else:
         head = f"{repo['root']} is already indexed and kept up to date automatically."
-    return "\n".join([head, f"Status: {_progress_text(repo)}.",
-                      "Use get_indexing_status to follow progress; search_code works meanwhile "
-                      "on what is indexed so far.", *notes])
+    return "\n".join(
+        [
+            head,
+            f"Status: {_progress_text(repo)}.",
+            "Use get_indexing_status to follow progress; search_code works meanwhile "
+            "on what is indexed so far.",
+            *notes,
+        ]
+    )
 
 
 def _format_hits(query: str, result: dict[str, Any], repo: dict[str, Any] | None) -> str:
@@ -115,13 +138,16 @@ def _format_hits(query: str, result: dict[str, Any], repo: dict[str, Any] | None
         lines.append("Index is up to date.")
     else:
         state = f" ({_progress_text(repo)})" if repo else ""
-        lines.append(f"Index not complete yet: {result['pending']} files pending{state}; "
-                     "results cover what is indexed so far.")
+        lines.append(
+            f"Index not complete yet: {result['pending']} files pending{state}; "
+            "results cover what is indexed so far."
+        )
     return "\n".join(lines)
 
 
-def search_code(path: str, query: str, limit: int = 10,
-                extensionFilter: list[str] | None = None) -> str:  # noqa: N803
+def search_code(
+    path: str, query: str, limit: int = 10, extensionFilter: list[str] | None = None
+) -> str:  # noqa: N803
     target = _resolve(path)
     if not query.strip():
         raise ValueError("query must not be empty")
@@ -131,9 +157,12 @@ def search_code(path: str, query: str, limit: int = 10,
         if not os.path.isdir(target):
             raise ValueError(f"{target} is not a directory")
         repo = _call("add", {"path": target})["repo"]
-    params: dict[str, Any] = {"query": query, "repos": [repo["root"]],
-                              "limit": max(1, min(int(limit), 50)),
-                              "extensions": list(extensionFilter or [])}
+    params: dict[str, Any] = {
+        "query": query,
+        "repos": [repo["root"]],
+        "limit": max(1, min(int(limit), 50)),
+        "extensions": list(extensionFilter or []),
+    }
     if target != repo["root"]:  # a subdirectory narrows the results to it
         params["paths"] = [target[len(repo["root"]) + 1 :].replace(os.sep, "/")]
     # Give a just-saved file a moment to land (bounded: never more than 2 s).
@@ -155,15 +184,20 @@ def get_indexing_status(path: str) -> str:
     target = _resolve(path)
     repo = _repo_for(target)
     if repo is None:
-        return (f"{target} is not indexed. Call index_codebase (or just search_code) with "
-                "this path to start.")
+        return (
+            f"{target} is not indexed. Call index_codebase (or just search_code) with "
+            "this path to start."
+        )
     status = _call("status", {"repo": repo["root"], "errors": 5})
     item = status["repos"][0]
     info = item["repo"]
     lines = [f"{info['root']}: {_progress_text(info)}"]
     if info["state"] == "ready":
-        lines.append("Fully indexed and watching for changes." if not info["files_pending"]
-                     else f"{info['files_pending']} files pending.")
+        lines.append(
+            "Fully indexed and watching for changes."
+            if not info["files_pending"]
+            else f"{info['files_pending']} files pending."
+        )
     if item["skipped"]:
         reasons = sorted(item["skipped"].items())
         lines.append("Skipped: " + ", ".join(f"{k} {v}" for k, v in reasons))
@@ -183,24 +217,28 @@ DESCRIPTIONS = {
         "(re-read and re-split every file; the existing index keeps answering until each file "
         "is replaced); splitter ('ast' default); customExtensions (extra file extensions to "
         "index, e.g. ['.vue']); ignorePatterns (extra gitignore-style patterns to skip, e.g. "
-        "['fixtures/', '*.gen.go'])."),
+        "['fixtures/', '*.gen.go'])."
+    ),
     "search_code": (
         "Search indexed code by meaning or by identifiers. Describe the behaviour you are "
-        "looking for in plain words (\"where are JWT tokens validated\") or name symbols "
-        "(\"parseConfig\"); hybrid semantic + keyword ranking finds both. Arguments: path "
+        'looking for in plain words ("where are JWT tokens validated") or name symbols '
+        '("parseConfig"); hybrid semantic + keyword ranking finds both. Arguments: path '
         "(absolute path of the repository, or of a subdirectory to search only there; an "
         "unindexed repository is indexed on first use and results cover what is indexed so "
         "far); query; limit (default 10, max 50); extensionFilter (e.g. ['.ts', '.py']). "
         "Returns file paths with line ranges, the enclosing symbol, a score and the code, plus "
-        "whether the index is up to date."),
+        "whether the index is up to date."
+    ),
     "clear_index": (
         "Delete the index of a repository and stop watching it. Only needed to free space or "
         "start over; the index never needs clearing to stay current. Argument: path (absolute "
-        "path of the repository)."),
+        "path of the repository)."
+    ),
     "get_indexing_status": (
         "Report indexing progress and state for a repository: percentage while the first "
         "index is built, files and chunks indexed, skipped files by reason, last error. "
-        "Argument: path (absolute path of the repository)."),
+        "Argument: path (absolute path of the repository)."
+    ),
 }
 
 
@@ -223,15 +261,19 @@ def build_server() -> Any:
     server = MCPServer(name="codectx", instructions=INSTRUCTIONS)
 
     @server.tool(name="index_codebase", description=DESCRIPTIONS["index_codebase"])
-    async def index_codebase_tool(path: str, force: bool = False, splitter: str = "ast",
-                                  customExtensions: list[str] | None = None,  # noqa: N803
-                                  ignorePatterns: list[str] | None = None) -> str:  # noqa: N803
-        return await _run(index_codebase, path, force, splitter, customExtensions,
-                          ignorePatterns)
+    async def index_codebase_tool(
+        path: str,
+        force: bool = False,
+        splitter: str = "ast",
+        customExtensions: list[str] | None = None,  # noqa: N803
+        ignorePatterns: list[str] | None = None,
+    ) -> str:  # noqa: N803
+        return await _run(index_codebase, path, force, splitter, customExtensions, ignorePatterns)
 
     @server.tool(name="search_code", description=DESCRIPTIONS["search_code"])
-    async def search_code_tool(path: str, query: str, limit: int = 10,
-                               extensionFilter: list[str] | None = None) -> str:  # noqa: N803
+    async def search_code_tool(
+        path: str, query: str, limit: int = 10, extensionFilter: list[str] | None = None
+    ) -> str:  # noqa: N803
         return await _run(search_code, path, query, limit, extensionFilter)
 
     @server.tool(name="clear_index", description=DESCRIPTIONS["clear_index"])
@@ -247,8 +289,9 @@ def build_server() -> Any:
 
 def main() -> int:
     """Entry point of `codectx-mcp` (speaks MCP over stdin/stdout)."""
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
-                        format="codectx-mcp %(levelname)s: %(message)s")
+    logging.basicConfig(
+        level=logging.WARNING, stream=sys.stderr, format="codectx-mcp %(levelname)s: %(message)s"
+    )
     build_server().run("stdio")
     return 0
 

@@ -34,8 +34,14 @@ _CHILDREN_REFRESH_S = 5.0
 class MemoryManager:
     """Thread-safe; `admit_group()` is called by indexing threads before each group."""
 
-    def __init__(self, budget_mb: int, *, full_group: int = 256, min_group: int = 8,
-                 max_pause_s: float = MAX_PAUSE_S) -> None:
+    def __init__(
+        self,
+        budget_mb: int,
+        *,
+        full_group: int = 256,
+        min_group: int = 8,
+        max_pause_s: float = MAX_PAUSE_S,
+    ) -> None:
         self.budget_bytes = budget_mb * 2**20
         self.full_group = full_group
         self.min_group = min_group
@@ -126,8 +132,11 @@ class MemoryManager:
         started = time.monotonic()
         self._paused_since = started
         self.pauses += 1
-        log.warning("memory over budget (%.0f MB > %.0f MB): pausing indexing",
-                    self.rss() / 2**20, self.budget_bytes / 2**20)
+        log.warning(
+            "memory over budget (%.0f MB > %.0f MB): pausing indexing",
+            self.rss() / 2**20,
+            self.budget_bytes / 2**20,
+        )
         try:
             while not self.stop.is_set():
                 self.collect()
@@ -139,7 +148,9 @@ class MemoryManager:
                     log.warning(
                         "memory still over budget after %.0fs of pause: the budget (%.0f MB) "
                         "is below what the daemon needs; indexing continues in small batches",
-                        self.max_pause_s, self.budget_bytes / 2**20)
+                        self.max_pause_s,
+                        self.budget_bytes / 2**20,
+                    )
                     break
                 self.stop.wait(0.25)
         finally:

@@ -33,8 +33,13 @@ class Histogram:
         def pct(p: float) -> float:
             return round(values[min(len(values) - 1, int(p * len(values)))], 3)
 
-        return {"count": count, "p50": pct(0.50), "p95": pct(0.95), "p99": pct(0.99),
-                "max": round(values[-1], 3)}
+        return {
+            "count": count,
+            "p50": pct(0.50),
+            "p95": pct(0.95),
+            "p99": pct(0.99),
+            "max": round(values[-1], 3),
+        }
 
 
 class Throughput:

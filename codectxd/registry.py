@@ -39,8 +39,12 @@ class Registry:
         except (OSError, ValueError) as exc:
             raise ConfigError(f"cannot read the repository list {self.path}: {exc}") from None
         for item in data.get("repos", []):
-            entry = RepoEntry(str(item["root"]), float(item.get("added_at", 0)),
-                              tuple(item.get("ignore", ())), tuple(item.get("extensions", ())))
+            entry = RepoEntry(
+                str(item["root"]),
+                float(item.get("added_at", 0)),
+                tuple(item.get("ignore", ())),
+                tuple(item.get("extensions", ())),
+            )
             self._repos[entry.root] = entry
 
     def _save(self) -> None:
@@ -69,8 +73,9 @@ class Registry:
         with self._lock:
             return self._repos.get(root)
 
-    def add(self, root: str, ignore: tuple[str, ...] = (),
-            extensions: tuple[str, ...] = ()) -> bool:
+    def add(
+        self, root: str, ignore: tuple[str, ...] = (), extensions: tuple[str, ...] = ()
+    ) -> bool:
         """Register `root` (or update its options); False when it was registered already."""
         with self._lock:
             old = self._repos.get(root)

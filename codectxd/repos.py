@@ -95,8 +95,11 @@ class RepoRuntime:
                 return False
             if self._full:
                 return True
-        return any(q == p or q.startswith(p + "/") or p.startswith(q + "/")
-                   for q in queued for p in rel_paths)
+        return any(
+            q == p or q.startswith(p + "/") or p.startswith(q + "/")
+            for q in queued
+            for p in rel_paths
+        )
 
     # --- state (event loop) -----------------------------------------------------------------
 

@@ -129,8 +129,9 @@ class Scanner:
             result.skip(rel, *_stat_error(exc, is_link))
             return None
         if "\n" in rel or "\r" in rel or not _is_utf8(rel):
-            result.skip(rel.encode("utf-8", "surrogateescape").decode("utf-8", "replace"),
-                        "bad_path")
+            result.skip(
+                rel.encode("utf-8", "surrogateescape").decode("utf-8", "replace"), "bad_path"
+            )
             return None
         if self.rules.decide(rel, is_dir):
             result.ignored += 1
@@ -188,8 +189,11 @@ class Scanner:
         if self.rules.is_ignored(rel, is_dir=False):
             return None
         parent = rel.rpartition("/")[0]
-        if parent and (reason := self.resolved_reason(
-                parent, os.path.realpath(os.path.join(self.root, parent)))):
+        if parent and (
+            reason := self.resolved_reason(
+                parent, os.path.realpath(os.path.join(self.root, parent))
+            )
+        ):
             # A parent directory was replaced by a symlink since the scan (e.g. `sub` → a link
             # to /elsewhere while `sub/mod.py` is queued): never read through it.
             return Skipped(rel, reason)

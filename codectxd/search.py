@@ -99,8 +99,7 @@ class PathFilter:
     """Matches repository-relative paths against prefixes and gitignore-style globs."""
 
     def __init__(self, patterns: Sequence[str]) -> None:
-        self.prefixes = tuple(p.removeprefix("./") for p in patterns
-                              if not (set(p) & _GLOB_CHARS))
+        self.prefixes = tuple(p.removeprefix("./") for p in patterns if not (set(p) & _GLOB_CHARS))
         globs = [p for p in patterns if set(p) & _GLOB_CHARS]
         self.spec = pathspec.GitIgnoreSpec.from_lines(globs) if globs else None
         self.globs = tuple(globs)
@@ -168,8 +167,17 @@ def _union(a: Result, b: Result) -> Result:
     content = "\n".join(a_lines + extra) if extra else a.content
     best = a if a.score >= b.score else b
     symbol = a.symbol if a.symbol == b.symbol or not b.symbol else (a.symbol or b.symbol)
-    return Result(a.repo, a.path, a.start_line, max(a.end_line, b.end_line), symbol, best.kind,
-                  a.language, max(a.score, b.score), content)
+    return Result(
+        a.repo,
+        a.path,
+        a.start_line,
+        max(a.end_line, b.end_line),
+        symbol,
+        best.kind,
+        a.language,
+        max(a.score, b.score),
+        content,
+    )
 
 
 #: Reciprocal rank fusion constant. Small values let a chunk ranked first by one retriever beat
@@ -187,8 +195,9 @@ def lexical_weight_for(query: str) -> float:
     return LEXICAL_WEIGHT_CODE if _CODE_LIKE.search(query) else LEXICAL_WEIGHT_PROSE
 
 
-def fuse(ranked: Sequence[Sequence[Hit]], k: int = RRF_K,
-         weights: Sequence[float] | None = None) -> list[Hit]:
+def fuse(
+    ranked: Sequence[Sequence[Hit]], k: int = RRF_K, weights: Sequence[float] | None = None
+) -> list[Hit]:
     """Reciprocal rank fusion: score = sum over lists of weight / (k + rank)."""
     scores: dict[str, float] = {}
     hits: dict[str, Hit] = {}
@@ -239,9 +248,15 @@ def search(
     fetch = max(limit * 3, 30) if not path_filter.spec else max(limit * 10, 60)
     # BM25 needs no query vector: its searches run while the query is being embedded.
     lexical_jobs: dict[int, Future[list[Hit]]] = {
-        i: _LEXICAL_POOL.submit(store.search, target.collection,
-                                lexical=lexical or lexical_query(query), limit=fetch, expr=expr)
-        for i, target in enumerate(targets) if lexical or target.lexical_only
+        i: _LEXICAL_POOL.submit(
+            store.search,
+            target.collection,
+            lexical=lexical or lexical_query(query),
+            limit=fetch,
+            expr=expr,
+        )
+        for i, target in enumerate(targets)
+        if lexical or target.lexical_only
     }
     try:
         dense: np.ndarray | None = None
@@ -252,18 +267,30 @@ def search(
         for i, target in enumerate(targets):
             lists: list[list[Hit]] = []
             if dense is not None and not target.lexical_only:
-                lists.append(store.search(target.collection, dense=dense, limit=fetch,
-                                          expr=expr))
+                lists.append(store.search(target.collection, dense=dense, limit=fetch, expr=expr))
             if i in lexical_jobs:
                 lists.append(lexical_jobs[i].result())
-            hits = (fuse(lists, rrf_k, weights) if len(lists) > 1
-                    else _rank_scored(lists[0] if lists else []))
+            hits = (
+                fuse(lists, rrf_k, weights)
+                if len(lists) > 1
+                else _rank_scored(lists[0] if lists else [])
+            )
             for hit in hits:
                 if path_filter and not path_filter(hit.path):
                     continue
-                results.append(Result(target.repo, hit.path, hit.start_line, hit.end_line,
-                                      hit.symbol, hit.kind, hit.language, hit.score,
-                                      hit.content))
+                results.append(
+                    Result(
+                        target.repo,
+                        hit.path,
+                        hit.start_line,
+                        hit.end_line,
+                        hit.symbol,
+                        hit.kind,
+                        hit.language,
+                        hit.score,
+                        hit.content,
+                    )
+                )
     finally:
         for job in lexical_jobs.values():
             job.cancel()  # a failed embedding must not leave searches queued

@@ -46,10 +46,12 @@ def peer_uid(sock: socket.socket) -> int | None:
     return None
 
 
-def error_reply(request_id: Any, code: str, message: str, data: dict[str, Any] | None = None
-                ) -> p.Reply:
-    return p.Reply(id=request_id, ok=False, error=p.ErrorInfo(code=code, message=message,
-                                                               data=data))
+def error_reply(
+    request_id: Any, code: str, message: str, data: dict[str, Any] | None = None
+) -> p.Reply:
+    return p.Reply(
+        id=request_id, ok=False, error=p.ErrorInfo(code=code, message=message, data=data)
+    )
 
 
 class Server:
@@ -86,15 +88,20 @@ class Server:
         self.connections += 1
         try:
             if self.connections > MAX_CONNECTIONS:
-                await self._send(stream, error_reply(None, p.ErrorCode.BUSY,
-                                                     "too many connections"))
+                await self._send(
+                    stream, error_reply(None, p.ErrorCode.BUSY, "too many connections")
+                )
                 return
             raw = stream.extra(SocketAttribute.raw_socket)
             uid = peer_uid(raw)
             if uid is not None and uid != self._uid:
                 log.warning("refused a connection from uid %d", uid)
-                await self._send(stream, error_reply(None, p.ErrorCode.BAD_REQUEST,
-                                                     "permission denied: not the daemon's user"))
+                await self._send(
+                    stream,
+                    error_reply(
+                        None, p.ErrorCode.BAD_REQUEST, "permission denied: not the daemon's user"
+                    ),
+                )
                 return
             reader = BufferedByteReceiveStream(stream)
             while True:
@@ -104,14 +111,20 @@ class Server:
                 keep_open = await self._handle_frame(stream, reader, body)
                 if not keep_open:
                     return
-        except (anyio.EndOfStream, anyio.IncompleteRead, anyio.BrokenResourceError,
-                anyio.ClosedResourceError, ConnectionError):
+        except (
+            anyio.EndOfStream,
+            anyio.IncompleteRead,
+            anyio.BrokenResourceError,
+            anyio.ClosedResourceError,
+            ConnectionError,
+        ):
             return
         finally:
             self.connections -= 1
 
-    async def _read_frame(self, stream: SocketStream, reader: BufferedByteReceiveStream
-                          ) -> bytes | None:
+    async def _read_frame(
+        self, stream: SocketStream, reader: BufferedByteReceiveStream
+    ) -> bytes | None:
         """The next frame body; None when the connection must close (after a reply)."""
         header = await reader.receive_exactly(p.HEADER.size)  # idle connections may wait
         try:
@@ -127,12 +140,12 @@ class Server:
                         return await reader.receive_exactly(length)
                 return await reader.receive_exactly(length)
         except TimeoutError:
-            log.info("closing a connection that sent a partial frame for %.0fs",
-                     FRAME_TIMEOUT_S)
+            log.info("closing a connection that sent a partial frame for %.0fs", FRAME_TIMEOUT_S)
             return None
 
-    async def _handle_frame(self, stream: SocketStream, reader: BufferedByteReceiveStream,
-                            body: bytes) -> bool:
+    async def _handle_frame(
+        self, stream: SocketStream, reader: BufferedByteReceiveStream, body: bytes
+    ) -> bool:
         try:
             request = p.decode_request(body)
         except p.FrameError as exc:
@@ -152,18 +165,23 @@ class Server:
         daemon.metrics.requests += 1
         try:
             if request.v != p.PROTOCOL_VERSION:
-                return error_reply(request.id, p.ErrorCode.VERSION_MISMATCH,
-                                   f"protocol version {request.v} is not supported (the daemon "
-                                   f"speaks {p.PROTOCOL_VERSION}); upgrade the older side",
-                                   {"protocol": p.PROTOCOL_VERSION})
+                return error_reply(
+                    request.id,
+                    p.ErrorCode.VERSION_MISMATCH,
+                    f"protocol version {request.v} is not supported (the daemon "
+                    f"speaks {p.PROTOCOL_VERSION}); upgrade the older side",
+                    {"protocol": p.PROTOCOL_VERSION},
+                )
             handler = daemon.handlers.get(request.method)
             params = p.decode_params(request.method, request.params)
             if handler is None:
-                raise p.FrameError(p.ErrorCode.UNKNOWN_METHOD,
-                                   f"method {request.method!r} is not served here")
+                raise p.FrameError(
+                    p.ErrorCode.UNKNOWN_METHOD, f"method {request.method!r} is not served here"
+                )
             if daemon.should_exit.is_set() and request.method != "ping":
-                return error_reply(request.id, p.ErrorCode.SHUTTING_DOWN,
-                                   "the daemon is shutting down")
+                return error_reply(
+                    request.id, p.ErrorCode.SHUTTING_DOWN, "the daemon is shutting down"
+                )
             timeout = self.request_timeout_s + float(getattr(params, "wait_s", 0.0) or 0.0)
             with anyio.fail_after(timeout):
                 if request.method not in _BEFORE_READY:
@@ -179,16 +197,23 @@ class Server:
             return error_reply(request.id, exc.code, str(exc))
         except TimeoutError:
             daemon.metrics.errors += 1
-            return error_reply(request.id, p.ErrorCode.TIMEOUT,
-                               f"{request.method} did not finish within its time limit")
+            return error_reply(
+                request.id,
+                p.ErrorCode.TIMEOUT,
+                f"{request.method} did not finish within its time limit",
+            )
         except Exception as exc:  # noqa: BLE001 - the per-request error barrier
             daemon.metrics.errors += 1
             log.exception("%s request failed", request.method)
-            return error_reply(request.id, p.ErrorCode.INTERNAL,
-                               f"internal error in {request.method}: {type(exc).__name__}: {exc}")
+            return error_reply(
+                request.id,
+                p.ErrorCode.INTERNAL,
+                f"internal error in {request.method}: {type(exc).__name__}: {exc}",
+            )
 
-    async def _subscribe(self, stream: SocketStream, reader: BufferedByteReceiveStream,
-                         request: p.Request) -> bool:
+    async def _subscribe(
+        self, stream: SocketStream, reader: BufferedByteReceiveStream, request: p.Request
+    ) -> bool:
         """Stream events until the client goes away; False (after an error reply) when the
         subscription is refused."""
         try:
@@ -202,19 +227,33 @@ class Server:
             await self._send(stream, error_reply(request.id, code, str(exc)))
             return False
         except TimeoutError:
-            await self._send(stream, error_reply(request.id, p.ErrorCode.TIMEOUT,
-                                                 "the daemon is still starting; try again"))
+            await self._send(
+                stream,
+                error_reply(
+                    request.id, p.ErrorCode.TIMEOUT, "the daemon is still starting; try again"
+                ),
+            )
             return False
         sub = self.daemon.events.subscribe(repos)
         try:
-            await self._send(stream, p.Reply(id=request.id, ok=True, result=p.SubscribeResult(
-                subscribed=True, repos=sorted(repos))))
+            await self._send(
+                stream,
+                p.Reply(
+                    id=request.id,
+                    ok=True,
+                    result=p.SubscribeResult(subscribed=True, repos=sorted(repos)),
+                ),
+            )
             async with anyio.create_task_group() as tg:
 
                 async def watch_close() -> None:
                     # Any byte or EOF from the client ends the subscription.
-                    with contextlib.suppress(anyio.EndOfStream, anyio.BrokenResourceError,
-                                             anyio.ClosedResourceError, ConnectionError):
+                    with contextlib.suppress(
+                        anyio.EndOfStream,
+                        anyio.BrokenResourceError,
+                        anyio.ClosedResourceError,
+                        ConnectionError,
+                    ):
                         await reader.receive(1)
                     tg.cancel_scope.cancel()
 

@@ -24,27 +24,33 @@ def _codectxd_command() -> str:
 def render(template: str, settings: Settings) -> str:
     text = resources.files("codectxd").joinpath(f"data/{template}").read_text()
     return text.replace("@CODECTXD@", _codectxd_command()).replace(
-        "@LOGDIR@", str(settings.paths.data_dir))
+        "@LOGDIR@", str(settings.paths.data_dir)
+    )
 
 
-def install_service(settings: Settings, *, dry_run: bool = False,
-                    home: Path | None = None) -> tuple[Path, str]:
+def install_service(
+    settings: Settings, *, dry_run: bool = False, home: Path | None = None
+) -> tuple[Path, str]:
     """Write the service file for this platform; returns (path, what to run next)."""
     home = home or Path.home()
     if sys.platform == "darwin":
         target = home / "Library" / "LaunchAgents" / LAUNCHD_PLIST
         content = render(LAUNCHD_PLIST, settings)
-        steps = (f"load it with:   launchctl load -w {target}\n"
-                 f"unload with:    launchctl unload -w {target}\n"
-                 f"logs:           {settings.paths.data_dir / 'codectxd.log'}")
+        steps = (
+            f"load it with:   launchctl load -w {target}\n"
+            f"unload with:    launchctl unload -w {target}\n"
+            f"logs:           {settings.paths.data_dir / 'codectxd.log'}"
+        )
     else:
         target = home / ".config" / "systemd" / "user" / SYSTEMD_UNIT
         content = render(SYSTEMD_UNIT, settings)
-        steps = ("enable it with: systemctl --user daemon-reload && "
-                 "systemctl --user enable --now codectxd\n"
-                 "status:         systemctl --user status codectxd\n"
-                 "logs:           journalctl --user -u codectxd -f\n"
-                 "to keep it running after you log out: loginctl enable-linger $USER")
+        steps = (
+            "enable it with: systemctl --user daemon-reload && "
+            "systemctl --user enable --now codectxd\n"
+            "status:         systemctl --user status codectxd\n"
+            "logs:           journalctl --user -u codectxd -f\n"
+            "to keep it running after you log out: loginctl enable-linger $USER"
+        )
     if dry_run:
         return target, content
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -116,8 +116,7 @@ class Snapshot:
             db.executemany(
                 "INSERT OR REPLACE INTO files (coll, path, size, mtime_ns, hash, state, chunks, "
                 "reason, updated) VALUES (?, ?, ?, ?, ?, ?, ?, '', ?)",
-                [(coll, f.path, f.size, f.mtime_ns, f.hash, INDEXED, f.chunks, now)
-                 for f in files],
+                [(coll, f.path, f.size, f.mtime_ns, f.hash, INDEXED, f.chunks, now) for f in files],
             )
 
     def mark_skipped(self, coll: str, items: Iterable[tuple[str, int, int, str]]) -> None:

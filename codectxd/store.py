@@ -93,8 +93,15 @@ def _clip(text: str, max_bytes: int) -> str:
 
 T = TypeVar("T")
 #: Error texts meaning the engine (Milvus Lite's child process or a server) is gone.
-_UNREACHABLE = ("fail connecting", "unavailable", "connection refused", "connect failed",
-                "broken pipe", "socket closed", "deadline exceeded")
+_UNREACHABLE = (
+    "fail connecting",
+    "unavailable",
+    "connection refused",
+    "connect failed",
+    "broken pipe",
+    "socket closed",
+    "deadline exceeded",
+)
 
 
 class Store:
@@ -201,7 +208,8 @@ class Store:
         def ensure(client: Any) -> None:
             if not client.has_collection(name):
                 client.create_collection(
-                    name, schema=self._schema(client, dimension, meta),
+                    name,
+                    schema=self._schema(client, dimension, meta),
                     index_params=self._indexes(client),
                 )
                 log.info("created collection %s (dimension %d)", name, dimension)
@@ -209,8 +217,11 @@ class Store:
                 present = set(client.list_indexes(name))
                 missing = self._indexes(client, skip=present)
                 if missing is not None:
-                    log.warning("collection %s lacks indexes %s; creating them", name,
-                                sorted({"dense", "sparse"} - present))
+                    log.warning(
+                        "collection %s lacks indexes %s; creating them",
+                        name,
+                        sorted({"dense", "sparse"} - present),
+                    )
                     client.create_index(name, missing)
 
         with self._open_lock(name):
@@ -223,7 +234,8 @@ class Store:
         from pymilvus import DataType, Function, FunctionType
 
         schema = client.create_schema(
-            auto_id=False, enable_dynamic_field=False,
+            auto_id=False,
+            enable_dynamic_field=False,
             description=json.dumps({"schema": SCHEMA_VERSION, **meta})[:1000],
         )
         schema.add_field("id", DataType.VARCHAR, is_primary=True, max_length=64)
@@ -237,15 +249,22 @@ class Store:
         schema.add_field("content", DataType.VARCHAR, max_length=65535)
         schema.add_field("content_hash", DataType.VARCHAR, max_length=64)
         schema.add_field(
-            "lexical", DataType.VARCHAR, max_length=65535, enable_analyzer=True,
+            "lexical",
+            DataType.VARCHAR,
+            max_length=65535,
+            enable_analyzer=True,
             analyzer_params={"tokenizer": "standard", "filter": ["lowercase"]},
         )
         schema.add_field("sparse", DataType.SPARSE_FLOAT_VECTOR)
         schema.add_field("dense", DataType.FLOAT_VECTOR, dim=dimension)
-        schema.add_function(Function(
-            name="bm25", function_type=FunctionType.BM25,
-            input_field_names=["lexical"], output_field_names=["sparse"],
-        ))
+        schema.add_function(
+            Function(
+                name="bm25",
+                function_type=FunctionType.BM25,
+                input_field_names=["lexical"],
+                output_field_names=["sparse"],
+            )
+        )
         return schema
 
     @staticmethod
@@ -270,8 +289,10 @@ class Store:
         """Load a complete collection (opened from disk it starts released) and learn whether
         it holds rows. Caller holds the collection's open lock."""
         self._run(f"cannot load collection {name}", lambda c: c.load_collection(name))
-        rows = self._run(f"cannot count rows of {name}", lambda c: c.query(
-            name, filter="", output_fields=["count(*)"]))
+        rows = self._run(
+            f"cannot count rows of {name}",
+            lambda c: c.query(name, filter="", output_fields=["count(*)"]),
+        )
         return _Opened(has_rows=bool(rows and int(rows[0]["count(*)"]) > 0))
 
     def _readable(self, name: str) -> _Opened | None:
@@ -288,7 +309,8 @@ class Store:
 
             def complete(client: Any) -> bool:
                 return bool(client.has_collection(name)) and {"dense", "sparse"} <= set(
-                    client.list_indexes(name))
+                    client.list_indexes(name)
+                )
 
             if not self._run(f"cannot open collection {name}", complete):
                 return None
@@ -303,8 +325,7 @@ class Store:
             raise StoreError(f"collection {name} does not exist or is incomplete")
 
     def has_collection(self, name: str) -> bool:
-        return bool(self._run("cannot reach the Milvus store",
-                              lambda c: c.has_collection(name)))
+        return bool(self._run("cannot reach the Milvus store", lambda c: c.has_collection(name)))
 
     def list_collections(self, prefix: str = COLLECTION_PREFIX + "_") -> list[str]:
         names = self._run("cannot list collections", lambda c: c.list_collections())
@@ -347,15 +368,20 @@ class Store:
     def delete_paths(self, name: str, paths: Sequence[str]) -> None:
         self._ensure_loaded(name)
         with self._write_lock:
-            self._run(f"deleting from collection {name} failed",
-                      lambda c: self._delete_paths(c, name, paths))
+            self._run(
+                f"deleting from collection {name} failed",
+                lambda c: self._delete_paths(c, name, paths),
+            )
 
     @staticmethod
     def _delete_paths(client: Any, name: str, paths: Sequence[str]) -> None:
         for start in range(0, len(paths), 200):
             batch = paths[start : start + 200]
-            expr = (f"path == {quote(batch[0])}" if len(batch) == 1
-                    else f"path in [{', '.join(quote(p) for p in batch)}]")
+            expr = (
+                f"path == {quote(batch[0])}"
+                if len(batch) == 1
+                else f"path in [{', '.join(quote(p) for p in batch)}]"
+            )
             client.delete(name, filter=expr)
 
     @staticmethod
@@ -379,8 +405,10 @@ class Store:
 
     def count(self, name: str, expr: str = "") -> int:
         self._ensure_loaded(name)
-        result = self._run(f"cannot count rows of {name}", lambda c: c.query(
-            name, filter=expr or "", output_fields=["count(*)"]))
+        result = self._run(
+            f"cannot count rows of {name}",
+            lambda c: c.query(name, filter=expr or "", output_fields=["count(*)"]),
+        )
         return int(result[0]["count(*)"]) if result else 0
 
     def rows_of(self, name: str, expr: str, fields: Sequence[str]) -> list[dict[str, Any]]:
@@ -389,8 +417,9 @@ class Store:
 
         def read(client: Any) -> list[dict[str, Any]]:
             out: list[dict[str, Any]] = []
-            iterator = client.query_iterator(name, batch_size=1000, filter=expr,
-                                             output_fields=list(fields))
+            iterator = client.query_iterator(
+                name, batch_size=1000, filter=expr, output_fields=list(fields)
+            )
             while True:
                 batch = iterator.next()
                 if not batch:
@@ -420,26 +449,40 @@ class Store:
             field, params = "dense", {"metric_type": "IP"}
         else:
             data = [lexical]
-            field, params = "sparse", {"metric_type": "BM25",
-                                       "params": {"drop_ratio_search": 0.0}}
+            field, params = "sparse", {"metric_type": "BM25", "params": {"drop_ratio_search": 0.0}}
         opened = self._readable(name)
         if opened is None or not opened.has_rows:
             # Being created, never written, or incomplete: nothing to find, and Milvus fails a
             # BM25 search of a collection that never held a row (its statistics are NaN).
             return []
-        result = self._run(f"search in {name} failed", lambda c: c.search(
-            name, data=data, anns_field=field, search_params=params, limit=limit,
-            filter=expr, output_fields=OUTPUT_FIELDS,
-        ))
+        result = self._run(
+            f"search in {name} failed",
+            lambda c: c.search(
+                name,
+                data=data,
+                anns_field=field,
+                search_params=params,
+                limit=limit,
+                filter=expr,
+                output_fields=OUTPUT_FIELDS,
+            ),
+        )
         hits: list[Hit] = []
         for item in result[0] if result else []:
             entity = item.get("entity", item)
-            hits.append(Hit(
-                id=str(entity.get("id", item.get("id"))), path=entity["path"],
-                language=entity["language"], start_line=int(entity["start_line"]),
-                end_line=int(entity["end_line"]), symbol=entity["symbol"], kind=entity["kind"],
-                content=entity["content"], score=float(item.get("distance", 0.0)),
-            ))
+            hits.append(
+                Hit(
+                    id=str(entity.get("id", item.get("id"))),
+                    path=entity["path"],
+                    language=entity["language"],
+                    start_line=int(entity["start_line"]),
+                    end_line=int(entity["end_line"]),
+                    symbol=entity["symbol"],
+                    kind=entity["kind"],
+                    content=entity["content"],
+                    score=float(item.get("distance", 0.0)),
+                )
+            )
         return hits
 
 
@@ -474,20 +517,28 @@ def _disk_hint(uri: str) -> str:
     except OSError:
         return ""
     if free < 64 * 2**20:
-        return (f" (the disk holding {os.path.dirname(uri)} is full or nearly: "
-                f"{free / 2**20:.1f} MB free)")
+        return (
+            f" (the disk holding {os.path.dirname(uri)} is full or nearly: "
+            f"{free / 2**20:.1f} MB free)"
+        )
     return ""
 
 
 def _quiet_library_logs() -> None:
     """pymilvus logs every failed RPC with a traceback and milvus-lite's in-process gRPC server
     logs unimplemented calls; we turn failures into StoreErrors, so keep their logs quiet."""
-    for name in ("pymilvus", "pymilvus.milvus_client", "pymilvus.bulk_writer", "grpc._server",
-                 "milvus_lite"):
+    for name in (
+        "pymilvus",
+        "pymilvus.milvus_client",
+        "pymilvus.bulk_writer",
+        "grpc._server",
+        "milvus_lite",
+    ):
         logging.getLogger(name).setLevel(logging.CRITICAL)
     # milvus_lite 2.5 logs through the root logger; its failures reach users as StoreErrors.
     root = logging.getLogger()
     if not any(getattr(f, "codectx_quiet", False) for f in root.filters):
+
         def drop_milvus_lite(record: logging.LogRecord) -> bool:
             return "milvus_lite" not in record.pathname
 

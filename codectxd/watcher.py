@@ -69,8 +69,9 @@ def _owners(path: str, roots: list[str]) -> list[tuple[str, str]]:
 class Watcher:
     """Runs until cancelled; call `set_roots` whenever the repository set changes."""
 
-    def __init__(self, on_changes: ChangeHandler, *, step_ms: int = 50,
-                 enabled: bool = True) -> None:
+    def __init__(
+        self, on_changes: ChangeHandler, *, step_ms: int = 50, enabled: bool = True
+    ) -> None:
         self.on_changes = on_changes
         self.step_ms = max(1, step_ms)
         self.enabled = enabled  # False: periodic scans only (e.g. network file systems)
@@ -116,8 +117,15 @@ class Watcher:
             ids = await anyio.to_thread.run_sync(_identities, list(self._roots))
             self._watching = ids
             # Roots that (re)appeared since the last start: what happened in them was not seen.
-            back = [r for r, ident in ids.items() if r in previous and previous[r] != ident
-                    or r not in previous and r in self._missing or r in self._deleted_roots]
+            back = [
+                r
+                for r, ident in ids.items()
+                if r in previous
+                and previous[r] != ident
+                or r not in previous
+                and r in self._missing
+                or r in self._deleted_roots
+            ]
             # Roots that vanished: their own deletion events may have been lost in the restart;
             # a whole-root report makes the daemon notice (and say so in status).
             gone = [r for r in previous if r not in ids and r in self._roots]
@@ -135,8 +143,13 @@ class Watcher:
             try:
                 self.mode, self.error = "inotify", None
                 async for changes in awatch(
-                    *roots, watch_filter=None, debounce=MAX_GROUP_MS, step=self.step_ms,
-                    stop_event=stop, recursive=True, rust_timeout=RUST_TIMEOUT_MS,
+                    *roots,
+                    watch_filter=None,
+                    debounce=MAX_GROUP_MS,
+                    step=self.step_ms,
+                    stop_event=stop,
+                    recursive=True,
+                    rust_timeout=RUST_TIMEOUT_MS,
                 ):
                     self._dispatch(changes, roots)
             except Exception as exc:  # noqa: BLE001 - any watch failure → polling fallback
@@ -159,8 +172,11 @@ class Watcher:
                 log.exception("checking the watched roots failed")
                 continue
             if ids != self._watching:
-                log.info("watched roots changed (%d → %d present); restarting the watcher",
-                         len(self._watching), len(ids))
+                log.info(
+                    "watched roots changed (%d → %d present); restarting the watcher",
+                    len(self._watching),
+                    len(ids),
+                )
                 if self._stop_current is not None:
                     self._stop_current.set()
                 self._restart.set()
@@ -184,4 +200,3 @@ class Watcher:
                 by_repo.setdefault(root, set()).add(rel)
         if by_repo:
             self.on_changes(by_repo)
-

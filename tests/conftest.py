@@ -65,13 +65,13 @@ def embedder(local_provider, settings: Settings) -> Embedder:  # type: ignore[no
 #: A small mixed-language repository (Python, Go, TypeScript, Markdown, shell).
 SAMPLE_REPO = {
     "app/config.py": (
-        "import json\n\n\ndef parse_config(path):\n    \"\"\"Read settings.\"\"\"\n"
+        'import json\n\n\ndef parse_config(path):\n    """Read settings."""\n'
         "    with open(path) as f:\n        return json.load(f)\n\n\n"
         "class Cache:\n    def __init__(self):\n        self.items = {}\n\n"
         "    def get(self, key):\n        return self.items.get(key)\n"
     ),
     "app/server.go": (
-        "package app\n\nimport \"net/http\"\n\n"
+        'package app\n\nimport "net/http"\n\n'
         "func StartServer(addr string) error {\n\treturn http.ListenAndServe(addr, nil)\n}\n"
     ),
     "web/cart.ts": (

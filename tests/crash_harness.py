@@ -38,9 +38,11 @@ from tests.daemon_harness import DaemonProcess
 
 SCENARIOS = ("full", "edit", "branch")
 LANGS = {
-    ".py": lambda name, i: f"def {name}(value):\n    \"\"\"Step {i}.\"\"\"\n    return value + {i}\n\n\n",
+    ".py": lambda name, i: f'def {name}(value):\n    """Step {i}."""\n    return value + {i}\n\n\n',
     ".go": lambda name, i: f"func {name}(v int) int {{\n\treturn v + {i}\n}}\n\n",
-    ".ts": lambda name, i: f"export function {name}(v: number): number {{\n  return v + {i};\n}}\n\n",
+    ".ts": lambda name, i: (
+        f"export function {name}(v: number): number {{\n  return v + {i};\n}}\n\n"
+    ),
     ".rs": lambda name, i: f"fn {name}(v: i64) -> i64 {{\n    v + {i}\n}}\n\n",
 }
 
@@ -83,31 +85,45 @@ def mutate(root: Path, rng: random.Random, fraction: float) -> int:
 
 def index_rows(data_dir: Path, root: Path) -> list[tuple[str, str, int, int, str]]:
     """Every row of the repository's collection: (id, path, start, end, content hash)."""
-    settings = load_settings({"CODECTX_DATA_DIR": str(data_dir),
-                              "CODECTX_CONFIG": str(data_dir / "none.toml")})
+    settings = load_settings(
+        {"CODECTX_DATA_DIR": str(data_dir), "CODECTX_CONFIG": str(data_dir / "none.toml")}
+    )
     engine = Engine(settings)
     try:
         coll = engine.collection_for(root)
         if not engine.store.has_collection(coll):
             return []
-        rows = engine.store.rows_of(coll, 'id != ""',
-                                    ["id", "path", "start_line", "end_line", "content_hash"])
-        return sorted((r["id"], r["path"], r["start_line"], r["end_line"], r["content_hash"])
-                      for r in rows)
+        rows = engine.store.rows_of(
+            coll, 'id != ""', ["id", "path", "start_line", "end_line", "content_hash"]
+        )
+        return sorted(
+            (r["id"], r["path"], r["start_line"], r["end_line"], r["content_hash"]) for r in rows
+        )
     finally:
         engine.close()
 
 
-def reference_rows(base: Path, root: Path, cache: Path | None) -> list[tuple[str, str, int, int, str]]:
+def reference_rows(
+    base: Path, root: Path, cache: Path | None
+) -> list[tuple[str, str, int, int, str]]:
     data_dir = base / "reference"
     shutil.rmtree(data_dir, ignore_errors=True)
     data_dir.mkdir(parents=True)
     if cache is not None and cache.exists():
         shutil.copy(cache, data_dir / "embeddings.db")
-    env = {**os.environ, "CODECTX_DATA_DIR": str(data_dir),
-           "CODECTX_CONFIG": str(data_dir / "none.toml"), "CODECTX_EMBED_THREADS": "1"}
-    out = subprocess.run([sys.executable, "-m", "codectxd", "index", str(root), "--json"],
-                         env=env, capture_output=True, text=True, timeout=900)
+    env = {
+        **os.environ,
+        "CODECTX_DATA_DIR": str(data_dir),
+        "CODECTX_CONFIG": str(data_dir / "none.toml"),
+        "CODECTX_EMBED_THREADS": "1",
+    }
+    out = subprocess.run(
+        [sys.executable, "-m", "codectxd", "index", str(root), "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     if out.returncode != 0:
         raise RuntimeError(f"reference index failed: {out.stderr[-2000:]}")
     return index_rows(data_dir, root)
@@ -132,8 +148,14 @@ class Trial:
 
     @property
     def ok(self) -> bool:
-        return (not self.error and self.missing == 0 and self.stale == 0
-                and self.duplicates == 0 and self.sigterm_exit == 0 and self.sigterm_s < 5.0)
+        return (
+            not self.error
+            and self.missing == 0
+            and self.stale == 0
+            and self.duplicates == 0
+            and self.sigterm_exit == 0
+            and self.sigterm_s < 5.0
+        )
 
 
 def _busy(proc: DaemonProcess, root: Path) -> bool:
@@ -145,8 +167,9 @@ def _busy(proc: DaemonProcess, root: Path) -> bool:
     return info is None or info["state"] != "ready" or bool(info["files_pending"])
 
 
-def run_trial(base: Path, seed: int, scenario: str, *, files: int = 40,
-              warm_cache: Path | None = None) -> Trial:
+def run_trial(
+    base: Path, seed: int, scenario: str, *, files: int = 40, warm_cache: Path | None = None
+) -> Trial:
     """One kill-and-recover trial in `base` (a short, private directory)."""
     rng = random.Random(seed)
     trial = Trial(seed=seed, scenario=scenario)
@@ -213,8 +236,9 @@ class Summary:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--trials", type=int, default=20)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--files", type=int, default=40)
@@ -233,11 +257,14 @@ def main(argv: list[str] | None = None) -> int:
                 shutil.copy(cache, warm)  # later trials sometimes start warm
             shutil.rmtree(base, ignore_errors=True)
             summary.trials.append(trial)
-            print(f"trial {n + 1}/{args.trials} {scenario:6} seed={trial.seed} "
-                  f"{'ok' if trial.ok else 'FAIL'} rows={trial.rows} missing={trial.missing} "
-                  f"stale={trial.stale} dup={trial.duplicates} kill@{trial.kill_after_s:.2f}s "
-                  f"mid-work={trial.killed_mid_work} sigterm={trial.sigterm_s:.2f}s "
-                  f"{trial.error}", flush=True)
+            print(
+                f"trial {n + 1}/{args.trials} {scenario:6} seed={trial.seed} "
+                f"{'ok' if trial.ok else 'FAIL'} rows={trial.rows} missing={trial.missing} "
+                f"stale={trial.stale} dup={trial.duplicates} kill@{trial.kill_after_s:.2f}s "
+                f"mid-work={trial.killed_mid_work} sigterm={trial.sigterm_s:.2f}s "
+                f"{trial.error}",
+                flush=True,
+            )
     finally:
         shutil.rmtree(cache_home, ignore_errors=True)
     result = summary.as_dict()

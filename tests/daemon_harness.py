@@ -25,17 +25,21 @@ class DaemonProcess:
             if key.startswith(("CODECTX_", "EMBEDDING_", "MILVUS_", "CHUNK_", "SPLITTER_")):
                 del self.env[key]
         self.env.update(
-            CODECTX_DATA_DIR=str(self.data_dir), CODECTX_RUNTIME_DIR=str(self.runtime_dir),
-            CODECTX_CONFIG=str(base / "config.toml"), CODECTX_EMBED_THREADS="1",
-            CODECTX_LOG_LEVEL="debug", CODECTX_SOCKET=str(self.socket),
+            CODECTX_DATA_DIR=str(self.data_dir),
+            CODECTX_RUNTIME_DIR=str(self.runtime_dir),
+            CODECTX_CONFIG=str(base / "config.toml"),
+            CODECTX_EMBED_THREADS="1",
+            CODECTX_LOG_LEVEL="debug",
+            CODECTX_SOCKET=str(self.socket),
         )
         self.env.update(env)
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout_s: float = 90.0) -> DaemonProcess:
         with open(self.log, "ab") as out:
-            self.proc = subprocess.Popen([sys.executable, "-m", "codectxd", "start"],
-                                         env=self.env, stdout=out, stderr=out)
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "codectxd", "start"], env=self.env, stdout=out, stderr=out
+            )
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -53,8 +57,9 @@ class DaemonProcess:
     def connect(self) -> Connection:
         return connect(self.socket)
 
-    def call(self, method: str, params: dict[str, Any] | None = None,
-             timeout_s: float = 60.0) -> Any:
+    def call(
+        self, method: str, params: dict[str, Any] | None = None, timeout_s: float = 60.0
+    ) -> Any:
         with self.connect() as conn:
             return conn.call(method, params, timeout_s=timeout_s)
 
@@ -92,8 +97,15 @@ class DaemonProcess:
         except OSError:
             return ""
 
-    def client(self, *argv: str, cwd: Path | None = None, timeout_s: float = 120
-               ) -> subprocess.CompletedProcess[str]:
+    def client(
+        self, *argv: str, cwd: Path | None = None, timeout_s: float = 120
+    ) -> subprocess.CompletedProcess[str]:
         """Run the real `codectx-client` executable (as a user would)."""
-        return subprocess.run([sys.executable, "-m", "codectx_client", *argv], env=self.env,
-                              cwd=cwd, capture_output=True, text=True, timeout=timeout_s)
+        return subprocess.run(
+            [sys.executable, "-m", "codectx_client", *argv],
+            env=self.env,
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+        )

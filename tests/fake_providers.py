@@ -54,8 +54,12 @@ MODELS: dict[str, int] = {
     "gemini-embedding-001": 3072,
     "text-embedding-004": 768,
 }
-PREFIXES = {"openai": "/openai/v1", "ollama": "/ollama/v1", "voyage": "/voyage/v1",
-            "gemini": "/gemini"}
+PREFIXES = {
+    "openai": "/openai/v1",
+    "ollama": "/ollama/v1",
+    "voyage": "/voyage/v1",
+    "gemini": "/gemini",
+}
 _GEMINI_PATH = re.compile(r"^/gemini/(v1beta|v1)/models/([^/:]+):(batchEmbedContents)$")
 
 
@@ -124,8 +128,9 @@ class FakeProviders:
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever,
-                                        kwargs={"poll_interval": 0.05}, daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
         self._thread.start()
         return self
 
@@ -173,9 +178,12 @@ class FakeProviders:
 
     def count(self, provider: str | None = None, status: int | None = None) -> int:
         with self._lock:
-            return sum(1 for r in self.requests
-                       if (provider is None or r.provider == provider)
-                       and (status is None or r.status == status))
+            return sum(
+                1
+                for r in self.requests
+                if (provider is None or r.provider == provider)
+                and (status is None or r.status == status)
+            )
 
     def bodies(self, provider: str | None = None) -> list[Any]:
         with self._lock:
@@ -198,8 +206,9 @@ class FakeProviders:
     def vector(self, model: str, text: str, dimension: int | None = None) -> np.ndarray:
         """The raw (unnormalised) vector the fake answers for `text`."""
         native = self.models[model]
-        seed = int.from_bytes(hashlib.blake2b(f"{model}\0{text}".encode(),
-                                              digest_size=8).digest(), "little")
+        seed = int.from_bytes(
+            hashlib.blake2b(f"{model}\0{text}".encode(), digest_size=8).digest(), "little"
+        )
         full = np.random.default_rng(seed).standard_normal(native).astype(np.float32) * 3 + 0.5
         return full[: dimension or native]
 
@@ -229,10 +238,12 @@ class _Handler(BaseHTTPRequestHandler):
             body: Any = json.loads(raw or b"null")
         except ValueError:
             body = raw.decode("utf-8", "replace")
-        provider = next((name for name, prefix in PREFIXES.items()
-                         if self.path.startswith(prefix + "/")), "")
-        record = Recorded(provider, self.path, {k.lower(): v for k, v in self.headers.items()},
-                          body)
+        provider = next(
+            (name for name, prefix in PREFIXES.items() if self.path.startswith(prefix + "/")), ""
+        )
+        record = Recorded(
+            provider, self.path, {k.lower(): v for k, v in self.headers.items()}, body
+        )
         fake._record(record)
         fault = fake._next_fault()
         if fault is not None and fault.delay:
@@ -240,21 +251,31 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             status, headers, payload = self._answer(fake, provider, body, fault)
         except _Reject as reject:
-            status, headers, payload = reject.status, {}, _error_body(provider, reject.status,
-                                                                      reject.message)
+            status, headers, payload = (
+                reject.status,
+                {},
+                _error_body(provider, reject.status, reject.message),
+            )
         record.status = status
         self._send(status, headers, payload)
 
-    def _answer(self, fake: FakeProviders, provider: str, body: Any,
-                fault: Fault | None) -> tuple[int, dict[str, str], bytes]:
+    def _answer(
+        self, fake: FakeProviders, provider: str, body: Any, fault: Fault | None
+    ) -> tuple[int, dict[str, str], bytes]:
         if not provider:
             raise _Reject(404, f"no such path {self.path}")
         if fake.api_key and provider != "ollama":
-            presented = (self.headers.get("x-goog-api-key") if provider == "gemini"
-                         else (self.headers.get("Authorization") or "").removeprefix("Bearer "))
+            presented = (
+                self.headers.get("x-goog-api-key")
+                if provider == "gemini"
+                else (self.headers.get("Authorization") or "").removeprefix("Bearer ")
+            )
             if presented != fake.api_key:
-                raise _Reject(401, f"Incorrect API key provided: {presented}. You can find "
-                                   f"your API key in your account settings.")
+                raise _Reject(
+                    401,
+                    f"Incorrect API key provided: {presented}. You can find "
+                    f"your API key in your account settings.",
+                )
         if fault is not None and (fault.status or fault.body is not None):
             headers = dict(fault.headers)
             if fault.retry_after is not None:
@@ -277,8 +298,7 @@ class _Handler(BaseHTTPRequestHandler):
         texts = body.get("input")
         if isinstance(texts, str):
             texts = [texts]
-        if not isinstance(texts, list) or not texts or not all(isinstance(t, str)
-                                                               for t in texts):
+        if not isinstance(texts, list) or not texts or not all(isinstance(t, str) for t in texts):
             raise _Reject(400, "input must be a non-empty list of strings")
         if provider == "voyage":
             dimension = body.get("output_dimension")
@@ -294,14 +314,19 @@ class _Handler(BaseHTTPRequestHandler):
         data = []
         for index, text in enumerate(texts):
             vector = fake.vector(model, text, dimension)
-            embedding: Any = (base64.b64encode(vector.astype("<f4").tobytes()).decode()
-                              if as_base64 else [float(x) for x in vector])
+            embedding: Any = (
+                base64.b64encode(vector.astype("<f4").tobytes()).decode()
+                if as_base64
+                else [float(x) for x in vector]
+            )
             data.append({"object": "embedding", "index": index, "embedding": embedding})
         tokens = sum(fake_tokens(t) for t in texts)
-        usage: dict[str, int] = ({"total_tokens": tokens} if provider == "voyage"
-                                 else {"prompt_tokens": tokens, "total_tokens": tokens})
-        return json.dumps({"object": "list", "data": data, "model": model,
-                           "usage": usage}).encode()
+        usage: dict[str, int] = (
+            {"total_tokens": tokens}
+            if provider == "voyage"
+            else {"prompt_tokens": tokens, "total_tokens": tokens}
+        )
+        return json.dumps({"object": "list", "data": data, "model": model, "usage": usage}).encode()
 
     def _gemini(self, fake: FakeProviders, body: dict[str, Any]) -> bytes:
         match = _GEMINI_PATH.match(self.path)
@@ -309,14 +334,19 @@ class _Handler(BaseHTTPRequestHandler):
             raise _Reject(404, f"no such path {self.path}")
         model = match.group(2)
         if model not in fake.models:
-            raise _Reject(404, f"models/{model} is not found for API version "
-                               f"{match.group(1)}, or is not supported for embedContent.")
+            raise _Reject(
+                404,
+                f"models/{model} is not found for API version "
+                f"{match.group(1)}, or is not supported for embedContent.",
+            )
         requests = body.get("requests")
         if not isinstance(requests, list) or not requests:
             raise _Reject(400, "requests must be a non-empty list")
         if len(requests) > 100:
-            raise _Reject(400, "* BatchEmbedContentsRequest.requests: at most 100 requests "
-                               "can be in one batch")
+            raise _Reject(
+                400,
+                "* BatchEmbedContentsRequest.requests: at most 100 requests can be in one batch",
+            )
         out = []
         for item in requests:
             if item.get("model") != f"models/{model}":
@@ -348,17 +378,38 @@ class _Reject(Exception):
         self.message = message
 
 
-_GOOGLE_STATUS = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED",
-                  404: "NOT_FOUND", 429: "RESOURCE_EXHAUSTED", 500: "INTERNAL",
-                  503: "UNAVAILABLE"}
+_GOOGLE_STATUS = {
+    400: "INVALID_ARGUMENT",
+    401: "UNAUTHENTICATED",
+    403: "PERMISSION_DENIED",
+    404: "NOT_FOUND",
+    429: "RESOURCE_EXHAUSTED",
+    500: "INTERNAL",
+    503: "UNAVAILABLE",
+}
 
 
 def _error_body(provider: str, status: int, message: str) -> bytes:
     if provider == "voyage":
         return json.dumps({"detail": message}).encode()
     if provider == "gemini":
-        return json.dumps({"error": {"code": status, "message": message,
-                                     "status": _GOOGLE_STATUS.get(status, "UNKNOWN")}}).encode()
+        return json.dumps(
+            {
+                "error": {
+                    "code": status,
+                    "message": message,
+                    "status": _GOOGLE_STATUS.get(status, "UNKNOWN"),
+                }
+            }
+        ).encode()
     kind = {401: "invalid_request_error", 429: "rate_limit_exceeded"}.get(status, "server_error")
-    return json.dumps({"error": {"message": message, "type": kind, "param": None,
-                                 "code": "invalid_api_key" if status == 401 else None}}).encode()
+    return json.dumps(
+        {
+            "error": {
+                "message": message,
+                "type": kind,
+                "param": None,
+                "code": "invalid_api_key" if status == 401 else None,
+            }
+        }
+    ).encode()

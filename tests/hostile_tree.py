@@ -19,10 +19,21 @@ from dataclasses import dataclass
 from pathlib import Path
 
 #: Skip reasons documented in docs/protocol.md (`status` section).
-SKIP_REASONS = frozenset({
-    "too_large", "binary", "secret", "minified", "unsupported", "unreadable", "symlink",
-    "symlink_outside", "symlink_loop", "not_regular", "bad_path",
-})
+SKIP_REASONS = frozenset(
+    {
+        "too_large",
+        "binary",
+        "secret",
+        "minified",
+        "unsupported",
+        "unreadable",
+        "symlink",
+        "symlink_outside",
+        "symlink_loop",
+        "not_regular",
+        "bad_path",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -106,26 +117,30 @@ def huge_file(root: Path, size: int = 100 * 1024 * 1024) -> list[Expect]:
 
 def minified_js(root: Path) -> list[Expect]:
     """One 300 KB line of JavaScript (not named *.min.js, so content detection must catch it)."""
-    body = ";".join(f"var minified_marker_{i}=function(a,b){{return a+b*{i}}}"
-                    for i in range(6000))
+    body = ";".join(f"var minified_marker_{i}=function(a,b){{return a+b*{i}}}" for i in range(6000))
     _write(root / "web/bundle.js", body)
     return [skipped("web/bundle.js", "minified", absent=("minified_marker_17",))]
 
 
 def encodings(root: Path) -> list[Expect]:
     """Latin-1, invalid UTF-8, mixed encodings, UTF-16 with a BOM, a UTF-8 BOM."""
-    _write(root / "enc/latin1.py",
-           "# Fran\xe7ais: caf\xe9 cr\xe8me br\xfbl\xe9e\n".encode("latin-1")
-           + b"def latin1_marker_qz():\n    return 'na\xefve'\n")
-    _write(root / "enc/invalid_utf8.py",
-           b"# \xc3\x28 \xa0\xa1 \xe2\x28\xa1 \xf0\x28\x8c\xbc \xff\xfe\n"
-           b"def invalid_utf8_marker_qz():\n    return b'\\xff'\n")
-    _write(root / "enc/mixed.py",
-           "# utf-8: na\u00efve \u2603\n".encode()
-           + "# latin-1: na\xefve\n".encode("latin-1")
-           + b"def mixed_encoding_marker_qz():\n    return 2\n")
-    _write(root / "enc/utf8_bom.py",
-           b"\xef\xbb\xbfdef utf8_bom_marker_qz():\n    return 3\n")
+    _write(
+        root / "enc/latin1.py",
+        "# Fran\xe7ais: caf\xe9 cr\xe8me br\xfbl\xe9e\n".encode("latin-1")
+        + b"def latin1_marker_qz():\n    return 'na\xefve'\n",
+    )
+    _write(
+        root / "enc/invalid_utf8.py",
+        b"# \xc3\x28 \xa0\xa1 \xe2\x28\xa1 \xf0\x28\x8c\xbc \xff\xfe\n"
+        b"def invalid_utf8_marker_qz():\n    return b'\\xff'\n",
+    )
+    _write(
+        root / "enc/mixed.py",
+        "# utf-8: na\u00efve \u2603\n".encode()
+        + "# latin-1: na\xefve\n".encode("latin-1")
+        + b"def mixed_encoding_marker_qz():\n    return 2\n",
+    )
+    _write(root / "enc/utf8_bom.py", b"\xef\xbb\xbfdef utf8_bom_marker_qz():\n    return 3\n")
     utf16 = "def utf16_marker_qz():\n    return 4\n".encode("utf-16")  # with BOM, has NULs
     _write(root / "enc/utf16.py", utf16)
     return [
@@ -145,10 +160,11 @@ def line_endings(root: Path) -> list[Expect]:
     _write(root / "eol/crlf.py", crlf)  # the def is on line 10
     mixed = "# one\r\n# two\n# three\r\n" + "\n" * 6 + "def mixed_eol_marker_qz():\n    pass\n"
     _write(root / "eol/mixed_eol.py", mixed)  # line 10
-    odd = ("# form feed \x0c here\n# vertical tab \x0b here\n"
-           "X = 'line separator \u2028 and paragraph \u2029 and NEL \x85'\n"
-           "# \x1c\x1d\x1e group separators\n" + "\n" * 5
-           + "def odd_breaks_marker_qz():\n    pass\n")
+    odd = (
+        "# form feed \x0c here\n# vertical tab \x0b here\n"
+        "X = 'line separator \u2028 and paragraph \u2029 and NEL \x85'\n"
+        "# \x1c\x1d\x1e group separators\n" + "\n" * 5 + "def odd_breaks_marker_qz():\n    pass\n"
+    )
     _write(root / "eol/odd_breaks.py", odd)  # line 10
     return [
         indexed("eol/crlf.py", "crlf_marker_qz", line=10),
@@ -328,8 +344,10 @@ def deep_tree(root: Path, depth: int = 200) -> list[Expect]:
     _write(path / "bottom.py", _func("deep_bottom_marker_qz"))
     rel = path.relative_to(root).as_posix()
     mid = "/".join(rel.split("/")[: depth // 2 + 2]) + "/middle.py"
-    return [indexed(f"{rel}/bottom.py", "deep_bottom_marker_qz", line=1),
-            indexed(mid, "deep_middle_marker_qz", line=1)]
+    return [
+        indexed(f"{rel}/bottom.py", "deep_bottom_marker_qz", line=1),
+        indexed(mid, "deep_middle_marker_qz", line=1),
+    ]
 
 
 def beyond_path_max(root: Path, components: int = 20, name_len: int = 250) -> str:
@@ -355,6 +373,7 @@ def beyond_path_max(root: Path, components: int = 20, name_len: int = 250) -> st
 
 def remove_beyond_path_max(root: Path, first: str) -> None:
     """rmtree cannot always delete what beyond_path_max built; walk it with dir fds."""
+
     def rm(dir_fd: int, name: str) -> None:
         st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
         if not stat.S_ISDIR(st.st_mode):
@@ -385,8 +404,10 @@ def wide_tree(root: Path, files: int = 20_000, sources: int = 50) -> list[Expect
         (wide / f"asset_{i:06d}{exts[i % len(exts)]}").write_bytes(b"x")
     for i in range(sources):
         (wide / f"src_{i:04d}.py").write_text(_func(f"wide_source_{i}_marker_qz"))
-    return [indexed(f"wide/src_{i:04d}.py", f"wide_source_{i}_marker_qz", line=1)
-            for i in (0, sources // 2, sources - 1)]
+    return [
+        indexed(f"wide/src_{i:04d}.py", f"wide_source_{i}_marker_qz", line=1)
+        for i in (0, sources // 2, sources - 1)
+    ]
 
 
 def big_tree(root: Path, files: int, per_dir: int = 500, source_every: int = 20) -> int:
@@ -502,8 +523,7 @@ class Churner:
             leftover.unlink()
 
     def final_markers(self) -> dict[str, str]:
-        return {f"churn/c{i:03d}.py": self.marker(i, "final")
-                for i in range(self.n) if i % 4 != 0}
+        return {f"churn/c{i:03d}.py": self.marker(i, "final") for i in range(self.n) if i % 4 != 0}
 
     def deleted_paths(self) -> list[str]:
         return [f"churn/c{i:03d}.py" for i in range(self.n) if i % 4 == 0]

@@ -30,8 +30,13 @@ def test_file_then_env_precedence(tmp_path: Path) -> None:
     assert s.splitter.type == "line"
     assert (s.splitter.chunk_size, s.splitter.chunk_overlap) == (1000, 200)
     assert s.scan.ignore == ("*.gen.go",)
-    env.update(EMBEDDING_PROVIDER="VoyageAI", CHUNK_SIZE="800", MILVUS_ADDRESS="http://h:19530",
-               MILVUS_TOKEN="secret-token", VOYAGE_API_KEY="vk")
+    env.update(
+        EMBEDDING_PROVIDER="VoyageAI",
+        CHUNK_SIZE="800",
+        MILVUS_ADDRESS="http://h:19530",
+        MILVUS_TOKEN="secret-token",
+        VOYAGE_API_KEY="vk",
+    )
     s = load_settings(env)
     assert s.embedding.provider == "voyage"
     assert s.embedding.api_key == "vk"

@@ -25,7 +25,7 @@ from tests.daemon_harness import DaemonProcess
 REPO = {
     "src/billing.py": (
         "def compute_invoice_total(lines, tax_rate):\n"
-        "    \"\"\"Sum line amounts and add tax.\"\"\"\n"
+        '    """Sum line amounts and add tax."""\n'
         "    subtotal = sum(l.amount for l in lines)\n    return subtotal * (1 + tax_rate)\n"
     ),
     "src/mailer.ts": (
@@ -94,13 +94,22 @@ def test_add_search_json_contract(daemon: DaemonProcess, repo: Path) -> None:
     assert set(doc) == {"results", "fresh", "pending"}
     assert doc["fresh"] is True and doc["pending"] == 0
     first = doc["results"][0]
-    assert set(first) == {"repo", "path", "start_line", "end_line", "symbol", "language",
-                          "score", "content"}
+    assert set(first) == {
+        "repo",
+        "path",
+        "start_line",
+        "end_line",
+        "symbol",
+        "language",
+        "score",
+        "content",
+    }
     assert first["path"] == "src/billing.py" and first["symbol"] == "compute_invoice_total"
     assert first["repo"] == str(repo) and first["start_line"] == 1
     # Secrets are never indexed.
-    secret = daemon.call("search", {"query": "SECRET_TOKEN hunter2", "repos": [str(repo)],
-                                    "mode": "lexical"})
+    secret = daemon.call(
+        "search", {"query": "SECRET_TOKEN hunter2", "repos": [str(repo)], "mode": "lexical"}
+    )
     assert all(r["path"] != ".env" for r in secret["results"])
     human = daemon.client("search", "area of a circle", cwd=repo)
     assert human.returncode == 0 and "lib/geometry.rs:1-3  circle_area" in human.stdout
@@ -109,34 +118,50 @@ def test_add_search_json_contract(daemon: DaemonProcess, repo: Path) -> None:
 def test_read_your_writes(daemon: DaemonProcess, repo: Path) -> None:
     target = repo / "src" / "billing.py"
     target.write_text(
-        "def refund_payment(payment):\n    \"\"\"Give the customer their money back.\"\"\"\n"
+        'def refund_payment(payment):\n    """Give the customer their money back."""\n'
         "    return gateway.reverse(payment.id)\n"
     )
-    result = daemon.call("search", {
-        "query": "give the customer their money back", "repos": [str(repo)], "limit": 3,
-        "wait_s": 20, "wait_paths": [str(target)],
-    })
+    result = daemon.call(
+        "search",
+        {
+            "query": "give the customer their money back",
+            "repos": [str(repo)],
+            "limit": 3,
+            "wait_s": 20,
+            "wait_paths": [str(target)],
+        },
+    )
     hit = result["results"][0]
     assert hit["path"] == "src/billing.py" and hit["symbol"] == "refund_payment"
-    old = daemon.call("search", {"query": "compute_invoice_total", "repos": [str(repo)],
-                                 "mode": "lexical"})
+    old = daemon.call(
+        "search", {"query": "compute_invoice_total", "repos": [str(repo)], "mode": "lexical"}
+    )
     assert all("compute_invoice_total" not in r["content"] for r in old["results"])
     # Deleting is read-your-writes too.
     target.unlink()
-    result = daemon.call("search", {"query": "refund payment", "repos": [str(repo)],
-                                    "wait_s": 20, "wait_paths": [str(target)]})
+    result = daemon.call(
+        "search",
+        {
+            "query": "refund payment",
+            "repos": [str(repo)],
+            "wait_s": 20,
+            "wait_paths": [str(target)],
+        },
+    )
     assert all(r["path"] != "src/billing.py" for r in result["results"])
 
 
 def test_watcher_picks_up_changes_without_wait(daemon: DaemonProcess, repo: Path) -> None:
     (repo / "pkg" / "deep").mkdir(parents=True)
     (repo / "pkg" / "deep" / "tokens.go").write_text(
-        "package deep\n\nfunc RotateAccessToken(old string) string {\n\treturn old + \"x\"\n}\n")
+        'package deep\n\nfunc RotateAccessToken(old string) string {\n\treturn old + "x"\n}\n'
+    )
     deadline = time.monotonic() + 30
     found = []
     while time.monotonic() < deadline and not found:
-        result = daemon.call("search", {"query": "RotateAccessToken", "repos": [str(repo)],
-                                        "mode": "lexical"})
+        result = daemon.call(
+            "search", {"query": "RotateAccessToken", "repos": [str(repo)], "mode": "lexical"}
+        )
         found = [r for r in result["results"] if r["path"] == "pkg/deep/tokens.go"]
         time.sleep(0.1)
     assert found, daemon.log_text()
@@ -144,8 +169,10 @@ def test_watcher_picks_up_changes_without_wait(daemon: DaemonProcess, repo: Path
 
 def test_status_reports_skips_and_settings(daemon: DaemonProcess, repo: Path) -> None:
     (repo / "blob.py").write_bytes(b"\x00\x01binary")
-    daemon.call("search", {"query": "x", "repos": [str(repo)], "wait_s": 20,
-                           "wait_paths": [str(repo / "blob.py")]})
+    daemon.call(
+        "search",
+        {"query": "x", "repos": [str(repo)], "wait_s": 20, "wait_paths": [str(repo / "blob.py")]},
+    )
     status = daemon.call("status", {"repo": str(repo)})
     item = status["repos"][0]
     assert item["skipped"].get("secret") == 1 and item["skipped"].get("binary") == 1
@@ -180,8 +207,9 @@ def test_bad_requests_keep_the_daemon_alive(daemon: DaemonProcess) -> None:
     reply = decode_frame(raw_exchange(sock, p.encode({"v": 99, "id": 5, "method": "ping"})))
     assert reply["error"]["code"] == "version_mismatch"
     # Lua-style numbers (floats) and an empty array for params are accepted.
-    reply = decode_frame(raw_exchange(sock, p.encode(
-        {"v": 1.0, "id": 6, "method": "list", "params": []})))
+    reply = decode_frame(
+        raw_exchange(sock, p.encode({"v": 1.0, "id": 6, "method": "list", "params": []}))
+    )
     assert reply["ok"] is True
     # Oversized frame: error reply, then the connection is closed.
     reply = decode_frame(raw_exchange(sock, struct.pack(">I", p.MAX_FRAME_BYTES + 1)))
@@ -258,8 +286,13 @@ def test_client_cli_commands(daemon: DaemonProcess, repo: Path) -> None:
 
 
 def test_second_daemon_refuses(daemon: DaemonProcess) -> None:
-    out = subprocess.run([sys.executable, "-m", "codectxd", "start"], env=daemon.env,
-                         capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-m", "codectxd", "start"],
+        env=daemon.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 1
     assert f"already running (pid {daemon.proc.pid}" in out.stderr
     assert daemon.call("ping")["pid"] == daemon.proc.pid  # the socket was not stolen
@@ -306,13 +339,28 @@ def test_restart_processes_exactly_what_changed(short_tmp: Path) -> None:
 @pytest.mark.skipif(not os.path.exists("/usr/bin/git"), reason="git not installed")
 def test_branch_switch_converges_and_switching_back_embeds_nothing(short_tmp: Path) -> None:
     root = short_tmp / "repo"
-    write_tree(root, {f"src/mod{i}.py": f"def handler_{i}(event):\n    return event.id + {i}\n"
-                      for i in range(150)})
+    write_tree(
+        root,
+        {
+            f"src/mod{i}.py": f"def handler_{i}(event):\n    return event.id + {i}\n"
+            for i in range(150)
+        },
+    )
 
     def git(*args: str) -> None:
-        subprocess.run(["git", *args], cwd=root, check=True, capture_output=True,
-                       env={**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
-                            "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"})
+        subprocess.run(
+            ["git", *args],
+            cwd=root,
+            check=True,
+            capture_output=True,
+            env={
+                **os.environ,
+                "GIT_AUTHOR_NAME": "t",
+                "GIT_AUTHOR_EMAIL": "t@t",
+                "GIT_COMMITTER_NAME": "t",
+                "GIT_COMMITTER_EMAIL": "t@t",
+            },
+        )
 
     git("init", "-q", "-b", "main")
     git("add", ".")
@@ -322,8 +370,9 @@ def test_branch_switch_converges_and_switching_back_embeds_nothing(short_tmp: Pa
         (root / f"src/mod{i}.py").write_text(f"def feature_handler_{i}(event):\n    return {i}\n")
     for i in range(1, 40, 2):
         (root / f"src/mod{i}.py").unlink()
-    write_tree(root, {f"src/extra/e{i}.py": f"def extra_{i}():\n    return {i}\n"
-                      for i in range(30)})
+    write_tree(
+        root, {f"src/extra/e{i}.py": f"def extra_{i}():\n    return {i}\n" for i in range(30)}
+    )
     git("add", "-A")
     git("commit", "-qm", "feature")
     git("checkout", "-q", "main")
@@ -335,8 +384,9 @@ def test_branch_switch_converges_and_switching_back_embeds_nothing(short_tmp: Pa
         time.sleep(0.5)
         info = proc.wait_fresh(root)
         assert info["files_indexed"] == 150 - 20 + 30
-        hits = proc.call("search", {"query": "feature_handler_10", "mode": "lexical",
-                                    "repos": [str(root)]})["results"]
+        hits = proc.call(
+            "search", {"query": "feature_handler_10", "mode": "lexical", "repos": [str(root)]}
+        )["results"]
         assert hits and hits[0]["path"] == "src/mod10.py"
         embedded = proc.call("status")["daemon"]["embedding"]["texts_embedded"]
         git("checkout", "-q", "main")
@@ -344,8 +394,9 @@ def test_branch_switch_converges_and_switching_back_embeds_nothing(short_tmp: Pa
         info = proc.wait_fresh(root)
         assert info["files_indexed"] == 150
         assert proc.call("status")["daemon"]["embedding"]["texts_embedded"] == embedded
-        rows = proc.call("search", {"query": "feature_handler_10", "mode": "lexical",
-                                    "repos": [str(root)]})["results"]
+        rows = proc.call(
+            "search", {"query": "feature_handler_10", "mode": "lexical", "repos": [str(root)]}
+        )["results"]
         assert all("feature_handler" not in r["content"] for r in rows)
     finally:
         proc.stop()
@@ -365,18 +416,37 @@ def test_refuses_unsafe_runtime_dir(short_tmp: Path) -> None:
     proc = DaemonProcess(short_tmp)
     proc.runtime_dir.mkdir(mode=0o777)
     os.chmod(proc.runtime_dir, 0o777)
-    out = subprocess.run([sys.executable, "-m", "codectxd", "start"], env=proc.env,
-                         capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-m", "codectxd", "start"],
+        env=proc.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 1 and "chmod 700" in out.stderr
 
 
 def test_client_imports_stay_light() -> None:
-    out = subprocess.run([sys.executable, "-X", "importtime", "-c", "import codectx_client.cli"],
-                         capture_output=True, text=True, check=True)
-    modules = {line.split("|")[-1].strip().split(".")[0] for line in out.stderr.splitlines()
-               if "|" in line}
-    for heavy in ("codectxd", "pymilvus", "numpy", "anyio", "asyncio", "onnxruntime",
-                  "tree_sitter", "watchfiles", "psutil"):
+    out = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", "import codectx_client.cli"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    modules = {
+        line.split("|")[-1].strip().split(".")[0] for line in out.stderr.splitlines() if "|" in line
+    }
+    for heavy in (
+        "codectxd",
+        "pymilvus",
+        "numpy",
+        "anyio",
+        "asyncio",
+        "onnxruntime",
+        "tree_sitter",
+        "watchfiles",
+        "psutil",
+    ):
         assert heavy not in modules, heavy
 
 
@@ -403,8 +473,13 @@ def test_polling_mode_picks_up_changes(short_tmp: Path) -> None:
 
 def test_install_service_writes_the_unit(short_tmp: Path) -> None:
     env = {**DaemonProcess(short_tmp).env, "HOME": str(short_tmp)}
-    out = subprocess.run([sys.executable, "-m", "codectxd", "install-service"], env=env,
-                         capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-m", "codectxd", "install-service"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 0, out.stderr
     unit = short_tmp / ".config/systemd/user/codectxd.service"
     text = unit.read_text()

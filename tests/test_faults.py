@@ -20,8 +20,9 @@ from tests.daemon_harness import DaemonProcess
 
 def engine_children(proc: DaemonProcess) -> list[psutil.Process]:
     assert proc.proc is not None
-    return [c for c in psutil.Process(proc.proc.pid).children(recursive=True)
-            if "milvus" in c.name()]
+    return [
+        c for c in psutil.Process(proc.proc.pid).children(recursive=True) if "milvus" in c.name()
+    ]
 
 
 def test_engine_killed_then_recovers(short_tmp: Path) -> None:
@@ -38,8 +39,15 @@ def test_engine_killed_then_recovers(short_tmp: Path) -> None:
         hits = proc.call("search", {"query": "fn_3", "mode": "lexical"})["results"]
         assert hits and hits[0]["path"] == "m3.py"  # reconnected: a new engine, same data
         (root / "new.py").write_text("def after_the_crash():\n    return 1\n")
-        hits = proc.call("search", {"query": "after_the_crash", "mode": "lexical",
-                                    "wait_s": 20, "wait_paths": [str(root / "new.py")]})
+        hits = proc.call(
+            "search",
+            {
+                "query": "after_the_crash",
+                "mode": "lexical",
+                "wait_s": 20,
+                "wait_paths": [str(root / "new.py")],
+            },
+        )
         assert hits["results"][0]["path"] == "new.py"
         assert "reconnecting" in proc.log_text()
     finally:
@@ -51,8 +59,13 @@ def test_database_locked_by_another_process(short_tmp: Path) -> None:
     proc.data_dir.mkdir(parents=True)
     holder = Store(str(proc.data_dir / "milvus.db"))
     try:
-        out = subprocess.run([sys.executable, "-m", "codectxd", "start"], env=proc.env,
-                             capture_output=True, text=True, timeout=120)
+        out = subprocess.run(
+            [sys.executable, "-m", "codectxd", "start"],
+            env=proc.env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
     finally:
         holder.close()
     assert out.returncode == 1
@@ -63,19 +76,25 @@ def test_database_locked_by_another_process(short_tmp: Path) -> None:
 
 @pytest.mark.slow
 @pytest.mark.skipif(os.environ.get("CODECTX_SLOW") != "1", reason="slow suite: CODECTX_SLOW=1")
-@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("mount") is None,
-                    reason="needs root to mount a small tmpfs")
+@pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("mount") is None, reason="needs root to mount a small tmpfs"
+)
 def test_disk_full_then_space_freed(short_tmp: Path) -> None:
     mount_point = short_tmp / "small"
     mount_point.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=12m", "tmpfs",
-                              str(mount_point)], capture_output=True, text=True)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=12m", "tmpfs", str(mount_point)],
+        capture_output=True,
+        text=True,
+    )
     if mounted.returncode != 0:
         pytest.skip(f"cannot mount tmpfs here: {mounted.stderr.strip()}")
     try:
         root = short_tmp / "repo"
-        body = "".join(f"def f_{j}(value):\n    return value * {j} + len('{'x' * 300}')\n\n\n"
-                       for j in range(40))
+        body = "".join(
+            f"def f_{j}(value):\n    return value * {j} + len('{'x' * 300}')\n\n\n"
+            for j in range(40)
+        )
         write_tree(root, {f"pkg/m{i}.py": body.replace("f_", f"m{i}_f_") for i in range(120)})
         proc = DaemonProcess(short_tmp, CODECTX_DATA_DIR=str(mount_point / "data"))
         proc.start()

@@ -39,8 +39,9 @@ def daemon():  # type: ignore[no-untyped-def]
     proc.stop()
 
 
-def search_until_fresh(daemon: DaemonProcess, root: Path, files: int,
-                       timeout_s: float = 240.0) -> tuple[int, int]:
+def search_until_fresh(
+    daemon: DaemonProcess, root: Path, files: int, timeout_s: float = 240.0
+) -> tuple[int, int]:
     """Add `root`, then search it back to back until the reply says fresh. Every reply must be
     a success; after each `list`, every file it reports as stored must be found by its marker.
     Returns (searches sent, checks of stored files made)."""
@@ -52,12 +53,18 @@ def search_until_fresh(daemon: DaemonProcess, root: Path, files: int,
         fresh = False
         while not fresh:
             assert time.monotonic() < deadline, f"not fresh after {timeout_s}s"
-            hybrid = call(conn, "search", {"query": f"handler {marker(searches % files)}",
-                                           "repos": [str(root)], "limit": 5})
+            hybrid = call(
+                conn,
+                "search",
+                {"query": f"handler {marker(searches % files)}", "repos": [str(root)], "limit": 5},
+            )
             searches += 1
             stored = info(conn, root)["files_indexed"]
-            found = call(conn, "search", {"query": everything, "repos": [str(root)],
-                                          "mode": "lexical", "limit": 200})
+            found = call(
+                conn,
+                "search",
+                {"query": everything, "repos": [str(root)], "mode": "lexical", "limit": 200},
+            )
             searches += 1
             paths = {hit["path"] for hit in found["results"]}
             assert len(paths) >= stored, (stored, sorted(paths))
@@ -90,6 +97,15 @@ def test_search_from_add_until_fresh_never_fails(daemon: DaemonProcess, files: i
     # Once fresh, a file added later is found too.
     write_tree(root, {"late.py": "def late():\n    return 'zqlatexj'\n"})
     with daemon.connect() as conn:
-        late = call(conn, "search", {"query": "zqlatexj", "repos": [str(root)], "mode": "lexical",
-                                     "wait_s": 30, "wait_paths": [str(root / "late.py")]})
+        late = call(
+            conn,
+            "search",
+            {
+                "query": "zqlatexj",
+                "repos": [str(root)],
+                "mode": "lexical",
+                "wait_s": 30,
+                "wait_paths": [str(root / "late.py")],
+            },
+        )
         assert [h["path"] for h in late["results"]] == ["late.py"]

@@ -44,11 +44,24 @@ SLOW = pytest.mark.skipif(not SLOW_MODE, reason="long-running; set CODECTX_SLOW=
 ROOT_ONLY = pytest.mark.skipif(not ht.is_root(), reason="needs root (to act as another uid)")
 
 #: Stable error codes of docs/protocol.md.
-ERROR_CODES = frozenset({
-    "bad_request", "unknown_method", "version_mismatch", "frame_too_large", "not_found",
-    "not_indexed", "busy", "timeout", "bad_config", "provider_error", "store_error",
-    "shutting_down", "internal",
-})
+ERROR_CODES = frozenset(
+    {
+        "bad_request",
+        "unknown_method",
+        "version_mismatch",
+        "frame_too_large",
+        "not_found",
+        "not_indexed",
+        "busy",
+        "timeout",
+        "bad_config",
+        "provider_error",
+        "store_error",
+        "shutting_down",
+        "internal",
+    }
+)
+
 
 def _examples(ci: int, slow: int) -> int:
     override = os.environ.get("CODECTX_FUZZ_EXAMPLES")
@@ -57,8 +70,12 @@ def _examples(ci: int, slow: int) -> int:
 
 def fuzz_settings(ci: int, slow: int) -> settings:
     return settings(
-        max_examples=_examples(ci, slow), deadline=None, derandomize=not SLOW_MODE,
-        database=None, suppress_health_check=list(HealthCheck), print_blob=True,
+        max_examples=_examples(ci, slow),
+        deadline=None,
+        derandomize=not SLOW_MODE,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+        print_blob=True,
     )
 
 
@@ -221,9 +238,10 @@ def fz() -> Iterator[Fuzzed]:
     cwd.mkdir()
     repo = base / "repo"
     for i in range(12):
-        ht._write(repo / f"src/mod{i}.py",
-                  f"def handler_{i}(event):\n    \"\"\"Handle event {i}.\"\"\"\n"
-                  f"    return event.value * {i}\n")
+        ht._write(
+            repo / f"src/mod{i}.py",
+            f'def handler_{i}(event):\n    """Handle event {i}."""\n    return event.value * {i}\n',
+        )
     ht._write(repo / "README.md", "# Fuzz target\n\nA tiny repository.\n")
     daemon = DaemonProcess(base)
     with contextlib.chdir(cwd):
@@ -238,8 +256,10 @@ def fz() -> Iterator[Fuzzed]:
         fuzzed.baseline()
         yield fuzzed
         fuzzed.check()
-        print(f"\nfuzz daemon RSS: base {fuzzed.base_rss / 2**20:.0f} MB, "
-              f"peak {fuzzed.peak_rss / 2**20:.0f} MB")
+        print(
+            f"\nfuzz daemon RSS: base {fuzzed.base_rss / 2**20:.0f} MB, "
+            f"peak {fuzzed.peak_rss / 2**20:.0f} MB"
+        )
     finally:
         daemon.stop()
         shutil.rmtree(base, ignore_errors=True)
@@ -249,37 +269,87 @@ def fz() -> Iterator[Fuzzed]:
 
 TEXT = st.text(st.characters(exclude_categories=["Cs"]), max_size=40)
 INTS = st.integers(min_value=-(2**63), max_value=2**64 - 1)  # what msgpack can carry
-HUGE_INTS = st.sampled_from([2**31, 2**32, 2**53 + 1, 2**63 - 1, 2**63, 2**64 - 1, -(2**31),
-                             -(2**63), 0, -1])
-FLOATS = st.one_of(st.floats(allow_nan=True, allow_infinity=True),
-                   st.sampled_from([math.nan, math.inf, -math.inf, 1e308, -0.0, 10.0]))
+HUGE_INTS = st.sampled_from(
+    [2**31, 2**32, 2**53 + 1, 2**63 - 1, 2**63, 2**64 - 1, -(2**31), -(2**63), 0, -1]
+)
+FLOATS = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.sampled_from([math.nan, math.inf, -math.inf, 1e308, -0.0, 10.0]),
+)
 SCALARS = st.one_of(
-    st.none(), st.booleans(), INTS,
-    HUGE_INTS, FLOATS, TEXT, st.binary(max_size=32),
+    st.none(),
+    st.booleans(),
+    INTS,
+    HUGE_INTS,
+    FLOATS,
+    TEXT,
+    st.binary(max_size=32),
     st.builds(msgspec.msgpack.Ext, st.integers(-128, 127), st.binary(max_size=8)),
 )
 VALUES = st.recursive(
     SCALARS,
-    lambda inner: st.one_of(st.lists(inner, max_size=4),
-                            st.dictionaries(st.one_of(TEXT, INTS), inner, max_size=4)),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4), st.dictionaries(st.one_of(TEXT, INTS), inner, max_size=4)
+    ),
     max_leaves=12,
 )
-PARAM_KEYS = ("path", "force", "ignore", "extensions", "query", "repos", "paths", "languages",
-              "limit", "mode", "wait_s", "wait_paths", "repo", "errors", "all")
-REAL_METHODS = ("ping", "list", "search", "status", "reindex", "subscribe", "add", "remove",
-                "clear")
-ODD_METHODS = ("frobnicate", "", "PING", "search ", "__init__", "handlers", "shutdown\x00",
-               "sub\u0073cribe", "s\u0435arch")
+PARAM_KEYS = (
+    "path",
+    "force",
+    "ignore",
+    "extensions",
+    "query",
+    "repos",
+    "paths",
+    "languages",
+    "limit",
+    "mode",
+    "wait_s",
+    "wait_paths",
+    "repo",
+    "errors",
+    "all",
+)
+REAL_METHODS = (
+    "ping",
+    "list",
+    "search",
+    "status",
+    "reindex",
+    "subscribe",
+    "add",
+    "remove",
+    "clear",
+)
+ODD_METHODS = (
+    "frobnicate",
+    "",
+    "PING",
+    "search ",
+    "__init__",
+    "handlers",
+    "shutdown\x00",
+    "sub\u0073cribe",
+    "s\u0435arch",
+)
 
 
 @st.composite
 def plausible_params(draw: st.DrawFn, repo: str) -> dict[str, Any]:
     """Params that are mostly well typed, so requests get past decoding into the handlers."""
     path_like = st.one_of(
-        st.just(repo), st.just(repo + "/src"), st.just(repo + "/src/mod1.py"),
-        st.just(repo + "/../../etc/passwd"), st.just("/etc"), st.just("/etc/shadow"),
-        st.just("/nonexistent/cx"), st.just("relative/path"), st.just(""), TEXT,
-        st.just("/tmp/\x00nul"), st.just("~no_such_user_cx/x"),
+        st.just(repo),
+        st.just(repo + "/src"),
+        st.just(repo + "/src/mod1.py"),
+        st.just(repo + "/../../etc/passwd"),
+        st.just("/etc"),
+        st.just("/etc/shadow"),
+        st.just("/nonexistent/cx"),
+        st.just("relative/path"),
+        st.just(""),
+        TEXT,
+        st.just("/tmp/\x00nul"),
+        st.just("~no_such_user_cx/x"),
     )
     out: dict[str, Any] = {}
     for key in draw(st.lists(st.sampled_from(PARAM_KEYS), max_size=6, unique=True)):
@@ -288,16 +358,42 @@ def plausible_params(draw: st.DrawFn, repo: str) -> dict[str, Any]:
         elif key in ("repos", "wait_paths"):
             out[key] = draw(st.lists(path_like, max_size=3))
         elif key in ("paths", "languages", "extensions", "ignore"):
-            out[key] = draw(st.lists(st.one_of(TEXT, st.sampled_from(
-                ["src", "src/", "**/*.py", "src/**/mod?.py", "../..", "/etc", "*", "[",
-                 "python", ".py", "py"])), max_size=3))
+            out[key] = draw(
+                st.lists(
+                    st.one_of(
+                        TEXT,
+                        st.sampled_from(
+                            [
+                                "src",
+                                "src/",
+                                "**/*.py",
+                                "src/**/mod?.py",
+                                "../..",
+                                "/etc",
+                                "*",
+                                "[",
+                                "python",
+                                ".py",
+                                "py",
+                            ]
+                        ),
+                    ),
+                    max_size=3,
+                )
+            )
         elif key == "query":
             out[key] = draw(st.one_of(TEXT, st.just("handler event"), st.just(" ")))
         elif key in ("limit", "errors"):
             out[key] = draw(st.one_of(st.integers(-5, 300), HUGE_INTS, FLOATS))
         elif key == "wait_s":
-            out[key] = draw(st.one_of(st.floats(0, 2), FLOATS.filter(
-                lambda x: not (isinstance(x, float) and math.isfinite(x) and x > 2))))
+            out[key] = draw(
+                st.one_of(
+                    st.floats(0, 2),
+                    FLOATS.filter(
+                        lambda x: not (isinstance(x, float) and math.isfinite(x) and x > 2)
+                    ),
+                )
+            )
         elif key == "mode":
             out[key] = draw(st.one_of(st.sampled_from(["hybrid", "dense", "lexical"]), TEXT))
         else:  # force, all
@@ -309,6 +405,7 @@ def plausible_params(draw: st.DrawFn, repo: str) -> dict[str, Any]:
 def requests(draw: st.DrawFn, repo: str) -> dict[Any, Any]:
     """A request map: mostly a real method with plausible params (to reach the handlers), often
     with wrong types, sometimes garbage in every envelope field."""
+
     def pick(*weighted: tuple[int, st.SearchStrategy[Any]]) -> Any:
         roll = draw(st.integers(0, sum(w for w, _ in weighted) - 1))
         for weight, strategy in weighted:
@@ -317,16 +414,24 @@ def requests(draw: st.DrawFn, repo: str) -> dict[Any, Any]:
             roll -= weight
         raise AssertionError
 
-    method = pick((6, st.sampled_from(REAL_METHODS)), (1, st.sampled_from(ODD_METHODS)),
-                  (1, TEXT), (1, SCALARS))
-    params = pick((6, plausible_params(repo)),
-                  (2, st.dictionaries(st.sampled_from(PARAM_KEYS), VALUES, max_size=5)),
-                  (1, VALUES), (1, st.none()))
+    method = pick(
+        (6, st.sampled_from(REAL_METHODS)),
+        (1, st.sampled_from(ODD_METHODS)),
+        (1, TEXT),
+        (1, SCALARS),
+    )
+    params = pick(
+        (6, plausible_params(repo)),
+        (2, st.dictionaries(st.sampled_from(PARAM_KEYS), VALUES, max_size=5)),
+        (1, VALUES),
+        (1, st.none()),
+    )
     request: dict[Any, Any] = {"method": method}
     if params is not None:
         request["params"] = params
-    request_id = pick((6, st.integers(-(2**63), 2**63 - 1)), (1, TEXT), (2, st.none()),
-                      (1, SCALARS))
+    request_id = pick(
+        (6, st.integers(-(2**63), 2**63 - 1)), (1, TEXT), (2, st.none()), (1, SCALARS)
+    )
     if request_id is not None:
         request["id"] = request_id
     version = pick((7, st.none()), (1, st.sampled_from([1, 1.0])), (1, SCALARS))
@@ -364,16 +469,16 @@ def decoded_or_none(body: bytes) -> Any:
         return None
 
 
-def exchange_and_check(fz: Fuzzed, body: bytes, sent_id: Any = None
-                       ) -> dict[str, Any] | None:
+def exchange_and_check(fz: Fuzzed, body: bytes, sent_id: Any = None) -> dict[str, Any] | None:
     """Send one well-framed body; check the reply; check the connection is still usable."""
     with Raw(fz.daemon.socket, timeout_s=90) as raw:
         raw.send_body(body)
         reply = check_reply(raw.reply(), sent_id)
         decoded = decoded_or_none(body)
         # A subscription turns the connection into an event stream; a refused one does not.
-        subscribed = (reply["ok"] and isinstance(decoded, dict)
-                      and decoded.get("method") == "subscribe")
+        subscribed = (
+            reply["ok"] and isinstance(decoded, dict) and decoded.get("method") == "subscribe"
+        )
         if not subscribed:
             pong = raw.ping()
             assert pong["ok"] and pong["id"] == 4242, pong
@@ -394,11 +499,25 @@ BASE_REQUESTS = (
     {"v": 1, "id": 1, "method": "ping", "params": {}},
     {"v": 1, "id": "abc", "method": "list"},
     {"v": 1, "id": 3, "method": "status", "params": {"errors": 5}},
-    {"v": 1, "id": 4, "method": "search",
-     "params": {"query": "handle event", "limit": 5, "mode": "lexical"}},
-    {"v": 1, "id": 5, "method": "search",
-     "params": {"query": "event value", "paths": ["src/**/*.py"], "languages": ["python"],
-                "extensions": [".py"], "mode": "hybrid", "wait_s": 0.5}},
+    {
+        "v": 1,
+        "id": 4,
+        "method": "search",
+        "params": {"query": "handle event", "limit": 5, "mode": "lexical"},
+    },
+    {
+        "v": 1,
+        "id": 5,
+        "method": "search",
+        "params": {
+            "query": "event value",
+            "paths": ["src/**/*.py"],
+            "languages": ["python"],
+            "extensions": [".py"],
+            "mode": "hybrid",
+            "wait_s": 0.5,
+        },
+    },
     {"v": 1, "id": None, "method": "reindex", "params": {"force": False}},
 )
 
@@ -421,11 +540,17 @@ def _mutate(data: bytes, ops: list[tuple[int, int, int]]) -> bytes:
 
 
 @fuzz_settings(ci=200, slow=4000)
-@given(base=st.sampled_from(BASE_REQUESTS),
-       ops=st.lists(st.tuples(st.integers(0, 3), st.integers(0, 10_000), st.integers(0, 255)),
-                    min_size=1, max_size=8))
-def test_mutated_valid_requests(fz: Fuzzed, base: dict[str, Any],
-                                ops: list[tuple[int, int, int]]) -> None:
+@given(
+    base=st.sampled_from(BASE_REQUESTS),
+    ops=st.lists(
+        st.tuples(st.integers(0, 3), st.integers(0, 10_000), st.integers(0, 255)),
+        min_size=1,
+        max_size=8,
+    ),
+)
+def test_mutated_valid_requests(
+    fz: Fuzzed, base: dict[str, Any], ops: list[tuple[int, int, int]]
+) -> None:
     body = _mutate(msgspec.msgpack.encode(base), ops)
     decoded = decoded_or_none(body)
     assume(is_safe(fz, decoded))
@@ -447,8 +572,9 @@ def test_structured_requests_with_wrong_types(fz: Fuzzed, data: st.DataObject) -
             print(f"FAILED ON {request!r}")
         raise
     if os.environ.get("CODECTX_FUZZ_TRACE"):
-        print(f"{time.perf_counter() - started:6.3f}s {str(request)[:150]!r} -> "
-              f"{str(reply)[:150]!r}")
+        print(
+            f"{time.perf_counter() - started:6.3f}s {str(request)[:150]!r} -> {str(reply)[:150]!r}"
+        )
     if reply is not None and not reply["ok"] and reply["error"]["code"] == "version_mismatch":
         assert reply["error"]["data"] == {"protocol": p.PROTOCOL_VERSION}
 
@@ -485,10 +611,12 @@ def test_frame_at_the_limit_is_served(fz: Fuzzed) -> None:
 
 
 @fuzz_settings(ci=40, slow=500)
-@given(length=st.integers(1, p.MAX_FRAME_BYTES), sent=st.integers(0, 4096),
-       split_header=st.booleans())
-def test_length_larger_than_body_then_close(fz: Fuzzed, length: int, sent: int,
-                                            split_header: bool) -> None:
+@given(
+    length=st.integers(1, p.MAX_FRAME_BYTES), sent=st.integers(0, 4096), split_header=st.booleans()
+)
+def test_length_larger_than_body_then_close(
+    fz: Fuzzed, length: int, sent: int, split_header: bool
+) -> None:
     sent = min(sent, length - 1)
     with Raw(fz.daemon.socket, timeout_s=10) as raw:
         header = struct.pack(">I", length)
@@ -503,8 +631,10 @@ def test_length_larger_than_body_then_close(fz: Fuzzed, length: int, sent: int,
         assert raw.ping()["ok"]
 
 
-@pytest.mark.parametrize("partial", [b"\x00", b"\x00\x00", b"\x00\x00\x00",
-                                     b"\x00\x00\x00\x10", b"\x00\x00\x00\x10\x84\xa1v\x01"])
+@pytest.mark.parametrize(
+    "partial",
+    [b"\x00", b"\x00\x00", b"\x00\x00\x00", b"\x00\x00\x00\x10", b"\x00\x00\x00\x10\x84\xa1v\x01"],
+)
 def test_partial_frames_then_hang_up(fz: Fuzzed, partial: bytes) -> None:
     for _ in range(20):
         with Raw(fz.daemon.socket, timeout_s=10) as raw:
@@ -518,10 +648,19 @@ def test_partial_frames_then_hang_up(fz: Fuzzed, partial: bytes) -> None:
 
 
 def test_pipelined_requests_answered_in_order(fz: Fuzzed) -> None:
-    frames = b"".join(p.request(m, prm, id=i) for i, (m, prm) in enumerate([
-        ("ping", {}), ("frobnicate", {}), ("search", {"query": 5}),
-        ("list", {}), ("search", {"query": "handler", "limit": 2}), ("ping", {}),
-    ]))
+    frames = b"".join(
+        p.request(m, prm, id=i)
+        for i, (m, prm) in enumerate(
+            [
+                ("ping", {}),
+                ("frobnicate", {}),
+                ("search", {"query": 5}),
+                ("list", {}),
+                ("search", {"query": "handler", "limit": 2}),
+                ("ping", {}),
+            ]
+        )
+    )
     with Raw(fz.daemon.socket, timeout_s=30) as raw:
         raw.send(frames + struct.pack(">I", 3) + b"\xc1\xc1\xc1" + p.request("ping", id=99))
         replies = [check_reply(raw.reply()) for _ in range(8)]
@@ -531,8 +670,9 @@ def test_pipelined_requests_answered_in_order(fz: Fuzzed) -> None:
     assert replies[6]["error"]["code"] == "bad_request"
 
 
-def _ping_probe(fz: Fuzzed, stop: threading.Event, latencies: list[float],
-                errors: list[BaseException]) -> None:
+def _ping_probe(
+    fz: Fuzzed, stop: threading.Event, latencies: list[float], errors: list[BaseException]
+) -> None:
     while not stop.is_set():
         started = time.perf_counter()
         try:
@@ -549,8 +689,7 @@ def pinging(fz: Fuzzed) -> Iterator[tuple[list[float], list[BaseException]]]:
     stop = threading.Event()
     latencies: list[float] = []
     errors: list[BaseException] = []
-    thread = threading.Thread(target=_ping_probe, args=(fz, stop, latencies, errors),
-                              daemon=True)
+    thread = threading.Thread(target=_ping_probe, args=(fz, stop, latencies, errors), daemon=True)
     thread.start()
     try:
         yield latencies, errors
@@ -580,8 +719,7 @@ def test_slow_client_one_byte_per_second_does_not_block_others(fz: Fuzzed) -> No
 def test_slow_loris_is_closed_after_the_frame_timeout(fz: Fuzzed) -> None:
     """One byte per second never finishes a 100-byte body: the daemon closes the connection
     30 s after the header arrived; other clients are unaffected all along."""
-    body = msgspec.msgpack.encode({"v": 1, "id": 6, "method": "ping",
-                                   "params": {"pad": "p" * 80}})
+    body = msgspec.msgpack.encode({"v": 1, "id": 6, "method": "ping", "params": {"pad": "p" * 80}})
     frame = struct.pack(">I", len(body)) + body
     closed_after: float | None = None
     with pinging(fz) as (latencies, errors), Raw(fz.daemon.socket, timeout_s=5) as slow:
@@ -599,8 +737,10 @@ def test_slow_loris_is_closed_after_the_frame_timeout(fz: Fuzzed) -> None:
             except (BrokenPipeError, ConnectionResetError):
                 closed_after = time.monotonic() - header_at
                 break
-    print(f"\nslow loris closed after {closed_after}s; {len(latencies)} pings, "
-          f"max {max(latencies) * 1000:.1f} ms")
+    print(
+        f"\nslow loris closed after {closed_after}s; {len(latencies)} pings, "
+        f"max {max(latencies) * 1000:.1f} ms"
+    )
     assert closed_after is not None and 29 <= closed_after <= 40, closed_after
     assert not errors and max(latencies) < 0.5
     fz.check()
@@ -624,8 +764,7 @@ def test_200_concurrent_connections_each_searching(fz: Fuzzed) -> None:
             with Raw(fz.daemon.socket, timeout_s=120) as raw:
                 barrier.wait(60)
                 started = time.perf_counter()
-                raw.send(p.request("search", {"query": f"handle event {i % 12}", "limit": 3},
-                                   id=i))
+                raw.send(p.request("search", {"query": f"handle event {i % 12}", "limit": 3}, id=i))
                 reply = raw.reply()
                 with lock:
                     results.append((time.perf_counter() - started, reply))
@@ -644,8 +783,10 @@ def test_200_concurrent_connections_each_searching(fz: Fuzzed) -> None:
         check_reply(reply)
         assert reply["ok"] and reply["result"]["results"], reply
     latencies = sorted(r[0] for r in results)
-    print(f"\n200 concurrent searches: p50 {latencies[n // 2] * 1000:.0f} ms, "
-          f"p99 {latencies[int(n * 0.99)] * 1000:.0f} ms, max {latencies[-1] * 1000:.0f} ms")
+    print(
+        f"\n200 concurrent searches: p50 {latencies[n // 2] * 1000:.0f} ms, "
+        f"p99 {latencies[int(n * 0.99)] * 1000:.0f} ms, max {latencies[-1] * 1000:.0f} ms"
+    )
     fz.check()
 
 
@@ -727,8 +868,9 @@ def test_subscribers_disconnecting_mid_stream(fz: Fuzzed) -> None:
                     if how == 0:
                         sub.close()
                     elif how == 1:  # reset instead of an orderly close
-                        sub.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
-                                            struct.pack("ii", 1, 0))
+                        sub.sock.setsockopt(
+                            socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+                        )
                         sub.close()
                     else:  # any byte ends the subscription
                         sub.send(b"x")
@@ -851,8 +993,13 @@ def test_refuses_runtime_dir_owned_by_another_user() -> None:
         proc = DaemonProcess(base)
         proc.runtime_dir.mkdir(mode=0o700)
         os.chown(proc.runtime_dir, 65534, 65534)
-        out = subprocess.run([sys.executable, "-m", "codectxd", "start"], env=proc.env,
-                             capture_output=True, text=True, timeout=60)
+        out = subprocess.run(
+            [sys.executable, "-m", "codectxd", "start"],
+            env=proc.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert out.returncode == 1, (out.stdout, out.stderr)
         assert "belongs to uid 65534" in out.stderr, out.stderr
         assert not proc.socket.exists()
@@ -879,8 +1026,7 @@ def test_requests_cannot_read_outside_registered_repositories(fz: Fuzzed) -> Non
         ("search", {"query": "root", "repos": [repo + "/../../../etc"]}),
         ("search", {"query": "root", "wait_s": 2, "wait_paths": ["/etc/shadow"]}),
         ("search", {"query": "root", "wait_s": 2, "wait_paths": ["/etc/passwd"]}),
-        ("search", {"query": "root", "wait_s": 2,
-                    "wait_paths": [repo + "/../../../etc/passwd"]}),
+        ("search", {"query": "root", "wait_s": 2, "wait_paths": [repo + "/../../../etc/passwd"]}),
         ("search", {"query": "root", "wait_s": 2, "wait_paths": [str(link)]}),
         ("status", {"repo": "/etc"}),
         ("reindex", {"repo": "/etc"}),
@@ -895,16 +1041,19 @@ def test_requests_cannot_read_outside_registered_repositories(fz: Fuzzed) -> Non
     # Filters are relative to the repository: traversal finds nothing outside.
     for paths in (["../../etc/passwd"], ["/etc/passwd"], ["**/passwd"], ["../*"], ["**"]):
         for mode in ("lexical", "hybrid"):
-            result = fz.daemon.call("search", {"query": "root x 0 0 bin bash", "mode": mode,
-                                               "paths": paths, "limit": 50})
+            result = fz.daemon.call(
+                "search",
+                {"query": "root x 0 0 bin bash", "mode": mode, "paths": paths, "limit": 50},
+            )
             _assert_no_leak(result)
-            assert all(h["repo"] == repo and not h["path"].startswith(("/", ".."))
-                       for h in result["results"]), result
+            assert all(
+                h["repo"] == repo and not h["path"].startswith(("/", ".."))
+                for h in result["results"]
+            ), result
     # The symlink to /etc/passwd inside the repo is skipped, never read.
     fz.daemon.call("search", {"query": "x", "wait_s": 10, "wait_paths": [str(fz.repo)]})
     _assert_no_leak(fz.daemon.call("status", {"errors": 1000}))
-    _assert_no_leak(fz.daemon.call("search", {"query": "root", "mode": "lexical",
-                                              "limit": 200}))
+    _assert_no_leak(fz.daemon.call("search", {"query": "root", "mode": "lexical", "limit": 200}))
     link.unlink()
     fz.check()
 
@@ -913,8 +1062,17 @@ def test_add_of_system_directories_is_refused(fz: Fuzzed) -> None:
     link = fz.daemon.base / "etc_link"
     with contextlib.suppress(FileExistsError):
         os.symlink("/etc", link)
-    for path in ("/", "/etc", "/etc/", "/etc/../etc", "//etc", str(link), "/usr", "/root",
-                 os.path.expanduser("~")):
+    for path in (
+        "/",
+        "/etc",
+        "/etc/",
+        "/etc/../etc",
+        "//etc",
+        str(link),
+        "/usr",
+        "/root",
+        os.path.expanduser("~"),
+    ):
         with pytest.raises(RemoteError) as info:
             fz.daemon.call("add", {"path": path})
         assert info.value.code == "bad_request", (path, info.value)
@@ -928,8 +1086,9 @@ def test_add_of_system_directories_is_refused(fz: Fuzzed) -> None:
 
 def _one(fz: Fuzzed, method: str, params: Any, request_id: int = 1) -> dict[str, Any]:
     with Raw(fz.daemon.socket, timeout_s=60) as raw:
-        raw.send_body(msgspec.msgpack.encode({"v": 1, "id": request_id, "method": method,
-                                              "params": params}))
+        raw.send_body(
+            msgspec.msgpack.encode({"v": 1, "id": request_id, "method": method, "params": params})
+        )
         reply = raw.reply()
         assert raw.ping()["ok"]
     return reply
@@ -947,8 +1106,17 @@ def test_deeply_nested_request_gets_bad_request(fz: Fuzzed, where: str) -> None:
     body = {
         "top": deep,
         "unknown_key": b"\x83" + mp("method") + mp("ping") + mp("id") + mp(1) + mp("x") + deep,
-        "params": b"\x83" + mp("method") + mp("search") + mp("id") + mp(1) + mp("params")
-        + b"\x82" + mp("query") + mp("q") + mp("x") + deep,
+        "params": b"\x83"
+        + mp("method")
+        + mp("search")
+        + mp("id")
+        + mp(1)
+        + mp("params")
+        + b"\x82"
+        + mp("query")
+        + mp("q")
+        + mp("x")
+        + deep,
         "id": b"\x82" + mp("method") + mp("ping") + mp("id") + deep,
     }[where]
     try:
@@ -969,8 +1137,15 @@ def test_invalid_utf8_string_gets_bad_request(fz: Fuzzed, where: str) -> None:
         "method": b"\x82" + mp("method") + bad + mp("id") + mp(1),
         "id": b"\x82" + mp("method") + mp("ping") + mp("id") + bad,
         "envelope_key_and_bad_method": b"\x82" + bad + mp(1) + mp("method") + mp(5),
-        "params": b"\x83" + mp("method") + mp("search") + mp("id") + mp(1) + mp("params")
-        + b"\x81" + mp("query") + bad,
+        "params": b"\x83"
+        + mp("method")
+        + mp("search")
+        + mp("id")
+        + mp(1)
+        + mp("params")
+        + b"\x81"
+        + mp("query")
+        + bad,
     }[where]
     try:
         with Raw(fz.daemon.socket, timeout_s=30) as raw:
@@ -995,22 +1170,28 @@ def test_failed_subscribe_keeps_the_connection_open(fz: Fuzzed, params: Any) -> 
     assert pong["ok"]
 
 
-@pytest.mark.parametrize("method,params", [
-    ("search", {"query": "x", "repos": ["/tmp/a\x00b"]}),
-    ("search", {"query": "x", "wait_s": 1, "wait_paths": ["/tmp/a\x00b"]}),
-    ("add", {"path": "/tmp/a\x00b"}),
-    ("status", {"repo": "/tmp/a\x00b"}),
-    ("reindex", {"repo": "/tmp/a\x00b"}),
-])
+@pytest.mark.parametrize(
+    "method,params",
+    [
+        ("search", {"query": "x", "repos": ["/tmp/a\x00b"]}),
+        ("search", {"query": "x", "wait_s": 1, "wait_paths": ["/tmp/a\x00b"]}),
+        ("add", {"path": "/tmp/a\x00b"}),
+        ("status", {"repo": "/tmp/a\x00b"}),
+        ("reindex", {"repo": "/tmp/a\x00b"}),
+    ],
+)
 def test_nul_byte_in_path_is_a_bad_request(fz: Fuzzed, method: str, params: Any) -> None:
     _assert_client_error(_one(fz, method, params))
 
 
-@pytest.mark.parametrize("method,params", [
-    ("search", {"query": "x", "repos": ["~no_such_user_cx/src"]}),
-    ("add", {"path": "~no_such_user_cx"}),
-    ("status", {"repo": "~no_such_user_cx"}),
-])
+@pytest.mark.parametrize(
+    "method,params",
+    [
+        ("search", {"query": "x", "repos": ["~no_such_user_cx/src"]}),
+        ("add", {"path": "~no_such_user_cx"}),
+        ("status", {"repo": "~no_such_user_cx"}),
+    ],
+)
 def test_unknown_user_tilde_path_is_a_client_error(fz: Fuzzed, method: str, params: Any) -> None:
     _assert_client_error(_one(fz, method, params))
 
@@ -1030,8 +1211,9 @@ def test_invalid_glob_is_a_bad_request(fz: Fuzzed, glob: str) -> None:
     _assert_client_error(_one(fz, "search", {"query": "x", "paths": [glob]}), "bad_request")
 
 
-@pytest.mark.parametrize("params", [{"paths": ["src\n"]}, {"languages": ["python\r"]},
-                                    {"extensions": ["\n"]}])
+@pytest.mark.parametrize(
+    "params", [{"paths": ["src\n"]}, {"languages": ["python\r"]}, {"extensions": ["\n"]}]
+)
 def test_newline_in_filter_is_not_a_store_error(fz: Fuzzed, params: dict[str, Any]) -> None:
     reply = _one(fz, "search", {"query": "handler", **params})
     assert reply["ok"] or reply["error"]["code"] == "bad_request", reply

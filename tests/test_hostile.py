@@ -28,11 +28,14 @@ from codectx_client.connection import RemoteError
 from tests import hostile_tree as ht
 from tests.daemon_harness import DaemonProcess
 
-SLOW = pytest.mark.skipif(os.environ.get("CODECTX_SLOW") != "1",
-                          reason="long-running; set CODECTX_SLOW=1 to run")
+SLOW = pytest.mark.skipif(
+    os.environ.get("CODECTX_SLOW") != "1", reason="long-running; set CODECTX_SLOW=1 to run"
+)
 NOT_ROOT_ONLY = pytest.mark.skipif(
-    ht.is_root(), reason="root bypasses file permissions, and the daemon cannot drop privileges "
-    "in this harness: permission-denied files can only be tested as a normal user")
+    ht.is_root(),
+    reason="root bypasses file permissions, and the daemon cannot drop privileges "
+    "in this harness: permission-denied files can only be tested as a normal user",
+)
 
 
 # --- fixtures and helpers ---------------------------------------------------------------------
@@ -83,21 +86,23 @@ def assert_healthy(daemon: DaemonProcess, *roots: Path, timeout_s: float = 120.0
         daemon.wait_fresh(root, timeout_s)
 
 
-def lexical(daemon: DaemonProcess, query: str, repos: list[str] | None = None,
-            limit: int = 50) -> list[dict[str, Any]]:
-    return daemon.call("search", {"query": query, "mode": "lexical", "limit": limit,
-                                  "repos": repos or []})["results"]
+def lexical(
+    daemon: DaemonProcess, query: str, repos: list[str] | None = None, limit: int = 50
+) -> list[dict[str, Any]]:
+    return daemon.call(
+        "search", {"query": query, "mode": "lexical", "limit": limit, "repos": repos or []}
+    )["results"]
 
 
-def has_marker(daemon: DaemonProcess, marker: str, repos: list[str] | None = None
-               ) -> list[str]:
+def has_marker(daemon: DaemonProcess, marker: str, repos: list[str] | None = None) -> list[str]:
     """Paths whose indexed content contains `marker` (BM25 also matches partial tokens, so
     a non-empty result alone proves nothing)."""
     return [h["path"] for h in lexical(daemon, marker, repos) if marker in h["content"]]
 
 
-def wait_marker(daemon: DaemonProcess, marker: str, repos: list[str] | None = None,
-                timeout_s: float = 30.0) -> list[str]:
+def wait_marker(
+    daemon: DaemonProcess, marker: str, repos: list[str] | None = None, timeout_s: float = 30.0
+) -> list[str]:
     deadline = time.monotonic() + timeout_s
     found = has_marker(daemon, marker, repos)
     while not found and time.monotonic() < deadline:
@@ -127,13 +132,17 @@ def check_expectations(daemon: DaemonProcess, root: Path, expects: list[ht.Expec
             if reason is None and "unsupported" in exp.reasons and skipped.get("unsupported"):
                 reason = "unsupported"  # status lists counts, not examples, of unsupported
             if reason not in exp.reasons:
-                failures.append(f"{exp.path!r}: skip reason {reason!r}, expected one of "
-                                f"{sorted(exp.reasons)}")
+                failures.append(
+                    f"{exp.path!r}: skip reason {reason!r}, expected one of {sorted(exp.reasons)}"
+                )
             elif not skipped.get(reason):
                 failures.append(f"{exp.path!r}: {reason} not counted in skipped {skipped}")
         else:
-            hits = [h for h in lexical(daemon, exp.marker or "", [str(root)])
-                    if exp.marker in h["content"]]
+            hits = [
+                h
+                for h in lexical(daemon, exp.marker or "", [str(root)])
+                if exp.marker in h["content"]
+            ]
             if not hits:
                 failures.append(f"{exp.path!r}: marker {exp.marker} not searchable")
                 continue
@@ -143,11 +152,15 @@ def check_expectations(daemon: DaemonProcess, root: Path, expects: list[ht.Expec
                 hit = hits[0]
                 lines = hit["content"].split("\n")
                 offset = exp.line - hit["start_line"]
-                if not (hit["start_line"] <= exp.line <= hit["end_line"]
-                        and 0 <= offset < len(lines) and exp.marker in lines[offset]):
+                if not (
+                    hit["start_line"] <= exp.line <= hit["end_line"]
+                    and 0 <= offset < len(lines)
+                    and exp.marker in lines[offset]
+                ):
                     failures.append(
                         f"{exp.path!r}: marker expected on line {exp.line}, hit spans "
-                        f"{hit['start_line']}-{hit['end_line']}: {hit['content'][:200]!r}")
+                        f"{hit['start_line']}-{hit['end_line']}: {hit['content'][:200]!r}"
+                    )
         for marker in exp.absent:
             leaked = [h["path"] for h in lexical(daemon, marker) if marker in h["content"]]
             if leaked:
@@ -155,8 +168,9 @@ def check_expectations(daemon: DaemonProcess, root: Path, expects: list[ht.Expec
     assert not failures, "\n".join(failures) + f"\nproblems={problems}\nskipped={skipped}"
 
 
-def add_and_check(daemon: DaemonProcess, root: Path, expects: list[ht.Expect],
-                  timeout_s: float = 120.0) -> dict[str, Any]:
+def add_and_check(
+    daemon: DaemonProcess, root: Path, expects: list[ht.Expect], timeout_s: float = 120.0
+) -> dict[str, Any]:
     daemon.call("add", {"path": str(root)})
     repo_info = daemon.wait_fresh(root, timeout_s)
     check_expectations(daemon, root, expects)
@@ -173,8 +187,9 @@ def daemon_rchar(daemon: DaemonProcess) -> int:
     raise AssertionError("no rchar in /proc/<pid>/io")
 
 
-needs_proc_io = pytest.mark.skipif(not os.path.exists("/proc/self/io"),
-                                   reason="needs /proc/<pid>/io (Linux)")
+needs_proc_io = pytest.mark.skipif(
+    not os.path.exists("/proc/self/io"), reason="needs /proc/<pid>/io (Linux)"
+)
 
 
 class PingProbe:
@@ -225,15 +240,24 @@ def test_100mb_file_skipped_without_reading(daemon: DaemonProcess, repo: Path) -
     (repo / "control.py").write_bytes(b"\x00" + b"c" * 900_000)
     before = daemon_rchar(daemon)
     started = time.monotonic()
-    add_and_check(daemon, repo, [*expects, ht.indexed("small.py", "small_next_to_huge_qz", 1),
-                                 ht.skipped("control.py", "binary")])
+    add_and_check(
+        daemon,
+        repo,
+        [
+            *expects,
+            ht.indexed("small.py", "small_next_to_huge_qz", 1),
+            ht.skipped("control.py", "binary"),
+        ],
+    )
     assert time.monotonic() - started < 30
     assert daemon_rchar(daemon) - before >= 900_000, "rchar does not see the daemon's reads"
     # A second huge file appears while watched (the single-path classification path).
     with open(repo / "huge2.py", "wb") as handle:
         handle.truncate(100 * 1024 * 1024)
-    daemon.call("search", {"query": "x", "repos": [str(repo)], "wait_s": 20,
-                           "wait_paths": [str(repo / "huge2.py")]})
+    daemon.call(
+        "search",
+        {"query": "x", "repos": [str(repo)], "wait_s": 20, "wait_paths": [str(repo / "huge2.py")]},
+    )
     daemon.wait_fresh(repo)
     read = daemon_rchar(daemon) - before
     assert read < 20 * 1024 * 1024, f"the daemon read {read} bytes: a huge file was read"
@@ -244,8 +268,9 @@ def test_100mb_file_skipped_without_reading(daemon: DaemonProcess, repo: Path) -
 
 def test_minified_single_line_js(daemon: DaemonProcess, repo: Path) -> None:
     (repo / "app.js").write_text("export function tinyReadableMarkerQz(a) {\n  return a;\n}\n")
-    add_and_check(daemon, repo, [*ht.minified_js(repo),
-                                 ht.indexed("app.js", "tinyReadableMarkerQz", 1)])
+    add_and_check(
+        daemon, repo, [*ht.minified_js(repo), ht.indexed("app.js", "tinyReadableMarkerQz", 1)]
+    )
 
 
 def test_encodings(daemon: DaemonProcess, repo: Path) -> None:
@@ -262,9 +287,16 @@ def test_empty_and_whitespace_files(daemon: DaemonProcess, repo: Path) -> None:
     assert repo_info["files_pending"] == 0 and repo_info["files_failed"] == 0
     # Emptying a file that had chunks removes them.
     (repo / "empty/sibling.py").write_text("")
-    result = daemon.call("search", {"query": "beside_empty_marker_qz", "mode": "lexical",
-                                    "repos": [str(repo)], "wait_s": 20,
-                                    "wait_paths": [str(repo / "empty/sibling.py")]})
+    result = daemon.call(
+        "search",
+        {
+            "query": "beside_empty_marker_qz",
+            "mode": "lexical",
+            "repos": [str(repo)],
+            "wait_s": 20,
+            "wait_paths": [str(repo / "empty/sibling.py")],
+        },
+    )
     assert all("beside_empty_marker_qz" not in h["content"] for h in result["results"])
 
 
@@ -277,11 +309,16 @@ def test_symlink_loops_and_links_outside(daemon: DaemonProcess, repo: Path) -> N
     add_and_check(daemon, repo, expects)
     # A link created while watched is not followed either.
     os.symlink(str(outside / "secret_module.py"), repo / "links/late_outside.py")
-    daemon.call("search", {"query": "x", "repos": [str(repo)], "wait_s": 20,
-                           "wait_paths": [str(repo / "links")]})
+    daemon.call(
+        "search",
+        {"query": "x", "repos": [str(repo)], "wait_s": 20, "wait_paths": [str(repo / "links")]},
+    )
     assert_healthy(daemon, repo)
-    assert not [h for h in lexical(daemon, "outside_file_marker_qz")
-                if "outside_file_marker_qz" in h["content"]]
+    assert not [
+        h
+        for h in lexical(daemon, "outside_file_marker_qz")
+        if "outside_file_marker_qz" in h["content"]
+    ]
 
 
 def _swap_dir_for_outside_link(repo: Path, outside: Path) -> None:
@@ -293,7 +330,8 @@ def _swap_dir_for_outside_link(repo: Path, outside: Path) -> None:
 
 
 def test_directory_swapped_for_outside_symlink_is_not_followed(
-        daemon: DaemonProcess, repo: Path) -> None:
+    daemon: DaemonProcess, repo: Path
+) -> None:
     outside = repo.parent / f"outside_{repo.name}"
     (outside).mkdir()
     (outside / "mod.py").write_text("def outside_through_parent_link_qz():\n    return 1\n")
@@ -312,8 +350,11 @@ def test_directory_swapped_for_outside_symlink_is_not_followed(
         _swap_dir_for_outside_link(repo, outside)
         time.sleep(2.5)  # the watcher's batch (debounce) and its incremental sync
         daemon.wait_fresh(repo)
-        leaked = [h["path"] for h in lexical(daemon, "outside_through_parent_link_qz")
-                  if "outside_through_parent_link_qz" in h["content"]]
+        leaked = [
+            h["path"]
+            for h in lexical(daemon, "outside_through_parent_link_qz")
+            if "outside_through_parent_link_qz" in h["content"]
+        ]
         if leaked:
             break
     assert not leaked, f"content from outside the repository indexed as {leaked}"
@@ -346,19 +387,26 @@ def _follow_tree(daemon: DaemonProcess, name: str) -> Path:
 
 def test_follow_symlinks_mode_never_leaves_the_repo(follow_daemon: DaemonProcess) -> None:
     root = _follow_tree(follow_daemon, "follow")
-    check_expectations(follow_daemon, root, [
-        ht.skipped("links/outside_file.py", "symlink_outside",
-                   absent=("outside_file_marker_qz", "outside_dir_marker_qz")),
-        ht.skipped("links/outside_dir", "symlink_outside"),
-        ht.skipped("links/relative_out.py", "symlink_outside"),
-        ht.skipped("links/passwd.py", "symlink_outside", absent=("root:x:0:0",)),
-        ht.skipped("links/here", "symlink_loop"),
-        ht.skipped("links/up", "symlink_loop"),
-        ht.skipped("tree/a/b/back_to_tree", "symlink_loop"),
-        ht.skipped("tree/a/b/back_to_root", "symlink_loop"),
-        ht.indexed("links/real.py", "real_beside_links_marker_qz", 1),
-        ht.indexed("tree/a/b/leaf.py", "leaf_below_loops_qz", 1),
-    ])
+    check_expectations(
+        follow_daemon,
+        root,
+        [
+            ht.skipped(
+                "links/outside_file.py",
+                "symlink_outside",
+                absent=("outside_file_marker_qz", "outside_dir_marker_qz"),
+            ),
+            ht.skipped("links/outside_dir", "symlink_outside"),
+            ht.skipped("links/relative_out.py", "symlink_outside"),
+            ht.skipped("links/passwd.py", "symlink_outside", absent=("root:x:0:0",)),
+            ht.skipped("links/here", "symlink_loop"),
+            ht.skipped("links/up", "symlink_loop"),
+            ht.skipped("tree/a/b/back_to_tree", "symlink_loop"),
+            ht.skipped("tree/a/b/back_to_root", "symlink_loop"),
+            ht.indexed("links/real.py", "real_beside_links_marker_qz", 1),
+            ht.indexed("tree/a/b/leaf.py", "leaf_below_loops_qz", 1),
+        ],
+    )
     # The followed inside link is indexed under its own name too.
     assert "links/inside_link.py" in has_marker(follow_daemon, "real_beside_links_marker_qz")
     assert_healthy(follow_daemon, root)
@@ -366,12 +414,16 @@ def test_follow_symlinks_mode_never_leaves_the_repo(follow_daemon: DaemonProcess
 
 def test_follow_symlinks_mode_skip_reasons(follow_daemon: DaemonProcess) -> None:
     root = _follow_tree(follow_daemon, "follow_reasons")
-    check_expectations(follow_daemon, root, [
-        ht.skipped("links/loop_a.py", "symlink_loop"),
-        ht.skipped("links/loop_b.py", "symlink_loop"),
-        ht.skipped("links/self.py", "symlink_loop"),
-        ht.skipped("links/dangling.py", "symlink", "unreadable"),
-    ])
+    check_expectations(
+        follow_daemon,
+        root,
+        [
+            ht.skipped("links/loop_a.py", "symlink_loop"),
+            ht.skipped("links/loop_b.py", "symlink_loop"),
+            ht.skipped("links/self.py", "symlink_loop"),
+            ht.skipped("links/dangling.py", "symlink", "unreadable"),
+        ],
+    )
 
 
 def test_fifos_sockets_and_devices_do_not_block(daemon: DaemonProcess, repo: Path) -> None:
@@ -384,21 +436,37 @@ def test_fifos_sockets_and_devices_do_not_block(daemon: DaemonProcess, repo: Pat
     target.unlink()
     os.mkfifo(target)
     with PingProbe(daemon) as probe:
-        result = daemon.call("search", {"query": "beside_fifo_marker_qz", "mode": "lexical",
-                                        "repos": [str(repo)], "wait_s": 20,
-                                        "wait_paths": [str(target)]}, timeout_s=60)
+        result = daemon.call(
+            "search",
+            {
+                "query": "beside_fifo_marker_qz",
+                "mode": "lexical",
+                "repos": [str(repo)],
+                "wait_s": 20,
+                "wait_paths": [str(target)],
+            },
+            timeout_s=60,
+        )
     assert not probe.errors and probe.worst < 2.0
     assert all("beside_fifo_marker_qz" not in h["content"] for h in result["results"])
     daemon.wait_fresh(repo)
     # A FIFO created while watched.
     os.mkfifo(repo / "special/late_pipe.ts")
-    daemon.call("search", {"query": "x", "repos": [str(repo)], "wait_s": 20,
-                           "wait_paths": [str(repo / "special/late_pipe.ts")]})
+    daemon.call(
+        "search",
+        {
+            "query": "x",
+            "repos": [str(repo)],
+            "wait_s": 20,
+            "wait_paths": [str(repo / "special/late_pipe.ts")],
+        },
+    )
     assert_healthy(daemon, repo)
 
 
 def test_skips_found_by_the_watcher_are_reported_in_status(
-        daemon: DaemonProcess, repo: Path) -> None:
+    daemon: DaemonProcess, repo: Path
+) -> None:
     (repo / "ok.py").write_text("def present_from_the_start_qz():\n    return 1\n")
     daemon.call("add", {"path": str(repo)})
     daemon.wait_fresh(repo)
@@ -410,15 +478,24 @@ def test_skips_found_by_the_watcher_are_reported_in_status(
     with open(repo / "late_huge.py", "wb") as handle:
         handle.truncate(2 * 1024 * 1024)
     (repo / ".env").write_text("TOKEN=late\n")
-    expects = [ht.skipped("late_outside.py", "symlink_outside"),
-               ht.skipped("late_inside.py", "symlink"),
-               ht.skipped("late_pipe.py", "not_regular"),
-               ht.skipped("late_huge.py", "too_large"),
-               ht.skipped(".env", "secret")]
+    expects = [
+        ht.skipped("late_outside.py", "symlink_outside"),
+        ht.skipped("late_inside.py", "symlink"),
+        ht.skipped("late_pipe.py", "not_regular"),
+        ht.skipped("late_huge.py", "too_large"),
+        ht.skipped(".env", "secret"),
+    ]
     # wait_paths resolves symlinks (to outside the repo: not_found), so give it the others
     # and let the watcher report the links.
-    daemon.call("search", {"query": "x", "repos": [str(repo)], "wait_s": 20,
-                           "wait_paths": [str(repo / e.path) for e in expects[2:]]})
+    daemon.call(
+        "search",
+        {
+            "query": "x",
+            "repos": [str(repo)],
+            "wait_s": 20,
+            "wait_paths": [str(repo / e.path) for e in expects[2:]],
+        },
+    )
     time.sleep(2.0)
     daemon.wait_fresh(repo)
     assert not has_marker(daemon, "outside_late_qz")
@@ -452,8 +529,7 @@ def test_non_utf8_and_newline_names(daemon: DaemonProcess, repo: Path) -> None:
     assert out.returncode == 0, out.stderr
 
 
-def test_special_characters_in_names_index_update_delete(
-        daemon: DaemonProcess, repo: Path) -> None:
+def test_special_characters_in_names_index_update_delete(daemon: DaemonProcess, repo: Path) -> None:
     """Quotes, backslashes, %, _, spaces, globs, unicode: indexed, updated, deleted correctly
     (every store write and delete quotes the path in a Milvus filter expression)."""
     expects = ht.special_names(repo)
@@ -461,8 +537,15 @@ def test_special_characters_in_names_index_update_delete(
     # Rewrite every file: exactly one version of each may remain in the index.
     for rel, marker in ht.SPECIAL_NAMES.items():
         (repo / rel).write_text(f"def {marker}_v2():\n    return 2\n")
-    daemon.call("search", {"query": "x", "repos": [str(repo)], "wait_s": 30,
-                           "wait_paths": [str(repo / rel) for rel in ht.SPECIAL_NAMES]})
+    daemon.call(
+        "search",
+        {
+            "query": "x",
+            "repos": [str(repo)],
+            "wait_s": 30,
+            "wait_paths": [str(repo / rel) for rel in ht.SPECIAL_NAMES],
+        },
+    )
     daemon.wait_fresh(repo)
     for rel, marker in ht.SPECIAL_NAMES.items():
         hits = [h for h in lexical(daemon, marker, [str(repo)]) if marker in h["content"]]
@@ -471,8 +554,15 @@ def test_special_characters_in_names_index_update_delete(
     # Delete them all: nothing of theirs may stay searchable.
     for rel in ht.SPECIAL_NAMES:
         (repo / rel).unlink()
-    daemon.call("search", {"query": "x", "repos": [str(repo)], "wait_s": 30,
-                           "wait_paths": [str(repo / rel) for rel in ht.SPECIAL_NAMES]})
+    daemon.call(
+        "search",
+        {
+            "query": "x",
+            "repos": [str(repo)],
+            "wait_s": 30,
+            "wait_paths": [str(repo / rel) for rel in ht.SPECIAL_NAMES],
+        },
+    )
     daemon.wait_fresh(repo)
     for marker in ht.SPECIAL_NAMES.values():
         assert not [h for h in lexical(daemon, marker, [str(repo)]) if marker in h["content"]]
@@ -481,7 +571,8 @@ def test_special_characters_in_names_index_update_delete(
 
 
 def test_path_filter_on_names_with_underscore_and_percent(
-        daemon: DaemonProcess, repo: Path) -> None:
+    daemon: DaemonProcess, repo: Path
+) -> None:
     ht.special_names(repo)
     daemon.call("add", {"path": str(repo)})
     daemon.wait_fresh(repo)
@@ -496,8 +587,9 @@ def test_path_filter_on_names_with_underscore_and_percent(
     }
     missing = []
     for prefix, marker in cases.items():
-        hits = daemon.call("search", {"query": marker, "mode": "lexical", "repos": [str(repo)],
-                                      "paths": [prefix]})["results"]
+        hits = daemon.call(
+            "search", {"query": marker, "mode": "lexical", "repos": [str(repo)], "paths": [prefix]}
+        )["results"]
         if not any(marker in h["content"] for h in hits):
             missing.append(prefix)
     assert not missing, f"path filters that lost their results: {missing}"
@@ -508,9 +600,16 @@ def test_path_filter_on_names_with_underscore_and_percent(
 
 def _churn_state(daemon: DaemonProcess, repo: Path) -> dict[str, list[str]]:
     """path → contents of the indexed chunks under churn/ (the whole index of that dir)."""
-    hits = daemon.call("search", {"query": "churn gen qz pad", "mode": "lexical",
-                                  "repos": [str(repo)], "paths": ["churn"],
-                                  "limit": 200})["results"]
+    hits = daemon.call(
+        "search",
+        {
+            "query": "churn gen qz pad",
+            "mode": "lexical",
+            "repos": [str(repo)],
+            "paths": ["churn"],
+            "limit": 200,
+        },
+    )["results"]
     state: dict[str, list[str]] = {}
     for hit in hits:
         state.setdefault(hit["path"], []).append(hit["content"])
@@ -633,7 +732,8 @@ def test_repo_directory_removed_then_restored(daemon: DaemonProcess, repo: Path)
 
 
 def test_recreated_repo_directory_is_reindexed_and_watched_again(
-        daemon: DaemonProcess, repo: Path) -> None:
+    daemon: DaemonProcess, repo: Path
+) -> None:
     """A repository in the error state (its directory deleted) recovers as soon as `reindex`
     asks, without waiting for the retry delay, and the recreated directory is watched again
     (the watcher checks its roots' identities every few seconds)."""
@@ -650,7 +750,8 @@ def test_recreated_repo_directory_is_reindexed_and_watched_again(
         # No read-your-writes hint: only the watcher can notice this file.
         (victim / "new_after_restore.py").write_text("def watched_again_qz():\n    return 1\n")
         assert wait_marker(daemon, "watched_again_qz", [str(victim)], timeout_s=10), (
-            "a file created in the recreated repository was not indexed within 10 s")
+            "a file created in the recreated repository was not indexed within 10 s"
+        )
     finally:
         _cleanup(daemon, victim)
 
@@ -670,7 +771,8 @@ def test_repo_directory_recloned_quickly(daemon: DaemonProcess, repo: Path) -> N
         # The new directory is watched (the old inotify watch died with the old one).
         (victim / "after_reclone.py").write_text("def watched_after_reclone_qz():\n    return 1\n")
         assert wait_marker(daemon, "watched_after_reclone_qz", [str(victim)], timeout_s=10), (
-            "a file created in the recloned repository was not indexed within 10 s")
+            "a file created in the recloned repository was not indexed within 10 s"
+        )
         assert_healthy(daemon, victim)
     finally:
         _cleanup(daemon, victim)
@@ -732,8 +834,9 @@ def test_wide_directory_20k_files(daemon: DaemonProcess, repo: Path) -> None:
 
 @pytest.mark.slow
 @SLOW
-def test_200k_file_tree_scan_time_and_responsiveness(tmp_path_factory: pytest.TempPathFactory
-                                                      ) -> None:
+def test_200k_file_tree_scan_time_and_responsiveness(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
     base = _base("cxb")
     own = DaemonProcess(base)
     root = base / "big"
@@ -752,9 +855,11 @@ def test_200k_file_tree_scan_time_and_responsiveness(tmp_path_factory: pytest.Te
         lat = sorted(probe.latencies)
         p50 = lat[len(lat) // 2] if lat else 0.0
         p99 = lat[int(len(lat) * 0.99)] if lat else 0.0
-        print(f"\n200k tree: built in {build_s:.1f}s, indexed in {total_s:.1f}s "
-              f"(report {report}); ping p50 {p50 * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms, "
-              f"max {probe.worst * 1000:.1f} ms over {len(lat)} pings")
+        print(
+            f"\n200k tree: built in {build_s:.1f}s, indexed in {total_s:.1f}s "
+            f"(report {report}); ping p50 {p50 * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms, "
+            f"max {probe.worst * 1000:.1f} ms over {len(lat)} pings"
+        )
         assert repo_info["files_indexed"] == n_sources
         assert not probe.errors and probe.worst < 2.0
         # A rescan of the unchanged tree (stat only) is much faster than the first index.
@@ -773,14 +878,16 @@ def test_200k_file_tree_scan_time_and_responsiveness(tmp_path_factory: pytest.Te
 # --- raw socket sanity for hostile names (status encodes) --------------------------------------
 
 
-def test_status_frames_with_hostile_names_are_valid_msgpack(daemon: DaemonProcess,
-                                                            repo: Path) -> None:
+def test_status_frames_with_hostile_names_are_valid_msgpack(
+    daemon: DaemonProcess, repo: Path
+) -> None:
     ht.bad_names(repo)
     ht.special_names(repo)
     daemon.call("add", {"path": str(repo)})
     daemon.wait_fresh(repo)
-    body = msgspec.msgpack.encode({"v": 1, "id": 9, "method": "status",
-                                   "params": {"repo": str(repo), "errors": 1000}})
+    body = msgspec.msgpack.encode(
+        {"v": 1, "id": 9, "method": "status", "params": {"repo": str(repo), "errors": 1000}}
+    )
     with socket.socket(socket.AF_UNIX) as s:
         s.settimeout(30)
         s.connect(str(daemon.socket))

@@ -111,14 +111,17 @@ def test_new_directory_is_scanned_whole(engine: Engine, short_tmp: Path) -> None
 
 def test_content_skips_are_remembered(engine: Engine, short_tmp: Path) -> None:
     root = short_tmp / "repo"
-    write_tree(root, {
-        "ok.py": "x = 1\n",
-        "blob.py": b"\x00\x01\x02binary",
-        "bundle.js": "var a=1;" * 2000,
-        "latin1.py": "caf\xe9 = 1\n".encode("latin-1"),
-        "crlf.py": "def f():\r\n    return 1\r\n",
-        "empty.py": "",
-    })
+    write_tree(
+        root,
+        {
+            "ok.py": "x = 1\n",
+            "blob.py": b"\x00\x01\x02binary",
+            "bundle.js": "var a=1;" * 2000,
+            "latin1.py": "caf\xe9 = 1\n".encode("latin-1"),
+            "crlf.py": "def f():\r\n    return 1\r\n",
+            "empty.py": "",
+        },
+    )
     indexer = engine.indexer_for(root)
     report = indexer.full_sync()
     assert report.skipped == 2 and report.failed == 0
@@ -151,39 +154,58 @@ def _index_cmd(settings: Settings, root: Path) -> list[str]:
 
 def _env(settings: Settings) -> dict[str, str]:
     env = dict(os.environ)
-    env.update(CODECTX_DATA_DIR=str(settings.paths.data_dir),
-               CODECTX_CONFIG=str(settings.paths.config_file), CODECTX_EMBED_THREADS="1")
+    env.update(
+        CODECTX_DATA_DIR=str(settings.paths.data_dir),
+        CODECTX_CONFIG=str(settings.paths.config_file),
+        CODECTX_EMBED_THREADS="1",
+    )
     return env
 
 
 def test_sigkill_during_index_then_rerun_equals_clean_index(short_tmp: Path) -> None:
     """Kill -9 the indexer mid-run; a re-run must give exactly the clean index."""
     root = short_tmp / "repo"
-    files = {f"pkg{i % 4}/mod{i}.py": "".join(
-        f"def func_{i}_{j}(value):\n    return value * {j} + {i}\n\n\n" for j in range(12))
-        for i in range(40)}
+    files = {
+        f"pkg{i % 4}/mod{i}.py": "".join(
+            f"def func_{i}_{j}(value):\n    return value * {j} + {i}\n\n\n" for j in range(12)
+        )
+        for i in range(40)
+    }
     write_tree(root, files)
     crashed = make_settings(short_tmp / "a")
-    proc = subprocess.Popen(_index_cmd(crashed, root), env=_env(crashed),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        _index_cmd(crashed, root),
+        env=_env(crashed),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     state_db = crashed.paths.data_dir / "state.db"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and proc.poll() is None:
-        if state_db.exists() and state_db.stat().st_size + (
+        if (
+            state_db.exists()
+            and state_db.stat().st_size
+            + (
                 state_db.with_name("state.db-wal").stat().st_size
-                if state_db.with_name("state.db-wal").exists() else 0) > 8192:
+                if state_db.with_name("state.db-wal").exists()
+                else 0
+            )
+            > 8192
+        ):
             break
         time.sleep(0.05)
     time.sleep(0.3)
     assert proc.poll() is None, "the indexer finished before it could be killed"
     proc.send_signal(signal.SIGKILL)
     assert proc.wait() == -signal.SIGKILL
-    rerun = subprocess.run(_index_cmd(crashed, root), env=_env(crashed), capture_output=True,
-                           text=True, timeout=300)
+    rerun = subprocess.run(
+        _index_cmd(crashed, root), env=_env(crashed), capture_output=True, text=True, timeout=300
+    )
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     clean = make_settings(short_tmp / "b")
-    done = subprocess.run(_index_cmd(clean, root), env=_env(clean), capture_output=True,
-                          text=True, timeout=300)
+    done = subprocess.run(
+        _index_cmd(clean, root), env=_env(clean), capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 0, done.stderr[-2000:]
 
     def contents(s: Settings) -> list[tuple[str, int, int, str]]:
@@ -201,7 +223,8 @@ def test_sigkill_during_index_then_rerun_equals_clean_index(short_tmp: Path) -> 
 
 
 def test_never_reads_through_a_parent_swapped_for_a_link(
-        engine: Engine, short_tmp: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    engine: Engine, short_tmp: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A directory replaced by a symlink to outside the repository between planning and
     reading: the read checks what it opened, so nothing from outside is indexed."""
     root = short_tmp / "repo"
@@ -240,12 +263,21 @@ def test_skips_found_by_incremental_syncs_are_reported(engine: Engine, short_tmp
     names = ["late_link.py", "late_pipe.py", "late_huge.py", ".env", "old.pem", "pkg"]
     report = indexer.sync_paths(names)
     assert report.indexed == 1
-    expected = {"late_link.py": "symlink", "late_pipe.py": "not_regular",
-                "late_huge.py": "too_large", ".env": "secret", "old.pem": "secret",
-                "pkg/inner.key": "secret"}
+    expected = {
+        "late_link.py": "symlink",
+        "late_pipe.py": "not_regular",
+        "late_huge.py": "too_large",
+        ".env": "secret",
+        "old.pem": "secret",
+        "pkg/inner.key": "secret",
+    }
     assert {s.path: s.reason for s in indexer.last_scan.skipped} == expected
     assert dict(indexer.last_scan.skipped_counts) == {
-        "symlink": 1, "not_regular": 1, "too_large": 1, "secret": 3}
+        "symlink": 1,
+        "not_regular": 1,
+        "too_large": 1,
+        "secret": 3,
+    }
     # Checked again: nothing is counted twice.
     indexer.sync_paths(names)
     assert sum(indexer.last_scan.skipped_counts.values()) == 6
@@ -258,14 +290,20 @@ def test_skips_found_by_incremental_syncs_are_reported(engine: Engine, short_tmp
     (root / "pkg").write_text("a file where a directory was\n")
     report = indexer.sync_paths(["late_huge.py", ".env", "pkg"])
     assert report.indexed == 1
-    expected = {k: v for k, v in expected.items()
-                if k not in ("late_huge.py", ".env", "pkg/inner.key")}
+    expected = {
+        k: v for k, v in expected.items() if k not in ("late_huge.py", ".env", "pkg/inner.key")
+    }
     expected["pkg"] = "unsupported"  # not counted from the watcher path, but by a full scan
     assert {s.path: s.reason for s in indexer.last_scan.skipped} == {
-        k: v for k, v in expected.items() if k != "pkg"}
+        k: v for k, v in expected.items() if k != "pkg"
+    }
     assert dict(indexer.last_scan.skipped_counts) == {"symlink": 1, "not_regular": 1, "secret": 1}
     # A full scan sees the same.
     indexer.full_sync()
     assert {s.path: s.reason for s in indexer.last_scan.skipped} == expected
     assert dict(indexer.last_scan.skipped_counts) == {
-        "symlink": 1, "not_regular": 1, "secret": 1, "unsupported": 1}
+        "symlink": 1,
+        "not_regular": 1,
+        "secret": 1,
+        "unsupported": 1,
+    }

@@ -19,13 +19,13 @@ from mcp.client.stdio import StdioServerParameters, stdio_client  # noqa: E402
 REPO = {
     "api/auth.py": (
         "def issue_session_token(user_id, ttl_seconds=3600):\n"
-        "    \"\"\"Create a signed session token that expires.\"\"\"\n"
+        '    """Create a signed session token that expires."""\n'
         "    payload = {'uid': user_id, 'exp': now() + ttl_seconds}\n"
         "    return sign(payload)\n"
     ),
     "api/billing/invoice.py": (
         "def render_invoice_pdf(invoice):\n"
-        "    \"\"\"Produce the PDF document for an invoice.\"\"\"\n"
+        '    """Produce the PDF document for an invoice."""\n'
         "    return pdf.render('invoice.html', invoice=invoice)\n"
     ),
     "web/app.ts": (
@@ -49,8 +49,9 @@ def text_of(result: Any) -> str:
 
 
 async def run_session(daemon: DaemonProcess, steps):  # type: ignore[no-untyped-def]
-    params = StdioServerParameters(command=sys.executable, args=["-m", "codectxd.mcp"],
-                                   env=daemon.env)
+    params = StdioServerParameters(
+        command=sys.executable, args=["-m", "codectxd.mcp"], env=daemon.env
+    )
     async with stdio_client(params) as (read, write), ClientSession(read, write) as session:
         await session.initialize()
         return await steps(session)
@@ -63,8 +64,7 @@ async def test_tools_end_to_end(daemon: DaemonProcess) -> None:
 
     async def steps(session: ClientSession) -> None:
         tools = {t.name: t for t in (await session.list_tools()).tools}
-        assert set(tools) == {"index_codebase", "search_code", "clear_index",
-                              "get_indexing_status"}
+        assert set(tools) == {"index_codebase", "search_code", "clear_index", "get_indexing_status"}
         schema = tools["search_code"].input_schema
         assert {"path", "query", "limit", "extensionFilter"} <= set(schema["properties"])
         assert "absolute path" in tools["search_code"].description
@@ -75,23 +75,33 @@ async def test_tools_end_to_end(daemon: DaemonProcess) -> None:
         status = text_of(await session.call_tool("get_indexing_status", {"path": str(root)}))
         assert "ready" in status and "3 files" in status
 
-        found = text_of(await session.call_tool("search_code", {
-            "path": str(root), "query": "create a signed token that expires"}))
+        found = text_of(
+            await session.call_tool(
+                "search_code", {"path": str(root), "query": "create a signed token that expires"}
+            )
+        )
         assert "api/auth.py:1-4 — issue_session_token" in found
         assert "Index is up to date." in found
 
         # A subdirectory narrows the search; an extension filter too.
-        sub = text_of(await session.call_tool("search_code", {
-            "path": str(root / "api" / "billing"), "query": "invoice"}))
+        sub = text_of(
+            await session.call_tool(
+                "search_code", {"path": str(root / "api" / "billing"), "query": "invoice"}
+            )
+        )
         assert "api/billing/invoice.py" in sub and "web/app.ts" not in sub
-        ts_only = text_of(await session.call_tool("search_code", {
-            "path": str(root), "query": "invoice", "extensionFilter": [".ts"]}))
+        ts_only = text_of(
+            await session.call_tool(
+                "search_code", {"path": str(root), "query": "invoice", "extensionFilter": [".ts"]}
+            )
+        )
         assert "web/app.ts" in ts_only and ".py" not in ts_only.split("```")[0]
 
         again = text_of(await session.call_tool("index_codebase", {"path": str(root)}))
         assert "already indexed" in again
-        forced = text_of(await session.call_tool("index_codebase",
-                                                 {"path": str(root), "force": True}))
+        forced = text_of(
+            await session.call_tool("index_codebase", {"path": str(root), "force": True})
+        )
         assert "Re-indexing" in forced
 
         bad = await session.call_tool("search_code", {"path": "relative/path", "query": "x"})
@@ -107,14 +117,15 @@ async def test_tools_end_to_end(daemon: DaemonProcess) -> None:
 
 @pytest.mark.anyio
 async def test_search_registers_unindexed_repo_and_two_sessions_share_one_index(
-        daemon: DaemonProcess) -> None:
+    daemon: DaemonProcess,
+) -> None:
     root = daemon.base / "repo2"
-    write_tree(root, {f"m{i}.py": f"def handler_{i}(event):\n    return {i}\n"
-                      for i in range(40)})
+    write_tree(root, {f"m{i}.py": f"def handler_{i}(event):\n    return {i}\n" for i in range(40)})
 
     async def first(session: ClientSession) -> str:
-        return text_of(await session.call_tool("search_code", {
-            "path": str(root), "query": "handler_7"}))
+        return text_of(
+            await session.call_tool("search_code", {"path": str(root), "query": "handler_7"})
+        )
 
     async def second(session: ClientSession) -> str:
         return text_of(await session.call_tool("index_codebase", {"path": str(root)}))
@@ -129,8 +140,9 @@ async def test_search_registers_unindexed_repo_and_two_sessions_share_one_index(
     embedded = daemon.call("status")["daemon"]["embedding"]["texts_embedded"]
 
     async def search_again(session: ClientSession) -> str:
-        return text_of(await session.call_tool("search_code", {
-            "path": str(root), "query": "handler_7"}))
+        return text_of(
+            await session.call_tool("search_code", {"path": str(root), "query": "handler_7"})
+        )
 
     assert "m7.py" in await run_session(daemon, search_again)
     assert daemon.call("status")["daemon"]["embedding"]["texts_embedded"] == embedded

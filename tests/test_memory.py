@@ -24,7 +24,7 @@ def test_over_budget_pauses_then_resumes() -> None:
     probe = MemoryManager(10_000)
     rss_mb = probe.rss() / 2**20
     ballast = bytearray(200 * 2**20)  # +200 MB resident
-    ballast[:: 4096] = b"x" * len(ballast[:: 4096])
+    ballast[::4096] = b"x" * len(ballast[::4096])
     manager = MemoryManager(int(rss_mb + 100), max_pause_s=30)
     released = threading.Event()
 

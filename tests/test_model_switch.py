@@ -15,8 +15,9 @@ KEY = "sk-test-switch-0123456789abcdef"
 
 
 def collections(data_dir: Path) -> list[str]:
-    settings = load_settings({"CODECTX_DATA_DIR": str(data_dir),
-                              "CODECTX_CONFIG": str(data_dir / "none.toml")})
+    settings = load_settings(
+        {"CODECTX_DATA_DIR": str(data_dir), "CODECTX_CONFIG": str(data_dir / "none.toml")}
+    )
     engine = Engine(settings)
     try:
         return engine.store.list_collections()
@@ -26,8 +27,13 @@ def collections(data_dir: Path) -> list[str]:
 
 def test_switch_from_local_to_openai_keeps_searching(short_tmp: Path) -> None:
     root = short_tmp / "repo"
-    write_tree(root, {f"src/m{i}.py": f"def compute_tax_{i}(amount):\n    return amount * 0.{i}\n"
-                      for i in range(1, 25)})
+    write_tree(
+        root,
+        {
+            f"src/m{i}.py": f"def compute_tax_{i}(amount):\n    return amount * 0.{i}\n"
+            for i in range(1, 25)
+        },
+    )
     local = DaemonProcess(short_tmp).start()
     try:
         local.call("add", {"path": str(root)})
@@ -39,10 +45,15 @@ def test_switch_from_local_to_openai_keeps_searching(short_tmp: Path) -> None:
 
     with FakeProviders(api_key=KEY) as fake:
         fake.always(Fault(delay=0.4))  # a slow provider: the new index takes a while
-        cloud = DaemonProcess(short_tmp, EMBEDDING_PROVIDER="openai", OPENAI_API_KEY=KEY,
-                              OPENAI_BASE_URL=fake.base_url("openai"),
-                              EMBEDDING_MODEL="text-embedding-3-small",
-                              EMBEDDING_BATCH_SIZE="2", EMBEDDING_CONCURRENCY="1")
+        cloud = DaemonProcess(
+            short_tmp,
+            EMBEDDING_PROVIDER="openai",
+            OPENAI_API_KEY=KEY,
+            OPENAI_BASE_URL=fake.base_url("openai"),
+            EMBEDDING_MODEL="text-embedding-3-small",
+            EMBEDDING_BATCH_SIZE="2",
+            EMBEDDING_CONCURRENCY="1",
+        )
         cloud.start()
         try:
             # While the new index builds, the old one answers (by keywords: its vectors come

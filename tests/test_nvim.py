@@ -30,12 +30,32 @@ def daemon():  # type: ignore[no-untyped-def]
 
 def run_nvim(daemon: DaemonProcess, root: Path, query: str) -> dict:
     out = daemon.base / f"nvim-{abs(hash((root, query)))}.json"
-    env = {**daemon.env, "CODECTX_TEST_ROOT": str(root), "CODECTX_TEST_QUERY": query,
-           "CODECTX_TEST_OUT": str(out)}
+    env = {
+        **daemon.env,
+        "CODECTX_TEST_ROOT": str(root),
+        "CODECTX_TEST_QUERY": query,
+        "CODECTX_TEST_OUT": str(out),
+    }
     proc = subprocess.run(
-        [NVIM, "--headless", "-u", "NONE", "-i", "NONE", "--cmd", f"set rtp+={PLUGIN}",
-         "--cmd", f"source {PLUGIN}/plugin/codectx.lua", "-c", f"luafile {DRIVER}"],
-        env=env, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL,
+        [
+            NVIM,
+            "--headless",
+            "-u",
+            "NONE",
+            "-i",
+            "NONE",
+            "--cmd",
+            f"set rtp+={PLUGIN}",
+            "--cmd",
+            f"source {PLUGIN}/plugin/codectx.lua",
+            "-c",
+            f"luafile {DRIVER}",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
     )
     assert out.exists(), f"nvim failed: {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
     return json.loads(out.read_text())
@@ -43,16 +63,19 @@ def run_nvim(daemon: DaemonProcess, root: Path, query: str) -> dict:
 
 def test_search_fills_quickfix(daemon: DaemonProcess) -> None:
     root = daemon.base / "repo"
-    write_tree(root, {
-        "README.md": "# Shop\n",
-        ".git/HEAD": "ref: refs/heads/main\n",
-        "src/shipping.py": (
-            "def estimate_delivery_days(distance_km, express=False):\n"
-            "    \"\"\"How long a parcel takes to arrive.\"\"\"\n"
-            "    days = distance_km // 500 + 1\n    return max(1, days - 1) if express else days\n"
-        ),
-        "src/tax.go": "package tax\n\nfunc VatRate(country string) float64 {\n\treturn 0.2\n}\n",
-    })
+    write_tree(
+        root,
+        {
+            "README.md": "# Shop\n",
+            ".git/HEAD": "ref: refs/heads/main\n",
+            "src/shipping.py": (
+                "def estimate_delivery_days(distance_km, express=False):\n"
+                '    """How long a parcel takes to arrive."""\n'
+                "    days = distance_km // 500 + 1\n    return max(1, days - 1) if express else days\n"
+            ),
+            "src/tax.go": "package tax\n\nfunc VatRate(country string) float64 {\n\treturn 0.2\n}\n",
+        },
+    )
     daemon.call("add", {"path": str(root)})
     daemon.wait_fresh(root)
     result = run_nvim(daemon, root, "how long does delivery of a parcel take")
@@ -67,8 +90,14 @@ def test_search_fills_quickfix(daemon: DaemonProcess) -> None:
 
 def test_unregistered_repo_is_added_on_demand(daemon: DaemonProcess) -> None:
     root = daemon.base / "fresh"
-    write_tree(root, {"README.md": "# x\n", ".git/HEAD": "ref\n",
-                      "lib/util.lua": "local function trim_whitespace(s)\n  return s\nend\n"})
+    write_tree(
+        root,
+        {
+            "README.md": "# x\n",
+            ".git/HEAD": "ref\n",
+            "lib/util.lua": "local function trim_whitespace(s)\n  return s\nend\n",
+        },
+    )
     result = run_nvim(daemon, root, "trim_whitespace")
     roots = [r["root"] for r in daemon.call("list")["repos"]]
     assert str(root) in roots  # registered by the plugin

@@ -40,7 +40,6 @@ CLOUD = {
 LABELS = {"openai": "OpenAI", "voyage": "Voyage AI", "gemini": "Gemini", "ollama": "Ollama"}
 
 
-
 @pytest.fixture(scope="module")
 def fake() -> Iterator[FakeProviders]:
     with FakeProviders(api_key=KEY) as server:
@@ -68,7 +67,9 @@ def _loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def settings_for(fake: FakeProviders, provider: str, **overrides: object) -> EmbeddingSettings:
     values: dict[str, object] = {
-        "provider": provider, "api_key": KEY, "base_url": fake.base_url(provider),
+        "provider": provider,
+        "api_key": KEY,
+        "base_url": fake.base_url(provider),
         "timeout_s": 5.0,
     }
     values.update(overrides)
@@ -96,25 +97,35 @@ def test_importing_codectxd_does_not_import_the_sdks() -> None:
         "print(sorted(m for m in sys.modules if m.split('.')[0] in "
         "('openai', 'voyageai', 'google')))"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
     assert out.stdout.strip() == "[]"
 
 
-@pytest.mark.parametrize(("provider", "env_var"), [
-    ("openai", "OPENAI_API_KEY"), ("voyage", "VOYAGE_API_KEY"), ("gemini", "GEMINI_API_KEY"),
-])
+@pytest.mark.parametrize(
+    ("provider", "env_var"),
+    [
+        ("openai", "OPENAI_API_KEY"),
+        ("voyage", "VOYAGE_API_KEY"),
+        ("gemini", "GEMINI_API_KEY"),
+    ],
+)
 def test_missing_key_names_the_variable(short_tmp: Path, provider: str, env_var: str) -> None:
     settings = make_settings(short_tmp, EMBEDDING_PROVIDER=provider)
     with pytest.raises(ConfigError, match=env_var):
         create_provider(settings.embedding)
 
 
-def test_settings_from_the_environment_reach_the_sdk(fake: FakeProviders,
-                                                     short_tmp: Path) -> None:
-    settings = make_settings(short_tmp, EMBEDDING_PROVIDER="openai", OPENAI_API_KEY=KEY,
-                             OPENAI_BASE_URL=fake.base_url("openai"),
-                             EMBEDDING_MODEL="text-embedding-3-large", EMBEDDING_DIMENSION="1024")
+def test_settings_from_the_environment_reach_the_sdk(fake: FakeProviders, short_tmp: Path) -> None:
+    settings = make_settings(
+        short_tmp,
+        EMBEDDING_PROVIDER="openai",
+        OPENAI_API_KEY=KEY,
+        OPENAI_BASE_URL=fake.base_url("openai"),
+        EMBEDDING_MODEL="text-embedding-3-large",
+        EMBEDDING_DIMENSION="1024",
+    )
     provider = create_provider(settings.embedding)
     assert provider.identity == "openai:text-embedding-3-large:1024"
     provider.embed_documents(["x = 1"])
@@ -131,12 +142,14 @@ def test_openai_request_body_and_vectors(fake: FakeProviders) -> None:
     texts = ["def add(a, b): return a + b", "class Cart: pass", "héllo wörld ✓"]
     vectors = provider.embed_documents(texts)
     body = fake.requests[-1].body
-    assert body == {"model": "text-embedding-3-small", "input": texts,
-                    "encoding_format": "base64"}  # no `dimensions` unless configured
+    assert body == {
+        "model": "text-embedding-3-small",
+        "input": texts,
+        "encoding_format": "base64",
+    }  # no `dimensions` unless configured
     assert vectors.dtype == np.float32 and vectors.shape == (3, 1536)
     for text, vector in zip(texts, vectors):
-        np.testing.assert_allclose(vector, normalise(fake.vector(provider.model, text)),
-                                   atol=1e-6)
+        np.testing.assert_allclose(vector, normalise(fake.vector(provider.model, text)), atol=1e-6)
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
     query = provider.embed_query("where is the cart total")
     assert query.shape == (1536,)
@@ -161,12 +174,16 @@ def test_compatible_server_dimension_is_detected(fake: FakeProviders) -> None:
     assert ollama.identity == "ollama:nomic-embed-text:768"
     assert fake.count("ollama") == 1 and fake.requests[0].body["encoding_format"] == "float"
     vectors = ollama.embed_documents(["fn main() {}"])
-    np.testing.assert_allclose(vectors[0], normalise(fake.vector("nomic-embed-text",
-                                                                 "fn main() {}")), atol=1e-6)
+    np.testing.assert_allclose(
+        vectors[0], normalise(fake.vector("nomic-embed-text", "fn main() {}")), atol=1e-6
+    )
     # An unknown model behind OPENAI_BASE_URL (LM Studio, vLLM): probed too; this server
     # ignores encoding_format=base64 and answers floats, which decode all the same.
-    other = create_provider(EmbeddingSettings(provider="openai", model="mxbai-embed-large",
-                                              base_url=fake.base_url("ollama")))
+    other = create_provider(
+        EmbeddingSettings(
+            provider="openai", model="mxbai-embed-large", base_url=fake.base_url("ollama")
+        )
+    )
     assert other.dimension == 1024 and other.max_batch == 32
     assert fake.requests[-1].body["encoding_format"] == "base64"
     assert "dimensions" not in fake.requests[-1].body
@@ -179,8 +196,9 @@ def test_compatible_server_dimension_is_detected(fake: FakeProviders) -> None:
     assert not err.value.retryable
 
 
-@pytest.mark.parametrize(("provider", "model"), [("voyage", "voyage-future-1"),
-                                               ("gemini", "gemini-embedding-future")])
+@pytest.mark.parametrize(
+    ("provider", "model"), [("voyage", "voyage-future-1"), ("gemini", "gemini-embedding-future")]
+)
 def test_unknown_cloud_models_are_probed(fake: FakeProviders, provider: str, model: str) -> None:
     fake.models[model] = 1280
     try:
@@ -193,8 +211,9 @@ def test_unknown_cloud_models_are_probed(fake: FakeProviders, provider: str, mod
 
 def test_probe_failure_says_how_to_skip_it() -> None:
     with pytest.raises(ProviderError, match="cannot learn the dimension.*EMBEDDING_DIMENSION"):
-        create_provider(EmbeddingSettings(provider="ollama", base_url="http://127.0.0.1:9",
-                                          timeout_s=2))
+        create_provider(
+            EmbeddingSettings(provider="ollama", base_url="http://127.0.0.1:9", timeout_s=2)
+        )
 
 
 def test_ollama_host_forms() -> None:
@@ -220,8 +239,9 @@ def test_voyage_input_types_and_output_dimension(fake: FakeProviders) -> None:
     assert fake.requests[-1].path == "/voyage/v1/embeddings"
     assert body["model"] == "voyage-code-3" and body["input_type"] == "document"
     assert body["output_dimension"] == 512 and body["truncation"] is True
-    np.testing.assert_allclose(docs[1], normalise(fake.vector("voyage-code-3", "print('hi')",
-                                                              512)), atol=1e-6)
+    np.testing.assert_allclose(
+        docs[1], normalise(fake.vector("voyage-code-3", "print('hi')", 512)), atol=1e-6
+    )
     provider.embed_query("run a query")
     assert fake.requests[-1].body["input_type"] == "query"
     native = provider_for(fake, "voyage", model="voyage-3-lite")
@@ -246,8 +266,9 @@ def test_gemini_task_types_and_output_dimensionality(fake: FakeProviders) -> Non
     assert {r["outputDimensionality"] for r in request.body["requests"]} == {768}
     assert {r["model"] for r in request.body["requests"]} == {"models/gemini-embedding-001"}
     assert [r["content"]["parts"][0]["text"] for r in request.body["requests"]] == texts
-    np.testing.assert_allclose(vectors[0], normalise(fake.vector(provider.model, texts[0], 768)),
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        vectors[0], normalise(fake.vector(provider.model, texts[0], 768)), atol=1e-6
+    )
     provider.embed_query("where")
     assert fake.requests[-1].body["requests"][0]["taskType"] == "RETRIEVAL_QUERY"
     default = provider_for(fake, "gemini", model="text-embedding-004")
@@ -278,8 +299,9 @@ def test_retry_after_is_honoured(fake: FakeProviders, provider: str) -> None:
     sleeps = Sleeps()
     embedder = Embedder(provider_for(fake, provider, dimension=dimension), None, sleep=sleeps)
     in_30s = formatdate(time.time() + 30, usegmt=True)
-    fake.script(Fault(status=429, retry_after="7"), Fault(status=503, retry_after=in_30s),
-                Fault(status=500))
+    fake.script(
+        Fault(status=429, retry_after="7"), Fault(status=503, retry_after=in_30s), Fault(status=500)
+    )
     vectors = embedder.embed_texts(["alpha", "beta"])
     assert vectors.shape == (2, dimension) and fake.count() == 4
     assert sleeps[0] >= 7 and 27 <= sleeps[1] <= 31 and sleeps[2] < 7
@@ -288,10 +310,18 @@ def test_retry_after_is_honoured(fake: FakeProviders, provider: str) -> None:
 
 
 def test_gemini_retry_info_in_the_body(fake: FakeProviders) -> None:
-    body = json.dumps({"error": {"code": 429, "message": "Resource has been exhausted",
-                                 "status": "RESOURCE_EXHAUSTED", "details": [
-                                     {"@type": "type.googleapis.com/google.rpc.RetryInfo",
-                                      "retryDelay": "17s"}]}}).encode()
+    body = json.dumps(
+        {
+            "error": {
+                "code": 429,
+                "message": "Resource has been exhausted",
+                "status": "RESOURCE_EXHAUSTED",
+                "details": [
+                    {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "17s"}
+                ],
+            }
+        }
+    ).encode()
     fake.script(Fault(status=429, body=body))
     with pytest.raises(ProviderError) as err:
         provider_for(fake, "gemini", dimension=128).embed_documents(["x"])
@@ -311,14 +341,20 @@ def test_retry_with_real_sleep(fake: FakeProviders) -> None:
 def test_transient_failures_are_retryable(fake: FakeProviders, provider: str) -> None:
     model, dimension = CLOUD[provider]
     client = provider_for(fake, provider, dimension=dimension, timeout_s=0.5)
-    one_vector_for_two = json.dumps({
-        "object": "list", "model": model, "embeddings": [{"values": [1.0] * dimension}],
-        "data": [{"object": "embedding", "index": 0, "embedding": [1.0] * dimension}],
-    }).encode()
+    one_vector_for_two = json.dumps(
+        {
+            "object": "list",
+            "model": model,
+            "embeddings": [{"values": [1.0] * dimension}],
+            "data": [{"object": "embedding", "index": 0, "embedding": [1.0] * dimension}],
+        }
+    ).encode()
     faults = {
-        "timeout": Fault(delay=2.0), "garbage": Fault(body=b"<html>oops</html>"),
+        "timeout": Fault(delay=2.0),
+        "garbage": Fault(body=b"<html>oops</html>"),
         "truncated JSON": Fault(body=b'{"data": [{"embedding": [0.1, '),
-        "wrong count": Fault(body=one_vector_for_two), "500": Fault(status=500),
+        "wrong count": Fault(body=one_vector_for_two),
+        "500": Fault(status=500),
     }
     for name, fault in faults.items():
         fake.script(fault)
@@ -361,14 +397,28 @@ def test_bad_key_is_a_clear_error_without_the_key(fake: FakeProviders, provider:
 
 def test_other_client_errors_are_not_retried(fake: FakeProviders) -> None:
     client = provider_for(fake, "voyage", dimension=256)
-    for status, words in [(400, "rejected the request (400)"), (403, "refused the request"),
-                          (404, "does not know model 'voyage-code-3'")]:
+    for status, words in [
+        (400, "rejected the request (400)"),
+        (403, "refused the request"),
+        (404, "does not know model 'voyage-code-3'"),
+    ]:
         message = _message_of(client, Fault(status=status, message="nope"), fake)
         assert words in message
     unknown = provider_for(fake, "openai", model="text-embedding-3-small", dimension=64)
-    fake.script(Fault(status=429, message="You exceeded your current quota",
-                      body=json.dumps({"error": {"message": "You exceeded your current quota",
-                                                 "code": "insufficient_quota"}}).encode()))
+    fake.script(
+        Fault(
+            status=429,
+            message="You exceeded your current quota",
+            body=json.dumps(
+                {
+                    "error": {
+                        "message": "You exceeded your current quota",
+                        "code": "insufficient_quota",
+                    }
+                }
+            ).encode(),
+        )
+    )
     with pytest.raises(ProviderError, match="quota exhausted") as err:
         unknown.embed_documents(["x"])
     assert not err.value.retryable
@@ -390,15 +440,15 @@ def test_redact() -> None:
 # --- spend guard -------------------------------------------------------------------------
 
 
-def test_spend_guard_counts_real_tokens_and_persists(fake: FakeProviders,
-                                                     short_tmp: Path) -> None:
+def test_spend_guard_counts_real_tokens_and_persists(fake: FakeProviders, short_tmp: Path) -> None:
     cache = EmbeddingCache(short_tmp / "embeddings.db")
     now = [1_750_000_000.0]  # 2025-06-15 15:06 UTC
     provider = provider_for(fake, "openai", dimension=64)
     texts = [f"def f{i}(x): return x * {i}" for i in range(8)]
     real = sum(fake_tokens(t) for t in texts[:4])
-    embedder = Embedder(provider, cache, batch_size=4, max_tokens_per_day=real + 20,
-                        clock=lambda: now[0])
+    embedder = Embedder(
+        provider, cache, batch_size=4, max_tokens_per_day=real + 20, clock=lambda: now[0]
+    )
     embedder.embed_texts(texts[:4])
     stats = embedder.stats.as_dict()
     assert stats["tokens_today"] == real and stats["spend_limit"] == real + 20  # from usage
@@ -450,11 +500,18 @@ def cache_in(short_tmp: Path, name: str = "e0") -> EmbeddingCache:
     return EmbeddingCache(short_tmp / name / "data" / "embeddings.db")
 
 
-def test_429_storm_slows_indexing_which_completes(fake: FakeProviders, make_engine,
-                                                  short_tmp: Path) -> None:
+def test_429_storm_slows_indexing_which_completes(
+    fake: FakeProviders, make_engine, short_tmp: Path
+) -> None:
     sleeps = Sleeps()
-    embedder = Embedder(provider_for(fake, "openai", dimension=64), cache_in(short_tmp),
-                        batch_size=2, concurrency=2, max_retries=8, sleep=sleeps)
+    embedder = Embedder(
+        provider_for(fake, "openai", dimension=64),
+        cache_in(short_tmp),
+        batch_size=2,
+        concurrency=2,
+        max_retries=8,
+        sleep=sleeps,
+    )
     engine, root = make_engine(embedder)
     storm = 10
     fake.script(*[Fault(status=429, retry_after="5")] * storm)
@@ -468,11 +525,16 @@ def test_429_storm_slows_indexing_which_completes(fake: FakeProviders, make_engi
     assert embedder.stats.retries == storm
 
 
-def test_failed_batches_leave_files_dirty_then_recover(fake: FakeProviders, make_engine,
-                                                       short_tmp: Path) -> None:
+def test_failed_batches_leave_files_dirty_then_recover(
+    fake: FakeProviders, make_engine, short_tmp: Path
+) -> None:
     sleeps = Sleeps()
-    embedder = Embedder(provider_for(fake, "voyage", dimension=256), cache_in(short_tmp),
-                        max_retries=2, sleep=sleeps)
+    embedder = Embedder(
+        provider_for(fake, "voyage", dimension=256),
+        cache_in(short_tmp),
+        max_retries=2,
+        sleep=sleeps,
+    )
     engine, root = make_engine(embedder)
     indexer = engine.indexer_for(root)
     fake.always(Fault(status=503, message="overloaded, try later"))
@@ -490,8 +552,9 @@ def test_failed_batches_leave_files_dirty_then_recover(fake: FakeProviders, make
     assert engine.store.count(indexer.collection) == again.chunks_written
 
 
-def test_reindex_after_clear_with_warm_cache_calls_nothing(fake: FakeProviders, make_engine,
-                                                           short_tmp: Path) -> None:
+def test_reindex_after_clear_with_warm_cache_calls_nothing(
+    fake: FakeProviders, make_engine, short_tmp: Path
+) -> None:
     embedder = Embedder(provider_for(fake, "gemini", dimension=128), cache_in(short_tmp))
     engine, root = make_engine(embedder)
     indexer = engine.indexer_for(root)
@@ -507,12 +570,18 @@ def test_reindex_after_clear_with_warm_cache_calls_nothing(fake: FakeProviders, 
     assert hits and fake.count() == 1  # only the query went out
 
 
-def test_spend_guard_stops_indexing_with_a_clear_message(fake: FakeProviders, make_engine,
-                                                         short_tmp: Path) -> None:
+def test_spend_guard_stops_indexing_with_a_clear_message(
+    fake: FakeProviders, make_engine, short_tmp: Path
+) -> None:
     now = [1_750_000_000.0]
     limit = 130  # the five chunks need ~40-70 tokens each: about two a day
-    embedder = Embedder(provider_for(fake, "openai", dimension=64), cache_in(short_tmp),
-                        batch_size=1, max_tokens_per_day=limit, clock=lambda: now[0])
+    embedder = Embedder(
+        provider_for(fake, "openai", dimension=64),
+        cache_in(short_tmp),
+        batch_size=1,
+        max_tokens_per_day=limit,
+        clock=lambda: now[0],
+    )
     engine, root = make_engine(embedder)
     indexer = engine.indexer_for(root)
     report = indexer.full_sync()
@@ -543,21 +612,36 @@ def test_spend_guard_stops_indexing_with_a_clear_message(fake: FakeProviders, ma
 # --- secrets -----------------------------------------------------------------------------
 
 
-def test_the_key_appears_nowhere(fake: FakeProviders, short_tmp: Path, make_engine,
-                                 caplog: pytest.LogCaptureFixture) -> None:
+def test_the_key_appears_nowhere(
+    fake: FakeProviders, short_tmp: Path, make_engine, caplog: pytest.LogCaptureFixture
+) -> None:
     """Servers that echo the key (in 401s, and here even in 429/500 bodies) must not get it
     into logs, errors, tracebacks, status or the snapshot."""
     caplog.set_level(logging.DEBUG)
-    for name in ("openai", "httpx", "httpx2", "httpcore", "httpcore2", "voyage",
-                 "google_genai", "urllib3", "codectxd"):
+    for name in (
+        "openai",
+        "httpx",
+        "httpx2",
+        "httpcore",
+        "httpcore2",
+        "voyage",
+        "google_genai",
+        "urllib3",
+        "codectxd",
+    ):
         caplog.set_level(logging.DEBUG, logger=name)
     wrong = "zz-Leaky-0b1c2d3e4f"
     seen: list[str] = []
-    settings = load_settings({
-        "CODECTX_DATA_DIR": str(short_tmp / "d"), "CODECTX_RUNTIME_DIR": str(short_tmp / "r"),
-        "CODECTX_CONFIG": str(short_tmp / "c.toml"), "EMBEDDING_PROVIDER": "openai",
-        "OPENAI_API_KEY": KEY, "OPENAI_BASE_URL": fake.base_url("openai"),
-    })
+    settings = load_settings(
+        {
+            "CODECTX_DATA_DIR": str(short_tmp / "d"),
+            "CODECTX_RUNTIME_DIR": str(short_tmp / "r"),
+            "CODECTX_CONFIG": str(short_tmp / "c.toml"),
+            "EMBEDDING_PROVIDER": "openai",
+            "OPENAI_API_KEY": KEY,
+            "OPENAI_BASE_URL": fake.base_url("openai"),
+        }
+    )
     seen += [json.dumps(describe(settings)), repr(settings)]
 
     def run(embedder: Embedder, texts: list[str]) -> None:
@@ -573,12 +657,14 @@ def test_the_key_appears_nowhere(fake: FakeProviders, short_tmp: Path, make_engi
         client = provider_for(fake, provider, dimension=dimension, timeout_s=0.5)
         seen.append(repr(client))
         embedder = Embedder(client, None, max_retries=1, sleep=Sleeps())
-        for fault in (Fault(status=429, message=echo), Fault(status=500, message=echo),
-                      Fault(delay=1.5)):
+        for fault in (
+            Fault(status=429, message=echo),
+            Fault(status=500, message=echo),
+            Fault(delay=1.5),
+        ):
             fake.script(fault, fault)
             run(embedder, [f"{provider} {fault}"])
-        run(Embedder(provider_for(fake, provider, api_key=wrong, dimension=dimension), None),
-            ["x"])
+        run(Embedder(provider_for(fake, provider, api_key=wrong, dimension=dimension), None), ["x"])
         seen.append(json.dumps(embedder.stats.as_dict()))
     # A failure during indexing lands in the snapshot, the report and the indexer's log.
     embedder = Embedder(provider_for(fake, "voyage", dimension=256), None, max_retries=0)
@@ -591,8 +677,9 @@ def test_the_key_appears_nowhere(fake: FakeProviders, short_tmp: Path, make_engi
     seen += [p.reason for p in engine.snapshot.problems(indexer.collection)]
     seen += [m for _, m in report.errors]
     records = [r.getMessage() for r in caplog.records]
-    records += ["".join(traceback.format_exception(*r.exc_info)) for r in caplog.records
-                if r.exc_info]
+    records += [
+        "".join(traceback.format_exception(*r.exc_info)) for r in caplog.records if r.exc_info
+    ]
     assert any("rejected the API key" in r for r in seen)
     assert any("retry 1/1" in r for r in records) and any("left pending" in r for r in records)
     everything = "\n".join(seen + records)

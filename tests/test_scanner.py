@@ -17,17 +17,25 @@ def scan(root: Path, **kw):  # type: ignore[no-untyped-def]
 
 
 def test_nested_gitignore_deepest_rule_wins(tmp_path: Path) -> None:
-    write_tree(tmp_path, {
-        ".gitignore": "*.txt\nsecret_dir/\ngen_*.py\n",
-        "a.py": "x=1", "a.txt": "log",
-        "pkg/.gitignore": "!keep.txt\n*.tmp.py\n",
-        "pkg/keep.txt": "kept", "pkg/b.py": "b=1", "pkg/c.tmp.py": "c",
-        "pkg/deeper/.gitignore": "!c2.tmp.py\n",
-        "pkg/deeper/c2.tmp.py": "c2", "pkg/deeper/gen_x.py": "g",
-        "secret_dir/s.py": "s",
-        ".codectxignore": "pkg/b.py\n",
-        "node_modules/lib/index.js": "x", "build/out.py": "o",
-    })
+    write_tree(
+        tmp_path,
+        {
+            ".gitignore": "*.txt\nsecret_dir/\ngen_*.py\n",
+            "a.py": "x=1",
+            "a.txt": "log",
+            "pkg/.gitignore": "!keep.txt\n*.tmp.py\n",
+            "pkg/keep.txt": "kept",
+            "pkg/b.py": "b=1",
+            "pkg/c.tmp.py": "c",
+            "pkg/deeper/.gitignore": "!c2.tmp.py\n",
+            "pkg/deeper/c2.tmp.py": "c2",
+            "pkg/deeper/gen_x.py": "g",
+            "secret_dir/s.py": "s",
+            ".codectxignore": "pkg/b.py\n",
+            "node_modules/lib/index.js": "x",
+            "build/out.py": "o",
+        },
+    )
     result = scan(tmp_path)
     paths = [f.path for f in result.files]
     assert paths == ["a.py", "pkg/deeper/c2.tmp.py", "pkg/keep.txt"]
@@ -46,18 +54,35 @@ def test_repo_can_reinclude_a_default_ignored_dir(tmp_path: Path) -> None:
 
 
 def test_info_exclude_and_user_patterns(tmp_path: Path) -> None:
-    write_tree(tmp_path, {".git/info/exclude": "local_*.py\n", "local_a.py": "a", "b.py": "b",
-                          "c.gen.go": "package c", "d.go": "package d"})
+    write_tree(
+        tmp_path,
+        {
+            ".git/info/exclude": "local_*.py\n",
+            "local_a.py": "a",
+            "b.py": "b",
+            "c.gen.go": "package c",
+            "d.go": "package d",
+        },
+    )
     result = Scanner(tmp_path, ScanSettings(ignore=("*.gen.go",))).scan()
     assert [f.path for f in result.files] == ["b.py", "d.go"]
 
 
 def test_secrets_sizes_and_kinds(tmp_path: Path) -> None:
-    write_tree(tmp_path, {
-        ".env": "KEY=1", ".env.local": "KEY=2", "config/id_rsa": "-----BEGIN",
-        "certs/server.key": "k", "certs/ca.pem": "p", "ok.py": "print(1)",
-        "big.py": "x" * 5000, "image.png": b"\x89PNG", "data.bin": b"\x00\x01",
-    })
+    write_tree(
+        tmp_path,
+        {
+            ".env": "KEY=1",
+            ".env.local": "KEY=2",
+            "config/id_rsa": "-----BEGIN",
+            "certs/server.key": "k",
+            "certs/ca.pem": "p",
+            "ok.py": "print(1)",
+            "big.py": "x" * 5000,
+            "image.png": b"\x89PNG",
+            "data.bin": b"\x00\x01",
+        },
+    )
     os.mkfifo(tmp_path / "pipe.py")
     sock = socket.socket(socket.AF_UNIX)
     sock.bind(str(tmp_path / "s.py"))
@@ -75,8 +100,16 @@ def test_secrets_sizes_and_kinds(tmp_path: Path) -> None:
 
 
 def test_secret_names() -> None:
-    for name in (".env", ".env.production", "id_ed25519", "id_rsa.pub", "tls.key", ".npmrc",
-                 "credentials.json", "prod.tfvars"):
+    for name in (
+        ".env",
+        ".env.production",
+        "id_ed25519",
+        "id_rsa.pub",
+        "tls.key",
+        ".npmrc",
+        "credentials.json",
+        "prod.tfvars",
+    ):
         assert is_secret_name(name), name
     for name in ("env.py", "keys.py", "environment.ts", "key_test.go", "monkey.py"):
         assert not is_secret_name(name), name
@@ -109,8 +142,12 @@ def test_follow_mode_link_reasons(tmp_path: Path) -> None:
     os.symlink("self.py", tmp_path / "self.py")
     os.symlink("does/not/exist.py", tmp_path / "dangling.py")
     scanner = Scanner(tmp_path, ScanSettings(follow_symlinks=True))
-    expected = {"loop_a.py": "symlink_loop", "loop_b.py": "symlink_loop",
-                "self.py": "symlink_loop", "dangling.py": "unreadable"}
+    expected = {
+        "loop_a.py": "symlink_loop",
+        "loop_b.py": "symlink_loop",
+        "self.py": "symlink_loop",
+        "dangling.py": "unreadable",
+    }
     assert {s.path: s.reason for s in scanner.scan().skipped} == expected
     for rel, reason in expected.items():  # the watcher's single-path check agrees
         found = scanner.check_file(rel)
@@ -128,13 +165,17 @@ def test_paths_through_a_symlinked_parent_are_refused(tmp_path: Path) -> None:
     os.symlink(str(outside), repo / "sub")
     os.symlink("real", repo / "alias")
     scanner = Scanner(repo, ScanSettings())
-    for rel, reason in (("sub/mod.py", "symlink_outside"), ("sub/pkg/p.py", "symlink_outside"),
-                        ("alias/r.py", "symlink")):
+    for rel, reason in (
+        ("sub/mod.py", "symlink_outside"),
+        ("sub/pkg/p.py", "symlink_outside"),
+        ("alias/r.py", "symlink"),
+    ):
         found = scanner.check_file(rel)
         assert isinstance(found, Skipped) and found.reason == reason, (rel, found)
     sub = scanner.scan("sub/pkg")
     assert not sub.files and [(s.path, s.reason) for s in sub.skipped] == [
-        ("sub/pkg", "symlink_outside")]
+        ("sub/pkg", "symlink_outside")
+    ]
     assert [(s.path, s.reason) for s in scanner.scan("alias").skipped] == [("alias", "symlink")]
     # Following links: inside the repository is fine, outside never.
     follow = Scanner(repo, ScanSettings(follow_symlinks=True))
@@ -167,8 +208,16 @@ def test_unreadable_directory(tmp_path: Path) -> None:
 
 
 def test_check_file_matches_scan(tmp_path: Path) -> None:
-    write_tree(tmp_path, {".gitignore": "out/\n", "a.py": "a", "out/b.py": "b", ".env": "x",
-                          "node_modules/m.js": "m"})
+    write_tree(
+        tmp_path,
+        {
+            ".gitignore": "out/\n",
+            "a.py": "a",
+            "out/b.py": "b",
+            ".env": "x",
+            "node_modules/m.js": "m",
+        },
+    )
     scanner = Scanner(tmp_path, ScanSettings())
     assert isinstance(scanner.check_file("a.py"), FileEntry)
     assert scanner.check_file("out/b.py") is None
@@ -183,19 +232,33 @@ def test_matches_git_check_ignore(tmp_path: Path) -> None:
     """Our nested-ignore decision equals git's on a tree with tricky rules."""
     files = {
         ".gitignore": "*.o\n/root_only.txt\ndocs/**/draft*\n!docs/keep/draft_ok.md\nlogs/\n",
-        "root_only.txt": "", "sub/root_only.txt": "", "a.o": "", "sub/b.o": "",
-        "docs/x/draft1.md": "", "docs/keep/draft_ok.md": "", "docs/keep/draft_no.md": "",
-        "logs/today.txt": "", "sub/logs/x.txt": "",
+        "root_only.txt": "",
+        "sub/root_only.txt": "",
+        "a.o": "",
+        "sub/b.o": "",
+        "docs/x/draft1.md": "",
+        "docs/keep/draft_ok.md": "",
+        "docs/keep/draft_no.md": "",
+        "logs/today.txt": "",
+        "sub/logs/x.txt": "",
         "sub/.gitignore": "!b.o\n*.txt\n!important.txt\n",
-        "sub/important.txt": "", "sub/other.txt": "",
-        "sub/deep/.gitignore": "other.md\n", "sub/deep/other.md": "", "sub/deep/fine.md": "",
-        "weird [x].md": "", "space dir/file.md": "", "#hash.md": "",
+        "sub/important.txt": "",
+        "sub/other.txt": "",
+        "sub/deep/.gitignore": "other.md\n",
+        "sub/deep/other.md": "",
+        "sub/deep/fine.md": "",
+        "weird [x].md": "",
+        "space dir/file.md": "",
+        "#hash.md": "",
     }
     write_tree(tmp_path, files)
     subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
     out = subprocess.run(
-        ["git", "check-ignore", "--no-index", "--stdin", "-z"], cwd=tmp_path,
-        input="\0".join(files), capture_output=True, text=True,
+        ["git", "check-ignore", "--no-index", "--stdin", "-z"],
+        cwd=tmp_path,
+        input="\0".join(files),
+        capture_output=True,
+        text=True,
     ).stdout
     git_ignored = {p for p in out.split("\0") if p}
     rules = IgnoreRules(tmp_path)

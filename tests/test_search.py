@@ -14,7 +14,7 @@ from tests.conftest import make_settings, write_tree
 REPO = {
     "src/auth/login.py": (
         "def verify_password(user, password):\n"
-        "    \"\"\"Compare the given password with the stored hash.\"\"\"\n"
+        '    """Compare the given password with the stored hash."""\n'
         "    return hash_password(password) == user.password_hash\n\n\n"
         "def hash_password(password):\n    import hashlib\n"
         "    return hashlib.sha256(password.encode()).hexdigest()\n"
@@ -25,7 +25,7 @@ REPO = {
         "        except IOError:\n            time.sleep(2 ** attempt)\n    raise RuntimeError('gave up')\n"
     ),
     "src/util/strings.go": (
-        "package util\n\nimport \"strings\"\n\n"
+        'package util\n\nimport "strings"\n\n'
         "// ToSnakeCase converts CamelCase identifiers to snake_case.\n"
         "func ToSnakeCase(s string) string {\n\tvar b strings.Builder\n"
         "\tfor i, r := range s {\n\t\tif i > 0 && r >= 'A' && r <= 'Z' {\n\t\t\tb.WriteByte('_')\n\t\t}\n"
@@ -49,8 +49,10 @@ def indexed(tmp_path_factory: pytest.TempPathFactory, local_provider):  # type: 
     settings = make_settings(base)
     root = base / "repo"
     write_tree(root, REPO)
-    engine = Engine(settings, embedder=Embedder(
-        local_provider, EmbeddingCache(settings.paths.data_dir / "e.db")))
+    engine = Engine(
+        settings,
+        embedder=Embedder(local_provider, EmbeddingCache(settings.paths.data_dir / "e.db")),
+    )
     engine.indexer_for(root).full_sync()
     yield engine, root
     engine.close()
@@ -60,12 +62,15 @@ def top(results: list[Result], n: int = 3) -> list[str]:
     return [r.path for r in results[:n]]
 
 
-@pytest.mark.parametrize(("query", "path"), [
-    ("check that a password matches the stored hash", "src/auth/login.py"),
-    ("call a function again with exponential backoff when it fails", "src/net/retry.py"),
-    ("convert camel case names to snake case", "src/util/strings.go"),
-    ("how do I deploy to the server", "docs/guide.md"),
-])
+@pytest.mark.parametrize(
+    ("query", "path"),
+    [
+        ("check that a password matches the stored hash", "src/auth/login.py"),
+        ("call a function again with exponential backoff when it fails", "src/net/retry.py"),
+        ("convert camel case names to snake case", "src/util/strings.go"),
+        ("how do I deploy to the server", "docs/guide.md"),
+    ],
+)
 def test_natural_language_queries(indexed, query: str, path: str) -> None:  # type: ignore[no-untyped-def]
     engine, root = indexed
     results = engine.search([root], query, limit=5)
@@ -87,9 +92,12 @@ def test_identifier_parts_match_lexically(indexed) -> None:  # type: ignore[no-u
 def test_filters(indexed) -> None:  # type: ignore[no-untyped-def]
     engine, root = indexed
     query = "parse text into a dictionary of settings"
-    assert {r.language for r in engine.search([root], query, filters=Filters(languages=("go",)))} == {"go"}
+    assert {
+        r.language for r in engine.search([root], query, filters=Filters(languages=("go",)))
+    } == {"go"}
     assert {r.path for r in engine.search([root], query, filters=Filters(extensions=(".ts",)))} == {
-        "web/src/parseConfig.ts"}
+        "web/src/parseConfig.ts"
+    }
     under_src = engine.search([root], query, filters=Filters(paths=("src",)))
     assert under_src and all(r.path.startswith("src/") for r in under_src)
     globbed = engine.search([root], query, filters=Filters(paths=("src/**/*.py",)))
@@ -132,7 +140,8 @@ ODD_NAMES = {
 
 
 def test_path_filter_with_like_wildcards_in_names(  # type: ignore[no-untyped-def]
-        tmp_path: Path, local_provider) -> None:
+    tmp_path: Path, local_provider
+) -> None:
     """`_` and `%` are LIKE wildcards Milvus Lite cannot escape: the prefix sent to Milvus is
     cut before them and the exact check happens in Python (decoys prove it)."""
     from codectxd.embeddings.cache import EmbeddingCache
@@ -140,8 +149,10 @@ def test_path_filter_with_like_wildcards_in_names(  # type: ignore[no-untyped-de
     settings = make_settings(tmp_path)
     root = tmp_path / "repo"
     write_tree(root, {rel: f"def f():\n    return '{text}'\n" for rel, text in ODD_NAMES.items()})
-    engine = Engine(settings, embedder=Embedder(
-        local_provider, EmbeddingCache(settings.paths.data_dir / "e.db")))
+    engine = Engine(
+        settings,
+        embedder=Embedder(local_provider, EmbeddingCache(settings.paths.data_dir / "e.db")),
+    )
     try:
         engine.indexer_for(root).full_sync()
         cases = {
@@ -155,8 +166,9 @@ def test_path_filter_with_like_wildcards_in_names(  # type: ignore[no-untyped-de
         }
         for prefix, path in cases.items():
             marker = ODD_NAMES[path]
-            results = engine.search([root], marker, mode="lexical",
-                                    filters=Filters(paths=(prefix,)))
+            results = engine.search(
+                [root], marker, mode="lexical", filters=Filters(paths=(prefix,))
+            )
             assert [r.path for r in results] == [path], prefix
     finally:
         engine.close()

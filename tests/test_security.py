@@ -23,8 +23,12 @@ def test_secret_files_never_reach_the_provider_and_keys_never_logged(short_tmp: 
     root = short_tmp / "repo"
     write_tree(root, {**MARKERS, "app.py": "def main():\n    return 'hello'\n"})
     with FakeProviders(api_key=KEY) as fake:
-        daemon = DaemonProcess(short_tmp, EMBEDDING_PROVIDER="openai", OPENAI_API_KEY=KEY,
-                               OPENAI_BASE_URL=fake.base_url("openai"))
+        daemon = DaemonProcess(
+            short_tmp,
+            EMBEDDING_PROVIDER="openai",
+            OPENAI_API_KEY=KEY,
+            OPENAI_BASE_URL=fake.base_url("openai"),
+        )
         daemon.start()
         try:
             daemon.call("add", {"path": str(root)})

@@ -13,44 +13,80 @@ AST = Splitter(SplitterSettings(type="ast", chunk_size=2500, chunk_overlap=300))
 SMALL = Splitter(SplitterSettings(type="ast", chunk_size=300, chunk_overlap=50))
 
 SAMPLES: dict[str, tuple[str, set[str]]] = {
-    "python": ("import os\n\n@dec\ndef load_config(path):\n    return path\n\n"
-               "class Parser(Base):\n    def parse(self, text):\n        return text\n",
-               {"load_config", "Parser"}),
-    "javascript": ("import x from 'y';\nexport function fetchUser(id) { return id; }\n"
-                   "const toSlug = (s) => s.toLowerCase();\nclass Cart {\n  total() { return 1; }\n}\n",
-                   {"fetchUser", "toSlug", "Cart"}),
-    "typescript": ("interface User { id: number }\nexport class Store implements I {\n  get(): void {}\n}\n"
-                   "export const handler = async (q: string): Promise<void> => {};\n",
-                   {"User", "Store", "handler"}),
-    "tsx": ("export function Button(props: P) {\n  return <button>{props.label}</button>;\n}\n",
-            {"Button"}),
-    "go": ("package main\nimport \"fmt\"\ntype Server struct { A int }\n"
-           "func (s *Server) Start() int { return 1 }\nfunc main() { fmt.Println(1) }\n",
-           {"Server", "Start", "main"}),
-    "rust": ("use std::io;\nstruct Point { x: i32 }\nimpl Point {\n    fn new() -> Self { Point { x: 1 } }\n}\n"
-             "fn main() {}\n", {"Point", "main"}),
-    "java": ("package a;\npublic class Account {\n  public int balance(int y) { return y; }\n}\n",
-             {"Account"}),
-    "c": ("#include <stdio.h>\nstruct Node { int a; };\nstatic int *make_node(int x) { return 0; }\n",
-          {"Node", "make_node"}),
-    "cpp": ("namespace geo {\nclass Shape { public: int area() { return 1; } };\n"
-            "template<typename T> T identity(T x) { return x; }\n}\n", {"geo"}),
-    "csharp": ("namespace N {\n  public class Invoice {\n    public int Total(int x) { return x; }\n  }\n}\n",
-               {"N"}),
-    "ruby": ("module Billing\n  class Invoice\n    def total(x)\n      x\n    end\n  end\nend\n",
-             {"Billing"}),
-    "php": ("<?php\nfunction render_page($x) { return $x; }\nclass Controller { public function index() { return 1; } }\n",
-            {"render_page", "Controller"}),
-    "kotlin": ("class Repo(val x: Int) {\n  fun find(): Int = x\n}\nfun topLevel(a: Int): Int { return a }\n",
-               {"Repo", "topLevel"}),
-    "swift": ("class ViewModel { func load() -> Int { return 1 } }\nfunc helper() {}\n",
-              {"ViewModel", "helper"}),
-    "scala": ("class Engine { def run(x: Int): Int = x }\nobject Main { def main() = 1 }\n",
-              {"Engine", "Main"}),
-    "lua": ("local M = {}\nfunction M.greet(x) return x end\nlocal function helper() end\nreturn M\n",
-            {"M.greet", "helper"}),
-    "bash": ("#!/bin/bash\nset -e\ndeploy() {\n  echo 1\n}\nfunction cleanup {\n  echo 2\n}\n",
-             {"deploy", "cleanup"}),
+    "python": (
+        "import os\n\n@dec\ndef load_config(path):\n    return path\n\n"
+        "class Parser(Base):\n    def parse(self, text):\n        return text\n",
+        {"load_config", "Parser"},
+    ),
+    "javascript": (
+        "import x from 'y';\nexport function fetchUser(id) { return id; }\n"
+        "const toSlug = (s) => s.toLowerCase();\nclass Cart {\n  total() { return 1; }\n}\n",
+        {"fetchUser", "toSlug", "Cart"},
+    ),
+    "typescript": (
+        "interface User { id: number }\nexport class Store implements I {\n  get(): void {}\n}\n"
+        "export const handler = async (q: string): Promise<void> => {};\n",
+        {"User", "Store", "handler"},
+    ),
+    "tsx": (
+        "export function Button(props: P) {\n  return <button>{props.label}</button>;\n}\n",
+        {"Button"},
+    ),
+    "go": (
+        'package main\nimport "fmt"\ntype Server struct { A int }\n'
+        "func (s *Server) Start() int { return 1 }\nfunc main() { fmt.Println(1) }\n",
+        {"Server", "Start", "main"},
+    ),
+    "rust": (
+        "use std::io;\nstruct Point { x: i32 }\nimpl Point {\n    fn new() -> Self { Point { x: 1 } }\n}\n"
+        "fn main() {}\n",
+        {"Point", "main"},
+    ),
+    "java": (
+        "package a;\npublic class Account {\n  public int balance(int y) { return y; }\n}\n",
+        {"Account"},
+    ),
+    "c": (
+        "#include <stdio.h>\nstruct Node { int a; };\nstatic int *make_node(int x) { return 0; }\n",
+        {"Node", "make_node"},
+    ),
+    "cpp": (
+        "namespace geo {\nclass Shape { public: int area() { return 1; } };\n"
+        "template<typename T> T identity(T x) { return x; }\n}\n",
+        {"geo"},
+    ),
+    "csharp": (
+        "namespace N {\n  public class Invoice {\n    public int Total(int x) { return x; }\n  }\n}\n",
+        {"N"},
+    ),
+    "ruby": (
+        "module Billing\n  class Invoice\n    def total(x)\n      x\n    end\n  end\nend\n",
+        {"Billing"},
+    ),
+    "php": (
+        "<?php\nfunction render_page($x) { return $x; }\nclass Controller { public function index() { return 1; } }\n",
+        {"render_page", "Controller"},
+    ),
+    "kotlin": (
+        "class Repo(val x: Int) {\n  fun find(): Int = x\n}\nfun topLevel(a: Int): Int { return a }\n",
+        {"Repo", "topLevel"},
+    ),
+    "swift": (
+        "class ViewModel { func load() -> Int { return 1 } }\nfunc helper() {}\n",
+        {"ViewModel", "helper"},
+    ),
+    "scala": (
+        "class Engine { def run(x: Int): Int = x }\nobject Main { def main() = 1 }\n",
+        {"Engine", "Main"},
+    ),
+    "lua": (
+        "local M = {}\nfunction M.greet(x) return x end\nlocal function helper() end\nreturn M\n",
+        {"M.greet", "helper"},
+    ),
+    "bash": (
+        "#!/bin/bash\nset -e\ndeploy() {\n  echo 1\n}\nfunction cleanup {\n  echo 2\n}\n",
+        {"deploy", "cleanup"},
+    ),
 }
 
 
@@ -81,7 +117,9 @@ def _big_python_class() -> str:
         + "        return value\n\n"
         for i in range(6)
     )
-    return f"import sys\n\n\nclass Big:\n    '''A big class.'''\n\n{methods}\ndef tail():\n    pass\n"
+    return (
+        f"import sys\n\n\nclass Big:\n    '''A big class.'''\n\n{methods}\ndef tail():\n    pass\n"
+    )
 
 
 def test_oversized_class_is_split_along_methods_with_qualified_symbols() -> None:
@@ -97,8 +135,11 @@ def test_oversized_class_is_split_along_methods_with_qualified_symbols() -> None
 
 
 def test_leading_comment_travels_with_function() -> None:
-    text = "x = 1\n\n// Adds two numbers.\n// Carefully.\nfunction add(a, b) {\n" + \
-        "  return a + b;\n}\n" * 1 + "const y = 2;\n" * 40
+    text = (
+        "x = 1\n\n// Adds two numbers.\n// Carefully.\nfunction add(a, b) {\n"
+        + "  return a + b;\n}\n" * 1
+        + "const y = 2;\n" * 40
+    )
     chunks = Splitter(SplitterSettings(chunk_size=200, chunk_overlap=0)).split(text, "javascript")
     add = next(c for c in chunks if c.symbol == "add")
     assert "// Adds two numbers.\n// Carefully.\nfunction add" in add.content
@@ -121,7 +162,11 @@ def test_single_huge_line_is_one_chunk() -> None:
 
 
 def test_markdown_by_headings() -> None:
-    text = ("# Guide\nIntro.\n\n## Install\n" + "pip install x\n" * 30 + "## Usage\n```\n# not a heading\n```\nRun it.\n")
+    text = (
+        "# Guide\nIntro.\n\n## Install\n"
+        + "pip install x\n" * 30
+        + "## Usage\n```\n# not a heading\n```\nRun it.\n"
+    )
     chunks = split_markdown(text, 300)
     assert_exact_cover(chunks, text)
     assert any(c.symbol == "Guide > Install" for c in chunks)
@@ -142,8 +187,9 @@ def test_crlf_and_form_feeds_keep_line_numbers() -> None:
     assert chunks[-1].end_line == 5
 
 
-def test_grammar_failure_falls_back_to_lines(monkeypatch: pytest.MonkeyPatch,
-                                             caplog: pytest.LogCaptureFixture) -> None:
+def test_grammar_failure_falls_back_to_lines(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     # A language the table claims but the grammar pack does not have: parser lookup fails.
     monkeypatch.setitem(grammars.DEFINITIONS, "nosuchlang", {"function": "function"})
     text = "".join(f"statement {i}\n" for i in range(300))
@@ -155,10 +201,31 @@ def test_grammar_failure_falls_back_to_lines(monkeypatch: pytest.MonkeyPatch,
 
 code_lines = st.lists(
     st.one_of(
-        st.sampled_from(["def f(x):", "    return x", "class A:", "    def m(self):", "",
-                         "        pass", "}", "{", "function g() {", "  let y = 1;", "// note",
-                         "/* open", "*/", "fn main() {", "if x:", "    y = '''", "'''",
-                         "#include <a>", "int main(void) {", "end", "module M"]),
+        st.sampled_from(
+            [
+                "def f(x):",
+                "    return x",
+                "class A:",
+                "    def m(self):",
+                "",
+                "        pass",
+                "}",
+                "{",
+                "function g() {",
+                "  let y = 1;",
+                "// note",
+                "/* open",
+                "*/",
+                "fn main() {",
+                "if x:",
+                "    y = '''",
+                "'''",
+                "#include <a>",
+                "int main(void) {",
+                "end",
+                "module M",
+            ]
+        ),
         st.text(alphabet=st.characters(codec="utf-8", exclude_characters="\n"), max_size=120),
     ),
     max_size=120,
@@ -166,7 +233,11 @@ code_lines = st.lists(
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(lines=code_lines, language=st.sampled_from(sorted(SAMPLES)), size=st.sampled_from([120, 400, 2500]))
+@given(
+    lines=code_lines,
+    language=st.sampled_from(sorted(SAMPLES)),
+    size=st.sampled_from([120, 400, 2500]),
+)
 def test_property_ast_exact_cover(lines: list[str], language: str, size: int) -> None:
     text = "\n".join(lines) + ("\n" if lines and len(lines) % 2 else "")
     splitter = Splitter(SplitterSettings(type="ast", chunk_size=size, chunk_overlap=0))

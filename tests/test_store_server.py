@@ -28,11 +28,17 @@ def milvus_server(short_tmp: Path):  # type: ignore[no-untyped-def]
 
     lib = Path(milvus_lite.__file__).parent / "lib"
     port = free_port()
-    env = {**os.environ, "LD_LIBRARY_PATH": f"{lib}:{os.environ.get('LD_LIBRARY_PATH', '')}",
-           "DYLD_LIBRARY_PATH": str(lib)}
+    env = {
+        **os.environ,
+        "LD_LIBRARY_PATH": f"{lib}:{os.environ.get('LD_LIBRARY_PATH', '')}",
+        "DYLD_LIBRARY_PATH": str(lib),
+    }
     proc = subprocess.Popen(
         [str(lib / "milvus"), str(short_tmp / "server.db"), f"127.0.0.1:{port}", "ERROR"],
-        cwd=short_tmp, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        cwd=short_tmp,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -62,10 +68,34 @@ def test_store_over_grpc(milvus_server: str) -> None:
     assert store.search(name, lexical="save", limit=2) == []
     assert store.search(name, dense=vec, limit=2) == []
     rows = [
-        Row("a", "src/a.py", "python", "py", 1, 3, "load_settings", "function", "def load", "h",
-            "load_settings load settings", vec),
-        Row("b", "src/b.py", "python", "py", 1, 2, "save", "function", "def save", "h",
-            "save file", other),
+        Row(
+            "a",
+            "src/a.py",
+            "python",
+            "py",
+            1,
+            3,
+            "load_settings",
+            "function",
+            "def load",
+            "h",
+            "load_settings load settings",
+            vec,
+        ),
+        Row(
+            "b",
+            "src/b.py",
+            "python",
+            "py",
+            1,
+            2,
+            "save",
+            "function",
+            "def save",
+            "h",
+            "save file",
+            other,
+        ),
     ]
     store.replace_files(name, ["src/a.py", "src/b.py"], rows)
     assert store.count(name) == 2

@@ -13,8 +13,9 @@ from codectxd import watcher as watcher_mod
 from codectxd.watcher import Watcher
 
 
-async def _wait_for(batches: list[dict[str, set[str]]], root: str, rel: str,
-                    timeout_s: float = 10.0) -> bool:
+async def _wait_for(
+    batches: list[dict[str, set[str]]], root: str, rel: str, timeout_s: float = 10.0
+) -> bool:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if any(rel in b.get(root, ()) for b in batches):
@@ -23,10 +24,12 @@ async def _wait_for(batches: list[dict[str, set[str]]], root: str, rel: str,
     return False
 
 
-@pytest.mark.parametrize("recreate", ["missing_at_start", "deleted_and_recreated",
-                                      "recloned_at_once"])
+@pytest.mark.parametrize(
+    "recreate", ["missing_at_start", "deleted_and_recreated", "recloned_at_once"]
+)
 async def test_root_that_comes_back_is_watched_again(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, recreate: str) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, recreate: str
+) -> None:
     monkeypatch.setattr(watcher_mod, "ROOT_CHECK_S", 0.2)
     monkeypatch.setattr(watcher_mod, "MAX_GROUP_MS", 100)
     stay, victim = tmp_path / "stay", tmp_path / "victim"

@@ -193,8 +193,9 @@ class RemoteProvider(EmbeddingProvider):
             f"(or {alternatives}embedding.api_key in the config file)"
         )
 
-    def use_model(self, spec: ModelSpec | None, unknown: ModelSpec, requested: int,
-                  ask_unknown: bool = True) -> int | None:
+    def use_model(
+        self, spec: ModelSpec | None, unknown: ModelSpec, requested: int, ask_unknown: bool = True
+    ) -> int | None:
         """Adopt the limits and dimension of `self.model` (`spec`, None when the table does not
         know it: then `unknown`'s limits and the requested dimension, probed when 0).
 
@@ -243,7 +244,8 @@ class RemoteProvider(EmbeddingProvider):
             error = ProviderError(
                 f"cannot learn the dimension of {self.label} model {self.model!r}{where}: "
                 f"{exc} (set EMBEDDING_DIMENSION to skip this check)",
-                retryable=exc.retryable, retry_after=exc.retry_after,
+                retryable=exc.retryable,
+                retry_after=exc.retry_after,
             )
         if error is not None:
             raise error
@@ -262,9 +264,7 @@ class RemoteProvider(EmbeddingProvider):
         said = f": {self.detail(detail)}" if detail else ""
         label = self.label
         if status == 401:
-            return ProviderError(
-                f"{label} rejected the API key (401){said}; check {self.key_env}"
-            )
+            return ProviderError(f"{label} rejected the API key (401){said}; check {self.key_env}")
         if status == 403:
             return ProviderError(
                 f"{label} refused the request (403, permission denied){said}; check that the "
@@ -276,11 +276,13 @@ class RemoteProvider(EmbeddingProvider):
                 f"check EMBEDDING_MODEL and EMBEDDING_BASE_URL"
             )
         if status == 429:
-            return ProviderError(f"{label} rate limit (429){said}", retryable=True,
-                                 retry_after=retry_after)
+            return ProviderError(
+                f"{label} rate limit (429){said}", retryable=True, retry_after=retry_after
+            )
         if status in (408, 409) or status >= 500:
-            return ProviderError(f"{label} server error ({status}){said}", retryable=True,
-                                 retry_after=retry_after)
+            return ProviderError(
+                f"{label} server error ({status}){said}", retryable=True, retry_after=retry_after
+            )
         if status in (400, 413, 422):
             return ProviderError(f"{label} rejected the request ({status}){said}")
         return ProviderError(f"{label} answered HTTP {status}{said}")

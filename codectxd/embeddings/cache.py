@@ -73,8 +73,10 @@ class EmbeddingCache:
                 self._db.execute("BEGIN")
                 self._db.executemany(
                     "INSERT OR REPLACE INTO vectors (model, key, vector) VALUES (?, ?, ?)",
-                    [(model, key, np.asarray(vec, dtype=np.float32).tobytes())
-                     for key, vec in items],
+                    [
+                        (model, key, np.asarray(vec, dtype=np.float32).tobytes())
+                        for key, vec in items
+                    ],
                 )
                 self._db.execute("COMMIT")
             except sqlite3.Error as exc:
@@ -85,9 +87,11 @@ class EmbeddingCache:
         with self._lock:
             if model is None:
                 return int(self._db.execute("SELECT COUNT(*) FROM vectors").fetchone()[0])
-            return int(self._db.execute(
-                "SELECT COUNT(*) FROM vectors WHERE model=?", (model,)
-            ).fetchone()[0])
+            return int(
+                self._db.execute("SELECT COUNT(*) FROM vectors WHERE model=?", (model,)).fetchone()[
+                    0
+                ]
+            )
 
     def add_usage(self, day: str, identity: str, tokens: int, requests: int = 1) -> int:
         """Add `tokens` sent to `identity` on UTC `day` (YYYY-MM-DD); returns the day's total."""

@@ -61,8 +61,9 @@ class GeminiProvider(RemoteProvider):
         from google.genai import errors, types
 
         self.model = settings.model or DEFAULT_MODEL
-        self._output_dimension = self.use_model(GEMINI_MODELS.get(self.model), UNKNOWN_MODEL,
-                                                settings.dimension)
+        self._output_dimension = self.use_model(
+            GEMINI_MODELS.get(self.model), UNKNOWN_MODEL, settings.dimension
+        )
         self.base_url = settings.base_url.rstrip("/")
         self._timeout = settings.timeout_s
         self._types = types
@@ -73,8 +74,7 @@ class GeminiProvider(RemoteProvider):
             options.base_url = self.base_url
         # vertexai=False: GOOGLE_GENAI_USE_VERTEXAI in the environment must not switch us to
         # Vertex AI, which needs other credentials and another wire format.
-        self._client = genai.Client(api_key=settings.api_key, vertexai=False,
-                                    http_options=options)
+        self._client = genai.Client(api_key=settings.api_key, vertexai=False, http_options=options)
         if not self.dimension:
             self.dimension = self.probe_dimension()
 
@@ -100,14 +100,17 @@ class GeminiProvider(RemoteProvider):
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32), 0
         config = self._types.EmbedContentConfig(
-            task_type=task_type, output_dimensionality=self._output_dimension,
+            task_type=task_type,
+            output_dimensionality=self._output_dimension,
         )
         rows: list[Any] = []
         tokens: Any = None
         error: ProviderError | None = None
         try:
             response = self._client.models.embed_content(
-                model=self.model, contents=texts, config=config,
+                model=self.model,
+                contents=texts,
+                config=config,
             )
             rows = [item.values for item in (response.embeddings or [])]
             usage = getattr(response, "usage_metadata", None)  # not in every release
@@ -130,8 +133,9 @@ class GeminiProvider(RemoteProvider):
             retry_after = parse_retry_after(getattr(response, "headers", None))
             if retry_after is None:
                 retry_after = _retry_delay(exc.details)
-            if status == 400 and ("API_KEY_INVALID" in str(exc.details)
-                                  or "API key not valid" in str(message)):
+            if status == 400 and (
+                "API_KEY_INVALID" in str(exc.details) or "API key not valid" in str(message)
+            ):
                 # Google answers a bad key with 400 INVALID_ARGUMENT, not 401.
                 status = 401
             if status >= 400:

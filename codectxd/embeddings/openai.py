@@ -72,8 +72,9 @@ class OpenAIProvider(RemoteProvider):
         self.model = settings.model or (OLLAMA_DEFAULT_MODEL if ollama else DEFAULT_MODEL)
         # Unknown model: `dimensions` may be unsupported, so EMBEDDING_DIMENSION is only
         # checked against the answers; without it the dimension is probed below.
-        self._dimensions = self.use_model(OPENAI_MODELS.get(self.model), COMPATIBLE_MODEL,
-                                          settings.dimension, ask_unknown=False)
+        self._dimensions = self.use_model(
+            OPENAI_MODELS.get(self.model), COMPATIBLE_MODEL, settings.dimension, ask_unknown=False
+        )
         self._encoding = "float" if ollama else "base64"
         self._timeout = settings.timeout_s
         self._errors = openai
@@ -82,8 +83,13 @@ class OpenAIProvider(RemoteProvider):
         )
         if not self.dimension:
             self.dimension = self.probe_dimension(f" at {self.base_url}")
-            log.info("%s model %s at %s: %d dimensions", self.label, self.model, self.base_url,
-                     self.dimension)
+            log.info(
+                "%s model %s at %s: %d dimensions",
+                self.label,
+                self.model,
+                self.base_url,
+                self.dimension,
+            )
 
     # --- EmbeddingProvider ----------------------------------------------------------------
 
@@ -104,8 +110,11 @@ class OpenAIProvider(RemoteProvider):
     def _embed(self, texts: list[str]) -> tuple[np.ndarray, int | None]:
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32), 0
-        params: dict[str, Any] = {"model": self.model, "input": texts,
-                                  "encoding_format": self._encoding}
+        params: dict[str, Any] = {
+            "model": self.model,
+            "input": texts,
+            "encoding_format": self._encoding,
+        }
         if self._dimensions:
             params["dimensions"] = self._dimensions
         response: Any = None
@@ -132,8 +141,9 @@ class OpenAIProvider(RemoteProvider):
             raise error
         usage = getattr(response, "usage", None)
         tokens = getattr(usage, "total_tokens", None) or getattr(usage, "prompt_tokens", None)
-        return self.vectors(rows, count), (int(tokens) if isinstance(tokens, int)
-                                           and tokens > 0 else None)
+        return self.vectors(rows, count), (
+            int(tokens) if isinstance(tokens, int) and tokens > 0 else None
+        )
 
     def _map(self, exc: Exception) -> ProviderError:
         errors = self._errors
@@ -148,8 +158,9 @@ class OpenAIProvider(RemoteProvider):
                     f"{self.label} quota exhausted (429 insufficient_quota): "
                     f"{self.detail(message)}; check the plan and billing of the account"
                 )
-            return self.status_error(exc.status_code, message,
-                                     parse_retry_after(exc.response.headers))
+            return self.status_error(
+                exc.status_code, message, parse_retry_after(exc.response.headers)
+            )
         if isinstance(exc, errors.APITimeoutError):
             return self.transient(f"no answer from {self.base_url} within {self._timeout:g}s")
         if isinstance(exc, errors.APIConnectionError):

@@ -207,7 +207,7 @@ class Embedder:
             if self.cache is not None:
                 # Cached per batch, not per call: when a later batch fails (retries used up,
                 # spend limit), what was paid for is kept and never requested again.
-                batch_keys = unique[starts[index]:starts[index + 1]]
+                batch_keys = unique[starts[index] : starts[index + 1]]
                 self.cache.put_many(self.identity, list(zip(batch_keys, vectors, strict=True)))
             return vectors
 
@@ -254,6 +254,7 @@ class Embedder:
         if not self.provider.remote:
             vectors, used = self._call(lambda: self.provider.embed_batch(batch))
         else:
+
             def attempt() -> tuple[np.ndarray, int | None]:
                 self._reserve(estimate)  # before every request, retries included
                 sent = False
@@ -339,8 +340,14 @@ class Embedder:
                 attempt += 1
                 with self._stats_lock:
                     self.stats.retries += 1
-                log.info("%s: %s; retry %d/%d in %.1fs", self.provider.name, exc, attempt,
-                         self.max_retries, delay)
+                log.info(
+                    "%s: %s; retry %d/%d in %.1fs",
+                    self.provider.name,
+                    exc,
+                    attempt,
+                    self.max_retries,
+                    delay,
+                )
                 self._sleep(delay)
                 continue
             elapsed = time.perf_counter() - started

@@ -78,13 +78,16 @@ class VoyageProvider(RemoteProvider):
                 f"{self.model} is a Voyage AI open-weight model that the SDK runs locally; "
                 f"codectx only calls the Voyage AI API (choose an API model in EMBEDDING_MODEL)"
             )
-        self._output_dimension = self.use_model(VOYAGE_MODELS.get(self.model), UNKNOWN_MODEL,
-                                                settings.dimension)
+        self._output_dimension = self.use_model(
+            VOYAGE_MODELS.get(self.model), UNKNOWN_MODEL, settings.dimension
+        )
         self.base_url = settings.base_url.rstrip("/")
         self._timeout = settings.timeout_s
         self._errors = voyageai.error
         self._client = voyageai.Client(
-            api_key=settings.api_key, max_retries=0, timeout=settings.timeout_s,
+            api_key=settings.api_key,
+            max_retries=0,
+            timeout=settings.timeout_s,
             base_url=self.base_url or None,
         )
         if not self.dimension:
@@ -110,7 +113,10 @@ class VoyageProvider(RemoteProvider):
         error: ProviderError | None = None
         try:
             result = self._client.embed(
-                texts, model=self.model, input_type=input_type, truncation=True,
+                texts,
+                model=self.model,
+                input_type=input_type,
+                truncation=True,
                 output_dimension=self._output_dimension,
             )
             rows = list(result.embeddings)

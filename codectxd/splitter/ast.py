@@ -58,12 +58,19 @@ class _AstSplitter:
             found = definition_of(child, self.language)
             if found is None:
                 if self.size(first, last) > self.chunk_size and child.named_child_count:
-                    inner = (self.segments(child.named_children, owner, kind, depth + 1)
-                             if depth < _MAX_DEPTH else self.packed(first, last, owner, kind))
+                    inner = (
+                        self.segments(child.named_children, owner, kind, depth + 1)
+                        if depth < _MAX_DEPTH
+                        else self.packed(first, last, owner, kind)
+                    )
                     # A pending header (a signature before its body) joins what follows it.
-                    if run and inner and (
-                        self.size(run[0][0], inner[0].last) <= self.chunk_size
-                        or self.size(run[0][0], run[-1][1]) <= self.chunk_size // 4
+                    if (
+                        run
+                        and inner
+                        and (
+                            self.size(run[0][0], inner[0].last) <= self.chunk_size
+                            or self.size(run[0][0], run[-1][1]) <= self.chunk_size // 4
+                        )
                     ):
                         inner[0].first = run[0][0]
                         run.clear()

@@ -116,21 +116,45 @@ DEFINITIONS: dict[str, dict[str, str]] = {
     "ocaml": {"value_definition": _FUNCTION, "module_definition": _MODULE},
 }
 #: Nodes that wrap one definition (decorators, export, templates): named after what they wrap.
-WRAPPERS = frozenset({
-    "decorated_definition", "export_statement", "template_declaration", "ambient_declaration",
-})
+WRAPPERS = frozenset(
+    {
+        "decorated_definition",
+        "export_statement",
+        "template_declaration",
+        "ambient_declaration",
+    }
+)
 #: JS/TS declarations that define a function when their value is one (`const f = () => ...`).
 _VARIABLE_DECLARATIONS = frozenset({"lexical_declaration", "variable_declaration"})
 _JS_LANGUAGES = frozenset({"javascript", "typescript", "tsx"})
-_FUNCTION_VALUES = frozenset({
-    "arrow_function", "function_expression", "function", "generator_function", "class",
-})
-_NAME_NODE_TYPES = frozenset({
-    "identifier", "simple_identifier", "type_identifier", "field_identifier",
-    "property_identifier", "constant", "name", "namespace_identifier", "word",
-    "qualified_identifier", "scoped_identifier", "dot_index_expression", "operator_name",
-    "destructor_name", "scope_resolution",
-})
+_FUNCTION_VALUES = frozenset(
+    {
+        "arrow_function",
+        "function_expression",
+        "function",
+        "generator_function",
+        "class",
+    }
+)
+_NAME_NODE_TYPES = frozenset(
+    {
+        "identifier",
+        "simple_identifier",
+        "type_identifier",
+        "field_identifier",
+        "property_identifier",
+        "constant",
+        "name",
+        "namespace_identifier",
+        "word",
+        "qualified_identifier",
+        "scoped_identifier",
+        "dot_index_expression",
+        "operator_name",
+        "destructor_name",
+        "scope_resolution",
+    }
+)
 _COMMENT_TYPES = frozenset({"comment", "line_comment", "block_comment", "doc_comment"})
 
 _local = threading.local()
