@@ -36,10 +36,11 @@ from importlib import metadata
 from pathlib import Path
 
 from bench.corpus import PackageCorpus, Target, build_corpus
+from codectx_client.protocol import SearchHit as Result
 from codectxd.config import Settings, describe, load_settings
 from codectxd.engine import Engine
 from codectxd.lexical import identifier_parts
-from codectxd.search import RRF_K, Result
+from codectxd.search import RRF_K
 
 BENCH_DIR = Path(__file__).resolve().parent
 CACHE_DIR = BENCH_DIR / ".cache"

@@ -205,7 +205,9 @@ def _repo_line(repo: dict[str, Any]) -> str:
 
 
 def cmd_status(conn: Connection, args: argparse.Namespace) -> int:
-    params: dict[str, Any] = {"repo": _abs(args.repo)} if args.repo else {}
+    params: dict[str, Any] = {"errors": max(0, args.errors)}
+    if args.repo:
+        params["repo"] = _abs(args.repo)
     if args.watch:
         roots = [r["repo"]["root"] for r in conn.call("status", params)["repos"]]
         return _follow(conn, roots, json_out=args.json)
@@ -247,7 +249,7 @@ def cmd_status(conn: Connection, args: argparse.Namespace) -> int:
         if item["skipped"]:
             reasons = ", ".join(f"{k} {v}" for k, v in sorted(item["skipped"].items()))
             print(f"    skipped: {reasons}")
-        for problem in item["problems"][: args.errors]:
+        for problem in item["problems"]:
             print(f"    {problem['state']}: {problem['path']}: {problem['reason']}")
     if not result["repos"]:
         print("\nno repositories registered; add one with: codectx-client add PATH")

@@ -8,12 +8,15 @@ Framing: each message is a 4-byte big-endian unsigned length followed by that ma
 msgpack. A request is a map `{v, id, method, params}`; the reply carries the same `id` and
 either `ok: true, result` or `ok: false, error: {code, message, data}`. A `subscribe` request
 is answered once, then followed by event frames `{id, event, data}` until the client closes.
+
+`METHODS` is the one table of the protocol: method name → params type → result type. The
+daemon serves exactly these methods and builds every reply and event from these types.
 """
 
 from __future__ import annotations
 
 import struct
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NamedTuple
 
 import msgspec
 
@@ -30,7 +33,6 @@ class ErrorCode:
     VERSION_MISMATCH = "version_mismatch"
     FRAME_TOO_LARGE = "frame_too_large"
     NOT_FOUND = "not_found"  # no such repository
-    NOT_INDEXED = "not_indexed"
     BUSY = "busy"
     TIMEOUT = "timeout"
     BAD_CONFIG = "bad_config"
@@ -61,16 +63,8 @@ class ErrorInfo(msgspec.Struct):
 class Reply(msgspec.Struct):
     id: int | str | None
     ok: bool
-    result: Any = None
+    result: Any = None  # the method's result type (METHODS)
     error: ErrorInfo | None = None
-
-
-class Event(msgspec.Struct):
-    """A streamed event, tagged with the id of the `subscribe` request it belongs to."""
-
-    id: int | str | None
-    event: str
-    data: dict[str, Any]
 
 
 # --- params ------------------------------------------------------------------------------
@@ -111,7 +105,7 @@ class SearchParams(Params):
     paths: list[FilterStr] = []  # path prefixes or globs, relative to the repository root
     languages: list[FilterStr] = []
     extensions: list[FilterStr] = []
-    limit: int = 10
+    limit: Annotated[int, msgspec.Meta(ge=1, le=200)] = 10
     mode: Literal["hybrid", "dense", "lexical"] = "hybrid"
     # Wait up to this long for pending changes (read-your-writes); the daemon caps it at 60 s.
     wait_s: Annotated[float, msgspec.Meta(ge=0.0, le=3600.0)] = 0.0
@@ -142,20 +136,6 @@ class ShutdownParams(Params):
     pass
 
 
-PARAMS: dict[str, type[Params]] = {
-    "ping": PingParams,
-    "add": AddParams,
-    "remove": RemoveParams,
-    "list": ListParams,
-    "search": SearchParams,
-    "status": StatusParams,
-    "reindex": ReindexParams,
-    "clear": ClearParams,
-    "subscribe": SubscribeParams,
-    "shutdown": ShutdownParams,
-}
-
-
 # --- results -----------------------------------------------------------------------------
 
 
@@ -166,9 +146,50 @@ class PingResult(msgspec.Struct):
     uptime_s: float
 
 
+class Progress(msgspec.Struct):
+    """A running sync: `files_done` of `files_total` files handled so far."""
+
+    phase: str  # scanning | indexing | idle
+    files_done: int
+    files_total: int
+    chunks_done: int
+    errors: int
+
+
+class SyncSummary(msgspec.Struct):
+    """Counts and timings of one completed sync."""
+
+    scanned: int
+    unchanged: int
+    files_read: int
+    indexed: int
+    removed: int
+    skipped: int
+    failed: int
+    chunks_written: int
+    seconds: float
+    cancelled: bool
+    # Where the time went (seconds): listing files, reading + hashing + splitting, computing
+    # embeddings (cache lookups included), writing to the store + snapshot.
+    scan_s: float
+    parse_s: float
+    embed_s: float
+    store_s: float
+    finished: float  # unix time
+
+
+class LastSyncs(msgspec.Struct):
+    full: SyncSummary | None = None  # the last full sync (start-up, rescan, reindex)
+    paths: SyncSummary | None = None  # the last incremental sync (changed files)
+
+
+#: Repository states.
+RepoState = Literal["queued", "scanning", "indexing", "ready", "error"]
+
+
 class RepoInfo(msgspec.Struct):
     root: str
-    state: str  # queued | scanning | indexing | ready | error | removed
+    state: RepoState
     files_indexed: int
     files_pending: int
     files_skipped: int
@@ -178,10 +199,9 @@ class RepoInfo(msgspec.Struct):
     watching: str  # inotify | polling | off
     collection: str
     model: str
-    progress: dict[str, Any] | None = None  # {phase, files_done, files_total, chunks_done}
+    progress: Progress | None = None  # while a sync runs
     error: str | None = None
-    # {"full": {...}, "paths": {...}}: counts of the last full and incremental syncs
-    last_report: dict[str, Any] | None = None
+    last_report: LastSyncs | None = None
 
 
 class AddResult(msgspec.Struct):
@@ -203,7 +223,7 @@ class SearchHit(msgspec.Struct):
     start_line: int
     end_line: int
     symbol: str
-    kind: str
+    kind: str  # the symbol's kind (function, class, method...), "" when none
     language: str
     score: float
     content: str
@@ -218,15 +238,92 @@ class SearchResult(msgspec.Struct):
     waited_ms: float = 0.0
 
 
+class Problem(msgspec.Struct):
+    path: str
+    state: Literal["skipped", "dirty"]  # skipped with a reason, or left pending by a failure
+    reason: str
+
+
 class RepoStatus(msgspec.Struct):
     repo: RepoInfo
     skipped: dict[str, int]  # reason → count
-    problems: list[dict[str, str]]  # recent {path, state, reason}
-    embedding: dict[str, Any]
+    problems: list[Problem]  # most recent first
+
+
+class MemoryStatus(msgspec.Struct):
+    budget_mb: int
+    rss_mb: float  # the daemon and its children (the Milvus Lite engine)
+    peak_rss_mb: float
+    state: Literal["ok", "near", "over", "paused"]
+    gc_collections: int
+    pauses: int
+    paused_s: float
+    starved: bool  # the budget is below what the daemon needs at rest
+
+
+class Latency(msgspec.Struct):
+    count: int
+    p50: float | None
+    p95: float | None
+    p99: float | None
+    max: float | None
+
+
+class MetricsStatus(msgspec.Struct):
+    uptime_s: float
+    cpu_percent: float
+    threads: int
+    requests: int
+    request_errors: int
+    queue_depth: int
+    search_ms: Latency
+    embed_batch_ms: Latency
+    commit_ms: Latency
+    sync_ms: Latency
+    files_per_s: float
+    chunks_per_s: float
+    files_total: int
+    chunks_total: int
+
+
+class EmbeddingStatus(msgspec.Struct):
+    requests: int
+    failed_requests: int
+    retries: int
+    texts_embedded: int
+    tokens: int
+    cache_hits: int
+    cache_misses: int
+    cache_hit_rate: float | None
+    truncated: int
+    embed_seconds: float
+    last_error: str
+    tokens_today: int  # spend guard: tokens sent to a cloud provider today (UTC)
+    spend_limit: int  # the daily limit (0: off)
+    spend_paused: bool  # indexing is paused until 00:00 UTC by the limit
+
+
+class DaemonStatus(msgspec.Struct):
+    version: str
+    protocol: int
+    pid: int
+    socket: str
+    data_dir: str
+    store: str
+    provider: str
+    model: str
+    dimension: int
+    watching: str
+    watch_error: str | None
+    memory: MemoryStatus
+    metrics: MetricsStatus
+    embedding: EmbeddingStatus
+    subscribers: int
+    settings: dict[str, dict[str, Any]]  # every setting; secrets only as "set" or ""
 
 
 class StatusResult(msgspec.Struct):
-    daemon: dict[str, Any]
+    daemon: DaemonStatus
     repos: list[RepoStatus]
 
 
@@ -247,13 +344,107 @@ class ShutdownResult(msgspec.Struct):
     stopping: bool
 
 
+# --- events (after a `subscribe` reply) ------------------------------------------------------
+
+
+class ProgressData(msgspec.Struct):
+    repo: str
+    phase: str
+    files_done: int
+    files_total: int
+    chunks_done: int
+    errors: int
+
+
+class StateData(msgspec.Struct):
+    repo: str
+    state: str  # a RepoState, or "removed"
+    collection: str | None = None  # after a model switch: the collection now searched
+
+
+class SyncedData(msgspec.Struct):
+    repo: str
+    indexed: int
+    removed: int
+    skipped: int
+    failed: int
+    seconds: float
+    state: RepoState
+
+
+class FileErrorData(msgspec.Struct):
+    repo: str
+    path: str
+    message: str
+
+
+class RepoErrorData(msgspec.Struct):
+    repo: str
+    message: str
+
+
+class _Event(msgspec.Struct, tag_field="event"):
+    """Base of the event frames: `{id, event, data}`; `id` is the subscribe request's."""
+
+
+class ProgressEvent(_Event, tag="progress"):
+    data: ProgressData
+    id: int | str | None = None
+
+
+class StateEvent(_Event, tag="state"):
+    data: StateData
+    id: int | str | None = None
+
+
+class SyncedEvent(_Event, tag="synced"):
+    data: SyncedData
+    id: int | str | None = None
+
+
+class FileErrorEvent(_Event, tag="file_error"):
+    data: FileErrorData
+    id: int | str | None = None
+
+
+class ErrorEvent(_Event, tag="error"):
+    data: RepoErrorData
+    id: int | str | None = None
+
+
+Event = ProgressEvent | StateEvent | SyncedEvent | FileErrorEvent | ErrorEvent
+
+
+# --- the method table --------------------------------------------------------------------
+
+
+class Method(NamedTuple):
+    params: type[Params]
+    result: type[msgspec.Struct]
+    streams: bool = False  # the reply is followed by Event frames
+
+
+METHODS: dict[str, Method] = {
+    "ping": Method(PingParams, PingResult),
+    "add": Method(AddParams, AddResult),
+    "remove": Method(RemoveParams, RemoveResult),
+    "list": Method(ListParams, ListResult),
+    "search": Method(SearchParams, SearchResult),
+    "status": Method(StatusParams, StatusResult),
+    "reindex": Method(ReindexParams, ReindexResult),
+    "clear": Method(ClearParams, ClearResult),
+    "subscribe": Method(SubscribeParams, SubscribeResult, streams=True),
+    "shutdown": Method(ShutdownParams, ShutdownResult),
+}
+
+
 # --- framing -----------------------------------------------------------------------------
 
 _encoder = msgspec.msgpack.Encoder()
 _request_decoder = msgspec.msgpack.Decoder(Request, strict=False)
-_reply_decoder = msgspec.msgpack.Decoder()
+_message_decoder = msgspec.msgpack.Decoder()
 _param_decoders = {
-    name: msgspec.msgpack.Decoder(kind, strict=False) for name, kind in PARAMS.items()
+    name: msgspec.msgpack.Decoder(method.params, strict=False) for name, method in METHODS.items()
 }
 
 
@@ -298,7 +489,7 @@ def decode_params(method: str, raw: msgspec.Raw) -> Params:
     if decoder is None:
         raise FrameError(
             ErrorCode.UNKNOWN_METHOD,
-            f"unknown method {method!r} (known: {', '.join(sorted(PARAMS))})",
+            f"unknown method {method!r} (known: {', '.join(sorted(METHODS))})",
         )
     data = bytes(raw)
     if data == b"\x90":  # an empty Lua table encodes as an empty array
@@ -311,7 +502,18 @@ def decode_params(method: str, raw: msgspec.Raw) -> Params:
 
 def decode_message(body: bytes) -> Any:
     """A reply or event as plain Python data (clients stay schema-tolerant)."""
-    return _reply_decoder.decode(body)
+    return _message_decoder.decode(body)
+
+
+def typed_result(method: str, result: Any) -> msgspec.Struct:
+    """A decoded (plain data) result converted to the method's result type; raises
+    msgspec.ValidationError when it does not match (tests check every reply this way)."""
+    return msgspec.convert(result, METHODS[method].result)
+
+
+def typed_event(message: Any) -> Event:
+    """A decoded (plain data) event frame as its Event type (raises when it does not match)."""
+    return msgspec.convert(message, Event)  # type: ignore[arg-type]
 
 
 def request(method: str, params: dict[str, Any] | None = None, id: int | str = 1) -> bytes:

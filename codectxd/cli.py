@@ -53,8 +53,12 @@ def cmd_index(args: argparse.Namespace) -> int:
     engine = Engine(_settings())
     try:
         show = _progress_printer(not args.json and sys.stderr.isatty())
-        indexer = engine.indexer_for(root, on_progress=show)
-        report = indexer.full_sync(force=args.force)
+        indexer = engine.indexer_for(root)
+        job = indexer.begin_full(force=args.force)
+        while job.step():
+            show(job.progress)
+        report = job.finish()
+        show(job.progress)
         if not args.json and sys.stderr.isatty():
             sys.stderr.write("\n")
         counts = engine.snapshot.counts(indexer.collection)
@@ -79,9 +83,7 @@ def cmd_index(args: argparse.Namespace) -> int:
                 "embed": round(report.embed_s, 3),
                 "store": round(report.store_s, 3),
             },
-            "skipped_by_reason": dict(indexer.last_scan.skipped_counts)
-            if indexer.last_scan
-            else {},
+            "skipped_by_reason": engine.snapshot.skip_counts(indexer.collection),
             "errors": report.errors,
         }
         if args.json:

@@ -89,7 +89,10 @@ class ScanSettings:
 class DaemonSettings:
     memory_budget_mb: int = 2048
     log_level: str = "info"
-    debounce_ms: int = 50
+    # The watcher hands a batch of changes over once no new change arrived for this long...
+    watch_quiet_ms: int = 50
+    # ...or, for a burst that keeps changing, after at most this long.
+    watch_max_batch_ms: int = 1600
     watch: str = "auto"  # auto: file events, periodic scans if they fail; poll: scans only
     poll_interval_s: float = 10.0
     rescan_interval_s: float = 600.0
@@ -111,6 +114,8 @@ class Settings:
     splitter: SplitterSettings = SplitterSettings()
     scan: ScanSettings = ScanSettings()
     daemon: DaemonSettings = DaemonSettings()
+    #: Old names used in this configuration, each with what replaces it (logged at start).
+    deprecated: tuple[str, ...] = ()
 
     @property
     def milvus_uri(self) -> str:
@@ -194,6 +199,9 @@ class _Field:
     key: str
     parse: Callable[[Any], Any]
     env: tuple[str, ...] = ()
+    #: Old names still accepted (TOML key, environment variable), with a deprecation note.
+    old_key: str = ""
+    old_env: str = ""
 
 
 _FIELDS: tuple[_Field, ...] = (
@@ -220,7 +228,15 @@ _FIELDS: tuple[_Field, ...] = (
     _Field("scan", "follow_symlinks", _bool, ("CODECTX_FOLLOW_SYMLINKS",)),
     _Field("daemon", "memory_budget_mb", _int_min(64), ("CODECTX_MEMORY_BUDGET_MB",)),
     _Field("daemon", "log_level", _choice(LOG_LEVELS), ("CODECTX_LOG_LEVEL",)),
-    _Field("daemon", "debounce_ms", _int_min(0), ("CODECTX_DEBOUNCE_MS",)),
+    _Field(
+        "daemon",
+        "watch_quiet_ms",
+        _int_min(1),
+        ("CODECTX_WATCH_QUIET_MS",),
+        old_key="debounce_ms",
+        old_env="CODECTX_DEBOUNCE_MS",
+    ),
+    _Field("daemon", "watch_max_batch_ms", _int_min(1), ("CODECTX_WATCH_MAX_BATCH_MS",)),
     _Field("daemon", "watch", _choice(WATCH_MODES), ("CODECTX_WATCH",)),
     _Field("daemon", "poll_interval_s", _float_min(0.5), ("CODECTX_POLL_INTERVAL_S",)),
     _Field("daemon", "rescan_interval_s", _float_min(0), ("CODECTX_RESCAN_INTERVAL_S",)),
@@ -268,6 +284,7 @@ def _read_toml(path: Path) -> dict[str, Any]:
         if not isinstance(value, dict):
             raise ConfigError(f"config file {path}: [{section}] must be a table")
         keys = {f.key for f in _FIELDS if f.section == section}
+        keys |= {f.old_key for f in _FIELDS if f.section == section and f.old_key}
         for key in value:
             if key not in keys:
                 raise ConfigError(
@@ -295,16 +312,9 @@ def load_settings(
     paths = _resolve_paths(env, config_file)
     file_data = _read_toml(paths.config_file)
     values: dict[str, dict[str, Any]] = {name: {} for name in _SECTIONS}
+    deprecated: list[str] = []
     for spec in _FIELDS:
-        raw: Any = None
-        origin = ""
-        if spec.key in file_data.get(spec.section, {}):
-            raw = file_data[spec.section][spec.key]
-            origin = f"{spec.section}.{spec.key} in {paths.config_file}"
-        for var in spec.env:
-            if env.get(var, "") != "":
-                raw, origin = env[var], f"environment variable {var}"
-                break
+        raw, origin = _lookup(spec, file_data, env, paths.config_file, deprecated)
         if origin:
             try:
                 values[spec.section][spec.key] = spec.parse(raw)
@@ -313,13 +323,41 @@ def load_settings(
     _apply_splitter_defaults(values["splitter"])
     _resolve_provider_env(values["embedding"], env)
     sections = {name: cls(**values[name]) for name, cls in _SECTIONS.items()}
-    settings = Settings(paths=paths, **sections)
+    settings = Settings(paths=paths, **sections, deprecated=tuple(deprecated))
     if settings.splitter.chunk_overlap >= settings.splitter.chunk_size:
         raise ConfigError(
             f"splitter.chunk_overlap ({settings.splitter.chunk_overlap}) must be smaller than "
             f"splitter.chunk_size ({settings.splitter.chunk_size})"
         )
     return settings
+
+
+def _lookup(
+    spec: _Field,
+    file_data: dict[str, Any],
+    env: Mapping[str, str],
+    config_file: Path,
+    deprecated: list[str],
+) -> tuple[Any, str]:
+    """(raw value, where it came from) of one setting; ("", "") when it is not set. The
+    environment wins over the file, a current name over an old one."""
+    section = file_data.get(spec.section, {})
+    raw: Any = None
+    origin = ""
+    old = False
+    for key in (spec.old_key, spec.key):
+        if key and key in section:
+            raw, origin = section[key], f"{spec.section}.{key} in {config_file}"
+            old = key == spec.old_key
+    for var in (spec.old_env, *spec.env):
+        if var and env.get(var, "") != "":
+            raw, origin = env[var], f"environment variable {var}"
+            old = var == spec.old_env
+    if origin and old:
+        used = origin.split(" in ")[0].removeprefix("environment variable ")
+        new = spec.env[0] if used == spec.old_env else f"{spec.section}.{spec.key}"
+        deprecated.append(f"{used} is deprecated: use {new} (same meaning)")
+    return raw, origin
 
 
 def _apply_splitter_defaults(splitter: dict[str, Any]) -> None:

@@ -11,13 +11,15 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
+from codectx_client.protocol import SearchHit
 from codectxd.config import Settings
 from codectxd.embeddings.base import create_provider
 from codectxd.embeddings.cache import EmbeddingCache
 from codectxd.embeddings.service import Embedder
 from codectxd.errors import StoreError
-from codectxd.indexer import Progress, RepoIndexer, repo_key
-from codectxd.search import RRF_K, Filters, Result, Target, search
+from codectxd.filters import Filters
+from codectxd.indexer import RepoIndexer, repo_key
+from codectxd.search import RRF_K, Target, search
 from codectxd.snapshot import Snapshot
 from codectxd.splitter import Splitter
 from codectxd.store import Store, collection_name
@@ -28,8 +30,24 @@ log = logging.getLogger(__name__)
 class Engine:
     """Owns the store, snapshot, cache and embedder; makes indexers and runs searches."""
 
-    def __init__(self, settings: Settings, *, embedder: Embedder | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        embedder: Embedder | None = None,
+        on_embed_latency: Callable[[float], None] | None = None,
+        embed_batch_cap: Callable[[int], int] | None = None,
+    ) -> None:
+        """Open the data dir's store, snapshot and embedding cache (one process at a time).
+
+        Args:
+            embedder: use this embedder (tests) instead of one built from the settings.
+            on_embed_latency: called with the seconds of every embedding request.
+            embed_batch_cap: sizes local embedding batches to the memory budget.
+        """
         self.settings = settings
+        self._on_embed_latency = on_embed_latency
+        self._embed_batch_cap = embed_batch_cap
         settings.paths.data_dir.mkdir(parents=True, exist_ok=True)
         self._lock_fd = _lock_data_dir(settings.paths.data_dir)
         self.snapshot = Snapshot(settings.paths.data_dir / "state.db")
@@ -37,6 +55,7 @@ class Engine:
         self.store = Store(settings.milvus_uri, settings.store.token)
         self.splitter = Splitter(settings.splitter)
         self._embedder = embedder
+        self._owns_embedder = embedder is None
         self._embedder_lock = threading.Lock()
 
     @property
@@ -52,6 +71,8 @@ class Engine:
                     concurrency=cfg.concurrency,
                     max_retries=cfg.max_retries,
                     max_tokens_per_day=cfg.max_tokens_per_day,
+                    on_latency=self._on_embed_latency,
+                    batch_cap=self._embed_batch_cap,
                 )
             return self._embedder
 
@@ -64,8 +85,6 @@ class Engine:
         root: Path,
         *,
         collection: str | None = None,
-        on_progress: Callable[[Progress], None] | None = None,
-        stop: threading.Event | None = None,
         ignore: tuple[str, ...] = (),
         extensions: tuple[str, ...] = (),
     ) -> RepoIndexer:
@@ -84,8 +103,6 @@ class Engine:
             snapshot=self.snapshot,
             embedder=self.embedder,
             splitter=self.splitter,
-            on_progress=on_progress,
-            stop=stop,
             scan=scan,
         )
 
@@ -99,7 +116,7 @@ class Engine:
         mode: str = "hybrid",
         rrf_k: int = RRF_K,
         lexical_weight: float | None = None,
-    ) -> list[Result]:
+    ) -> list[SearchHit]:
         targets = [Target(str(root), self.collection_for(root)) for root in roots]
         return search(
             self.store,
@@ -114,12 +131,16 @@ class Engine:
         )
 
     def close(self) -> None:
-        if self._embedder is not None:
-            self._embedder.provider.close()
+        """Close everything this engine opened (once; later calls do nothing)."""
+        if self._lock_fd < 0:
+            return
+        if self._embedder is not None and self._owns_embedder:
+            self._embedder.close()
         self.store.close()
         self.snapshot.close()
         self.cache.close()
         os.close(self._lock_fd)
+        self._lock_fd = -1
 
 
 def _lock_data_dir(data_dir: Path) -> int:

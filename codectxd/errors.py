@@ -9,41 +9,31 @@ from __future__ import annotations
 
 import re
 
+from codectx_client.protocol import ErrorCode
+
 
 class CodectxError(Exception):
     """Base class of every error codectx raises on purpose."""
 
-    code = "internal"
+    code = ErrorCode.INTERNAL
 
 
 class ConfigError(CodectxError):
     """A setting has a bad value or the config file cannot be read."""
 
-    code = "bad_config"
+    code = ErrorCode.BAD_CONFIG
 
 
 class ProtocolError(CodectxError):
     """A client sent something that is not a valid request."""
 
-    code = "bad_request"
+    code = ErrorCode.BAD_REQUEST
 
 
 class NotFoundError(CodectxError):
     """A repository or other named thing does not exist."""
 
-    code = "not_found"
-
-
-class NotIndexedError(CodectxError):
-    """A search was asked of a repository that has no index yet."""
-
-    code = "not_indexed"
-
-
-class BusyError(CodectxError):
-    """The daemon cannot take this request now (another job holds the resource)."""
-
-    code = "busy"
+    code = ErrorCode.NOT_FOUND
 
 
 class ProviderError(CodectxError):
@@ -54,7 +44,7 @@ class ProviderError(CodectxError):
         retry_after: seconds the server asked us to wait (Retry-After), if it said.
     """
 
-    code = "provider_error"
+    code = ErrorCode.PROVIDER_ERROR
 
     def __init__(
         self, message: str, *, retryable: bool = False, retry_after: float | None = None
@@ -77,13 +67,13 @@ class SpendLimitReached(ProviderError):
 class StoreError(CodectxError):
     """The vector store (Milvus) failed."""
 
-    code = "store_error"
+    code = ErrorCode.STORE_ERROR
 
 
 class AlreadyRunningError(CodectxError):
     """Another daemon already holds the single-instance lock."""
 
-    code = "busy"
+    code = ErrorCode.BUSY
 
 
 #: Token shapes of the providers' API keys: OpenAI (sk-..., also sk-proj-...), Voyage AI (pa-...,

@@ -1,19 +1,19 @@
 """Fan-out of daemon events (progress, state changes, file errors) to subscribed clients.
 
 Publishing never blocks: a subscriber that does not keep up loses events (counted) rather than
-slowing the daemon down.
+slowing the daemon down. Use from the event loop only.
 """
 
 from __future__ import annotations
 
-import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 import anyio
-from anyio.abc import ObjectReceiveStream, ObjectSendStream
+import msgspec
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-log = logging.getLogger(__name__)
+from codectx_client import protocol as p
 
 BUFFER_EVENTS = 512
 
@@ -21,19 +21,17 @@ BUFFER_EVENTS = 512
 @dataclass(eq=False)
 class Subscription:
     repos: frozenset[str]  # empty: every repo
-    send: ObjectSendStream[tuple[str, dict[str, Any]]]
-    receive: ObjectReceiveStream[tuple[str, dict[str, Any]]]
+    send: MemoryObjectSendStream[p.Event]
+    receive: MemoryObjectReceiveStream[p.Event]
     dropped: int = field(default=0)
 
 
 class EventBus:
-    """Must be used from the event loop thread (threads go through anyio.from_thread)."""
-
     def __init__(self) -> None:
         self._subs: set[Subscription] = set()
 
     def subscribe(self, repos: frozenset[str]) -> Subscription:
-        send, receive = anyio.create_memory_object_stream[tuple[str, dict[str, Any]]](BUFFER_EVENTS)
+        send, receive = anyio.create_memory_object_stream[p.Event](BUFFER_EVENTS)
         sub = Subscription(repos, send, receive)
         self._subs.add(sub)
         return sub
@@ -42,13 +40,13 @@ class EventBus:
         self._subs.discard(sub)
         sub.send.close()
 
-    def publish(self, event: str, data: dict[str, Any]) -> None:
-        repo = data.get("repo")
+    def publish(self, event: p.Event) -> None:
+        repo = event.data.repo
         for sub in list(self._subs):
             if sub.repos and repo not in sub.repos:
                 continue
             try:
-                sub.send.send_nowait((event, data))
+                sub.send.send_nowait(event)
             except anyio.WouldBlock:
                 sub.dropped += 1
             except (anyio.BrokenResourceError, anyio.ClosedResourceError):
@@ -57,3 +55,47 @@ class EventBus:
     @property
     def subscribers(self) -> int:
         return len(self._subs)
+
+
+class RepoEvents:
+    """Builds and publishes one repository's events."""
+
+    def __init__(self, bus: EventBus, repo: str) -> None:
+        self.bus = bus
+        self.repo = repo
+
+    def state(self, state: str, collection: str | None = None) -> None:
+        self.bus.publish(
+            p.StateEvent(data=p.StateData(repo=self.repo, state=state, collection=collection))
+        )
+
+    def error(self, message: str) -> None:
+        self.bus.publish(p.ErrorEvent(data=p.RepoErrorData(repo=self.repo, message=message)))
+
+    def synced(self, summary: p.SyncSummary, errors: list[tuple[str, str]], state: str) -> None:
+        """A sync finished: the files it left pending (first 20), then its counts."""
+        for path, message in errors[:20]:
+            data = p.FileErrorData(repo=self.repo, path=path, message=message)
+            self.bus.publish(p.FileErrorEvent(data=data))
+        synced = p.SyncedData(
+            repo=self.repo,
+            indexed=summary.indexed,
+            removed=summary.removed,
+            skipped=summary.skipped,
+            failed=summary.failed,
+            seconds=summary.seconds,
+            state=state,  # type: ignore[arg-type]
+        )
+        self.bus.publish(p.SyncedEvent(data=synced))
+
+    async def follow(self, progress: Callable[[], p.Progress], interval_s: float = 0.25) -> None:
+        """Publish `progress()` whenever it changed, at most every `interval_s`, until
+        cancelled (a running sync's progress bar)."""
+        last: p.Progress | None = None
+        while True:
+            current = progress()
+            if current != last:
+                last = current
+                data = p.ProgressData(repo=self.repo, **msgspec.structs.asdict(current))
+                self.bus.publish(p.ProgressEvent(data=data))
+            await anyio.sleep(interval_s)

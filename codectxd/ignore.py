@@ -10,7 +10,6 @@ VCS directories are always skipped.
 from __future__ import annotations
 
 import fnmatch
-import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -185,7 +184,7 @@ class IgnoreRules:
     """Answers "is this repository-relative path ignored?" for one repository root.
 
     Specs are loaded lazily per directory and cached; call `invalidate(dir)` when an ignore file
-    in that directory changes (the watcher does).
+    in that directory changes (`RepoIndexer.relevant` does, for changes the watcher reports).
     """
 
     def __init__(self, root: Path, user_patterns: tuple[str, ...] = ()) -> None:
@@ -256,9 +255,3 @@ class IgnoreRules:
             if ignored:
                 return True
         return self.decide(rel_path, is_dir)
-
-
-def relpath_posix(path: Path, root: Path) -> str:
-    """`path` relative to `root` with forward slashes ('' for the root itself)."""
-    rel = os.path.relpath(path, root)
-    return "" if rel == "." else rel.replace(os.sep, "/")

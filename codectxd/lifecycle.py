@@ -130,12 +130,9 @@ async def serve(settings: Settings) -> None:
     from codectxd.app import Daemon
     from codectxd.server import Server
 
-    runtime_dir = settings.paths.runtime_dir
     started = time.monotonic()
     daemon = await anyio.to_thread.run_sync(Daemon, settings)
-    server = Server(
-        daemon, runtime_dir / SOCKET_NAME, request_timeout_s=settings.daemon.request_timeout_s
-    )
+    server = Server(daemon.dispatch, daemon.socket_path)
     async with anyio.create_task_group() as tg:
         tg.start_soon(_watch_signals, daemon.should_exit)
         listener = await server.listen()

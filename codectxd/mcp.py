@@ -80,7 +80,7 @@ def index_codebase(
 ) -> str:  # noqa: N803
     root = _resolve(path)
     if splitter not in ("ast", "langchain", "line"):
-        raise ValueError("splitter must be 'ast' or 'langchain'")
+        raise ValueError("splitter must be 'ast', 'langchain' or 'line'")
     result = _call(
         "add",
         {

@@ -1,9 +1,9 @@
 """MemoryManager: keep the daemon inside its RSS budget.
 
 Near the budget (85 %): collect garbage and make indexing groups smaller. Over it: pause
-ingestion (the indexer blocks before its next group) until RSS is back under, collecting
-garbage meanwhile. Local embedding batches are sized to the room left under the budget, since
-inference memory comes and goes within a batch. Searches never wait on this.
+ingestion (a supervisor awaits `admit_group` before each group) until RSS is back under,
+collecting garbage meanwhile. Local embedding batches are sized to the room left under the
+budget, since inference memory comes and goes within a batch. Searches never wait on this.
 """
 
 from __future__ import annotations
@@ -12,9 +12,11 @@ import gc
 import logging
 import threading
 import time
-from typing import Any
 
+import anyio
 import psutil
+
+from codectx_client import protocol as p
 
 log = logging.getLogger(__name__)
 
@@ -32,13 +34,14 @@ _CHILDREN_REFRESH_S = 5.0
 
 
 class MemoryManager:
-    """Thread-safe; `admit_group()` is called by indexing threads before each group."""
+    """`admit_group()` is awaited on the event loop before each indexing group;
+    `admit_batch()` is called from embedding threads (thread-safe, never blocks)."""
 
     def __init__(
         self,
         budget_mb: int,
         *,
-        full_group: int = 256,
+        full_group: int,
         min_group: int = 8,
         max_pause_s: float = MAX_PAUSE_S,
     ) -> None:
@@ -57,7 +60,6 @@ class MemoryManager:
         self._lock = threading.Lock()
         self._last_gc = 0.0
         self._paused_since: float | None = None
-        self.stop = threading.Event()
 
     def rss(self) -> int:
         """Resident memory of the daemon and its children (the Milvus Lite engine)."""
@@ -87,18 +89,12 @@ class MemoryManager:
             self.gc_count += 1
         gc.collect()
 
-    @property
-    def state(self) -> str:
-        if self._paused_since is not None:
-            return "paused"
-        rss = self.rss()
-        if rss > self.budget_bytes:
-            return "over"
-        return "near" if rss > self.budget_bytes * NEAR_FRACTION else "ok"
-
-    def admit_group(self) -> int:
-        """How many chunks the next indexing group may hold; blocks while over budget."""
+    async def admit_group(self) -> int:
+        """How many chunks the next indexing group may hold; waits while over budget."""
         rss = self._settle()
+        if rss > self.budget_bytes and not self.starved:
+            await self._pause()
+            rss = self._settle()
         if rss <= self.budget_bytes * NEAR_FRACTION:
             return self.full_group
         # Scale down linearly between 85 % and 100 % of the budget.
@@ -106,7 +102,7 @@ class MemoryManager:
         return max(self.min_group, int(self.full_group * room))
 
     def admit_batch(self, full: int) -> int:
-        """How many texts the next local embedding batch may hold; blocks while over budget.
+        """How many texts the next local embedding batch may hold (at least one).
 
         Inference memory is transient (allocated and freed within a batch), so the RSS seen
         between groups never shows it: the batch must fit in the room left under the budget.
@@ -116,19 +112,17 @@ class MemoryManager:
         return max(1, min(full, fits))
 
     def _settle(self) -> int:
-        """RSS after pausing while over budget (unless starved) and collecting near it."""
+        """RSS, after collecting garbage when near or over the budget."""
         rss = self.rss()
         if rss > self.budget_bytes:
             self.collect(force=True)
             rss = self.rss()
-            if rss > self.budget_bytes and not self.starved:
-                self._pause()
-                rss = self.rss()
-        if rss > self.budget_bytes * NEAR_FRACTION:
+        elif rss > self.budget_bytes * NEAR_FRACTION:
             self.collect()
+            rss = self.rss()
         return rss
 
-    def _pause(self) -> None:
+    async def _pause(self) -> None:
         started = time.monotonic()
         self._paused_since = started
         self.pauses += 1
@@ -138,7 +132,8 @@ class MemoryManager:
             self.budget_bytes / 2**20,
         )
         try:
-            while not self.stop.is_set():
+            while True:
+                await anyio.sleep(0.25)
                 self.collect()
                 if self.rss() <= self.budget_bytes * RESUME_FRACTION:
                     self.starved = False
@@ -152,22 +147,29 @@ class MemoryManager:
                         self.budget_bytes / 2**20,
                     )
                     break
-                self.stop.wait(0.25)
         finally:
             self._paused_since = None
             self.paused_s += time.monotonic() - started
             log.info("memory back under budget: indexing resumes")
 
-    def snapshot(self) -> dict[str, Any]:
+    def message(self) -> p.MemoryStatus:
+        """The memory state as `status` reports it."""
         rss = self.rss()
         paused_now = (time.monotonic() - self._paused_since) if self._paused_since else 0.0
-        return {
-            "budget_mb": round(self.budget_bytes / 2**20),
-            "rss_mb": round(rss / 2**20, 1),
-            "peak_rss_mb": round(self.peak_rss / 2**20, 1),
-            "state": self.state,
-            "gc_collections": self.gc_count,
-            "pauses": self.pauses,
-            "paused_s": round(self.paused_s + paused_now, 2),
-            "starved": self.starved,
-        }
+        state: str
+        if self._paused_since is not None:
+            state = "paused"
+        elif rss > self.budget_bytes:
+            state = "over"
+        else:
+            state = "near" if rss > self.budget_bytes * NEAR_FRACTION else "ok"
+        return p.MemoryStatus(
+            budget_mb=round(self.budget_bytes / 2**20),
+            rss_mb=round(rss / 2**20, 1),
+            peak_rss_mb=round(self.peak_rss / 2**20, 1),
+            state=state,  # type: ignore[arg-type]
+            gc_collections=self.gc_count,
+            pauses=self.pauses,
+            paused_s=round(self.paused_s + paused_now, 2),
+            starved=self.starved,
+        )

@@ -1,13 +1,15 @@
-"""PerformanceMonitor: latency percentiles, throughput and system figures for `status`."""
+"""What the daemon measures about itself for `status`: latency percentiles, throughput,
+request counts and CPU."""
 
 from __future__ import annotations
 
 import threading
 import time
 from collections import deque
-from typing import Any
 
 import psutil
+
+from codectx_client import protocol as p
 
 
 class Histogram:
@@ -23,23 +25,19 @@ class Histogram:
             self._samples.append(value)
             self._count += 1
 
-    def summary(self) -> dict[str, Any]:
+    def summary(self) -> p.Latency:
         with self._lock:
             values = sorted(self._samples)
             count = self._count
         if not values:
-            return {"count": count, "p50": None, "p95": None, "p99": None, "max": None}
+            return p.Latency(count=count, p50=None, p95=None, p99=None, max=None)
 
-        def pct(p: float) -> float:
-            return round(values[min(len(values) - 1, int(p * len(values)))], 3)
+        def pct(q: float) -> float:
+            return round(values[min(len(values) - 1, int(q * len(values)))], 3)
 
-        return {
-            "count": count,
-            "p50": pct(0.50),
-            "p95": pct(0.95),
-            "p99": pct(0.99),
-            "max": round(values[-1], 3),
-        }
+        return p.Latency(
+            count=count, p50=pct(0.50), p95=pct(0.95), p99=pct(0.99), max=round(values[-1], 3)
+        )
 
 
 class Throughput:
@@ -73,13 +71,13 @@ class Throughput:
 
 
 class Metrics:
-    """Everything the daemon measures about itself."""
+    """Everything the daemon measures about itself (memory is the MemoryManager's)."""
 
     def __init__(self) -> None:
         self.started = time.time()
         self.search_ms = Histogram()
         self.embed_batch_ms = Histogram()
-        self.commit_ms = Histogram()  # one indexing group: embed + store write
+        self.commit_ms = Histogram()  # one indexing group: read, split, embed, store
         self.sync_ms = Histogram()
         self.files = Throughput()
         self.chunks = Throughput()
@@ -88,25 +86,33 @@ class Metrics:
         self._process = psutil.Process()
         self._process.cpu_percent(None)  # prime the CPU counter
 
-    def snapshot(self, queue_depth: int) -> dict[str, Any]:
+    def count_request(self, ok: bool) -> None:
+        self.requests += 1
+        if not ok:
+            self.errors += 1
+
+    def record_group(self, files: int, chunks: int, seconds: float) -> None:
+        self.files.add(files)
+        self.chunks.add(chunks)
+        self.commit_ms.add(seconds * 1000)
+
+    def message(self, queue_depth: int) -> p.MetricsStatus:
         with self._process.oneshot():
-            rss = self._process.memory_info().rss
             cpu = self._process.cpu_percent(None)
             threads = self._process.num_threads()
-        return {
-            "uptime_s": round(time.time() - self.started, 1),
-            "rss_mb": round(rss / 2**20, 1),
-            "cpu_percent": cpu,
-            "threads": threads,
-            "requests": self.requests,
-            "request_errors": self.errors,
-            "queue_depth": queue_depth,
-            "search_ms": self.search_ms.summary(),
-            "embed_batch_ms": self.embed_batch_ms.summary(),
-            "commit_ms": self.commit_ms.summary(),
-            "sync_ms": self.sync_ms.summary(),
-            "files_per_s": self.files.rate(),
-            "chunks_per_s": self.chunks.rate(),
-            "files_total": self.files.total,
-            "chunks_total": self.chunks.total,
-        }
+        return p.MetricsStatus(
+            uptime_s=round(time.time() - self.started, 1),
+            cpu_percent=float(cpu),
+            threads=threads,
+            requests=self.requests,
+            request_errors=self.errors,
+            queue_depth=queue_depth,
+            search_ms=self.search_ms.summary(),
+            embed_batch_ms=self.embed_batch_ms.summary(),
+            commit_ms=self.commit_ms.summary(),
+            sync_ms=self.sync_ms.summary(),
+            files_per_s=float(self.files.rate()),
+            chunks_per_s=float(self.chunks.rate()),
+            files_total=self.files.total,
+            chunks_total=self.chunks.total,
+        )

@@ -61,10 +61,6 @@ class Registry:
             Path(tmp).unlink(missing_ok=True)
             raise
 
-    def roots(self) -> list[str]:
-        with self._lock:
-            return list(self._repos)
-
     def entries(self) -> list[RepoEntry]:
         with self._lock:
             return list(self._repos.values())
@@ -75,16 +71,15 @@ class Registry:
 
     def add(
         self, root: str, ignore: tuple[str, ...] = (), extensions: tuple[str, ...] = ()
-    ) -> bool:
-        """Register `root` (or update its options); False when it was registered already."""
+    ) -> RepoEntry:
+        """Register `root`, or update its options; the entry as saved."""
         with self._lock:
             old = self._repos.get(root)
             entry = RepoEntry(root, old.added_at if old else time.time(), ignore, extensions)
-            if old == entry:
-                return False
-            self._repos[root] = entry
-            self._save()
-            return old is None
+            if old != entry:
+                self._repos[root] = entry
+                self._save()
+            return entry
 
     def remove(self, root: str) -> bool:
         with self._lock:

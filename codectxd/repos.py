@@ -1,126 +1,148 @@
-"""One registered repository inside the daemon: its indexer, its work queue and its state.
-
-The queue is touched from the event loop (watcher, requests) and from the indexing thread (the
-between-groups hook), so it is guarded by a plain lock; anyio events are only set on the loop.
-"""
+"""The registered repositories while the daemon runs: the persisted registry (the one home of
+the repository set) and one supervisor task per entry, owned by this set's task group."""
 
 from __future__ import annotations
 
-import threading
-import time
+import logging
+import os
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import anyio
+import anyio.abc
+import anyio.to_thread
 
+from codectxd.errors import NotFoundError
 from codectxd.indexer import RepoIndexer
+from codectxd.registry import Registry, RepoEntry
+from codectxd.supervisor import Services, Supervisor
 
-QUEUED, SCANNING, INDEXING, READY, ERROR = "queued", "scanning", "indexing", "ready", "error"
+log = logging.getLogger(__name__)
+
+#: Builds the indexer of a registered repository (with the entry's own options).
+IndexerFactory = Callable[[RepoEntry], RepoIndexer]
 
 
-class RepoRuntime:
-    def __init__(self, root: Path, indexer: RepoIndexer) -> None:
-        self.root = root
-        self.indexer = indexer
-        self.state = QUEUED
-        self.error: str | None = None
-        self.last_sync: float | None = None
-        self.last_report: dict[str, dict[str, object]] | None = None
-        self.initial_done = False  # a full sync completed since the daemon started
-        self.syncing = False
-        self.idle = anyio.Event()  # set while no sync runs
-        self.idle.set()
-        self.wake = anyio.Event()
-        self.synced = anyio.Event()  # set, then replaced, after every completed sync
-        self.cancel_scope: anyio.CancelScope | None = None
-        # Searches read this collection. After a model change it is the previous model's
-        # complete index until the new one (indexer.collection) has finished its first sync.
-        self.search_collection = indexer.collection
-        self.retired: list[str] = []  # older collections of this repo, dropped after a switch
-        self._lock = threading.Lock()
-        self._pending: set[str] = set()
-        self._in_flight: set[str] = set()
-        self._full = False
-        self._force = False
+class RepoSet:
+    """Use from the event loop; `run` must be running (it owns the supervisors' tasks)."""
 
-    @property
-    def name(self) -> str:
-        return str(self.root)
+    def __init__(
+        self,
+        registry: Registry,
+        indexer_for: IndexerFactory,
+        services: Services,
+        on_roots_changed: Callable[[list[str]], None],
+    ) -> None:
+        self.registry = registry
+        self._indexer_for = indexer_for
+        self._services = services
+        self._on_roots_changed = on_roots_changed
+        self._supervisors: dict[str, Supervisor] = {}
+        self._tg: anyio.abc.TaskGroup | None = None
+        self._stopped = anyio.Event()
 
-    # --- queue (any thread) -----------------------------------------------------------------
+    async def run(
+        self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Start a supervisor for every registered repository, then keep them until cancelled."""
+        try:
+            await self._run(task_status)
+        finally:
+            self._stopped.set()
 
-    def add_paths(self, paths: set[str]) -> None:
-        with self._lock:
-            self._pending |= paths
+    async def _run(self, task_status: anyio.abc.TaskStatus[None]) -> None:
+        async with anyio.create_task_group() as tg:
+            self._tg = tg
+            for entry in self.registry.entries():
+                try:
+                    self._start(entry)
+                except ValueError as exc:  # e.g. an invalid ignore pattern saved by an old version
+                    log.error(
+                        "repository %s not started: %s (run `codectx-client add %s` with "
+                        "valid options)",
+                        entry.root,
+                        exc,
+                        entry.root,
+                    )
+            self._on_roots_changed(list(self._supervisors))
+            task_status.started()
+            await anyio.sleep_forever()
 
-    def add_full(self, force: bool = False) -> None:
-        with self._lock:
-            self._full = True
-            self._force = self._force or force
+    async def stop(self) -> None:
+        """Cancel every supervisor and wait until they are gone: running groups stop at their
+        next safe point (what they committed is persisted)."""
+        if self._tg is not None:
+            self._tg.cancel_scope.cancel()
+            await self._stopped.wait()
 
-    def has_work(self) -> bool:
-        with self._lock:
-            return self._full or bool(self._pending)
+    def _start(self, entry: RepoEntry) -> Supervisor:
+        assert self._tg is not None, "RepoSet.run is not running"
+        supervisor = Supervisor(self._indexer_for(entry), self._services)
+        self._supervisors[entry.root] = supervisor
+        self._tg.start_soon(supervisor.run, name=f"supervisor {entry.root}")
+        return supervisor
 
-    def take_full(self) -> tuple[bool, set[str]] | None:
-        """(force, paths it covers) when a full sync is requested; the queue moves in flight."""
-        with self._lock:
-            if not self._full:
-                return None
-            force = self._force
-            self._full = self._force = False
-            batch, self._pending = self._pending, set()
-            self._in_flight |= batch
-            return force, batch
+    # --- changes --------------------------------------------------------------------------
 
-    def take_paths(self) -> set[str]:
-        with self._lock:
-            batch, self._pending = self._pending, set()
-            self._in_flight |= batch
-            return batch
+    async def add(
+        self, root: Path, ignore: tuple[str, ...], extensions: tuple[str, ...]
+    ) -> tuple[Supervisor, bool]:
+        """Register `root` (or give it new options); (its supervisor, whether it is new)."""
+        name = str(root)
+        existing = self._supervisors.get(name)
+        old = self.registry.get(name)
+        if existing is not None and old is not None:
+            if (ignore or extensions) and (old.ignore, old.extensions) != (ignore, extensions):
+                entry = await anyio.to_thread.run_sync(self.registry.add, name, ignore, extensions)
+                existing.reconfigure(self._indexer_for(entry))
+            return existing, False
+        for other in self._supervisors:
+            if name.startswith(other + os.sep):
+                log.info(
+                    "%s is inside the registered repository %s; indexing it separately", root, other
+                )
+        entry = await anyio.to_thread.run_sync(self.registry.add, name, ignore, extensions)
+        supervisor = self._start(entry)
+        self._on_roots_changed(list(self._supervisors))
+        log.info("added repository %s", root)
+        return supervisor, True
 
-    def finish(self, batch: set[str]) -> None:
-        with self._lock:
-            self._in_flight -= batch
+    async def remove(self, supervisor: Supervisor) -> None:
+        """Stop watching a repository, delete its index and forget it."""
+        if self._supervisors.pop(supervisor.name, None) is None:
+            return
+        self._on_roots_changed(list(self._supervisors))
+        await supervisor.remove()
+        await anyio.to_thread.run_sync(self.registry.remove, supervisor.name)
 
-    def queued(self) -> int:
-        """Paths waiting or being processed (not counting a running full sync)."""
-        with self._lock:
-            return len(self._pending | self._in_flight)
+    # --- lookups --------------------------------------------------------------------------
 
-    def waiting_on(self, rel_paths: list[str]) -> bool:
-        """Whether any of these paths (or anything under them) is still queued or running."""
-        with self._lock:
-            queued = self._pending | self._in_flight
-            if not queued and not self._full:
-                return False
-            if self._full:
-                return True
-        return any(
-            q == p or q.startswith(p + "/") or p.startswith(q + "/")
-            for q in queued
-            for p in rel_paths
-        )
+    def __iter__(self) -> Iterator[Supervisor]:
+        return iter(list(self._supervisors.values()))
 
-    # --- state (event loop) -----------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self._supervisors)
 
-    def pending(self) -> int:
-        """Everything not yet reflected in the index: queue + the rest of a running sync."""
-        progress = self.indexer.progress
-        running = (progress.files_total - progress.files_done) if self.syncing else 0
-        return self.queued() + max(running, 0)
+    def get(self, root: str) -> Supervisor | None:
+        return self._supervisors.get(root)
 
-    def fresh(self) -> bool:
-        return self.initial_done and not self.syncing and self.queued() == 0 and not self._full
+    def find(self, path: str) -> Supervisor:
+        """The registered repository that is `path` or contains it (`path` resolved)."""
+        best: Supervisor | None = None
+        for root, supervisor in self._supervisors.items():
+            inside = path == root or path.startswith(root + os.sep)
+            if inside and (best is None or len(root) > len(best.name)):
+                best = supervisor
+        if best is None:
+            raise NotFoundError(
+                f"{path} is not inside a registered repository "
+                f"(add it with: codectx-client add PATH)"
+            )
+        return best
 
-    def begin_sync(self) -> None:
-        self.syncing = True
-        self.idle = anyio.Event()
-
-    def end_sync(self) -> None:
-        self.syncing = False
-        self.idle.set()
-
-    def mark_synced(self) -> None:
-        self.last_sync = time.time()
-        self.synced.set()
-        self.synced = anyio.Event()
+    def on_changes(self, changes: dict[str, set[str]]) -> None:
+        """The watcher's report: {root: changed relative paths}."""
+        for root, paths in changes.items():
+            supervisor = self._supervisors.get(root)
+            if supervisor is not None:
+                supervisor.submit_paths(paths)

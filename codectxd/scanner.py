@@ -9,29 +9,12 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from codectxd.config import ScanSettings
 from codectxd.ignore import IgnoreRules, is_secret_name
 from codectxd.languages import language_for
-
-#: Stable skip-reason codes (shown in status, part of the protocol).
-SKIP_REASONS = {
-    "too_large": "larger than the size limit",
-    "binary": "binary content",
-    "secret": "on the secrets deny-list",
-    "minified": "minified or generated (very long lines)",
-    "unsupported": "not a source or text file type codectx indexes",
-    "unreadable": "cannot be read",
-    "symlink": "symbolic link (not followed)",
-    "symlink_outside": "symbolic link pointing outside the repository",
-    "symlink_loop": "symbolic link loop",
-    "not_regular": "not a regular file (FIFO, socket or device)",
-    "bad_path": "path is not valid UTF-8",
-}
-_EXAMPLES_PER_REASON = 20
 
 
 @dataclass(slots=True, frozen=True)
@@ -55,14 +38,10 @@ class Skipped:
 class ScanResult:
     files: list[FileEntry] = field(default_factory=list)
     skipped: list[Skipped] = field(default_factory=list)
-    skipped_counts: Counter[str] = field(default_factory=Counter)
     ignored: int = 0  # entries matched by ignore rules (directories count once)
 
     def skip(self, path: str, reason: str, detail: str = "") -> None:
-        self.skipped_counts[reason] += 1
-        # Unsupported types can be numerous (images, data): keep examples, not all of them.
-        if reason != "unsupported" or self.skipped_counts[reason] <= _EXAMPLES_PER_REASON:
-            self.skipped.append(Skipped(path, reason, detail))
+        self.skipped.append(Skipped(path, reason, detail))
 
 
 class Scanner:
@@ -157,7 +136,8 @@ class Scanner:
                 return None
             seen_dirs.add(key)
             return entry.path
-        return self._classify_file(entry, rel, result)
+        self._classify_file(entry, rel, result)
+        return None
 
     def _classify_file(
         self, entry: os.DirEntry[str] | _PathEntry, rel: str, result: ScanResult
@@ -185,9 +165,8 @@ class Scanner:
         return None
 
     def check_file(self, rel: str) -> FileEntry | Skipped | None:
-        """Classify one path (for watcher events): an entry, a skip, or None (ignored/gone)."""
-        if self.rules.is_ignored(rel, is_dir=False):
-            return None
+        """Classify one path whose ignore rules the caller has checked (watcher events): an
+        entry, a skip, or None (gone, or now a directory)."""
         parent = rel.rpartition("/")[0]
         if parent and (
             reason := self.resolved_reason(

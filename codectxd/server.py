@@ -12,6 +12,7 @@ import os
 import socket
 import struct
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,18 +22,18 @@ from anyio.abc import SocketAttribute, SocketStream
 from anyio.streams.buffered import BufferedByteReceiveStream
 
 from codectx_client import protocol as p
-from codectxd.app import Daemon
-from codectxd.errors import CodectxError
+from codectxd.router import Replied, error_reply
 
 log = logging.getLogger(__name__)
+
+#: The one call the server makes into the daemon: a request in, a reply (or a stream) out.
+Dispatch = Callable[[p.Request], Awaitable[p.Reply | Replied]]
 
 MAX_CONNECTIONS = 512
 #: Once a frame has started, the rest must arrive within this time (slow-loris guard).
 FRAME_TIMEOUT_S = 30.0
 #: Frames above this size are read one or two at a time, so memory stays bounded.
 _LARGE_FRAME_BYTES = 1 << 20
-# Methods answered while the daemon is still loading its model and registry.
-_BEFORE_READY = frozenset({"ping", "shutdown"})
 
 
 def peer_uid(sock: socket.socket) -> int | None:
@@ -46,19 +47,10 @@ def peer_uid(sock: socket.socket) -> int | None:
     return None
 
 
-def error_reply(
-    request_id: Any, code: str, message: str, data: dict[str, Any] | None = None
-) -> p.Reply:
-    return p.Reply(
-        id=request_id, ok=False, error=p.ErrorInfo(code=code, message=message, data=data)
-    )
-
-
 class Server:
-    def __init__(self, daemon: Daemon, path: Path, *, request_timeout_s: float) -> None:
-        self.daemon = daemon
+    def __init__(self, dispatch: Dispatch, path: Path) -> None:
+        self.dispatch = dispatch
         self.path = path
-        self.request_timeout_s = request_timeout_s
         self.connections = 0
         self._large_frames = anyio.Semaphore(2)
         self._uid = os.getuid()
@@ -66,9 +58,7 @@ class Server:
     async def listen(self) -> anyio.abc.SocketListener:
         """Bind the socket (0600). The caller holds the single-instance lock already:
         anyio removes an existing socket file even if another daemon still serves it."""
-        listener = await anyio.create_unix_listener(self.path, mode=0o600)
-        self.daemon.socket_path = self.path
-        return listener
+        return await anyio.create_unix_listener(self.path, mode=0o600)
 
     async def serve(self, listener: anyio.abc.SocketListener) -> None:
         async with listener:
@@ -151,103 +141,26 @@ class Server:
         except p.FrameError as exc:
             await self._send(stream, error_reply(_sniff_id(body), exc.code, str(exc)))
             return True
-        if request.method == "subscribe":
-            # A subscription turns the connection into an event stream; a refused one leaves
-            # it an ordinary request connection.
-            return not await self._subscribe(stream, reader, request)
         reply = await self.dispatch(request)
+        if isinstance(reply, Replied):
+            await self._send(stream, reply.reply)
+            await self._stream_events(stream, reader, reply, request.id)
+            return False  # an event stream ends with its connection
         await self._send(stream, reply)
         return True
 
-    async def dispatch(self, request: p.Request) -> p.Reply:
-        """Run one request's handler; every failure becomes an error reply."""
-        daemon = self.daemon
-        daemon.metrics.requests += 1
+    async def _stream_events(
+        self,
+        stream: SocketStream,
+        reader: BufferedByteReceiveStream,
+        replied: Replied,
+        request_id: int | str | None,
+    ) -> None:
+        """Send events until the client goes away (any byte or EOF from it ends the stream)."""
         try:
-            if request.v != p.PROTOCOL_VERSION:
-                return error_reply(
-                    request.id,
-                    p.ErrorCode.VERSION_MISMATCH,
-                    f"protocol version {request.v} is not supported (the daemon "
-                    f"speaks {p.PROTOCOL_VERSION}); upgrade the older side",
-                    {"protocol": p.PROTOCOL_VERSION},
-                )
-            handler = daemon.handlers.get(request.method)
-            params = p.decode_params(request.method, request.params)
-            if handler is None:
-                raise p.FrameError(
-                    p.ErrorCode.UNKNOWN_METHOD, f"method {request.method!r} is not served here"
-                )
-            if daemon.should_exit.is_set() and request.method != "ping":
-                return error_reply(
-                    request.id, p.ErrorCode.SHUTTING_DOWN, "the daemon is shutting down"
-                )
-            timeout = self.request_timeout_s + float(getattr(params, "wait_s", 0.0) or 0.0)
-            with anyio.fail_after(timeout):
-                if request.method not in _BEFORE_READY:
-                    # Until the registry is loaded, repo lookups would wrongly say "unknown".
-                    await daemon.ready.wait()
-                result = await handler(params)
-            return p.Reply(id=request.id, ok=True, result=result)
-        except p.FrameError as exc:
-            daemon.metrics.errors += 1
-            return error_reply(request.id, exc.code, str(exc))
-        except CodectxError as exc:
-            daemon.metrics.errors += 1
-            return error_reply(request.id, exc.code, str(exc))
-        except TimeoutError:
-            daemon.metrics.errors += 1
-            return error_reply(
-                request.id,
-                p.ErrorCode.TIMEOUT,
-                f"{request.method} did not finish within its time limit",
-            )
-        except Exception as exc:  # noqa: BLE001 - the per-request error barrier
-            daemon.metrics.errors += 1
-            log.exception("%s request failed", request.method)
-            return error_reply(
-                request.id,
-                p.ErrorCode.INTERNAL,
-                f"internal error in {request.method}: {type(exc).__name__}: {exc}",
-            )
-
-    async def _subscribe(
-        self, stream: SocketStream, reader: BufferedByteReceiveStream, request: p.Request
-    ) -> bool:
-        """Stream events until the client goes away; False (after an error reply) when the
-        subscription is refused."""
-        try:
-            params = p.decode_params("subscribe", request.params)
-            assert isinstance(params, p.SubscribeParams)
-            with anyio.fail_after(self.request_timeout_s):
-                await self.daemon.ready.wait()
-            repos = frozenset(self.daemon.find_repo(r).name for r in params.repos)
-        except (p.FrameError, CodectxError) as exc:
-            code = getattr(exc, "code", p.ErrorCode.BAD_REQUEST)
-            await self._send(stream, error_reply(request.id, code, str(exc)))
-            return False
-        except TimeoutError:
-            await self._send(
-                stream,
-                error_reply(
-                    request.id, p.ErrorCode.TIMEOUT, "the daemon is still starting; try again"
-                ),
-            )
-            return False
-        sub = self.daemon.events.subscribe(repos)
-        try:
-            await self._send(
-                stream,
-                p.Reply(
-                    id=request.id,
-                    ok=True,
-                    result=p.SubscribeResult(subscribed=True, repos=sorted(repos)),
-                ),
-            )
             async with anyio.create_task_group() as tg:
 
                 async def watch_close() -> None:
-                    # Any byte or EOF from the client ends the subscription.
                     with contextlib.suppress(
                         anyio.EndOfStream,
                         anyio.BrokenResourceError,
@@ -258,11 +171,11 @@ class Server:
                     tg.cancel_scope.cancel()
 
                 tg.start_soon(watch_close)
-                async for event, data in sub.receive:
-                    await self._send(stream, p.Event(id=request.id, event=event, data=data))
+                async for event in replied.stream.events:
+                    # Events are shared by every subscriber: each gets its own copy with its id.
+                    await self._send(stream, msgspec.structs.replace(event, id=request_id))
         finally:
-            self.daemon.events.unsubscribe(sub)
-        return True
+            replied.stream.close()
 
     @staticmethod
     async def _send(stream: SocketStream, message: Any) -> None:

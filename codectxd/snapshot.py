@@ -23,6 +23,8 @@ from codectxd.errors import StoreError
 from codectxd.sqlite import open_database
 
 INDEXED, DIRTY, SKIPPED = "indexed", "dirty", "skipped"
+#: The stat stored with a scan skip: never equal to a real file's, so it is decided afresh.
+NO_STAT = -1
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS files (
@@ -92,10 +94,34 @@ class Snapshot:
                 raise StoreError(f"index state database error: {exc}") from None
 
     def load(self, coll: str) -> dict[str, FileState]:
+        """Every recorded path of a collection (a full sync plans against all of them)."""
+        return self._select("coll=?", (coll,))
+
+    def states(self, coll: str, paths: Iterable[str]) -> dict[str, FileState]:
+        """The records of these paths (those that have one)."""
+        wanted = list(paths)
+        out: dict[str, FileState] = {}
+        for start in range(0, len(wanted), 500):
+            batch = wanted[start : start + 500]
+            marks = ", ".join("?" * len(batch))
+            out.update(self._select(f"coll=? AND path IN ({marks})", (coll, *batch)))
+        return out
+
+    def states_under(self, coll: str, directory: str) -> dict[str, FileState]:
+        """The records of every path under a directory ('' is the whole repository), read as
+        a range of the primary key: a one-directory change never loads the whole snapshot."""
+        if not directory:
+            return self.load(coll)
+        low = directory + "/"
+        high = directory + "0"  # "0" sorts right after "/": the range covers "dir/..." only
+        return self._select("coll=? AND path >= ? AND path < ?", (coll, low, high))
+
+    def _select(self, where: str, args: tuple[object, ...]) -> dict[str, FileState]:
         with self._lock:
             rows = self._db.execute(
-                "SELECT path, size, mtime_ns, hash, state, chunks, reason FROM files WHERE coll=?",
-                (coll,),
+                "SELECT path, size, mtime_ns, hash, state, chunks, reason FROM files "
+                f"WHERE {where}",
+                args,
             ).fetchall()
         return {row[0]: FileState(*row) for row in rows}
 
@@ -120,8 +146,10 @@ class Snapshot:
             )
 
     def mark_skipped(self, coll: str, items: Iterable[tuple[str, int, int, str]]) -> None:
-        """(path, size, mtime_ns, reason): content-based skips, remembered so an unchanged
-        file is not read again."""
+        """(path, size, mtime_ns, reason): files that are not indexed and why, kept so `status`
+        reports them across restarts. A content skip (binary, minified) keeps the file's stat,
+        so an unchanged file is not read again; a scan skip (secret, too large, symlink...)
+        stores -1 and is decided afresh by every scan."""
         now = time.time()
         with self._tx() as db:
             db.executemany(
@@ -153,12 +181,24 @@ class Snapshot:
         out["failed"] = sum(errs or 0 for state, _, _, errs in rows if state == DIRTY)
         return out
 
+    def skip_counts(self, coll: str) -> dict[str, int]:
+        """Skipped files per reason code (the part of `reason` before any ': detail')."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT substr(reason, 1, instr(reason || ':', ':') - 1) AS code, COUNT(*) "
+                "FROM files WHERE coll=? AND state=? GROUP BY code",
+                (coll, SKIPPED),
+            ).fetchall()
+        return {code: count for code, count in rows}
+
     def problems(self, coll: str, limit: int = 50) -> list[FileState]:
-        """Files skipped for a content reason or left dirty with an error, newest first."""
+        """Files skipped with a reason or left dirty with an error, newest first. Files of an
+        unsupported type are counted (`skip_counts`), not listed: there can be thousands."""
         with self._lock:
             rows = self._db.execute(
                 "SELECT path, size, mtime_ns, hash, state, chunks, reason FROM files "
-                "WHERE coll=? AND reason != '' ORDER BY updated DESC LIMIT ?",
+                "WHERE coll=? AND reason != '' AND reason != 'unsupported' "
+                "ORDER BY updated DESC, path LIMIT ?",
                 (coll, limit),
             ).fetchall()
         return [FileState(*row) for row in rows]

@@ -8,11 +8,9 @@ sparse vector itself (a `Function`); `codectxd.search` fuses the two result list
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
-import os
 import re
 import threading
 from collections.abc import Callable, Sequence
@@ -22,6 +20,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from codectxd.errors import StoreError
+from codectxd.milvus import MilvusConnection
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +31,9 @@ MAX_PATH_BYTES = 4096
 MAX_CONTENT_BYTES = 60_000
 MAX_SYMBOL_BYTES = 512
 OUTPUT_FIELDS = ["id", "path", "language", "start_line", "end_line", "symbol", "kind", "content"]
+
+
+T = TypeVar("T")
 
 
 @dataclass(slots=True, frozen=True)
@@ -79,6 +81,11 @@ def collection_name(repo_key: str, model_identity: str, dimension: int) -> str:
     return f"{COLLECTION_PREFIX}_{repo_key}_{slug}_{dimension}_{digest}"
 
 
+def repo_collections(store: Store, repo_key: str) -> list[str]:
+    """Every collection of one repository (one per embedding model and dimension)."""
+    return store.list_collections(f"{COLLECTION_PREFIX}_{repo_key}_")
+
+
 def quote(value: str) -> str:
     """A string literal for a Milvus filter expression."""
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
@@ -91,19 +98,6 @@ def _clip(text: str, max_bytes: int) -> str:
     return data[:max_bytes].decode("utf-8", "ignore")
 
 
-T = TypeVar("T")
-#: Error texts meaning the engine (Milvus Lite's child process or a server) is gone.
-_UNREACHABLE = (
-    "fail connecting",
-    "unavailable",
-    "connection refused",
-    "connect failed",
-    "broken pipe",
-    "socket closed",
-    "deadline exceeded",
-)
-
-
 class Store:
     """Thin, typed wrapper over `pymilvus.MilvusClient` for our schema.
 
@@ -113,86 +107,26 @@ class Store:
     """
 
     def __init__(self, uri: str, token: str = "") -> None:
-        import pymilvus  # noqa: F401 - configures its loggers on import; quiet them after
-
-        _quiet_library_logs()
+        self._conn = MilvusConnection(uri, token, on_reconnect=self._forget_open)
         self.uri = uri
-        self._token = token
-        self.client = self._connect()
         # Serialise writes so a delete+insert pair of one file is not interleaved with another
         # writer. Searches do not take this lock.
         self._write_lock = threading.Lock()
-        self._reconnect_lock = threading.Lock()
         # Collections this engine has verified (indexes present) and loaded, and whether each
         # has ever held a row. Guarded per collection: a search waits for a creation or a load
         # in progress instead of asking Milvus about a half-made collection.
         self._open: dict[str, _Opened] = {}
         self._open_locks: dict[str, threading.Lock] = {}
         self._open_locks_guard = threading.Lock()
-        self.reconnects = 0
-
-    def _connect(self) -> Any:
-        from pymilvus import MilvusClient  # heavy import: only when a store is really opened
-
-        # Check first: a failed open by milvus-lite deletes the other process's lock file.
-        if "://" not in self.uri and _locked(self.uri):
-            raise StoreError(
-                f"the index at {self.uri} is in use by another process (a running codectxd?); "
-                f"use codectx-client to talk to the daemon, or stop it first"
-            )
-        try:
-            if self._token:
-                return MilvusClient(uri=self.uri, token=self._token)
-            return MilvusClient(uri=self.uri)
-        except Exception as exc:
-            raise StoreError(
-                f"cannot open the Milvus store at {self.uri}: {_reason(exc)}"
-            ) from None
-
-    def _release_engine(self) -> None:
-        if "://" not in self.uri:
-            # pymilvus never stops Milvus Lite's engine process (nor frees the file lock).
-            try:
-                from milvus_lite.server_manager import server_manager_instance
-
-                server_manager_instance.release_server(self.uri)
-            except Exception:  # noqa: BLE001
-                log.debug("stopping the Milvus Lite engine failed", exc_info=True)
-
-    def close(self) -> None:
-        try:
-            self.client.close()
-        except Exception:  # noqa: BLE001 - closing is best effort at shutdown
-            log.debug("closing the Milvus client failed", exc_info=True)
-        self._release_engine()
-
-    def _reconnect(self, broken: Any) -> None:
-        with self._reconnect_lock:
-            if self.client is not broken:
-                return  # another thread reconnected already
-            log.warning("the Milvus engine at %s is unreachable; reconnecting", self.uri)
-            with contextlib.suppress(Exception):
-                broken.close()
-            self._release_engine()
-            self.client = self._connect()
-            self._open.clear()
-            self.reconnects += 1
 
     def _run(self, what: str, fn: Callable[[Any], T]) -> T:
-        """Call `fn(client)`; one reconnect-and-retry when the engine is unreachable."""
-        for attempt in (0, 1):
-            client = self.client
-            try:
-                return fn(client)
-            except StoreError:
-                raise
-            except Exception as exc:
-                reason = _reason(exc)
-                if attempt == 0 and any(t in reason.lower() for t in _UNREACHABLE):
-                    self._reconnect(client)
-                    continue
-                raise StoreError(f"{what}: {reason}{_disk_hint(self.uri)}") from None
-        raise AssertionError("unreachable")
+        return self._conn.run(what, fn)
+
+    def _forget_open(self) -> None:
+        self._open.clear()  # a new engine has loaded nothing
+
+    def close(self) -> None:
+        self._conn.close()
 
     # --- collections ----------------------------------------------------------------------
 
@@ -209,13 +143,13 @@ class Store:
             if not client.has_collection(name):
                 client.create_collection(
                     name,
-                    schema=self._schema(client, dimension, meta),
-                    index_params=self._indexes(client),
+                    schema=_schema(client, dimension, meta),
+                    index_params=_indexes(client),
                 )
                 log.info("created collection %s (dimension %d)", name, dimension)
             else:
                 present = set(client.list_indexes(name))
-                missing = self._indexes(client, skip=present)
+                missing = _indexes(client, skip=present)
                 if missing is not None:
                     log.warning(
                         "collection %s lacks indexes %s; creating them",
@@ -228,58 +162,6 @@ class Store:
             if name not in self._open:
                 self._run(f"cannot create collection {name}", ensure)
                 self._open[name] = self._load(name)
-
-    @staticmethod
-    def _schema(client: Any, dimension: int, meta: dict[str, Any]) -> Any:
-        from pymilvus import DataType, Function, FunctionType
-
-        schema = client.create_schema(
-            auto_id=False,
-            enable_dynamic_field=False,
-            description=json.dumps({"schema": SCHEMA_VERSION, **meta})[:1000],
-        )
-        schema.add_field("id", DataType.VARCHAR, is_primary=True, max_length=64)
-        schema.add_field("path", DataType.VARCHAR, max_length=MAX_PATH_BYTES)
-        schema.add_field("language", DataType.VARCHAR, max_length=32)
-        schema.add_field("ext", DataType.VARCHAR, max_length=32)
-        schema.add_field("start_line", DataType.INT64)
-        schema.add_field("end_line", DataType.INT64)
-        schema.add_field("symbol", DataType.VARCHAR, max_length=MAX_SYMBOL_BYTES)
-        schema.add_field("kind", DataType.VARCHAR, max_length=32)
-        schema.add_field("content", DataType.VARCHAR, max_length=65535)
-        schema.add_field("content_hash", DataType.VARCHAR, max_length=64)
-        schema.add_field(
-            "lexical",
-            DataType.VARCHAR,
-            max_length=65535,
-            enable_analyzer=True,
-            analyzer_params={"tokenizer": "standard", "filter": ["lowercase"]},
-        )
-        schema.add_field("sparse", DataType.SPARSE_FLOAT_VECTOR)
-        schema.add_field("dense", DataType.FLOAT_VECTOR, dim=dimension)
-        schema.add_function(
-            Function(
-                name="bm25",
-                function_type=FunctionType.BM25,
-                input_field_names=["lexical"],
-                output_field_names=["sparse"],
-            )
-        )
-        return schema
-
-    @staticmethod
-    def _indexes(client: Any, skip: set[str] | None = None) -> Any:
-        """Index params for the vector fields not in `skip` (None when nothing is missing)."""
-        skip = skip or set()
-        index = client.prepare_index_params()
-        added = False
-        if "dense" not in skip:
-            index.add_index("dense", index_type="AUTOINDEX", metric_type="IP")
-            added = True
-        if "sparse" not in skip:
-            index.add_index("sparse", index_type="SPARSE_INVERTED_INDEX", metric_type="BM25")
-            added = True
-        return index if added else None
 
     def _open_lock(self, name: str) -> threading.Lock:
         with self._open_locks_guard:
@@ -349,11 +231,11 @@ class Store:
         attempt may have inserted.
         """
         self._ensure_loaded(name)
-        data = [self._row_dict(r) for r in rows]
+        data = [_row_dict(r) for r in rows]
 
         def write(client: Any) -> None:
             if paths:
-                self._delete_paths(client, name, paths)
+                _delete_paths(client, name, paths)
             if data:
                 client.insert(name, data)
 
@@ -370,36 +252,8 @@ class Store:
         with self._write_lock:
             self._run(
                 f"deleting from collection {name} failed",
-                lambda c: self._delete_paths(c, name, paths),
+                lambda c: _delete_paths(c, name, paths),
             )
-
-    @staticmethod
-    def _delete_paths(client: Any, name: str, paths: Sequence[str]) -> None:
-        for start in range(0, len(paths), 200):
-            batch = paths[start : start + 200]
-            expr = (
-                f"path == {quote(batch[0])}"
-                if len(batch) == 1
-                else f"path in [{', '.join(quote(p) for p in batch)}]"
-            )
-            client.delete(name, filter=expr)
-
-    @staticmethod
-    def _row_dict(row: Row) -> dict[str, Any]:
-        return {
-            "id": row.id,
-            "path": _clip(row.path, MAX_PATH_BYTES),
-            "language": row.language[:32],
-            "ext": row.ext[:32],
-            "start_line": row.start_line,
-            "end_line": row.end_line,
-            "symbol": _clip(row.symbol, MAX_SYMBOL_BYTES),
-            "kind": row.kind[:32],
-            "content": _clip(row.content, MAX_CONTENT_BYTES),
-            "content_hash": row.content_hash,
-            "lexical": _clip(row.lexical, MAX_CONTENT_BYTES) or "_",
-            "dense": row.dense.tolist(),
-        }
 
     # --- reads ----------------------------------------------------------------------------
 
@@ -444,12 +298,13 @@ class Store:
         """
         if (dense is None) == (lexical is None):
             raise ValueError("give exactly one of dense and lexical")
+        data: list[Any]
+        params: dict[str, Any]
         if dense is not None:
-            data: list[Any] = [dense.tolist()]
-            field, params = "dense", {"metric_type": "IP"}
+            data, field, params = [dense.tolist()], "dense", {"metric_type": "IP"}
         else:
-            data = [lexical]
-            field, params = "sparse", {"metric_type": "BM25", "params": {"drop_ratio_search": 0.0}}
+            data, field = [lexical], "sparse"
+            params = {"metric_type": "BM25", "params": {"drop_ratio_search": 0.0}}
         opened = self._readable(name)
         if opened is None or not opened.has_rows:
             # Being created, never written, or incomplete: nothing to find, and Milvus fails a
@@ -486,67 +341,81 @@ class Store:
         return hits
 
 
-def _locked(path: str) -> bool:
-    """Whether another process holds Milvus Lite's lock on a local database file."""
-    import fcntl
-    import os
+def _schema(client: Any, dimension: int, meta: dict[str, Any]) -> Any:
+    from pymilvus import DataType, Function, FunctionType
 
-    lock_path = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.lock")
-    try:
-        handle = open(lock_path, "r+")  # noqa: SIM115 - closed below; never create it
-    except OSError:
-        return False
-    try:
-        fcntl.lockf(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        fcntl.lockf(handle, fcntl.LOCK_UN)
-    except OSError:
-        return True
-    finally:
-        handle.close()
-    return False
-
-
-def _disk_hint(uri: str) -> str:
-    """Milvus Lite reports a full disk as an opaque RPC failure: say so when space is short."""
-    if "://" in uri:
-        return ""
-    import shutil
-
-    try:
-        free = shutil.disk_usage(os.path.dirname(os.path.abspath(uri))).free
-    except OSError:
-        return ""
-    if free < 64 * 2**20:
-        return (
-            f" (the disk holding {os.path.dirname(uri)} is full or nearly: "
-            f"{free / 2**20:.1f} MB free)"
+    schema = client.create_schema(
+        auto_id=False,
+        enable_dynamic_field=False,
+        description=json.dumps({"schema": SCHEMA_VERSION, **meta})[:1000],
+    )
+    schema.add_field("id", DataType.VARCHAR, is_primary=True, max_length=64)
+    schema.add_field("path", DataType.VARCHAR, max_length=MAX_PATH_BYTES)
+    schema.add_field("language", DataType.VARCHAR, max_length=32)
+    schema.add_field("ext", DataType.VARCHAR, max_length=32)
+    schema.add_field("start_line", DataType.INT64)
+    schema.add_field("end_line", DataType.INT64)
+    schema.add_field("symbol", DataType.VARCHAR, max_length=MAX_SYMBOL_BYTES)
+    schema.add_field("kind", DataType.VARCHAR, max_length=32)
+    schema.add_field("content", DataType.VARCHAR, max_length=65535)
+    schema.add_field("content_hash", DataType.VARCHAR, max_length=64)
+    schema.add_field(
+        "lexical",
+        DataType.VARCHAR,
+        max_length=65535,
+        enable_analyzer=True,
+        analyzer_params={"tokenizer": "standard", "filter": ["lowercase"]},
+    )
+    schema.add_field("sparse", DataType.SPARSE_FLOAT_VECTOR)
+    schema.add_field("dense", DataType.FLOAT_VECTOR, dim=dimension)
+    schema.add_function(
+        Function(
+            name="bm25",
+            function_type=FunctionType.BM25,
+            input_field_names=["lexical"],
+            output_field_names=["sparse"],
         )
-    return ""
+    )
+    return schema
 
 
-def _quiet_library_logs() -> None:
-    """pymilvus logs every failed RPC with a traceback and milvus-lite's in-process gRPC server
-    logs unimplemented calls; we turn failures into StoreErrors, so keep their logs quiet."""
-    for name in (
-        "pymilvus",
-        "pymilvus.milvus_client",
-        "pymilvus.bulk_writer",
-        "grpc._server",
-        "milvus_lite",
-    ):
-        logging.getLogger(name).setLevel(logging.CRITICAL)
-    # milvus_lite 2.5 logs through the root logger; its failures reach users as StoreErrors.
-    root = logging.getLogger()
-    if not any(getattr(f, "codectx_quiet", False) for f in root.filters):
-
-        def drop_milvus_lite(record: logging.LogRecord) -> bool:
-            return "milvus_lite" not in record.pathname
-
-        drop_milvus_lite.codectx_quiet = True  # type: ignore[attr-defined]
-        root.addFilter(drop_milvus_lite)
+def _indexes(client: Any, skip: set[str] | None = None) -> Any:
+    """Index params for the vector fields not in `skip` (None when nothing is missing)."""
+    skip = skip or set()
+    index = client.prepare_index_params()
+    added = False
+    if "dense" not in skip:
+        index.add_index("dense", index_type="AUTOINDEX", metric_type="IP")
+        added = True
+    if "sparse" not in skip:
+        index.add_index("sparse", index_type="SPARSE_INVERTED_INDEX", metric_type="BM25")
+        added = True
+    return index if added else None
 
 
-def _reason(exc: BaseException) -> str:
-    """A one-line reason from a pymilvus / milvus-lite exception (never a traceback)."""
-    message = getattr(exc, "message", None) or str(exc) or type(exc).__name__
-    return " ".join(str(message).split())[:500]
+def _delete_paths(client: Any, name: str, paths: Sequence[str]) -> None:
+    for start in range(0, len(paths), 200):
+        batch = paths[start : start + 200]
+        expr = (
+            f"path == {quote(batch[0])}"
+            if len(batch) == 1
+            else f"path in [{', '.join(quote(p) for p in batch)}]"
+        )
+        client.delete(name, filter=expr)
+
+
+def _row_dict(row: Row) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "path": _clip(row.path, MAX_PATH_BYTES),
+        "language": row.language[:32],
+        "ext": row.ext[:32],
+        "start_line": row.start_line,
+        "end_line": row.end_line,
+        "symbol": _clip(row.symbol, MAX_SYMBOL_BYTES),
+        "kind": row.kind[:32],
+        "content": _clip(row.content, MAX_CONTENT_BYTES),
+        "content_hash": row.content_hash,
+        "lexical": _clip(row.lexical, MAX_CONTENT_BYTES) or "_",
+        "dense": row.dense.tolist(),
+    }

@@ -20,14 +20,13 @@ import logging
 import os
 import stat
 from collections.abc import Callable
+from typing import Any
 
 import anyio
 import anyio.abc
 
 log = logging.getLogger(__name__)
 
-#: Upper bound on how long one burst of changes is grouped before it is handed over.
-MAX_GROUP_MS = 1600
 RETRY_AFTER_FAILURE_S = 60.0
 #: How long the Rust watcher blocks a worker thread between checks of the stop event.
 RUST_TIMEOUT_MS = 1000
@@ -70,11 +69,27 @@ class Watcher:
     """Runs until cancelled; call `set_roots` whenever the repository set changes."""
 
     def __init__(
-        self, on_changes: ChangeHandler, *, step_ms: int = 50, enabled: bool = True
+        self,
+        on_changes: ChangeHandler,
+        *,
+        quiet_ms: int = 50,
+        max_batch_ms: int = 1600,
+        enabled: bool = True,
     ) -> None:
+        """A watcher of no roots yet (see `set_roots`).
+
+        Args:
+            on_changes: called with {root: relative paths} for every batch of changes.
+            quiet_ms: a batch is handed over once no new change arrived for this long
+                (watchfiles' `step`): the latency of a single save.
+            max_batch_ms: a burst that keeps changing (a checkout, a build) is handed over at
+                least this often (watchfiles' `debounce`).
+            enabled: False: periodic scans only (network file systems).
+        """
         self.on_changes = on_changes
-        self.step_ms = max(1, step_ms)
-        self.enabled = enabled  # False: periodic scans only (e.g. network file systems)
+        self.quiet_ms = max(1, quiet_ms)
+        self.max_batch_ms = max(self.quiet_ms, max_batch_ms)
+        self.enabled = enabled
         self.mode = "off" if enabled else "polling"  # inotify | polling | off
         self.error: str | None = None
         self._roots: list[str] = []
@@ -145,8 +160,8 @@ class Watcher:
                 async for changes in awatch(
                     *roots,
                     watch_filter=None,
-                    debounce=MAX_GROUP_MS,
-                    step=self.step_ms,
+                    debounce=self.max_batch_ms,
+                    step=self.quiet_ms,
                     stop_event=stop,
                     recursive=True,
                     rust_timeout=RUST_TIMEOUT_MS,
@@ -186,7 +201,7 @@ class Watcher:
         if not self._stopped:
             self.on_changes({root: {""} for root in roots})
 
-    def _dispatch(self, changes: set[tuple[int, str]], roots: list[str]) -> None:
+    def _dispatch(self, changes: set[tuple[Any, str]], roots: list[str]) -> None:
         by_repo: dict[str, set[str]] = {}
         for change, path in changes:
             if path in self._watching and change == _DELETED:

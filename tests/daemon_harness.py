@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from codectx_client import protocol
 from codectx_client.connection import ClientError, Connection, connect
 
 
@@ -60,8 +61,11 @@ class DaemonProcess:
     def call(
         self, method: str, params: dict[str, Any] | None = None, timeout_s: float = 60.0
     ) -> Any:
+        """One request; its result must match the method's result type (the protocol's)."""
         with self.connect() as conn:
-            return conn.call(method, params, timeout_s=timeout_s)
+            result = conn.call(method, params, timeout_s=timeout_s)
+        protocol.typed_result(method, result)
+        return result
 
     def wait_fresh(self, root: Path, timeout_s: float = 120.0) -> dict[str, Any]:
         """Until the repo has finished its first index and has nothing pending."""

@@ -80,3 +80,25 @@ def test_bad_file_values(tmp_path: Path) -> None:
     (tmp_path / "config.toml").write_text("[splitter]\nchunk_size = 500\nchunk_overlap = 600\n")
     with pytest.raises(ConfigError, match="chunk_overlap"):
         load_settings(base_env(tmp_path))
+
+
+def test_watcher_timings_and_their_old_name(tmp_path: Path) -> None:
+    s = load_settings(base_env(tmp_path))
+    assert (s.daemon.watch_quiet_ms, s.daemon.watch_max_batch_ms) == (50, 1600)
+    assert s.deprecated == ()
+    # The old name keeps working (it always meant the quiet time), with a note to move on.
+    (tmp_path / "config.toml").write_text("[daemon]\ndebounce_ms = 20\n")
+    s = load_settings(base_env(tmp_path))
+    assert s.daemon.watch_quiet_ms == 20
+    assert s.deprecated == (
+        "daemon.debounce_ms is deprecated: use daemon.watch_quiet_ms (same meaning)",
+    )
+    env = base_env(tmp_path) | {"CODECTX_DEBOUNCE_MS": "30"}
+    s = load_settings(env)
+    assert s.daemon.watch_quiet_ms == 30 and "CODECTX_DEBOUNCE_MS is deprecated" in s.deprecated[0]
+    # The new name wins over the old one.
+    env["CODECTX_WATCH_QUIET_MS"] = "40"
+    assert load_settings(env).daemon.watch_quiet_ms == 40
+    (tmp_path / "config.toml").write_text("[daemon]\nwatch_max_batch_ms = 0\n")
+    with pytest.raises(ConfigError, match="watch_max_batch_ms"):
+        load_settings(base_env(tmp_path))

@@ -262,8 +262,10 @@ def test_subscribe_streams_progress(daemon: DaemonProcess) -> None:
             events.append(message)
             if message["event"] == "synced" and message["data"]["repo"] == str(root):
                 break
+    typed = [p.typed_event(e) for e in events]  # every frame matches its Event type
+    assert all(t.id == events[0]["id"] for t in typed)
     kinds = {e["event"] for e in events}
-    assert "progress" in kinds and "synced" in kinds
+    assert {"progress", "state", "synced"} <= kinds
     synced = next(e for e in events if e["event"] == "synced")
     assert synced["data"]["indexed"] == 30
     assert daemon.call("ping")  # the closed subscription did not hurt the daemon

@@ -69,9 +69,10 @@ def search_until_fresh(
             paths = {hit["path"] for hit in found["results"]}
             assert len(paths) >= stored, (stored, sorted(paths))
             checks += 1
+            for reply in (hybrid, found):
+                if not reply["fresh"]:  # says why: work pending, or the first index not done
+                    assert reply["pending"] > 0 or reply["indexing"], reply
             fresh = hybrid["fresh"] and found["fresh"]
-            if not fresh:
-                assert found["pending"] > 0 or found["indexing"] or stored < files
     assert len(paths) == files
     return searches, checks
 

@@ -51,7 +51,6 @@ ERROR_CODES = frozenset(
         "version_mismatch",
         "frame_too_large",
         "not_found",
-        "not_indexed",
         "busy",
         "timeout",
         "bad_config",

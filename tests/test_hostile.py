@@ -115,6 +115,21 @@ def repo_status(daemon: DaemonProcess, root: Path) -> dict[str, Any]:
     return daemon.call("status", {"repo": str(root), "errors": 1000})["repos"][0]
 
 
+def wait_skips(
+    daemon: DaemonProcess, root: Path, expected: dict[str, str], timeout_s: float = 30.0
+) -> None:
+    """Until `status` reports each path skipped with its reason ({path: reason}): the event
+    that says the daemon has seen and judged the change (before a negative assertion)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        problems = repo_status(daemon, root)["problems"]
+        reasons = {p["path"]: p["reason"].split(":", 1)[0] for p in problems}
+        if all(reasons.get(path) == reason for path, reason in expected.items()):
+            return
+        assert time.monotonic() < deadline, f"skips {expected} not reported; status: {reasons}"
+        time.sleep(0.1)
+
+
 def info(daemon: DaemonProcess, root: Path) -> dict[str, Any]:
     return next(r for r in daemon.call("list")["repos"] if r["root"] == str(root))
 
@@ -345,10 +360,14 @@ def test_directory_swapped_for_outside_symlink_is_not_followed(
         if attempt:
             os.unlink(repo / "sub")
             os.rename(repo / "sub_old", repo / "sub")
-            time.sleep(2.0)
+            deadline = time.monotonic() + 30
+            while has_marker(daemon, "inside_again_qz", [str(repo)]) != ["sub/mod.py"]:
+                assert time.monotonic() < deadline, "the restored directory was not reindexed"
+                time.sleep(0.1)
             daemon.wait_fresh(repo)
         _swap_dir_for_outside_link(repo, outside)
-        time.sleep(2.5)  # the watcher's batch (debounce) and its incremental sync
+        # The watcher reported the swap and the daemon judged it: `sub` is a link, skipped.
+        wait_skips(daemon, repo, {"sub": "symlink_outside"})
         daemon.wait_fresh(repo)
         leaked = [
             h["path"]
@@ -496,7 +515,7 @@ def test_skips_found_by_the_watcher_are_reported_in_status(
             "wait_paths": [str(repo / e.path) for e in expects[2:]],
         },
     )
-    time.sleep(2.0)
+    wait_skips(daemon, repo, {e.path: min(e.reasons) for e in expects})
     daemon.wait_fresh(repo)
     assert not has_marker(daemon, "outside_late_qz")
     check_expectations(daemon, repo, expects)
@@ -520,7 +539,7 @@ def test_non_utf8_and_newline_names(daemon: DaemonProcess, repo: Path) -> None:
         handle.write(b"def late_newline_name_qz():\n    pass\n")
     with open(os.path.join(base, b"late\xfe.py"), "wb") as handle:
         handle.write(b"def late_badbyte_name_qz():\n    pass\n")
-    time.sleep(2.0)
+    wait_skips(daemon, repo, {"names/late\nnew.py": "bad_path", "names/late\ufffd.py": "bad_path"})
     assert_healthy(daemon, repo)
     for marker in ("late_newline_name_qz", "late_badbyte_name_qz"):
         assert not [h for h in lexical(daemon, marker) if marker in h["content"]]
@@ -763,10 +782,9 @@ def test_repo_directory_recloned_quickly(daemon: DaemonProcess, repo: Path) -> N
         shutil.rmtree(victim)
         victim.mkdir()
         (victim / "v.py").write_text("def recloned_content_qz():\n    return 1\n")
-        time.sleep(2.5)
+        assert wait_marker(daemon, "recloned_content_qz", [str(victim)]) == ["v.py"]
         daemon.wait_fresh(victim)
         assert info(daemon, victim)["error"] is None
-        assert has_marker(daemon, "recloned_content_qz", [str(victim)]) == ["v.py"]
         assert not has_marker(daemon, "victim_function_qz")
         # The new directory is watched (the old inotify watch died with the old one).
         (victim / "after_reclone.py").write_text("def watched_after_reclone_qz():\n    return 1\n")

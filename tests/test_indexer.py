@@ -246,15 +246,26 @@ def test_never_reads_through_a_parent_swapped_for_a_link(
     assert (state.state, state.reason.split(":")[0]) == ("skipped", "symlink_outside")
 
 
-def test_skips_found_by_incremental_syncs_are_reported(engine: Engine, short_tmp: Path) -> None:
-    """Scanner skips met by the watcher path show in `last_scan` (what status reports) at
-    once, disappear when the file becomes indexable or goes, and are never counted twice."""
+def skip_records(engine: Engine, collection: str) -> dict[str, str]:
+    """{path: skip reason code} as the snapshot records them (what `status` reports)."""
+    return {
+        path: state.reason.split(":")[0]
+        for path, state in engine.snapshot.load(collection).items()
+        if state.state == "skipped"
+    }
+
+
+def test_skips_found_by_incremental_syncs_are_reported(
+    engine: Engine, settings: Settings, short_tmp: Path
+) -> None:
+    """Scanner skips met by the watcher path are recorded at once (what status reports), go
+    when the file becomes indexable or goes, are never counted twice, and survive a restart."""
     root = short_tmp / "repo"
     write_tree(root, {"ok.py": "def ok():\n    return 1\n", "old.pem": "k"})
     indexer = engine.indexer_for(root)
     indexer.full_sync()
-    assert indexer.last_scan is not None
-    assert dict(indexer.last_scan.skipped_counts) == {"secret": 1}
+    coll = indexer.collection
+    assert skip_records(engine, coll) == {"old.pem": "secret"}
     os.symlink("ok.py", root / "late_link.py")
     os.mkfifo(root / "late_pipe.py")
     with open(root / "late_huge.py", "wb") as handle:
@@ -271,16 +282,16 @@ def test_skips_found_by_incremental_syncs_are_reported(engine: Engine, short_tmp
         "old.pem": "secret",
         "pkg/inner.key": "secret",
     }
-    assert {s.path: s.reason for s in indexer.last_scan.skipped} == expected
-    assert dict(indexer.last_scan.skipped_counts) == {
+    assert skip_records(engine, coll) == expected
+    assert engine.snapshot.skip_counts(coll) == {
         "symlink": 1,
         "not_regular": 1,
         "too_large": 1,
         "secret": 3,
     }
-    # Checked again: nothing is counted twice.
-    indexer.sync_paths(names)
-    assert sum(indexer.last_scan.skipped_counts.values()) == 6
+    # Checked again: nothing is counted twice, nothing is rewritten.
+    again = indexer.sync_paths(names)
+    assert again.skipped == 0 and sum(engine.snapshot.skip_counts(coll).values()) == 6
     # Indexable now, or gone: their skip records go.
     (root / "late_huge.py").write_text("def now_small():\n    return 2\n")
     (root / ".env").unlink()
@@ -293,17 +304,22 @@ def test_skips_found_by_incremental_syncs_are_reported(engine: Engine, short_tmp
     expected = {
         k: v for k, v in expected.items() if k not in ("late_huge.py", ".env", "pkg/inner.key")
     }
-    expected["pkg"] = "unsupported"  # not counted from the watcher path, but by a full scan
-    assert {s.path: s.reason for s in indexer.last_scan.skipped} == {
-        k: v for k, v in expected.items() if k != "pkg"
-    }
-    assert dict(indexer.last_scan.skipped_counts) == {"symlink": 1, "not_regular": 1, "secret": 1}
-    # A full scan sees the same.
+    expected["pkg"] = "unsupported"
+    assert skip_records(engine, coll) == expected
+    # A full scan sees the same; a restarted engine reports it before any scan.
     indexer.full_sync()
-    assert {s.path: s.reason for s in indexer.last_scan.skipped} == expected
-    assert dict(indexer.last_scan.skipped_counts) == {
-        "symlink": 1,
-        "not_regular": 1,
-        "secret": 1,
-        "unsupported": 1,
-    }
+    assert skip_records(engine, coll) == expected
+    engine.close()
+    reopened = Engine(settings, embedder=engine.embedder)
+    try:
+        assert skip_records(reopened, coll) == expected
+        assert reopened.snapshot.skip_counts(coll) == {
+            "symlink": 1,
+            "not_regular": 1,
+            "secret": 1,
+            "unsupported": 1,
+        }
+        listed = {x.path for x in reopened.snapshot.problems(coll)}
+        assert listed == set(expected) - {"pkg"}  # unsupported files are counted, not listed
+    finally:
+        reopened.close()

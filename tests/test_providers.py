@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from email.utils import formatdate
 from pathlib import Path
 
+import msgspec
 import numpy as np
 import pytest
 
@@ -450,27 +451,27 @@ def test_spend_guard_counts_real_tokens_and_persists(fake: FakeProviders, short_
         provider, cache, batch_size=4, max_tokens_per_day=real + 20, clock=lambda: now[0]
     )
     embedder.embed_texts(texts[:4])
-    stats = embedder.stats.as_dict()
-    assert stats["tokens_today"] == real and stats["spend_limit"] == real + 20  # from usage
-    assert stats["spend_paused"] is False
+    stats = embedder.stats.message()
+    assert stats.tokens_today == real and stats.spend_limit == real + 20  # from usage
+    assert stats.spend_paused is False
     with pytest.raises(SpendLimitReached) as err:
         embedder.embed_texts(texts[4:])
     message = str(err.value)
     assert f"{real:,} of {real + 20:,} tokens" in message
     assert "EMBEDDING_MAX_TOKENS_PER_DAY" in message and "00:00 UTC (in 8h 53m)" in message
     assert fake.count() == 1 and not err.value.retryable
-    assert embedder.stats.as_dict()["spend_paused"] is True
+    assert embedder.stats.message().spend_paused is True
     assert embedder.stats.failed_requests == 0  # nothing was sent
     # A restart reads today's usage back from the cache database.
     again = Embedder(provider, cache, max_tokens_per_day=real + 20, clock=lambda: now[0])
-    assert again.stats.as_dict()["tokens_today"] == real
+    assert again.stats.message().tokens_today == real
     with pytest.raises(SpendLimitReached):
         again.embed_texts(texts[4:])
     # Searches keep working (counted, never refused).
     again.embed_query("what multiplies")
     # The next UTC day starts from zero.
     now[0] += DAY
-    assert again.stats.as_dict()["tokens_today"] == 0
+    assert again.stats.message().tokens_today == 0
     again.embed_texts(texts[4:])
     assert fake.count() == 3
     cache.close()
@@ -589,8 +590,8 @@ def test_spend_guard_stops_indexing_with_a_clear_message(
     problems = engine.snapshot.problems(indexer.collection)
     assert problems and all("EMBEDDING_MAX_TOKENS_PER_DAY" in p.reason for p in problems)
     assert "daily embedding token limit reached" in problems[0].reason
-    stats = embedder.stats.as_dict()
-    assert stats["spend_paused"] is True and 0 < stats["tokens_today"] <= limit
+    stats = embedder.stats.message()
+    assert stats.spend_paused is True and 0 < stats.tokens_today <= limit
     # Each UTC day sends at most the limit, never the same text twice (what was paid for is
     # cached even though its group of files failed), until the index is complete.
     sent_per_day = [fake.texts()]
@@ -606,7 +607,7 @@ def test_spend_guard_stops_indexing_with_a_clear_message(
     every = [t for day in sent_per_day for t in day]
     assert len(every) == len(set(every))
     assert engine.snapshot.problems(indexer.collection) == []
-    assert embedder.stats.as_dict()["spend_paused"] is False
+    assert embedder.stats.message().spend_paused is False
 
 
 # --- secrets -----------------------------------------------------------------------------
@@ -665,7 +666,7 @@ def test_the_key_appears_nowhere(
             fake.script(fault, fault)
             run(embedder, [f"{provider} {fault}"])
         run(Embedder(provider_for(fake, provider, api_key=wrong, dimension=dimension), None), ["x"])
-        seen.append(json.dumps(embedder.stats.as_dict()))
+        seen.append(msgspec.json.encode(embedder.stats.message()).decode())
     # A failure during indexing lands in the snapshot, the report and the indexer's log.
     embedder = Embedder(provider_for(fake, "voyage", dimension=256), None, max_retries=0)
     engine, root = make_engine(embedder)

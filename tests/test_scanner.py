@@ -45,7 +45,7 @@ def test_ignore_files_themselves_are_not_source(tmp_path: Path) -> None:
     write_tree(tmp_path, {".gitignore": "*.log\n", "a.py": "x"})
     result = scan(tmp_path)
     assert [f.path for f in result.files] == ["a.py"]
-    assert result.skipped_counts["unsupported"] == 1
+    assert [(s.path, s.reason) for s in result.skipped] == [(".gitignore", "unsupported")]
 
 
 def test_repo_can_reinclude_a_default_ignored_dir(tmp_path: Path) -> None:
@@ -207,7 +207,9 @@ def test_unreadable_directory(tmp_path: Path) -> None:
     assert {s.path: s.reason for s in result.skipped} == {"locked": "unreadable"}
 
 
-def test_check_file_matches_scan(tmp_path: Path) -> None:
+def test_ignore_check_then_check_file_matches_scan(tmp_path: Path) -> None:
+    """A watcher path is checked against the ignore rules once (`RepoIndexer.relevant`), then
+    classified by `check_file`; together they say what a scan says."""
     write_tree(
         tmp_path,
         {
@@ -219,9 +221,9 @@ def test_check_file_matches_scan(tmp_path: Path) -> None:
         },
     )
     scanner = Scanner(tmp_path, ScanSettings())
+    names = ["a.py", "out/b.py", "node_modules/m.js", ".env", "missing.py"]
+    assert [n for n in names if scanner.rules.is_ignored(n)] == ["out/b.py", "node_modules/m.js"]
     assert isinstance(scanner.check_file("a.py"), FileEntry)
-    assert scanner.check_file("out/b.py") is None
-    assert scanner.check_file("node_modules/m.js") is None
     assert scanner.check_file("missing.py") is None
     skipped = scanner.check_file(".env")
     assert isinstance(skipped, Skipped) and skipped.reason == "secret"

@@ -6,9 +6,11 @@ from pathlib import Path
 
 import pytest
 
+from codectx_client.protocol import SearchHit
 from codectxd.embeddings.service import Embedder
 from codectxd.engine import Engine
-from codectxd.search import Filters, PathFilter, Result, merge_overlapping
+from codectxd.filters import Filters, PathFilter
+from codectxd.search import merge_overlapping
 from tests.conftest import make_settings, write_tree
 
 REPO = {
@@ -58,7 +60,7 @@ def indexed(tmp_path_factory: pytest.TempPathFactory, local_provider):  # type: 
     engine.close()
 
 
-def top(results: list[Result], n: int = 3) -> list[str]:
+def top(results: list[SearchHit], n: int = 3) -> list[str]:
     return [r.path for r in results[:n]]
 
 
@@ -119,9 +121,13 @@ def test_path_filter_semantics() -> None:
 
 
 def test_overlapping_hits_merge() -> None:
-    a = Result("r", "f.py", 1, 10, "", "", "python", 0.5, "\n".join(f"l{i}" for i in range(1, 11)))
-    b = Result("r", "f.py", 8, 15, "", "", "python", 0.9, "\n".join(f"l{i}" for i in range(8, 16)))
-    c = Result("r", "g.py", 1, 3, "", "", "python", 0.7, "x")
+    a = SearchHit(
+        "r", "f.py", 1, 10, "", "", "python", 0.5, "\n".join(f"l{i}" for i in range(1, 11))
+    )
+    b = SearchHit(
+        "r", "f.py", 8, 15, "", "", "python", 0.9, "\n".join(f"l{i}" for i in range(8, 16))
+    )
+    c = SearchHit("r", "g.py", 1, 3, "", "", "python", 0.7, "x")
     merged = merge_overlapping([a, c, b])
     assert [(m.path, m.start_line, m.end_line) for m in merged] == [("f.py", 1, 15), ("g.py", 1, 3)]
     assert merged[0].content.split("\n") == [f"l{i}" for i in range(1, 16)]

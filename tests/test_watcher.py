@@ -31,14 +31,13 @@ async def test_root_that_comes_back_is_watched_again(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, recreate: str
 ) -> None:
     monkeypatch.setattr(watcher_mod, "ROOT_CHECK_S", 0.2)
-    monkeypatch.setattr(watcher_mod, "MAX_GROUP_MS", 100)
     stay, victim = tmp_path / "stay", tmp_path / "victim"
     stay.mkdir()
     if recreate != "missing_at_start":
         victim.mkdir()
         (victim / "old.py").write_text("x = 0\n")
     batches: list[dict[str, set[str]]] = []
-    watcher = Watcher(batches.append, step_ms=10)
+    watcher = Watcher(batches.append, quiet_ms=10, max_batch_ms=100)
     watcher.set_roots([str(stay), str(victim)])
     async with anyio.create_task_group() as tg:
         tg.start_soon(watcher.run)

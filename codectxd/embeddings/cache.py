@@ -83,16 +83,6 @@ class EmbeddingCache:
                 self._db.execute("ROLLBACK")
                 raise StoreError(f"embedding cache write failed: {exc}") from None
 
-    def count(self, model: str | None = None) -> int:
-        with self._lock:
-            if model is None:
-                return int(self._db.execute("SELECT COUNT(*) FROM vectors").fetchone()[0])
-            return int(
-                self._db.execute("SELECT COUNT(*) FROM vectors WHERE model=?", (model,)).fetchone()[
-                    0
-                ]
-            )
-
     def add_usage(self, day: str, identity: str, tokens: int, requests: int = 1) -> int:
         """Add `tokens` sent to `identity` on UTC `day` (YYYY-MM-DD); returns the day's total."""
         with self._lock:

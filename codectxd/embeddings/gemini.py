@@ -109,7 +109,7 @@ class GeminiProvider(RemoteProvider):
         try:
             response = self._client.models.embed_content(
                 model=self.model,
-                contents=texts,
+                contents=texts,  # type: ignore[arg-type]
                 config=config,
             )
             rows = [item.values for item in (response.embeddings or [])]

@@ -24,6 +24,7 @@ from typing import TypeVar
 
 import numpy as np
 
+from codectx_client import protocol as p
 from codectxd.embeddings.base import EmbeddingProvider
 from codectxd.embeddings.cache import EmbeddingCache, text_key
 from codectxd.errors import ProviderError, SpendLimitReached
@@ -50,7 +51,6 @@ class EmbedStats:
     truncated: int = 0
     seconds: float = 0.0
     last_error: str = ""
-    latencies_ms: list[float] = field(default_factory=list)
     #: Spend guard: the daily limit (0: off), tokens sent on `usage_day` (UTC), and whether
     #: the last document batch was refused for the limit.
     spend_limit: int = 0
@@ -59,25 +59,26 @@ class EmbedStats:
     spend_paused: bool = False
     clock: Callable[[], float] = field(default=time.time, repr=False)
 
-    def as_dict(self) -> dict[str, object]:
+    def message(self) -> p.EmbeddingStatus:
+        """These counters as `status` reports them."""
         looked_up = self.cache_hits + self.cache_misses
         current = self.usage_day == utc_day(self.clock())  # a new day starts from zero
-        return {
-            "requests": self.requests,
-            "failed_requests": self.failed_requests,
-            "retries": self.retries,
-            "texts_embedded": self.texts,
-            "tokens": self.tokens,
-            "cache_hits": self.cache_hits,
-            "cache_misses": self.cache_misses,
-            "cache_hit_rate": round(self.cache_hits / looked_up, 4) if looked_up else None,
-            "truncated": self.truncated,
-            "embed_seconds": round(self.seconds, 3),
-            "last_error": self.last_error,
-            "tokens_today": self.tokens_today if current else 0,
-            "spend_limit": self.spend_limit,
-            "spend_paused": self.spend_paused and current,
-        }
+        return p.EmbeddingStatus(
+            requests=self.requests,
+            failed_requests=self.failed_requests,
+            retries=self.retries,
+            texts_embedded=self.texts,
+            tokens=self.tokens,
+            cache_hits=self.cache_hits,
+            cache_misses=self.cache_misses,
+            cache_hit_rate=round(self.cache_hits / looked_up, 4) if looked_up else None,
+            truncated=self.truncated,
+            embed_seconds=round(self.seconds, 3),
+            last_error=self.last_error,
+            tokens_today=self.tokens_today if current else 0,
+            spend_limit=self.spend_limit,
+            spend_paused=self.spend_paused and current,
+        )
 
 
 def utc_day(timestamp: float) -> str:
@@ -105,12 +106,16 @@ class Embedder:
         max_retries: int = 6,
         sleep: Callable[[float], None] = time.sleep,
         on_latency: Callable[[float], None] | None = None,
+        batch_cap: Callable[[int], int] | None = None,
         max_tokens_per_day: int = 0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         """Set up batching, retries and the spend guard around `provider`.
 
         Args:
+            on_latency: called with the seconds of every successful provider request.
+            batch_cap: given the batch size wanted, the size memory allows (local providers:
+                inference memory grows with the batch).
             max_tokens_per_day: spend guard for remote providers (0: off); see the module doc.
             clock: Unix time source for the spend guard's UTC day (tests move it).
         """
@@ -124,8 +129,13 @@ class Embedder:
         self._sleep = sleep
         self._clock = clock
         self.on_latency = on_latency
-        # Given the batch size wanted, the one memory allows (local providers; may block).
-        self.batch_cap: Callable[[int], int] | None = None
+        self.batch_cap = batch_cap
+        # Remote requests in flight at once; the pool lives as long as the embedder.
+        self._pool = (
+            ThreadPoolExecutor(self.concurrency, thread_name_prefix="embed")
+            if self.concurrency > 1
+            else None
+        )
         self._stats_lock = threading.Lock()
         self._queries: OrderedDict[str, np.ndarray] = OrderedDict()
         self._queries_lock = threading.Lock()
@@ -138,6 +148,12 @@ class Embedder:
     @property
     def identity(self) -> str:
         return self.provider.identity
+
+    def close(self) -> None:
+        """Stop the request pool and release the provider's resources."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+        self.provider.close()
 
     @property
     def dimension(self) -> int:
@@ -212,9 +228,8 @@ class Embedder:
             return vectors
 
         results: list[np.ndarray] = []
-        if self.concurrency > 1 and len(batches) > 1:
-            with ThreadPoolExecutor(self.concurrency, thread_name_prefix="embed") as pool:
-                results = list(pool.map(run, range(len(batches))))
+        if self._pool is not None and len(batches) > 1:
+            results = list(self._pool.map(run, range(len(batches))))
         else:
             results = [run(index) for index in range(len(batches))]
         vectors = np.concatenate(results) if results else np.zeros((0, self.dimension))
@@ -360,7 +375,9 @@ class Embedder:
 
 
 def _backoff(attempt: int, retry_after: float | None) -> float:
-    """Exponential backoff with full jitter, at least the server's Retry-After, capped at 60 s."""
+    """Exponential backoff (0.5 s doubling, at most 60 s) with equal jitter (a random delay
+    between half of it and all of it); never less than the server's Retry-After, which is
+    itself honoured up to 120 s."""
     base = min(60.0, 0.5 * (2**attempt))
     delay = random.uniform(base / 2, base)
     if retry_after is not None:

@@ -1,0 +1,158 @@
+"""Keep one repository's collection equal to its files on disk.
+
+plan (`plan`: the scan or the changed paths, against the snapshot) → a `Job` (`job`) that
+runs the plan one group of files at a time: read (`read`), hash, split → embed (cache first)
+→ commit (`commit`: the per-file commit protocol). The daemon's supervisor steps a job itself,
+so it can do urgent work between groups; `full_sync` / `sync_paths` run one to the end.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from codectxd.config import ScanSettings, Settings
+from codectxd.embeddings.service import Embedder
+from codectxd.indexer.commit import Committer
+from codectxd.indexer.job import (
+    GROUP_CHUNKS,
+    Job,
+    JobParts,
+    Progress,
+    SyncReport,
+    chunk_id,
+    embedding_text,
+    never,
+)
+from codectxd.indexer.plan import plan_full, plan_paths
+from codectxd.scanner import Scanner
+from codectxd.snapshot import Snapshot
+from codectxd.splitter import Splitter
+from codectxd.store import Store
+
+__all__ = [
+    "CHUNKING_VERSION",
+    "GROUP_CHUNKS",
+    "Job",
+    "Progress",
+    "RepoIndexer",
+    "SyncReport",
+    "chunk_id",
+    "embedding_text",
+    "repo_key",
+]
+
+#: Bump when the splitter or the text given to the embedder / BM25 changes: every collection
+#: built with another version is re-split on its next full sync.
+CHUNKING_VERSION = 4
+#: Files whose change means the ignore rules change: a full rescan follows.
+_IGNORE_FILE_NAMES = frozenset({".gitignore", ".codectxignore"})
+
+
+def repo_key(root: Path) -> str:
+    """A stable short key for a repository root (its resolved absolute path)."""
+    return hashlib.blake2b(str(root).encode("utf-8", "surrogateescape"), digest_size=6).hexdigest()
+
+
+class RepoIndexer:
+    """Indexes one repository into one collection. Not thread-safe: one job at a time."""
+
+    def __init__(
+        self,
+        root: Path,
+        collection: str,
+        *,
+        settings: Settings,
+        store: Store,
+        snapshot: Snapshot,
+        embedder: Embedder,
+        splitter: Splitter | None = None,
+        scan: ScanSettings | None = None,
+    ) -> None:
+        self.root = root
+        self.key = repo_key(root)
+        self.collection = collection
+        self.settings = settings
+        self.store = store
+        self.snapshot = snapshot
+        self.embedder = embedder
+        self.scanner = Scanner(root, scan or settings.scan)
+        self._parts = JobParts(
+            root=root,
+            key=self.key,
+            scanner=self.scanner,
+            splitter=splitter or Splitter(settings.splitter),
+            embedder=embedder,
+            committer=Committer(store, snapshot, collection),
+        )
+
+    def ensure_collection(self) -> None:
+        self.store.ensure_collection(
+            self.collection,
+            self.embedder.dimension,
+            {"root": str(self.root), "model": self.embedder.identity},
+        )
+
+    def is_complete(self) -> bool:
+        """Whether a full sync of this collection has ever completed (it can serve searches)."""
+        return self.snapshot.get_meta(self.collection, "complete") is not None
+
+    def relevant(self, paths: Iterable[str]) -> tuple[set[str], bool]:
+        """Of paths reported changed, those that may need indexing (not ignored), and whether
+        an ignore file changed (the rules were reloaded; a full rescan is due). The one place
+        watcher paths meet the ignore rules."""
+        rules = self.scanner.rules
+        keep: set[str] = set()
+        rescan = False
+        for rel in paths:
+            name = rel.rsplit("/", 1)[-1]
+            if rel == ".git/info/exclude" or name in _IGNORE_FILE_NAMES:
+                rules.invalidate(None if rel.startswith(".git/") else rel.rpartition("/")[0])
+                rescan = True
+            elif rel == "":
+                rescan = True
+            elif not rules.is_ignored(rel):
+                keep.add(rel)
+        return keep, rescan
+
+    # --- jobs -------------------------------------------------------------------------------
+
+    def begin_full(self, force: bool = False, should_stop: Callable[[], bool] = never) -> Job:
+        """A job reconciling the whole repository with its snapshot (start-up, periodic,
+        reindex). Unchanged files (same size and mtime_ns) are not read; `force` re-reads and
+        re-splits every file (the embedding cache still avoids paying for unchanged text)."""
+        self.ensure_collection()
+        known = self.snapshot.load(self.collection)
+        fingerprint = self._chunking_fingerprint()
+        if known and self.snapshot.get_meta(self.collection, "chunking") != fingerprint:
+            force = True  # chunking settings changed: re-split every file
+        plan = plan_full(self.scanner, known, force)
+
+        def finished(report: SyncReport) -> None:
+            if not report.cancelled:  # failed files stay dirty and are retried anyway
+                self.snapshot.set_meta(self.collection, "chunking", fingerprint)
+                self.snapshot.set_meta(self.collection, "complete", f"{time.time():.0f}")
+
+        return Job(plan, self._parts, should_stop=should_stop, on_finish=finished)
+
+    def begin_paths(self, paths: Iterable[str], should_stop: Callable[[], bool] = never) -> Job:
+        """A job bringing specific repository-relative paths (files or directories) up to
+        date; the paths have passed `relevant`."""
+        self.ensure_collection()
+        plan = plan_paths(self.scanner, self.snapshot, self.collection, paths)
+        return Job(plan, self._parts, should_stop=should_stop)
+
+    def full_sync(self, force: bool = False) -> SyncReport:
+        """`begin_full` run to the end."""
+        return self.begin_full(force).run()
+
+    def sync_paths(self, paths: Iterable[str]) -> SyncReport:
+        """The relevant ones of `paths` brought up to date (a changed ignore file: every path)."""
+        keep, rescan = self.relevant(paths)
+        return self.begin_paths([""] if rescan else keep).run()
+
+    def _chunking_fingerprint(self) -> str:
+        s = self.settings.splitter
+        return f"v{CHUNKING_VERSION}:{s.type}:{s.chunk_size}:{s.chunk_overlap}"

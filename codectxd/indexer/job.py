@@ -1,0 +1,385 @@
+"""A sync in progress: runs a `Plan` one group of files at a time.
+
+Each group is read, hashed and split, embedded (the cache first), then committed: embedding
+comes first so a file's old chunks stay searchable until its new ones are ready. `step()`
+does one group and returns; whoever drives the job (the daemon's supervisor, or `run()`)
+decides what happens between groups. Progress and the report are written by the thread that
+runs the job and only read elsewhere.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from codectx_client import protocol as p
+from codectxd.embeddings.service import EmbedCancelled, Embedder
+from codectxd.errors import CodectxError, StoreError
+from codectxd.indexer.commit import Committer
+from codectxd.indexer.plan import Plan, skip_message
+from codectxd.indexer.read import Skip, looks_minified, read_file
+from codectxd.languages import extension_of
+from codectxd.lexical import identifier_parts, lexical_text
+from codectxd.scanner import FileEntry, Scanner
+from codectxd.snapshot import INDEXED, NO_STAT, IndexedFile
+from codectxd.splitter import Chunk, Splitter
+from codectxd.store import Row
+
+log = logging.getLogger(__name__)
+
+#: Chunks embedded and written together (the memory manager may ask for fewer).
+GROUP_CHUNKS = 256
+
+
+def chunk_id(repo: str, path: str, chunk: Chunk, content_hash: str) -> str:
+    raw = f"{repo}\x00{path}\x00{chunk.start_line}\x00{chunk.end_line}\x00{content_hash}"
+    return hashlib.blake2b(raw.encode("utf-8", "surrogateescape"), digest_size=16).hexdigest()
+
+
+def embedding_text(path: str, chunk: Chunk) -> str:
+    """What the embedding model reads for a chunk: the file path, the symbol spelled out in
+    words, then the code.
+
+    The path gives the model context the code alone lacks (module and package names); the
+    words let a question in English meet `applyDiscountCode` (a sentence model tokenises
+    identifiers into word pieces it barely understands).
+    """
+    words = " ".join(identifier_parts(chunk.symbol.replace(",", " "))) if chunk.symbol else ""
+    header = f"{path} {words}" if words else path
+    return f"{header}\n{chunk.content}"
+
+
+@dataclass(slots=True)
+class Progress:
+    """How far the running sync is (written by its thread, read by status)."""
+
+    phase: str = "idle"  # scanning | indexing | idle
+    files_total: int = 0
+    files_done: int = 0
+    chunks_done: int = 0
+    errors: int = 0
+
+    def message(self) -> p.Progress:
+        return p.Progress(
+            phase=self.phase,
+            files_done=self.files_done,
+            files_total=self.files_total,
+            chunks_done=self.chunks_done,
+            errors=self.errors,
+        )
+
+
+@dataclass(slots=True)
+class SyncReport:
+    scanned: int = 0
+    unchanged: int = 0
+    files_read: int = 0
+    indexed: int = 0
+    removed: int = 0
+    skipped: int = 0
+    failed: int = 0
+    chunks_written: int = 0
+    seconds: float = 0.0
+    cancelled: bool = False
+    errors: list[tuple[str, str]] = field(default_factory=list)
+    # Where the time went (seconds): listing files, reading + hashing + splitting, computing
+    # embeddings (cache lookups included), writing to the store + snapshot.
+    scan_s: float = 0.0
+    parse_s: float = 0.0
+    embed_s: float = 0.0
+    store_s: float = 0.0
+
+    def summary(self) -> p.SyncSummary:
+        return p.SyncSummary(
+            scanned=self.scanned,
+            unchanged=self.unchanged,
+            files_read=self.files_read,
+            indexed=self.indexed,
+            removed=self.removed,
+            skipped=self.skipped,
+            failed=self.failed,
+            chunks_written=self.chunks_written,
+            seconds=round(self.seconds, 3),
+            cancelled=self.cancelled,
+            scan_s=round(self.scan_s, 3),
+            parse_s=round(self.parse_s, 3),
+            embed_s=round(self.embed_s, 3),
+            store_s=round(self.store_s, 3),
+            finished=time.time(),
+        )
+
+
+@dataclass(slots=True)
+class _Prepared:
+    entry: FileEntry
+    hash: str
+    chunks: list[Chunk]
+
+
+@dataclass(slots=True, frozen=True)
+class JobParts:
+    """What a job works with: one repository's collection and the shared components."""
+
+    root: Path
+    key: str  # the repository key chunk ids are derived from
+    scanner: Scanner
+    splitter: Splitter
+    embedder: Embedder
+    committer: Committer
+
+
+def never() -> bool:
+    return False
+
+
+class Job:
+    """One sync: `step()` until it returns False, then `finish()`.
+
+    `should_stop` is polled between files and embedding batches; when it says stop, the
+    group in hand is dropped (nothing of it was written) and the job ends as cancelled.
+    """
+
+    def __init__(
+        self,
+        plan: Plan,
+        parts: JobParts,
+        *,
+        should_stop: Callable[[], bool] = never,
+        on_finish: Callable[[SyncReport], None] | None = None,
+    ) -> None:
+        self.plan = plan
+        self.parts = parts
+        self.should_stop = should_stop
+        self.on_finish = on_finish
+        self.started = time.perf_counter()
+        self.report = SyncReport(scanned=plan.scanned, unchanged=plan.unchanged, scan_s=plan.scan_s)
+        self.progress = Progress(
+            phase="indexing", files_total=len(plan.todo) + len(plan.gone) + len(plan.skips)
+        )
+        self._todo: Iterator[FileEntry] = iter(plan.todo)
+        self._first = True
+        self.done = False
+
+    @property
+    def committer(self) -> Committer:
+        return self.parts.committer
+
+    def step(self, max_chunks: int = GROUP_CHUNKS) -> bool:
+        """Do the next group (about `max_chunks` chunks); False once nothing is left."""
+        if self.done:
+            return False
+        if self._first:
+            self._first = False
+            self._record_plan()
+        group: list[_Prepared] = []
+        size = 0
+        for entry in self._todo:
+            if self.should_stop():
+                return self._cancel()
+            prepared = self._prepare(entry)
+            if prepared is not None:
+                group.append(prepared)
+                size += len(prepared.chunks)
+                if size >= max_chunks:
+                    break
+        else:
+            self.done = True
+        if group:
+            try:
+                self._commit(group)
+            except SyncCancelledError:
+                return self._cancel()
+        return not self.done
+
+    def run(self, max_chunks: int = GROUP_CHUNKS) -> SyncReport:
+        """All steps, then `finish()` (for callers without an event loop)."""
+        while self.step(max_chunks):
+            pass
+        return self.finish()
+
+    def finish(self) -> SyncReport:
+        report = self.report
+        report.seconds = time.perf_counter() - self.started
+        self.progress.phase = "idle"
+        log.info(
+            "%s: %d scanned, %d unchanged, %d indexed, %d removed, %d skipped, %d failed (%.2fs)%s",
+            self.parts.root,
+            report.scanned,
+            report.unchanged,
+            report.indexed,
+            report.removed,
+            report.skipped,
+            report.failed,
+            report.seconds,
+            " [cancelled]" if report.cancelled else "",
+        )
+        if self.on_finish is not None:
+            self.on_finish(report)
+        return report
+
+    def cancel(self) -> None:
+        """End the job now: what is not done yet stays pending (a later sync does it)."""
+        if not self.done:
+            self.done = True
+            self.report.cancelled = True
+
+    def _cancel(self) -> bool:
+        self.cancel()
+        return False
+
+    # --- the plan's removals and scan verdicts ----------------------------------------------
+
+    def _record_plan(self) -> None:
+        plan, known = self.plan, self.plan.known
+        if plan.gone:
+            try:
+                self.committer.remove(plan.gone, known)
+                self.report.removed += len(plan.gone)
+            except StoreError as exc:
+                self._fail(plan.gone, str(exc))
+            self._advance(len(plan.gone))
+        if plan.skips:
+            items = [(s.path, NO_STAT, NO_STAT, skip_message(s)) for s in plan.skips]
+            try:
+                self.committer.skip(items, known)
+            except StoreError as exc:
+                self._fail([s.path for s in plan.skips], str(exc))
+            self.report.skipped += len(plan.skips)
+            self._advance(len(plan.skips))
+
+    # --- one file ---------------------------------------------------------------------------
+
+    def _prepare(self, entry: FileEntry) -> _Prepared | None:
+        """Read, check, hash and split one file; None when it needs no store write."""
+        started = time.perf_counter()
+        try:
+            return self._prepare_file(entry)
+        finally:
+            self.report.parse_s += time.perf_counter() - started
+
+    def _prepare_file(self, entry: FileEntry) -> _Prepared | None:
+        old = self.plan.known.get(entry.path)
+        try:
+            data = read_file(self.parts.scanner, entry)
+        except FileNotFoundError:
+            self._record(lambda: self.committer.remove([entry.path], self.plan.known), entry)
+            self.report.removed += 1
+            return None
+        except Skip as skip:
+            record = (entry.path, entry.size, entry.mtime_ns, skip.message)
+            self._record(lambda: self.committer.skip([record], self.plan.known), entry)
+            self.report.skipped += 1
+            return None
+        self.report.files_read += 1
+        digest = hashlib.blake2b(data, digest_size=16).hexdigest()
+        if not self.plan.force and old is not None and old.state == INDEXED and old.hash == digest:
+            # Touched but not changed: remember the new stat, write nothing.
+            same = IndexedFile(entry.path, entry.size, entry.mtime_ns, digest, old.chunks)
+            self._record(lambda: self.committer.touch([same]), entry)
+            self.report.unchanged += 1
+            return None
+        text = data.decode("utf-8", errors="replace").replace("\r\n", "\n")
+        if looks_minified(text):
+            record = (entry.path, entry.size, entry.mtime_ns, "minified")
+            self._record(lambda: self.committer.skip([record], self.plan.known), entry)
+            self.report.skipped += 1
+            return None
+        chunks = self.parts.splitter.split(text, entry.language)
+        sized = FileEntry(entry.path, len(data), entry.mtime_ns, entry.language)
+        return _Prepared(sized, digest, chunks)
+
+    def _record(self, write: Callable[[], None], entry: FileEntry) -> None:
+        try:
+            write()
+        except StoreError as exc:
+            self._fail([entry.path], str(exc))
+        self._advance(1)
+
+    # --- one group --------------------------------------------------------------------------
+
+    def _commit(self, group: list[_Prepared]) -> None:
+        started = time.perf_counter()
+        paths = [item.entry.path for item in group]
+        texts = [embedding_text(item.entry.path, c) for item in group for c in item.chunks]
+        try:
+            vectors = self.parts.embedder.embed_texts(texts, should_stop=self.should_stop)
+        except EmbedCancelled:
+            raise SyncCancelledError from None
+        except CodectxError as exc:
+            # Nothing was written: old chunks stay searchable, the files stay pending.
+            self._fail(paths, f"embedding failed: {exc}")
+            self._advance(len(paths))
+            return
+        finally:
+            self.report.embed_s += time.perf_counter() - started
+        store_started = time.perf_counter()
+        rows = _rows(self.parts.key, group, vectors)
+        files = [
+            IndexedFile(i.entry.path, i.entry.size, i.entry.mtime_ns, i.hash, len(i.chunks))
+            for i in group
+        ]
+        try:
+            self.committer.replace(files, rows)
+        except StoreError as exc:
+            self._fail(paths, str(exc))
+            self._advance(len(paths))
+            return
+        finally:
+            self.report.store_s += time.perf_counter() - store_started
+        self.report.indexed += len(group)
+        self.report.chunks_written += len(rows)
+        self._advance(len(group), len(rows))
+
+    def _fail(self, paths: list[str], message: str) -> None:
+        log.warning("%s: %d file(s) left pending: %s", self.parts.root, len(paths), message)
+        try:
+            self.committer.fail(paths, message)
+        except StoreError:
+            log.exception("%s: could not record the failure", self.parts.root)
+        self.report.failed += len(paths)
+        self.report.errors.extend((path, message) for path in paths[:20])
+        self.progress.errors += len(paths)
+
+    def _advance(self, files: int, chunks: int = 0) -> None:
+        self.progress.files_done += files
+        self.progress.chunks_done += chunks
+
+
+class SyncCancelledError(Exception):
+    """`should_stop` said stop while a group was being embedded; nothing of it was written."""
+
+
+def _rows(key: str, group: list[_Prepared], vectors: np.ndarray) -> list[Row]:
+    rows: list[Row] = []
+    position = 0
+    for prepared in group:
+        path = prepared.entry.path
+        ext = extension_of(path)
+        for chunk in prepared.chunks:
+            chunk_hash = hashlib.blake2b(
+                chunk.content.encode("utf-8", "surrogatepass"), digest_size=16
+            ).hexdigest()
+            rows.append(
+                Row(
+                    id=chunk_id(key, path, chunk, chunk_hash),
+                    path=path,
+                    language=prepared.entry.language,
+                    ext=ext,
+                    start_line=chunk.start_line,
+                    end_line=chunk.end_line,
+                    symbol=chunk.symbol,
+                    kind=chunk.kind,
+                    content=chunk.content,
+                    content_hash=chunk_hash,
+                    lexical=lexical_text(f"{path} {chunk.symbol}\n{chunk.content}"),
+                    dense=vectors[position],
+                )
+            )
+            position += 1
+    return rows

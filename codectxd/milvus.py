@@ -1,0 +1,183 @@
+"""A connection to Milvus (a Lite file, or a server / Zilliz Cloud by URI) that turns every
+failure into a `StoreError` written for the user and survives the engine going away: when
+Milvus Lite's child process is killed or a server restarts, it reconnects once and retries."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from codectxd.errors import StoreError
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+#: Error texts meaning the engine (Milvus Lite's child process or a server) is gone.
+_UNREACHABLE = (
+    "fail connecting",
+    "unavailable",
+    "connection refused",
+    "connect failed",
+    "broken pipe",
+    "socket closed",
+    "deadline exceeded",
+)
+
+
+class MilvusConnection:
+    """A `pymilvus.MilvusClient`, used through `run`. Thread-safe."""
+
+    def __init__(
+        self, uri: str, token: str = "", *, on_reconnect: Callable[[], None] | None = None
+    ) -> None:
+        """Open the store at `uri`.
+
+        Args:
+            on_reconnect: called after a reconnect (what the old engine had loaded is gone).
+        """
+        import pymilvus  # noqa: F401 - configures its loggers on import; quiet them after
+
+        _quiet_library_logs()
+        self.uri = uri
+        self._token = token
+        self._on_reconnect = on_reconnect
+        self._lock = threading.Lock()
+        self.reconnects = 0
+        self.client = self._connect()
+
+    def _connect(self) -> Any:
+        from pymilvus import MilvusClient  # heavy import: only when a store is really opened
+
+        # Check first: a failed open by milvus-lite deletes the other process's lock file.
+        if "://" not in self.uri and _locked(self.uri):
+            raise StoreError(
+                f"the index at {self.uri} is in use by another process (a running codectxd?); "
+                f"use codectx-client to talk to the daemon, or stop it first"
+            )
+        try:
+            if self._token:
+                return MilvusClient(uri=self.uri, token=self._token)
+            return MilvusClient(uri=self.uri)
+        except Exception as exc:
+            raise StoreError(
+                f"cannot open the Milvus store at {self.uri}: {_reason(exc)}"
+            ) from None
+
+    def _release_engine(self) -> None:
+        if "://" not in self.uri:
+            # pymilvus never stops Milvus Lite's engine process (nor frees the file lock).
+            try:
+                from milvus_lite.server_manager import server_manager_instance
+
+                server_manager_instance.release_server(self.uri)
+            except Exception:  # noqa: BLE001
+                log.debug("stopping the Milvus Lite engine failed", exc_info=True)
+
+    def close(self) -> None:
+        try:
+            self.client.close()
+        except Exception:  # noqa: BLE001 - closing is best effort at shutdown
+            log.debug("closing the Milvus client failed", exc_info=True)
+        self._release_engine()
+
+    def _reconnect(self, broken: Any) -> None:
+        with self._lock:
+            if self.client is not broken:
+                return  # another thread reconnected already
+            log.warning("the Milvus engine at %s is unreachable; reconnecting", self.uri)
+            with contextlib.suppress(Exception):
+                broken.close()
+            self._release_engine()
+            self.client = self._connect()
+            self.reconnects += 1
+        if self._on_reconnect is not None:
+            self._on_reconnect()
+
+    def run(self, what: str, fn: Callable[[Any], T]) -> T:
+        """`fn(client)`; one reconnect-and-retry when the engine is unreachable.
+
+        Raises:
+            StoreError: "`what`: reason" (plus a hint when the disk is full).
+        """
+        for attempt in (0, 1):
+            client = self.client
+            try:
+                return fn(client)
+            except StoreError:
+                raise
+            except Exception as exc:
+                reason = _reason(exc)
+                if attempt == 0 and any(t in reason.lower() for t in _UNREACHABLE):
+                    self._reconnect(client)
+                    continue
+                raise StoreError(f"{what}: {reason}{_disk_hint(self.uri)}") from None
+        raise AssertionError("unreachable")
+
+
+def _locked(path: str) -> bool:
+    """Whether another process holds Milvus Lite's lock on a local database file."""
+    import fcntl
+
+    lock_path = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.lock")
+    try:
+        handle = open(lock_path, "r+")  # noqa: SIM115 - closed below; never create it
+    except OSError:
+        return False
+    try:
+        fcntl.lockf(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.lockf(handle, fcntl.LOCK_UN)
+    except OSError:
+        return True
+    finally:
+        handle.close()
+    return False
+
+
+def _disk_hint(uri: str) -> str:
+    """Milvus Lite reports a full disk as an opaque RPC failure: say so when space is short."""
+    if "://" in uri:
+        return ""
+    import shutil
+
+    try:
+        free = shutil.disk_usage(os.path.dirname(os.path.abspath(uri))).free
+    except OSError:
+        return ""
+    if free < 64 * 2**20:
+        return (
+            f" (the disk holding {os.path.dirname(uri)} is full or nearly: "
+            f"{free / 2**20:.1f} MB free)"
+        )
+    return ""
+
+
+def _quiet_library_logs() -> None:
+    """pymilvus logs every failed RPC with a traceback and milvus-lite's in-process gRPC server
+    logs unimplemented calls; we turn failures into StoreErrors, so keep their logs quiet."""
+    for name in (
+        "pymilvus",
+        "pymilvus.milvus_client",
+        "pymilvus.bulk_writer",
+        "grpc._server",
+        "milvus_lite",
+    ):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+    # milvus_lite 2.5 logs through the root logger; its failures reach users as StoreErrors.
+    root = logging.getLogger()
+    if not any(getattr(f, "codectx_quiet", False) for f in root.filters):
+
+        def drop_milvus_lite(record: logging.LogRecord) -> bool:
+            return "milvus_lite" not in record.pathname
+
+        drop_milvus_lite.codectx_quiet = True  # type: ignore[attr-defined]
+        root.addFilter(drop_milvus_lite)
+
+
+def _reason(exc: BaseException) -> str:
+    """A one-line reason from a pymilvus / milvus-lite exception (never a traceback)."""
+    message = getattr(exc, "message", None) or str(exc) or type(exc).__name__
+    return " ".join(str(message).split())[:500]

@@ -1,0 +1,365 @@
+"""One repository's supervisor: a task that owns the repository's indexer, work queue, state
+machine and retries.
+
+It takes work from its queue (changed paths, full syncs, reconfiguration, removal) and runs
+it in worker threads one group of files at a time; between the groups of a long full sync it
+does whatever arrived meanwhile (a file just saved is indexed at once; a removal stops the
+sync). A full sync also runs now and then by itself: watch events can be lost.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import anyio
+import anyio.to_thread
+
+from codectx_client import protocol as p
+from codectxd.config import DaemonSettings
+from codectxd.errors import NotFoundError
+from codectxd.events import EventBus, RepoEvents
+from codectxd.indexer import Job, RepoIndexer, SyncReport
+from codectxd.memory import MemoryManager
+from codectxd.metrics import Metrics
+from codectxd.search import Target
+from codectxd.serving import Serving
+from codectxd.snapshot import DIRTY, Snapshot
+from codectxd.store import Store
+from codectxd.workqueue import (
+    URGENT,
+    Batch,
+    FullSync,
+    PathBatch,
+    Reconfigure,
+    Remove,
+    Work,
+    WorkQueue,
+)
+
+log = logging.getLogger(__name__)
+
+QUEUED, SCANNING, INDEXING, READY, ERROR = "queued", "scanning", "indexing", "ready", "error"
+_ERROR_MIN_RETRY_S = 1.0
+_ERROR_RETRY_S = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    """The shared components a supervisor uses (their public interfaces only)."""
+
+    store: Store
+    snapshot: Snapshot
+    memory: MemoryManager
+    metrics: Metrics
+    events: EventBus
+    settings: DaemonSettings
+    full_slot: anyio.CapacityLimiter  # full syncs saturate the CPU: one group at a time
+    watching: Callable[[], str]  # the watcher's mode: inotify | polling | off
+
+
+def _cancel_requested() -> bool:
+    """In a job's worker thread: whether the supervisor's step was cancelled."""
+    try:
+        anyio.from_thread.check_cancelled()
+    except anyio.get_cancelled_exc_class():
+        return True
+    return False
+
+
+class Supervisor:
+    def __init__(self, indexer: RepoIndexer, services: Services) -> None:
+        self.indexer = indexer
+        self.services = services
+        self.root: Path = indexer.root
+        self.name = str(indexer.root)
+        self.queue = WorkQueue()
+        self.events = RepoEvents(services.events, self.name)
+        self.state = QUEUED
+        self.error: str | None = None
+        self.last_sync: float | None = None
+        self.last_report = p.LastSyncs()
+        # Which collection searches read (and whether the index was ever complete).
+        self.collections = Serving(self.name, indexer.collection, services.store, services.snapshot)
+        # A full sync has completed since the daemon started (until then, changes made while
+        # it was down may be missing).
+        self.reconciled = False
+        self.job: Job | None = None
+        self.synced = anyio.Event()  # set, then replaced, after every piece of work
+        self._interrupt: anyio.CancelScope | None = None  # the running group's scope
+        self._stash: Batch | None = None  # urgent work that ended a full sync, done next
+        self._reports: list[tuple[bool, SyncReport]] = []  # (full, report) not yet announced
+
+    # --- requests (event loop) ------------------------------------------------------------
+
+    def submit_paths(self, paths: set[str]) -> None:
+        """Paths reported changed (watcher, read-your-writes); ignored ones are dropped."""
+        keep, rescan = self.indexer.relevant(paths)
+        if rescan:
+            self._put(FullSync())
+        if keep:
+            self._put(PathBatch(frozenset(keep)))
+
+    def request_full(self, force: bool = False) -> None:
+        self._put(FullSync(force))
+
+    def reconfigure(self, indexer: RepoIndexer) -> None:
+        self._put(Reconfigure(indexer))
+
+    async def remove(self) -> None:
+        """Stop (at the next safe point) and delete this repository's index."""
+        done = anyio.Event()
+        self._put(Remove(done))
+        await done.wait()
+
+    def _put(self, work: Work) -> None:
+        self.queue.put(work)
+        if isinstance(work, URGENT) and self._interrupt is not None:
+            self._interrupt.cancel()  # the running group stops between embedding batches
+
+    # --- what it is -----------------------------------------------------------------------
+
+    @property
+    def collection(self) -> str:
+        return self.indexer.collection
+
+    @property
+    def complete(self) -> bool:
+        """The index has been built completely once (it may lag behind the files)."""
+        return self.collections.complete
+
+    def target(self) -> Target:
+        return self.collections.target()
+
+    def fresh(self) -> bool:
+        return self.reconciled and self.job is None and not self.queue.has_work()
+
+    def pending(self) -> int:
+        """Everything not yet reflected in the index: the queue + the rest of a running sync."""
+        running = 0
+        if self.job is not None:
+            running = max(0, self.job.progress.files_total - self.job.progress.files_done)
+        return self.queue.queued() + running
+
+    def waiting_on(self, paths: list[str]) -> bool:
+        """Whether a change of one of these paths may not be indexed yet (a running full sync
+        indexes changed files between its groups: it does not count)."""
+        return self.queue.full_requested or self.queue.waiting_on(paths)
+
+    async def info(self) -> p.RepoInfo:
+        counts = await anyio.to_thread.run_sync(self.services.snapshot.counts, self.collection)
+        return self._info(counts)
+
+    def _info(self, counts: dict[str, int]) -> p.RepoInfo:
+        job = self.job
+        return p.RepoInfo(
+            root=self.name,
+            state=self.state,  # type: ignore[arg-type]
+            files_indexed=counts.get("indexed", 0),
+            files_pending=self.pending() + counts.get(DIRTY, 0),
+            files_skipped=counts.get("skipped", 0),
+            files_failed=counts.get("failed", 0),
+            chunks=counts.get("chunks", 0),
+            last_sync=self.last_sync,
+            watching=self.services.watching(),
+            collection=self.collection,
+            model=self.indexer.embedder.identity,
+            progress=job.progress.message() if job is not None else None,
+            error=self.error,
+            last_report=self.last_report,
+        )
+
+    async def status(self, errors: int) -> p.RepoStatus:
+        snapshot = self.services.snapshot
+
+        def read() -> tuple[dict[str, int], dict[str, int], list[p.Problem]]:
+            problems = [
+                p.Problem(path=x.path, state=x.state, reason=x.reason)  # type: ignore[arg-type]
+                for x in snapshot.problems(self.collection, errors)
+            ]
+            return snapshot.counts(self.collection), snapshot.skip_counts(self.collection), problems
+
+        counts, skipped, problems = await anyio.to_thread.run_sync(read)
+        return p.RepoStatus(repo=self._info(counts), skipped=skipped, problems=problems)
+
+    # --- the task -------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Until removed (or cancelled with the daemon): take work, do it, retry failures."""
+        await anyio.to_thread.run_sync(self.collections.plan, self.indexer)
+        self.request_full()  # reconcile: files may have changed while nothing watched them
+        while True:
+            batch = await self._next()
+            if batch is None:
+                self.request_full()  # periodic reconcile (watch events can be lost), or retry
+            elif batch.remove is not None:
+                await self._drop()
+                batch.remove.done.set()
+                return
+            else:
+                await self._handle(batch)
+
+    async def _next(self) -> Batch | None:
+        """The next batch of work; None when it is time for a full sync (periodic, or the
+        retry after a failure)."""
+        if self._stash is not None:
+            batch, self._stash = self._stash, None
+            return batch
+        failed = self.state == ERROR
+        if failed:
+            await anyio.sleep(_ERROR_MIN_RETRY_S)
+        with anyio.move_on_after(_ERROR_RETRY_S if failed else self._rescan_interval()):
+            batch = await self.queue.take()
+            batch.full |= failed  # a failed repository retries with a full sync
+            return batch
+        return None
+
+    def _rescan_interval(self) -> float:
+        settings = self.services.settings
+        if self.services.watching() != "inotify":
+            return settings.poll_interval_s
+        return settings.rescan_interval_s or math.inf
+
+    async def _handle(self, batch: Batch) -> None:
+        started = time.perf_counter()
+        try:
+            if not await anyio.to_thread.run_sync(self.root.is_dir):
+                raise NotFoundError(f"the repository directory {self.root} is missing")
+            if batch.reconfigure is not None:
+                self.indexer = batch.reconfigure
+            if batch.full:
+                await self._full(batch.force)
+            elif batch.paths:
+                await self._paths(batch.paths)
+        except Exception as exc:  # noqa: BLE001 - a repository's failure never kills the daemon
+            log.exception("sync of %s failed", self.name)
+            self.error = str(exc)
+            self._set_state(ERROR)
+            self.events.error(str(exc))
+        else:
+            self.error = None
+        finally:
+            self.queue.finish(batch)
+            self.services.metrics.sync_ms.add((time.perf_counter() - started) * 1000)
+        if self.error is None and not self.queue.has_work() and self._stash is None:
+            self._set_state(READY)
+        self._announce()
+
+    # --- syncs ----------------------------------------------------------------------------
+
+    async def _full(self, force: bool) -> None:
+        self._set_state(SCANNING)
+        slot = self.services.full_slot
+        job = await anyio.to_thread.run_sync(
+            self.indexer.begin_full, force, _cancel_requested, limiter=slot
+        )
+        self._set_state(INDEXING)
+        again = await self._run(job, slot, between=self._between_groups)
+        if not job.report.cancelled:
+            self.reconciled = True
+            if not self.complete or self.collections.retired:
+                retired = await anyio.to_thread.run_sync(self.collections.completed)
+                if retired:
+                    self.events.state(self.state, collection=self.collection)
+        if again:
+            self.request_full()
+
+    async def _between_groups(self, job: Job) -> bool:
+        """Work that arrived during a full sync: changed files are indexed now; a removal or
+        reconfiguration ends the sync (it is handled next). True: another full sync is due."""
+        urgent = self.queue.poll()
+        if urgent.remove is not None or urgent.reconfigure is not None:
+            self._stash = urgent
+            job.cancel()
+            return False
+        if urgent.paths:
+            try:
+                await self._paths(urgent.paths)
+            finally:
+                self.queue.finish(urgent)
+            self._announce()
+        return urgent.full
+
+    async def _paths(self, paths: set[str]) -> None:
+        if self.job is None:
+            self._set_state(INDEXING)
+        job = await anyio.to_thread.run_sync(self.indexer.begin_paths, paths, _cancel_requested)
+        await self._run(job, None)
+
+    async def _run(
+        self,
+        job: Job,
+        slot: anyio.CapacityLimiter | None,
+        between: Callable[[Job], Awaitable[bool]] | None = None,
+    ) -> bool:
+        """Step `job` to its end, publishing its progress; `between` runs after every group.
+        True when `between` asked for another full sync."""
+        outer, self.job = self.job, job
+        again = False
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self.events.follow, job.progress.message)
+                while await self._step(job, slot):
+                    if between is not None:
+                        again |= await between(job)
+                tg.cancel_scope.cancel()
+        finally:
+            self.job = outer
+        report = await anyio.to_thread.run_sync(job.finish)
+        self._reports.append((job.plan.full, report))
+        return again
+
+    async def _step(self, job: Job, slot: anyio.CapacityLimiter | None) -> bool:
+        """One group of `job`; False when the job is done (or was interrupted)."""
+        if job.done:
+            return False
+        size = await self.services.memory.admit_group()
+        files, chunks = job.report.indexed, job.report.chunks_written
+        started = time.perf_counter()
+        with anyio.CancelScope() as scope:
+            self._interrupt = scope
+            try:
+                await anyio.to_thread.run_sync(job.step, size, limiter=slot)
+            finally:
+                self._interrupt = None
+        if scope.cancelled_caught:
+            job.cancel()  # interrupted by urgent work: the rest waits for a later sync
+        if job.report.indexed > files:
+            self.services.metrics.record_group(
+                job.report.indexed - files,
+                job.report.chunks_written - chunks,
+                time.perf_counter() - started,
+            )
+        return not job.done
+
+    def _announce(self) -> None:
+        """After work: record the reports, tell subscribers, wake read-your-writes waiters."""
+        for full, report in self._reports:
+            summary = report.summary()
+            if full:
+                self.last_report.full = summary
+            else:
+                self.last_report.paths = summary
+            self.events.synced(summary, report.errors, self.state)
+        self._reports.clear()
+        self.last_sync = time.time()
+        self.synced.set()
+        self.synced = anyio.Event()
+
+    # --- removal --------------------------------------------------------------------------
+
+    async def _drop(self) -> None:
+        await anyio.to_thread.run_sync(self.collections.drop_all)
+        self.events.state("removed")
+        log.info("removed repository %s", self.name)
+
+    # --- events ---------------------------------------------------------------------------
+
+    def _set_state(self, state: str) -> None:
+        if state != self.state:
+            self.state = state
+            self.events.state(state)
