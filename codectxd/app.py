@@ -8,6 +8,7 @@ turns into a handler call over a narrow context; everything that runs in the bac
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import anyio
@@ -50,12 +51,6 @@ class Daemon:
             embed_batch_cap=self.memory.admit_batch,
         )
         self.events = EventBus()
-        self.watcher = Watcher(
-            self._on_changes,
-            quiet_ms=daemon.watch_quiet_ms,
-            max_batch_ms=daemon.watch_max_batch_ms,
-            enabled=daemon.watch == "auto",
-        )
         services = Services(
             store=self.engine.store,
             snapshot=self.engine.snapshot,
@@ -67,7 +62,15 @@ class Daemon:
             watching=lambda: self.watcher.mode,
         )
         registry = Registry(settings.paths.data_dir / "repos.json")
-        self.repos = RepoSet(registry, self._indexer_for, services, self.watcher.set_roots)
+        self.repos = RepoSet(
+            registry, self._indexer_for, services, lambda roots: self.watcher.set_roots(roots)
+        )
+        self.watcher = Watcher(
+            self.repos.on_changes,
+            quiet_ms=daemon.watch_quiet_ms,
+            max_batch_ms=daemon.watch_max_batch_ms,
+            enabled=daemon.watch == "auto",
+        )
         self.should_exit = anyio.Event()
         self.ready = anyio.Event()
         context = Context(
@@ -82,16 +85,14 @@ class Daemon:
             search_limiter=anyio.CapacityLimiter(SEARCH_THREADS),
             request_exit=self.should_exit.set,
         )
-        self.router = Router(
+        router = Router(
             context,
             ready=self.ready,
             exiting=self.should_exit,
             request_timeout_s=daemon.request_timeout_s,
         )
-
-    async def dispatch(self, request: p.Request) -> p.Reply | Replied:
-        """The server's one call into the daemon."""
-        return await self.router.dispatch(request)
+        #: The server's one call into the daemon: a request in, a reply (or a stream) out.
+        self.dispatch: Callable[[p.Request], Awaitable[p.Reply | Replied]] = router.dispatch
 
     async def run(self, task_group: anyio.abc.TaskGroup) -> None:
         """Start the background work (in `task_group`): load the model, start a supervisor
@@ -118,6 +119,3 @@ class Daemon:
         return self.engine.indexer_for(
             Path(entry.root), ignore=entry.ignore, extensions=entry.extensions
         )
-
-    def _on_changes(self, changes: dict[str, set[str]]) -> None:
-        self.repos.on_changes(changes)
