@@ -68,6 +68,13 @@ def _bar(done: int, total: int, width: int = 24) -> str:
 # --- commands ----------------------------------------------------------------------------
 
 
+#: What `search --json` prints of each hit.
+_HIT_FIELDS = (
+    "repo", "path", "start_line", "end_line", "symbol", "language", "score", "content",
+    "file_kind",
+)  # fmt: skip
+
+
 def cmd_search(conn: Connection, args: argparse.Namespace) -> int:
     repos = [_abs(r) for r in args.repo or []]
     if not repos and not args.all:
@@ -89,30 +96,9 @@ def cmd_search(conn: Connection, args: argparse.Namespace) -> int:
         params["wait_paths"] = [_abs(p) for p in args.wait_path or []]
     result = conn.call("search", params, timeout_s=60 + (args.wait or 0))
     if args.json:
-        print(
-            _json(
-                {
-                    "results": [
-                        {
-                            k: hit[k]
-                            for k in (
-                                "repo",
-                                "path",
-                                "start_line",
-                                "end_line",
-                                "symbol",
-                                "language",
-                                "score",
-                                "content",
-                            )
-                        }
-                        for hit in result["results"]
-                    ],
-                    "fresh": result["fresh"],
-                    "pending": result["pending"],
-                }
-            )
-        )
+        hits = [{k: hit.get(k) for k in _HIT_FIELDS} for hit in result["results"]]
+        print(_json({"results": hits, "fresh": result["fresh"], "pending": result["pending"],
+                     "embedded": result.get("embedded", {})}))  # fmt: skip
         return EXIT_OK
     for hit in result["results"]:
         symbol = f"  {hit['symbol']}" if hit["symbol"] else ""
@@ -125,11 +111,15 @@ def cmd_search(conn: Connection, args: argparse.Namespace) -> int:
             print(f"    … {len(lines) - args.lines} more lines")
     if not result["results"]:
         print("no results")
-    notes = []
+    notes = list(result.get("warnings", []))
     if not result["fresh"]:
         notes.append(f"index not fully up to date: {result['pending']} paths pending")
     if result["indexing"]:
         notes.append("still building the first index of: " + ", ".join(result["indexing"]))
+    for root, fraction in result.get("embedded", {}).items():
+        if fraction < 1:
+            notes.append(f"{root}: every file is keyword-searchable; {fraction:.0%} of it is "
+                         f"embedded so far (semantic matches fill in as it goes)")  # fmt: skip
     for note in notes:
         print(f"note: {note}", file=sys.stderr)
     return EXIT_OK
@@ -146,15 +136,16 @@ def cmd_add(conn: Connection, args: argparse.Namespace) -> int:
         },
     )
     repo = result["repo"]
-    if args.json and not args.wait:
+    wait = args.wait if args.wait is not None else sys.stdout.isatty() and not args.json
+    until = EMBEDDED if args.wait_embedded else KEYWORD
+    if args.json and not (wait or args.wait_embedded):
         print(_json(result))
         return EXIT_OK
     verb = "added" if result["added"] else "already registered:"
     if not args.json:
         print(f"{verb} {repo['root']}")
-    wait = args.wait if args.wait is not None else sys.stdout.isatty()
-    if wait:
-        return _follow(conn, [repo["root"]], json_out=args.json)
+    if wait or args.wait_embedded:
+        return _follow(conn, [repo["root"]], json_out=args.json, until=until)
     if not args.json:
         print("indexing in the background; follow it with: codectx-client status --watch")
     return EXIT_OK
@@ -192,6 +183,9 @@ def _repo_line(repo: dict[str, Any]) -> str:
             + (f" {progress['files_done']}/{progress['files_total']}")
         )
     parts = [f"{repo['files_indexed']} files", f"{repo['chunks']} chunks"]
+    embedding = repo.get("embedding")
+    if embedding:
+        parts.append(f"embedded {_embedding_text(embedding)}")
     if repo["files_pending"]:
         parts.append(f"{repo['files_pending']} pending")
     if repo["files_skipped"]:
@@ -210,7 +204,7 @@ def cmd_status(conn: Connection, args: argparse.Namespace) -> int:
         params["repo"] = _abs(args.repo)
     if args.watch:
         roots = [r["repo"]["root"] for r in conn.call("status", params)["repos"]]
-        return _follow(conn, roots, json_out=args.json)
+        return _follow(conn, roots, json_out=args.json, until=EMBEDDED)
     result = conn.call("status", params)
     if args.json:
         print(_json(result))
@@ -256,16 +250,32 @@ def cmd_status(conn: Connection, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _follow(conn: Connection, roots: list[str], *, json_out: bool) -> int:
-    """Show live progress until every repo in `roots` has finished its first index."""
+#: How far `_follow` waits: every file keyword-searchable, or everything embedded too.
+KEYWORD, EMBEDDED = "keyword", "embedded"
+_DONE = {KEYWORD: ("keyword_ready", "ready", "error"), EMBEDDED: ("ready", "error")}
+
+
+def _follow(conn: Connection, roots: list[str], *, json_out: bool, until: str) -> int:
+    """Show live progress until every repo in `roots` is keyword-searchable (`until`
+    KEYWORD) or fully embedded (EMBEDDED); both phases are shown."""
     tty = sys.stderr.isatty()
     status_conn = connect(conn.path)
+    started = time.monotonic()
+    announced: set[str] = set()
     try:
         last_draw = 0.0
         while True:
             repos = {r["root"]: r for r in status_conn.call("list")["repos"] if r["root"] in roots}
-            busy = [r for r in repos.values() if r["state"] not in ("ready", "error")]
+            busy = [r for r in repos.values() if r["state"] not in _DONE[until]]
             now = time.monotonic()
+            for root, repo in repos.items():
+                if root not in announced and repo["state"] in _DONE[KEYWORD]:
+                    announced.add(root)  # the first phase is done: say so once, with its time
+                    if repo["state"] != "error" and not json_out:
+                        if tty:
+                            sys.stderr.write("\r\x1b[K")
+                        print(f"{root}: every file keyword-searchable after "
+                              f"{now - started:.1f} s", file=sys.stderr)  # fmt: skip
             if tty and (now - last_draw > 0.2 or not busy):
                 lines = [_progress_line(r) for r in repos.values()]
                 sys.stderr.write("\r\x1b[K" + " | ".join(lines))
@@ -288,6 +298,7 @@ def _follow(conn: Connection, roots: list[str], *, json_out: bool) -> int:
 
 def _progress_line(repo: dict[str, Any]) -> str:
     progress = repo.get("progress")
+    embedding = repo.get("embedding")
     name = os.path.basename(repo["root"]) or repo["root"]
     if progress and progress["files_total"]:
         bar = _bar(progress["files_done"], progress["files_total"])
@@ -296,7 +307,23 @@ def _progress_line(repo: dict[str, Any]) -> str:
             f" {progress['files_done']}/{progress['files_total']} files,"
             f" {progress['chunks_done']} chunks"
         )
+    if embedding:
+        bar = _bar(embedding["chunks_embedded"], embedding["chunks_total"])
+        return f"{name} keyword-ready, embedding {bar} {_embedding_text(embedding)}"
     return f"{name} {repo['state']} ({repo['files_indexed']} files, {repo['chunks']} chunks)"
+
+
+def _embedding_text(embedding: dict[str, Any]) -> str:
+    """`1200/2660 chunks, 14.2/s, ETA 1m43s` (the second phase)."""
+    text = f"{embedding['chunks_embedded']}/{embedding['chunks_total']} chunks"
+    if embedding["chunks_per_s"]:
+        text += f", {embedding['chunks_per_s']:.1f}/s"
+    if embedding["eta_s"] is not None:
+        minutes, seconds = divmod(int(embedding["eta_s"]), 60)
+        text += f", ETA {minutes}m{seconds:02d}s" if minutes else f", ETA {seconds}s"
+    if embedding.get("error"):
+        text += f" (retrying: {embedding['error']})"
+    return text
 
 
 def cmd_reindex(conn: Connection, args: argparse.Namespace) -> int:
@@ -431,7 +458,13 @@ def build_parser() -> argparse.ArgumentParser:
         dest="wait",
         action="store_true",
         default=None,
-        help="show progress until the first index is complete (default when run in a terminal)",
+        help="show progress until every file is keyword-searchable (the first phase; default "
+        "when run in a terminal); embedding goes on in the background",
+    )
+    add_cmd.add_argument(
+        "--wait-embedded",
+        action="store_true",
+        help="show progress until every file is embedded too (both phases)",
     )
     add_cmd.add_argument("--no-wait", dest="wait", action="store_false", help="return at once")
 

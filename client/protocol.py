@@ -183,8 +183,20 @@ class LastSyncs(msgspec.Struct):
     paths: SyncSummary | None = None  # the last incremental sync (changed files)
 
 
-#: Repository states.
-RepoState = Literal["queued", "scanning", "indexing", "ready", "error"]
+class EmbeddingProgress(msgspec.Struct):
+    """The second phase while it has work: chunks embedded of those to embed."""
+
+    chunks_embedded: int
+    chunks_total: int
+    chunks_per_s: float  # over the last minute
+    eta_s: float | None  # at that rate; None until there is a rate
+    error: str | None = None  # the last failure (the provider was down...), retried
+
+
+#: Repository states: `keyword_ready` — every file is keyword-searchable, and the second phase
+#: is still embedding (search fuses the dense side over what is embedded); `ready` — fully
+#: embedded, nothing pending.
+RepoState = Literal["queued", "scanning", "indexing", "keyword_ready", "ready", "error"]
 
 
 class RepoInfo(msgspec.Struct):
@@ -199,7 +211,9 @@ class RepoInfo(msgspec.Struct):
     watching: str  # inotify | polling | off
     collection: str
     model: str
+    embedded: float = 1.0  # of the chunks to embed, the fraction embedded (0–1)
     progress: Progress | None = None  # while a sync runs
+    embedding: EmbeddingProgress | None = None  # while the second phase has work
     error: str | None = None
     last_report: LastSyncs | None = None
 
@@ -227,20 +241,25 @@ class SearchHit(msgspec.Struct):
     language: str
     score: float
     content: str
+    file_kind: str = ""  # the file's kind: code, test, doc, data, generated
 
 
 class SearchResult(msgspec.Struct):
     results: list[SearchHit]
-    fresh: bool  # every searched repo fully indexed, nothing pending
+    fresh: bool  # every file of the searched repos keyword-searchable, nothing pending
     pending: int  # paths waiting to be (re)indexed in the searched repos
     indexing: list[str]  # searched repos still building their first index
     took_ms: float
     waited_ms: float = 0.0
+    embedded: dict[str, float] = {}  # searched repo → fraction of its chunks embedded (0–1)
+    warnings: list[str] = []  # e.g. the query could not be embedded: keyword results only
 
 
 class Problem(msgspec.Struct):
     path: str
-    state: Literal["skipped", "dirty"]  # skipped with a reason, or left pending by a failure
+    # skipped with a reason; dirty: left pending by a failure; indexed: keyword-searchable,
+    # its embedding failed (the second phase tries again)
+    state: Literal["skipped", "dirty", "indexed"]
     reason: str
 
 
@@ -248,6 +267,7 @@ class RepoStatus(msgspec.Struct):
     repo: RepoInfo
     skipped: dict[str, int]  # reason → count
     problems: list[Problem]  # most recent first
+    lexical_only: dict[str, int] = {}  # kind → files indexed for keyword search only
 
 
 class MemoryStatus(msgspec.Struct):
@@ -356,6 +376,16 @@ class ProgressData(msgspec.Struct):
     errors: int
 
 
+class EmbeddingData(msgspec.Struct):
+    """The second phase went on: `chunks_embedded` of `chunks_total` (at most ~1/s)."""
+
+    repo: str
+    chunks_embedded: int
+    chunks_total: int
+    chunks_per_s: float
+    eta_s: float | None
+
+
 class StateData(msgspec.Struct):
     repo: str
     state: str  # a RepoState, or "removed"
@@ -370,6 +400,7 @@ class SyncedData(msgspec.Struct):
     failed: int
     seconds: float
     state: RepoState
+    embedded: float = 1.0
 
 
 class FileErrorData(msgspec.Struct):
@@ -389,6 +420,11 @@ class _Event(msgspec.Struct, tag_field="event"):
 
 class ProgressEvent(_Event, tag="progress"):
     data: ProgressData
+    id: int | str | None = None
+
+
+class EmbeddingEvent(_Event, tag="embedding"):
+    data: EmbeddingData
     id: int | str | None = None
 
 
@@ -412,7 +448,7 @@ class ErrorEvent(_Event, tag="error"):
     id: int | str | None = None
 
 
-Event = ProgressEvent | StateEvent | SyncedEvent | FileErrorEvent | ErrorEvent
+Event = ProgressEvent | EmbeddingEvent | StateEvent | SyncedEvent | FileErrorEvent | ErrorEvent
 
 
 # --- the method table --------------------------------------------------------------------

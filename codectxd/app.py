@@ -59,6 +59,7 @@ class Daemon:
             events=self.events,
             settings=daemon,
             full_slot=anyio.CapacityLimiter(1),
+            model_slot=anyio.CapacityLimiter(1),
             watching=lambda: self.watcher.mode,
         )
         registry = Registry(settings.paths.data_dir / "repos.json")

@@ -83,6 +83,9 @@ class ScanSettings:
     extensions: tuple[str, ...] = ()  # extra file extensions to index, e.g. ".tpl"
     secrets_denylist: bool = True
     follow_symlinks: bool = False
+    # Kinds of file (codectxd.kinds) indexed for keyword search only, and kinds not indexed.
+    lexical_only: tuple[str, ...] = ("data", "generated")
+    skip_kinds: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,6 +196,12 @@ def _str_list(value: Any) -> tuple[str, ...]:
     return tuple(item for item in items if item)
 
 
+def _kinds(value: Any) -> tuple[str, ...]:
+    from codectxd.kinds import parse_kinds
+
+    return parse_kinds(_str_list(value), "the list")
+
+
 @dataclass(frozen=True, slots=True)
 class _Field:
     section: str
@@ -226,6 +235,8 @@ _FIELDS: tuple[_Field, ...] = (
     _Field("scan", "extensions", _str_list, ("CODECTX_EXTENSIONS",)),
     _Field("scan", "secrets_denylist", _bool, ("CODECTX_SECRETS_DENYLIST",)),
     _Field("scan", "follow_symlinks", _bool, ("CODECTX_FOLLOW_SYMLINKS",)),
+    _Field("scan", "lexical_only", _kinds, ("CODECTX_LEXICAL_ONLY",)),
+    _Field("scan", "skip_kinds", _kinds, ("CODECTX_SKIP_KINDS",)),
     _Field("daemon", "memory_budget_mb", _int_min(64), ("CODECTX_MEMORY_BUDGET_MB",)),
     _Field("daemon", "log_level", _choice(LOG_LEVELS), ("CODECTX_LOG_LEVEL",)),
     _Field(

@@ -6,6 +6,7 @@ slowing the daemon down. Use from the event loop only.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -63,16 +64,38 @@ class RepoEvents:
     def __init__(self, bus: EventBus, repo: str) -> None:
         self.bus = bus
         self.repo = repo
+        self._embedding_at = 0.0
 
     def state(self, state: str, collection: str | None = None) -> None:
         self.bus.publish(
             p.StateEvent(data=p.StateData(repo=self.repo, state=state, collection=collection))
         )
 
+    def embedding(self, progress: p.EmbeddingProgress, every_s: float = 1.0) -> None:
+        """The second phase went on (at most one event every `every_s`)."""
+        now = time.monotonic()
+        if now - self._embedding_at < every_s:
+            return
+        self._embedding_at = now
+        data = p.EmbeddingData(
+            repo=self.repo,
+            chunks_embedded=progress.chunks_embedded,
+            chunks_total=progress.chunks_total,
+            chunks_per_s=progress.chunks_per_s,
+            eta_s=progress.eta_s,
+        )
+        self.bus.publish(p.EmbeddingEvent(data=data))
+
     def error(self, message: str) -> None:
         self.bus.publish(p.ErrorEvent(data=p.RepoErrorData(repo=self.repo, message=message)))
 
-    def synced(self, summary: p.SyncSummary, errors: list[tuple[str, str]], state: str) -> None:
+    def synced(
+        self,
+        summary: p.SyncSummary,
+        errors: list[tuple[str, str]],
+        state: str,
+        embedded: float,
+    ) -> None:
         """A sync finished: the files it left pending (first 20), then its counts."""
         for path, message in errors[:20]:
             data = p.FileErrorData(repo=self.repo, path=path, message=message)
@@ -85,6 +108,7 @@ class RepoEvents:
             failed=summary.failed,
             seconds=summary.seconds,
             state=state,  # type: ignore[arg-type]
+            embedded=embedded,
         )
         self.bus.publish(p.SyncedEvent(data=synced))
 

@@ -21,6 +21,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream
 from codectx_client import protocol as p
 from codectxd import __version__
 from codectxd.config import Settings, describe
+from codectxd.describe import repo_info, repo_status
 from codectxd.engine import Engine
 from codectxd.errors import NotFoundError, ProtocolError
 from codectxd.events import EventBus
@@ -117,7 +118,7 @@ async def add(ctx: Context, params: p.AddParams) -> p.AddResult:
     except ValueError as exc:
         raise ProtocolError(f"invalid ignore pattern: {exc}") from None
     supervisor, added = await ctx.repos.add(root, ignore, extensions)
-    return p.AddResult(repo=await supervisor.info(), added=added)
+    return p.AddResult(repo=await repo_info(supervisor, ctx.engine.snapshot), added=added)
 
 
 @handles("remove")
@@ -131,7 +132,7 @@ async def remove(ctx: Context, params: p.RemoveParams) -> p.RemoveResult:
 
 @handles("list")
 async def list_repos(ctx: Context, params: p.ListParams) -> p.ListResult:
-    return p.ListResult(repos=[await s.info() for s in ctx.repos])
+    return p.ListResult(repos=[await repo_info(s, ctx.engine.snapshot) for s in ctx.repos])
 
 
 @handles("search")
@@ -154,6 +155,7 @@ async def search(ctx: Context, params: p.SearchParams) -> p.SearchResult:
     )
     # A collection that is missing, being created or never written answers nothing
     # (Store.search); the reply's `fresh` / `indexing` say the index is not complete.
+    warnings: list[str] = []
     hits = await search_async(
         ctx.engine.store,
         ctx.engine.embedder,
@@ -163,9 +165,11 @@ async def search(ctx: Context, params: p.SearchParams) -> p.SearchResult:
         filters=filters,
         mode=params.mode,
         limiter=ctx.search_limiter,
+        warnings=warnings,
     )
     took = (time.perf_counter() - started) * 1000
     ctx.metrics.search_ms.add(took - waited * 1000)
+    _note_interest(supervisors, params.paths, hits)
     return p.SearchResult(
         results=hits,
         fresh=all(s.fresh() for s in supervisors),
@@ -173,13 +177,15 @@ async def search(ctx: Context, params: p.SearchParams) -> p.SearchResult:
         indexing=[s.name for s in supervisors if not s.complete],
         took_ms=round(took, 3),
         waited_ms=round(waited * 1000, 3),
+        embedded={s.name: s.embedded() for s in supervisors},
+        warnings=warnings,
     )
 
 
 @handles("status")
 async def status(ctx: Context, params: p.StatusParams) -> p.StatusResult:
     supervisors = await _targets(ctx, [params.repo] if params.repo else [])
-    repos = [await s.status(params.errors) for s in supervisors]
+    repos = [await repo_status(s, ctx.engine.snapshot, params.errors) for s in supervisors]
     embedder = ctx.engine.embedder
     daemon = p.DaemonStatus(
         version=__version__,
@@ -235,6 +241,20 @@ async def shutdown(ctx: Context, params: p.ShutdownParams) -> p.ShutdownResult:
 
 
 # --- helpers -------------------------------------------------------------------------------
+
+
+def _note_interest(
+    supervisors: list[Supervisor], paths: list[str], hits: list[p.SearchHit]
+) -> None:
+    """Where a search looked (its path filters, the directories of its best hits): while a
+    repository is still embedding, files there are embedded first."""
+    prefixes = [path.split("*", 1)[0].rstrip("/") for path in paths]
+    for supervisor in supervisors:
+        if supervisor.lane.idle:
+            continue
+        dirs = [d for d in prefixes if d]
+        dirs += [h.path.rpartition("/")[0] for h in hits[:3] if h.repo == supervisor.name]
+        supervisor.lane.interest([d for d in dict.fromkeys(dirs) if d])
 
 
 async def _targets(ctx: Context, paths: list[str]) -> list[Supervisor]:

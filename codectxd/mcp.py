@@ -68,7 +68,15 @@ def _progress_text(repo: dict[str, Any]) -> str:
             f"indexing: {pct:.0f}% ({progress['files_done']}/{progress['files_total']} "
             f"files, {progress['chunks_done']} chunks)"
         )
-    return f"{repo['state']}: {repo['files_indexed']} files, {repo['chunks']} chunks indexed"
+    text = f"{repo['state']}: {repo['files_indexed']} files, {repo['chunks']} chunks indexed"
+    embedding = repo.get("embedding")
+    if embedding:
+        eta = f", about {embedding['eta_s']:.0f}s left" if embedding.get("eta_s") else ""
+        text += (
+            f"; every file is keyword-searchable, {repo['embedded']:.0%} embedded "
+            f"({embedding['chunks_embedded']}/{embedding['chunks_total']} chunks{eta})"
+        )
+    return text
 
 
 def index_codebase(
@@ -134,7 +142,16 @@ def _format_hits(query: str, result: dict[str, Any], repo: dict[str, Any] | None
         lines.append(hit["content"].strip("\n"))
         lines.append("```")
     lines.append("")
-    if result["fresh"]:
+    for warning in result.get("warnings", []):
+        lines.append(f"Note: {warning}.")
+    partial = {r: f for r, f in result.get("embedded", {}).items() if f < 1}
+    if result["fresh"] and partial:
+        share = ", ".join(f"{f:.0%}" for f in partial.values())
+        lines.append(
+            f"Every file is keyword-searchable; {share} is embedded so far, so semantic "
+            "matches are still filling in."
+        )
+    elif result["fresh"]:
         lines.append("Index is up to date.")
     else:
         state = f" ({_progress_text(repo)})" if repo else ""
@@ -197,6 +214,16 @@ def get_indexing_status(path: str) -> str:
             "Fully indexed and watching for changes."
             if not info["files_pending"]
             else f"{info['files_pending']} files pending."
+        )
+    elif info["state"] == "keyword_ready":
+        lines.append(
+            "Every file is searchable by keywords now; semantic matches fill in as the "
+            "embedding goes on (search_code works meanwhile)."
+        )
+    if item.get("lexical_only"):
+        kinds = sorted(item["lexical_only"].items())
+        lines.append(
+            "Keyword search only (not embedded): " + ", ".join(f"{k} {v}" for k, v in kinds)
         )
     if item["skipped"]:
         reasons = sorted(item["skipped"].items())

@@ -92,6 +92,9 @@ class Metrics:
             self.errors += 1
 
     def record_group(self, files: int, chunks: int, seconds: float) -> None:
+        """An indexing group wrote `files` files (nothing is recorded for none)."""
+        if files <= 0:
+            return
         self.files.add(files)
         self.chunks.add(chunks)
         self.commit_ms.add(seconds * 1000)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from codectxd.config import ScanSettings
 from codectxd.ignore import IgnoreRules, is_secret_name
+from codectxd.kinds import CODE, GENERATED, Attributes, kind_of_path
 from codectxd.languages import language_for
 
 
@@ -25,6 +26,7 @@ class FileEntry:
     size: int
     mtime_ns: int
     language: str
+    kind: str = CODE  # codectxd.kinds, from the path (the content may still say generated)
 
 
 @dataclass(slots=True, frozen=True)
@@ -51,6 +53,7 @@ class Scanner:
         self.root = root
         self.settings = settings
         self.rules = rules or IgnoreRules(root, settings.ignore)
+        self.attributes = Attributes(root)
         self._real_root = os.path.realpath(root)
 
     def scan(self, subdir: str = "") -> ScanResult:
@@ -161,7 +164,13 @@ class Scanner:
         if st.st_size > self.settings.max_file_bytes:
             result.skip(rel, "too_large", f"{st.st_size} bytes > {self.settings.max_file_bytes}")
             return None
-        result.files.append(FileEntry(rel, st.st_size, st.st_mtime_ns, language))
+        kind = (
+            GENERATED if self.attributes.generated(rel) else kind_of_path(rel, st.st_size, language)
+        )
+        if kind in self.settings.skip_kinds:
+            result.skip(rel, kind)
+            return None
+        result.files.append(FileEntry(rel, st.st_size, st.st_mtime_ns, language, kind))
         return None
 
     def check_file(self, rel: str) -> FileEntry | Skipped | None:

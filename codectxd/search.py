@@ -13,6 +13,7 @@ import logging
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import anyio
 import anyio.to_thread
@@ -20,6 +21,7 @@ import numpy as np
 
 from codectx_client.protocol import SearchHit
 from codectxd.embeddings.service import Embedder
+from codectxd.errors import ProviderError
 from codectxd.filters import Filters, PathFilter, build_expr
 from codectxd.lexical import lexical_query
 from codectxd.store import Hit, Store
@@ -142,34 +144,47 @@ async def search_async(
     filters: Filters | None = None,
     mode: str = "hybrid",
     limiter: anyio.CapacityLimiter | None = None,
+    warnings: list[str] | None = None,
 ) -> list[SearchHit]:
     """`search`, with the BM25 searches running while the query is embedded and the
-    repositories searched concurrently (worker threads, at most `limiter` at once)."""
+    repositories searched concurrently (worker threads, at most `limiter` at once).
+
+    When the query cannot be embedded (the provider is down), a hybrid search answers with
+    its keyword side and says so in `warnings`; a dense-only search raises the ProviderError.
+    """
     q = _prepare(query, limit, filters, mode, RRF_K, None)
     if not query.strip() or not targets:
         return []
     dense: dict[int, list[Hit]] = {}
     lexical: dict[int, list[Hit]] = {}
+    failures: list[Exception] = []
 
-    async def run_lexical(i: int) -> None:
-        lexical[i] = await anyio.to_thread.run_sync(_lexical, store, q, targets[i], limiter=limiter)
-
-    async def run_dense(i: int, vector: np.ndarray) -> None:
-        dense[i] = await anyio.to_thread.run_sync(
-            _dense, store, q, targets[i], vector, limiter=limiter
-        )
+    async def run(results: dict[int, list[Hit]], i: int, fn: Any, *args: Any) -> None:
+        try:
+            results[i] = await anyio.to_thread.run_sync(fn, *args, limiter=limiter)
+        except Exception as exc:  # noqa: BLE001 - raised below, outside the task group
+            failures.append(exc)
 
     async with anyio.create_task_group() as tg:
         for i, target in enumerate(targets):
             if q.wants_lexical(target):
-                tg.start_soon(run_lexical, i)
-        vector = await anyio.to_thread.run_sync(
-            _query_vector, embedder, q, targets, limiter=limiter
-        )
+                tg.start_soon(run, lexical, i, _lexical, store, q, target)
+        vector: np.ndarray | None = None
+        try:
+            vector = await anyio.to_thread.run_sync(
+                _query_vector, embedder, q, targets, limiter=limiter
+            )
+        except ProviderError as exc:
+            if mode == "dense":
+                failures.append(exc)
+            elif warnings is not None:
+                warnings.append(f"the query could not be embedded ({exc}): keyword results only")
         if vector is not None:
             for i, target in enumerate(targets):
                 if q.wants_dense(target):
-                    tg.start_soon(run_dense, i, vector)
+                    tg.start_soon(run, dense, i, _dense, store, q, target, vector)
+    if failures:
+        raise failures[0]
     ranked: list[SearchHit] = []
     for i, target in enumerate(targets):
         ranked += _rank(q, target, dense.get(i), lexical.get(i))
@@ -218,6 +233,7 @@ def _rank(
             language=hit.language,
             score=score,
             content=hit.content,
+            file_kind=hit.file_kind,
         )
         for hit, score in scored
         if not q.path_filter or q.path_filter(hit.path)
@@ -287,4 +303,5 @@ def _union(a: SearchHit, b: SearchHit) -> SearchHit:
         language=a.language,
         score=max(a.score, b.score),
         content="\n".join(a_lines + extra) if extra else a.content,
+        file_kind=a.file_kind,
     )

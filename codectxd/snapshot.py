@@ -5,6 +5,10 @@ store; before the store is touched for a file it is recorded `dirty`. After a cr
 `dirty` (or changed on disk) is re-processed: delete-by-path then insert, which is idempotent.
 Every path that has rows in the store therefore has a row here.
 
+An indexed file's `dense` says whether its chunks carry vectors yet: the first phase of an
+index stores chunks for keyword search only (`WAITING`), the second embeds them (`EMBEDDED`);
+files of a kind that is never embedded (data, generated) stay `LEXICAL`.
+
 SQLite in WAL mode: each state change is one small transaction, never a rewrite of the whole
 snapshot (that would make indexing quadratic).
 """
@@ -23,6 +27,8 @@ from codectxd.errors import StoreError
 from codectxd.sqlite import open_database
 
 INDEXED, DIRTY, SKIPPED = "indexed", "dirty", "skipped"
+#: `dense` of an indexed file: its chunks' vectors are stored / still to come / never wanted.
+EMBEDDED, WAITING, LEXICAL = 1, 0, 2
 #: The stat stored with a scan skip: never equal to a real file's, so it is decided afresh.
 NO_STAT = -1
 
@@ -37,6 +43,8 @@ CREATE TABLE IF NOT EXISTS files (
     chunks INTEGER NOT NULL DEFAULT 0,
     reason TEXT NOT NULL DEFAULT '',
     updated REAL NOT NULL DEFAULT 0,
+    dense INTEGER NOT NULL DEFAULT 1,
+    kind TEXT NOT NULL DEFAULT '',
     PRIMARY KEY (coll, path)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS meta (
@@ -48,6 +56,14 @@ CREATE TABLE IF NOT EXISTS meta (
 """
 
 
+#: Columns added since the first version, with their definitions (added on open).
+_ADDED_COLUMNS = {
+    "dense": "INTEGER NOT NULL DEFAULT 1",  # files indexed before two phases were embedded
+    "kind": "TEXT NOT NULL DEFAULT ''",
+}
+_FIELDS = "path, size, mtime_ns, hash, state, chunks, reason, dense, kind"
+
+
 @dataclass(slots=True, frozen=True)
 class FileState:
     path: str
@@ -57,6 +73,8 @@ class FileState:
     state: str
     chunks: int
     reason: str
+    dense: int = EMBEDDED
+    kind: str = ""
 
 
 @dataclass(slots=True, frozen=True)
@@ -66,6 +84,23 @@ class IndexedFile:
     mtime_ns: int
     hash: str
     chunks: int
+    dense: int = EMBEDDED
+    kind: str = ""
+
+
+@dataclass(slots=True, frozen=True)
+class ChunkCounts:
+    """Chunks of indexed files by their dense side."""
+
+    embedded: int = 0
+    waiting: int = 0
+    lexical: int = 0  # never embedded (data, generated)
+
+    @property
+    def fraction(self) -> float:
+        """How much of what should be embedded is (1.0 when nothing should be)."""
+        wanted = self.embedded + self.waiting
+        return round(self.embedded / wanted, 4) if wanted else 1.0
 
 
 class Snapshot:
@@ -73,6 +108,17 @@ class Snapshot:
 
     def __init__(self, path: Path) -> None:
         self._db = open_database(path, _SCHEMA, "index state database")
+        try:
+            present = {row[1] for row in self._db.execute("PRAGMA table_info(files)")}
+            for column, definition in _ADDED_COLUMNS.items():
+                if column not in present:  # a state database from an older version
+                    self._db.execute(f"ALTER TABLE files ADD COLUMN {column} {definition}")
+            # The embedding backlog is read in this order, a group at a time.
+            self._db.execute(
+                "CREATE INDEX IF NOT EXISTS files_backlog ON files (coll, dense, mtime_ns)"
+            )
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot upgrade the index state database {path}: {exc}") from None
         self._lock = threading.Lock()
 
     def close(self) -> None:
@@ -118,11 +164,7 @@ class Snapshot:
 
     def _select(self, where: str, args: tuple[object, ...]) -> dict[str, FileState]:
         with self._lock:
-            rows = self._db.execute(
-                "SELECT path, size, mtime_ns, hash, state, chunks, reason FROM files "
-                f"WHERE {where}",
-                args,
-            ).fetchall()
+            rows = self._db.execute(f"SELECT {_FIELDS} FROM files WHERE {where}", args).fetchall()
         return {row[0]: FileState(*row) for row in rows}
 
     def mark_dirty(self, coll: str, paths: Iterable[str], reason: str = "") -> None:
@@ -141,9 +183,13 @@ class Snapshot:
         with self._tx() as db:
             db.executemany(
                 "INSERT OR REPLACE INTO files (coll, path, size, mtime_ns, hash, state, chunks, "
-                "reason, updated) VALUES (?, ?, ?, ?, ?, ?, ?, '', ?)",
-                [(coll, f.path, f.size, f.mtime_ns, f.hash, INDEXED, f.chunks, now) for f in files],
-            )
+                "reason, updated, dense, kind) VALUES (?, ?, ?, ?, ?, ?, ?, '', ?, ?, ?)",
+                [
+                    (coll, f.path, f.size, f.mtime_ns, f.hash, INDEXED, f.chunks, now, f.dense,
+                     f.kind)
+                    for f in files
+                ],
+            )  # fmt: skip
 
     def mark_skipped(self, coll: str, items: Iterable[tuple[str, int, int, str]]) -> None:
         """(path, size, mtime_ns, reason): files that are not indexed and why, kept so `status`
@@ -158,6 +204,15 @@ class Snapshot:
                 [(coll, p, size, mtime, SKIPPED, reason, now) for p, size, mtime, reason in items],
             )
 
+    def note_failure(self, coll: str, paths: Iterable[str], reason: str) -> None:
+        """Indexed files whose vectors could not be made (shown in status; the second phase
+        tries again, and a success clears the reason)."""
+        with self._tx() as db:
+            db.executemany(
+                "UPDATE files SET reason=?, updated=? WHERE coll=? AND path=? AND state=?",
+                [(reason[:500], time.time(), coll, p, INDEXED) for p in paths],
+            )
+
     def remove(self, coll: str, paths: Iterable[str]) -> None:
         with self._tx() as db:
             db.executemany("DELETE FROM files WHERE coll=? AND path=?", [(coll, p) for p in paths])
@@ -168,8 +223,9 @@ class Snapshot:
             db.execute("DELETE FROM meta WHERE coll=?", (coll,))
 
     def counts(self, coll: str) -> dict[str, int]:
-        """Files per state, plus "chunks" (of indexed files) and "failed" (dirty with an
-        error: left pending after a provider or store failure)."""
+        """Files per state, plus "chunks" (of indexed files) and "failed" (files with an
+        error: left dirty after a provider or store failure, or indexed for keyword search
+        whose embedding failed)."""
         with self._lock:
             rows = self._db.execute(
                 "SELECT state, COUNT(*), SUM(chunks), SUM(reason != '') FROM files "
@@ -178,7 +234,7 @@ class Snapshot:
             ).fetchall()
         out = {state: count for state, count, _, _ in rows}
         out["chunks"] = sum(chunks or 0 for state, _, chunks, _ in rows if state == INDEXED)
-        out["failed"] = sum(errs or 0 for state, _, _, errs in rows if state == DIRTY)
+        out["failed"] = sum(errs or 0 for state, _, _, errs in rows if state in (DIRTY, INDEXED))
         return out
 
     def skip_counts(self, coll: str) -> dict[str, int]:
@@ -196,12 +252,73 @@ class Snapshot:
         unsupported type are counted (`skip_counts`), not listed: there can be thousands."""
         with self._lock:
             rows = self._db.execute(
-                "SELECT path, size, mtime_ns, hash, state, chunks, reason FROM files "
+                f"SELECT {_FIELDS} FROM files "
                 "WHERE coll=? AND reason != '' AND reason != 'unsupported' "
                 "ORDER BY updated DESC, path LIMIT ?",
                 (coll, limit),
             ).fetchall()
         return [FileState(*row) for row in rows]
+
+    def retarget(self, coll: str, lexical_only: Iterable[str]) -> None:
+        """Files of the `lexical_only` kinds never wait for vectors; files of other kinds that
+        were lexical-only (the setting changed) wait for them now."""
+        kinds = tuple(lexical_only)
+        marks = ", ".join("?" * len(kinds)) or "''"
+        with self._tx() as db:
+            db.execute(
+                f"UPDATE files SET dense=? WHERE coll=? AND state=? AND dense=? "
+                f"AND kind IN ({marks})",
+                (LEXICAL, coll, INDEXED, WAITING, *kinds),
+            )
+            db.execute(
+                f"UPDATE files SET dense=? WHERE coll=? AND state=? AND dense=? "
+                f"AND kind NOT IN ({marks})",
+                (WAITING, coll, INDEXED, LEXICAL, *kinds),
+            )
+
+    def chunk_counts(self, coll: str) -> ChunkCounts:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT dense, SUM(chunks) FROM files WHERE coll=? AND state=? GROUP BY dense",
+                (coll, INDEXED),
+            ).fetchall()
+        by = {dense: int(chunks or 0) for dense, chunks in rows}
+        return ChunkCounts(by.get(EMBEDDED, 0), by.get(WAITING, 0), by.get(LEXICAL, 0))
+
+    def kind_counts(self, coll: str, dense: int) -> dict[str, int]:
+        """Indexed files per kind, of those whose dense side is `dense`."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT kind, COUNT(*) FROM files WHERE coll=? AND state=? AND dense=? "
+                "GROUP BY kind",
+                (coll, INDEXED, dense),
+            ).fetchall()
+        return {kind: count for kind, count in rows}
+
+    def waiting(self, coll: str, limit: int, under: Iterable[str] = ()) -> list[FileState]:
+        """Indexed files whose chunks wait for their vectors, in the order to embed them:
+        those under the directories `under` first, then the most recently modified."""
+        found: dict[str, FileState] = {}
+        with self._lock:
+            for directory in under:
+                rows = self._db.execute(
+                    f"SELECT {_FIELDS} FROM files WHERE coll=? AND path >= ? AND path < ? "
+                    "AND state=? AND dense=? ORDER BY mtime_ns DESC LIMIT ?",
+                    (coll, directory + "/", directory + "0", INDEXED, WAITING, limit),
+                ).fetchall()
+                found.update((row[0], FileState(*row)) for row in rows)
+                if len(found) >= limit:
+                    return list(found.values())[:limit]
+            rows = self._db.execute(
+                f"SELECT {_FIELDS} FROM files WHERE coll=? AND state=? AND dense=? "
+                "ORDER BY mtime_ns DESC LIMIT ?",
+                (coll, INDEXED, WAITING, limit),
+            ).fetchall()
+        for row in rows:
+            if len(found) >= limit:
+                break
+            found.setdefault(row[0], FileState(*row))
+        return list(found.values())
 
     def get_meta(self, coll: str, key: str) -> str | None:
         with self._lock:

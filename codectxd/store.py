@@ -24,13 +24,19 @@ from codectxd.milvus import MilvusConnection
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+#: Part of every collection's name: a schema change builds new collections (the previous ones
+#: keep serving searches by keywords until the new ones are complete, as after a model change).
+SCHEMA_VERSION = 2
 COLLECTION_PREFIX = "cx"
 #: Field limits (Milvus VARCHAR max_length counts bytes).
 MAX_PATH_BYTES = 4096
 MAX_CONTENT_BYTES = 60_000
 MAX_SYMBOL_BYTES = 512
-OUTPUT_FIELDS = ["id", "path", "language", "start_line", "end_line", "symbol", "kind", "content"]
+OUTPUT_FIELDS = [
+    "id", "path", "language", "start_line", "end_line", "symbol", "kind", "content", "file_kind"
+]  # fmt: skip
+#: Dense searches see only rows whose vector is real (the first phase stores zero vectors).
+EMBEDDED_ONLY = "embedded == true"
 
 
 T = TypeVar("T")
@@ -51,7 +57,9 @@ class Row:
     content: str
     content_hash: str
     lexical: str
-    dense: np.ndarray
+    dense: np.ndarray  # zeros until the chunk is embedded
+    embedded: bool = True
+    file_kind: str = "code"
 
 
 @dataclass(slots=True)
@@ -72,12 +80,14 @@ class Hit:
     kind: str
     content: str
     score: float
+    file_kind: str = ""
 
 
 def collection_name(repo_key: str, model_identity: str, dimension: int) -> str:
     """`cx_<repo key>_<model slug>_<dim>_<hash>`: valid in Milvus and filesystem-safe in Lite."""
     slug = re.sub(r"[^a-zA-Z0-9]+", "_", model_identity).strip("_").lower()[:40]
-    digest = hashlib.blake2b(f"{model_identity}|{dimension}".encode(), digest_size=4).hexdigest()
+    identity = f"{model_identity}|{dimension}|s{SCHEMA_VERSION}"
+    digest = hashlib.blake2b(identity.encode(), digest_size=4).hexdigest()
     return f"{COLLECTION_PREFIX}_{repo_key}_{slug}_{dimension}_{digest}"
 
 
@@ -225,24 +235,30 @@ class Store:
     # --- writes ---------------------------------------------------------------------------
 
     def replace_files(self, name: str, paths: Sequence[str], rows: Sequence[Row]) -> None:
-        """Delete every row of `paths`, then insert `rows` (which belong to those paths).
+        """Make the rows of `paths` exactly `rows` (which belong to those paths).
 
-        Retrying the pair after a reconnect is safe: the delete removes any rows a failed
-        attempt may have inserted.
+        Rows whose id is stored already are kept (ids are derived from the chunk's content),
+        the others inserted first, and only then the rows no longer wanted deleted: a file is
+        never missing from searches while it is replaced. Repeating the call (a retry after a
+        reconnect, a redo after a crash) is safe: it converges to the same rows.
         """
         self._ensure_loaded(name)
-        data = [_row_dict(r) for r in rows]
+        wanted = {row.id for row in rows}
 
         def write(client: Any) -> None:
-            if paths:
-                _delete_paths(client, name, paths)
+            stored = _ids_of(client, name, paths) if paths else set()
+            data = [_row_dict(r) for r in rows if r.id not in stored]
             if data:
                 client.insert(name, data)
+            stale = sorted(stored - wanted)
+            for start in range(0, len(stale), 500):
+                batch = ", ".join(quote(i) for i in stale[start : start + 500])
+                client.delete(name, filter=f"id in [{batch}]")
 
         with self._write_lock:
             self._run(f"writing to collection {name} failed", write)
             opened = self._open.get(name)  # (gone after a reconnect: reloaded and counted)
-            if data and opened is not None:
+            if rows and opened is not None:
                 # After the insert, before the caller records the files as indexed: whatever
                 # `status` reports as stored is searched.
                 opened.has_rows = True
@@ -293,6 +309,7 @@ class Store:
         expr: str = "",
     ) -> list[Hit]:
         """Dense (vector) or lexical (BM25) search, best first; give exactly one of the two.
+        A dense search sees only chunks that are embedded already.
 
         Hybrid fusion happens in `codectxd.search`, where its parameters are tuned.
         """
@@ -302,6 +319,7 @@ class Store:
         params: dict[str, Any]
         if dense is not None:
             data, field, params = [dense.tolist()], "dense", {"metric_type": "IP"}
+            expr = f"({expr}) and {EMBEDDED_ONLY}" if expr else EMBEDDED_ONLY
         else:
             data, field = [lexical], "sparse"
             params = {"metric_type": "BM25", "params": {"drop_ratio_search": 0.0}}
@@ -336,6 +354,7 @@ class Store:
                     kind=entity["kind"],
                     content=entity["content"],
                     score=float(item.get("distance", 0.0)),
+                    file_kind=entity.get("file_kind", ""),
                 )
             )
         return hits
@@ -359,6 +378,8 @@ def _schema(client: Any, dimension: int, meta: dict[str, Any]) -> Any:
     schema.add_field("kind", DataType.VARCHAR, max_length=32)
     schema.add_field("content", DataType.VARCHAR, max_length=65535)
     schema.add_field("content_hash", DataType.VARCHAR, max_length=64)
+    schema.add_field("file_kind", DataType.VARCHAR, max_length=16)
+    schema.add_field("embedded", DataType.BOOL)
     schema.add_field(
         "lexical",
         DataType.VARCHAR,
@@ -393,15 +414,36 @@ def _indexes(client: Any, skip: set[str] | None = None) -> Any:
     return index if added else None
 
 
+def _path_filter(paths: Sequence[str]) -> str:
+    if len(paths) == 1:
+        return f"path == {quote(paths[0])}"
+    return f"path in [{', '.join(quote(p) for p in paths)}]"
+
+
+#: Milvus answers at most this many rows per query (its `maxQueryResultWindow` default).
+_QUERY_WINDOW = 16384
+
+
+def _ids_of(client: Any, name: str, paths: Sequence[str]) -> set[str]:
+    """The ids of every row of `paths`."""
+    ids: set[str] = set()
+    for start in range(0, len(paths), 200):
+        expr = _path_filter(paths[start : start + 200])
+        rows = client.query(name, filter=expr, output_fields=["id"], limit=_QUERY_WINDOW)
+        if len(rows) >= _QUERY_WINDOW:  # more than a window: read them all, page by page
+            iterator = client.query_iterator(name, batch_size=1000, filter=expr,
+                                             output_fields=["id"])  # fmt: skip
+            rows = []
+            while batch := iterator.next():
+                rows.extend(batch)
+            iterator.close()
+        ids.update(str(row["id"]) for row in rows)
+    return ids
+
+
 def _delete_paths(client: Any, name: str, paths: Sequence[str]) -> None:
     for start in range(0, len(paths), 200):
-        batch = paths[start : start + 200]
-        expr = (
-            f"path == {quote(batch[0])}"
-            if len(batch) == 1
-            else f"path in [{', '.join(quote(p) for p in batch)}]"
-        )
-        client.delete(name, filter=expr)
+        client.delete(name, filter=_path_filter(paths[start : start + 200]))
 
 
 def _row_dict(row: Row) -> dict[str, Any]:
@@ -418,4 +460,6 @@ def _row_dict(row: Row) -> dict[str, Any]:
         "content_hash": row.content_hash,
         "lexical": _clip(row.lexical, MAX_CONTENT_BYTES) or "_",
         "dense": row.dense.tolist(),
+        "embedded": row.embedded,
+        "file_kind": row.file_kind[:16],
     }

@@ -5,6 +5,10 @@ It takes work from its queue (changed paths, full syncs, reconfiguration, remova
 it in worker threads one group of files at a time; between the groups of a long full sync it
 does whatever arrived meanwhile (a file just saved is indexed at once; a removal stops the
 sync). A full sync also runs now and then by itself: watch events can be lost.
+
+Syncs are the first phase: every file keyword-searchable as fast as it can be read and split
+(small changes are embedded at once too). The repository's embedding lane (`embedlane`), a
+second task, embeds the rest meanwhile; the two share the repository's write lock.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import anyio.to_thread
 
 from codectx_client import protocol as p
 from codectxd.config import DaemonSettings
+from codectxd.embedlane import EmbedLane, cancel_requested
 from codectxd.errors import NotFoundError
 from codectxd.events import EventBus, RepoEvents
 from codectxd.indexer import Job, RepoIndexer, SyncReport
@@ -28,7 +33,7 @@ from codectxd.memory import MemoryManager
 from codectxd.metrics import Metrics
 from codectxd.search import Target
 from codectxd.serving import Serving
-from codectxd.snapshot import DIRTY, Snapshot
+from codectxd.snapshot import Snapshot
 from codectxd.store import Store
 from codectxd.workqueue import (
     URGENT,
@@ -44,6 +49,7 @@ from codectxd.workqueue import (
 log = logging.getLogger(__name__)
 
 QUEUED, SCANNING, INDEXING, READY, ERROR = "queued", "scanning", "indexing", "ready", "error"
+KEYWORD_READY = "keyword_ready"
 _ERROR_MIN_RETRY_S = 1.0
 _ERROR_RETRY_S = 30.0
 
@@ -59,16 +65,8 @@ class Services:
     events: EventBus
     settings: DaemonSettings
     full_slot: anyio.CapacityLimiter  # full syncs saturate the CPU: one group at a time
+    model_slot: anyio.CapacityLimiter  # one repository's second phase embeds at a time
     watching: Callable[[], str]  # the watcher's mode: inotify | polling | off
-
-
-def _cancel_requested() -> bool:
-    """In a job's worker thread: whether the supervisor's step was cancelled."""
-    try:
-        anyio.from_thread.check_cancelled()
-    except anyio.get_cancelled_exc_class():
-        return True
-    return False
 
 
 class Supervisor:
@@ -92,7 +90,19 @@ class Supervisor:
         self.synced = anyio.Event()  # set, then replaced, after every piece of work
         self._interrupt: anyio.CancelScope | None = None  # the running group's scope
         self._stash: Batch | None = None  # urgent work that ended a full sync, done next
+        self._handling = False  # a batch of work is being done
         self._reports: list[tuple[bool, SyncReport]] = []  # (full, report) not yet announced
+        self._write_lock = anyio.Lock()  # this repository's collection: one writer at a time
+        self.lane = EmbedLane(
+            lambda: self.indexer,
+            services.snapshot,
+            services.memory,
+            services.metrics,
+            services.model_slot,
+            self._write_lock,
+            on_stale=self.submit_paths,
+            on_change=self._embedding_changed,
+        )
 
     # --- requests (event loop) ------------------------------------------------------------
 
@@ -135,6 +145,10 @@ class Supervisor:
     def target(self) -> Target:
         return self.collections.target()
 
+    def embedded(self) -> float:
+        """Of the chunks to embed, the fraction embedded (0 until the index is complete)."""
+        return self.lane.counts.fraction if self.complete else 0.0
+
     def fresh(self) -> bool:
         return self.reconciled and self.job is None and not self.queue.has_work()
 
@@ -150,56 +164,28 @@ class Supervisor:
         indexes changed files between its groups: it does not count)."""
         return self.queue.full_requested or self.queue.waiting_on(paths)
 
-    async def info(self) -> p.RepoInfo:
-        counts = await anyio.to_thread.run_sync(self.services.snapshot.counts, self.collection)
-        return self._info(counts)
-
-    def _info(self, counts: dict[str, int]) -> p.RepoInfo:
-        job = self.job
-        return p.RepoInfo(
-            root=self.name,
-            state=self.state,  # type: ignore[arg-type]
-            files_indexed=counts.get("indexed", 0),
-            files_pending=self.pending() + counts.get(DIRTY, 0),
-            files_skipped=counts.get("skipped", 0),
-            files_failed=counts.get("failed", 0),
-            chunks=counts.get("chunks", 0),
-            last_sync=self.last_sync,
-            watching=self.services.watching(),
-            collection=self.collection,
-            model=self.indexer.embedder.identity,
-            progress=job.progress.message() if job is not None else None,
-            error=self.error,
-            last_report=self.last_report,
-        )
-
-    async def status(self, errors: int) -> p.RepoStatus:
-        snapshot = self.services.snapshot
-
-        def read() -> tuple[dict[str, int], dict[str, int], list[p.Problem]]:
-            problems = [
-                p.Problem(path=x.path, state=x.state, reason=x.reason)  # type: ignore[arg-type]
-                for x in snapshot.problems(self.collection, errors)
-            ]
-            return snapshot.counts(self.collection), snapshot.skip_counts(self.collection), problems
-
-        counts, skipped, problems = await anyio.to_thread.run_sync(read)
-        return p.RepoStatus(repo=self._info(counts), skipped=skipped, problems=problems)
-
     # --- the task -------------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Until removed (or cancelled with the daemon): take work, do it, retry failures."""
+        """Until removed (or cancelled with the daemon): take work, do it, retry failures;
+        the embedding lane runs beside."""
         await anyio.to_thread.run_sync(self.collections.plan, self.indexer)
         self.request_full()  # reconcile: files may have changed while nothing watched them
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self.lane.run)
+            removed = await self._work()
+            tg.cancel_scope.cancel()
+        await self._drop()
+        removed.done.set()
+
+    async def _work(self) -> Remove:
+        """Take work and do it until a removal comes (returned)."""
         while True:
             batch = await self._next()
             if batch is None:
                 self.request_full()  # periodic reconcile (watch events can be lost), or retry
             elif batch.remove is not None:
-                await self._drop()
-                batch.remove.done.set()
-                return
+                return batch.remove
             else:
                 await self._handle(batch)
 
@@ -212,20 +198,15 @@ class Supervisor:
         failed = self.state == ERROR
         if failed:
             await anyio.sleep(_ERROR_MIN_RETRY_S)
-        with anyio.move_on_after(_ERROR_RETRY_S if failed else self._rescan_interval()):
+        with anyio.move_on_after(_ERROR_RETRY_S if failed else rescan_interval(self.services)):
             batch = await self.queue.take()
             batch.full |= failed  # a failed repository retries with a full sync
             return batch
         return None
 
-    def _rescan_interval(self) -> float:
-        settings = self.services.settings
-        if self.services.watching() != "inotify":
-            return settings.poll_interval_s
-        return settings.rescan_interval_s or math.inf
-
     async def _handle(self, batch: Batch) -> None:
         started = time.perf_counter()
+        self._handling = True
         try:
             if not await anyio.to_thread.run_sync(self.root.is_dir):
                 raise NotFoundError(f"the repository directory {self.root} is missing")
@@ -243,11 +224,24 @@ class Supervisor:
         else:
             self.error = None
         finally:
+            self._handling = False
             self.queue.finish(batch)
             self.services.metrics.sync_ms.add((time.perf_counter() - started) * 1000)
-        if self.error is None and not self.queue.has_work() and self._stash is None:
-            self._set_state(READY)
+        self._settle()
         self._announce()
+
+    def _settle(self) -> None:
+        """When no sync runs or waits: keyword_ready while the lane embeds, then ready."""
+        busy = self._handling or self.queue.has_work() or self._stash is not None
+        if self.error is None and not busy:
+            self._set_state(READY if self.lane.idle else KEYWORD_READY)
+
+    def _embedding_changed(self) -> None:
+        """The lane's counts changed: the state may follow; subscribers hear of it."""
+        self._settle()
+        progress = self.lane.message()
+        if progress is not None:
+            self.events.embedding(progress)
 
     # --- syncs ----------------------------------------------------------------------------
 
@@ -255,10 +249,14 @@ class Supervisor:
         self._set_state(SCANNING)
         slot = self.services.full_slot
         job = await anyio.to_thread.run_sync(
-            self.indexer.begin_full, force, _cancel_requested, limiter=slot
+            self.indexer.begin_full, force, cancel_requested, limiter=slot
         )
         self._set_state(INDEXING)
-        again = await self._run(job, slot, between=self._between_groups)
+        self.lane.hold()  # keyword search over everything first
+        try:
+            again = await self._run(job, slot, between=self._between_groups)
+        finally:
+            self.lane.release()
         if not job.report.cancelled:
             self.reconciled = True
             if not self.complete or self.collections.retired:
@@ -287,7 +285,7 @@ class Supervisor:
     async def _paths(self, paths: set[str]) -> None:
         if self.job is None:
             self._set_state(INDEXING)
-        job = await anyio.to_thread.run_sync(self.indexer.begin_paths, paths, _cancel_requested)
+        job = await anyio.to_thread.run_sync(self.indexer.begin_paths, paths, cancel_requested)
         await self._run(job, None)
 
     async def _run(
@@ -311,6 +309,9 @@ class Supervisor:
             self.job = outer
         report = await anyio.to_thread.run_sync(job.finish)
         self._reports.append((job.plan.full, report))
+        await self.lane.refresh()
+        if not self.lane.idle:
+            self.lane.wake()  # chunks wait for their vectors (a failed lane tries again now)
         return again
 
     async def _step(self, job: Job, slot: anyio.CapacityLimiter | None) -> bool:
@@ -323,17 +324,14 @@ class Supervisor:
         with anyio.CancelScope() as scope:
             self._interrupt = scope
             try:
-                await anyio.to_thread.run_sync(job.step, size, limiter=slot)
+                async with self._write_lock:
+                    await anyio.to_thread.run_sync(job.step, size, limiter=slot)
             finally:
                 self._interrupt = None
         if scope.cancelled_caught:
             job.cancel()  # interrupted by urgent work: the rest waits for a later sync
-        if job.report.indexed > files:
-            self.services.metrics.record_group(
-                job.report.indexed - files,
-                job.report.chunks_written - chunks,
-                time.perf_counter() - started,
-            )
+        written = job.report.indexed - files, job.report.chunks_written - chunks
+        self.services.metrics.record_group(*written, time.perf_counter() - started)
         return not job.done
 
     def _announce(self) -> None:
@@ -344,7 +342,7 @@ class Supervisor:
                 self.last_report.full = summary
             else:
                 self.last_report.paths = summary
-            self.events.synced(summary, report.errors, self.state)
+            self.events.synced(summary, report.errors, self.state, self.embedded())
         self._reports.clear()
         self.last_sync = time.time()
         self.synced.set()
@@ -353,7 +351,8 @@ class Supervisor:
     # --- removal --------------------------------------------------------------------------
 
     async def _drop(self) -> None:
-        await anyio.to_thread.run_sync(self.collections.drop_all)
+        async with self._write_lock:
+            await anyio.to_thread.run_sync(self.collections.drop_all)
         self.events.state("removed")
         log.info("removed repository %s", self.name)
 
@@ -363,3 +362,11 @@ class Supervisor:
         if state != self.state:
             self.state = state
             self.events.state(state)
+
+
+def rescan_interval(services: Services) -> float:
+    """How long a repository waits for work before it reconciles with a full sync: watch
+    events can be lost, and without watching, scans are all there is."""
+    if services.watching() != "inotify":
+        return services.settings.poll_interval_s
+    return services.settings.rescan_interval_s or math.inf

@@ -7,13 +7,16 @@ for as many trials as you like:
     python -m tests.crash_harness --trials 50 --seed 7 --json crash.json
 
 Each trial: build a repository, start the daemon on a private data dir, then one scenario
-    full     — kill during the first full index;
+    full     — kill at a random moment of the first index;
+    phase1   — kill while the first index is in its first phase (keyword search);
+    phase2   — kill while the second phase embeds (every file keyword-searchable already);
     edit     — index, then edit / add / delete files while it runs, kill during the sync;
     branch   — index, then rewrite half the tree at once (a branch switch), kill mid-resync;
 and, while the daemon is down, change a few more files. Restart, wait until it reports
-fresh, stop it (SIGTERM, which must exit 0 within 5 s) and read its collection. The reference
-is `codectxd index` of the final tree in a fresh data dir. Any missing, duplicate or stale chunk
-fails the trial.
+fresh and fully embedded, stop it (SIGTERM, which must exit 0 within 5 s) and read its
+collection. The reference is `codectxd index` of the final tree in a fresh data dir (both
+phases). Any missing, duplicate or stale chunk fails the trial (a chunk's id says whether its
+vector is real, so a chunk left without its vector is missing and stale).
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ from codectxd.config import load_settings
 from codectxd.engine import Engine
 from tests.daemon_harness import DaemonProcess
 
-SCENARIOS = ("full", "edit", "branch")
+SCENARIOS = ("full", "phase1", "phase2", "edit", "branch")
 LANGS = {
     ".py": lambda name, i: f'def {name}(value):\n    """Step {i}."""\n    return value + {i}\n\n\n',
     ".go": lambda name, i: f"func {name}(v int) int {{\n\treturn v + {i}\n}}\n\n",
@@ -135,6 +138,7 @@ class Trial:
     scenario: str
     kill_after_s: float = 0.0
     killed_mid_work: bool = False
+    killed_in: str = ""  # the repository's state when it was killed
     changed_while_running: int = 0
     changed_while_down: int = 0
     rows: int = 0
@@ -158,13 +162,32 @@ class Trial:
         )
 
 
-def _busy(proc: DaemonProcess, root: Path) -> bool:
+def _state(proc: DaemonProcess, root: Path) -> dict | None:
     try:
         repos = proc.call("list", timeout_s=5)["repos"]
     except Exception:  # noqa: BLE001 - the daemon may be starting
-        return True
-    info = next((r for r in repos if r["root"] == str(root)), None)
+        return None
+    return next((r for r in repos if r["root"] == str(root)), None)
+
+
+def _busy(info: dict | None) -> bool:
     return info is None or info["state"] != "ready" or bool(info["files_pending"])
+
+
+def _wait_phase(proc: DaemonProcess, root: Path, phase: str, timeout_s: float = 120.0) -> None:
+    """Until the first index is in `phase`: "phase1" (some files stored, the first phase
+    running) or "phase2" (keyword-ready, the second phase embedding)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        info = _state(proc, root)
+        state = info["state"] if info is not None else ""
+        if phase == "phase1" and state == "indexing":
+            return
+        if phase == "phase2" and state == "keyword_ready" and info["embedded"] < 1.0:
+            return
+        if state == "ready":
+            return  # too late to catch it: the trial records where the kill landed
+        time.sleep(0.005)
 
 
 def run_trial(
@@ -184,18 +207,26 @@ def run_trial(
         shutil.copy(warm_cache, proc.data_dir / "embeddings.db")
     try:
         proc.start()
+        added = time.monotonic()
         proc.call("add", {"path": str(root)})
-        if scenario != "full":
-            proc.wait_fresh(root, timeout_s=600)
-            fraction = 0.15 if scenario == "edit" else 0.6
-            trial.changed_while_running = mutate(root, rng, fraction)
-        trial.kill_after_s = rng.uniform(0.05, 0.8 if scenario == "edit" else 3.0)
-        time.sleep(trial.kill_after_s)
-        trial.killed_mid_work = _busy(proc, root)
+        if scenario in ("phase1", "phase2"):
+            _wait_phase(proc, root, scenario)
+            if scenario == "phase2":  # anywhere in it: embedding a group, or committing one
+                time.sleep(rng.uniform(0.0, 1.5))
+        else:
+            if scenario != "full":
+                proc.wait_ready(root, timeout_s=600)
+                fraction = 0.15 if scenario == "edit" else 0.6
+                trial.changed_while_running = mutate(root, rng, fraction)
+            time.sleep(rng.uniform(0.05, 0.8 if scenario == "edit" else 3.0))
+        trial.kill_after_s = round(time.monotonic() - added, 3)
+        info = _state(proc, root)
+        trial.killed_mid_work = _busy(info)
+        trial.killed_in = info["state"] if info else "starting"
         proc.kill()  # SIGKILL
         trial.changed_while_down = mutate(root, rng, 0.05)
         proc.start()
-        proc.wait_fresh(root, timeout_s=900)
+        proc.wait_ready(root, timeout_s=900)
         stop_started = time.monotonic()
         trial.sigterm_exit = proc.stop()
         trial.sigterm_s = time.monotonic() - stop_started
@@ -226,6 +257,7 @@ class Summary:
             "passed": sum(t.ok for t in self.trials),
             "killed_mid_work": sum(t.killed_mid_work for t in self.trials),
             "by_scenario": dict(Counter(t.scenario for t in self.trials)),
+            "killed_in": dict(Counter(t.killed_in for t in self.trials)),
             "missing": sum(t.missing for t in self.trials),
             "stale": sum(t.stale for t in self.trials),
             "duplicates": sum(t.duplicates for t in self.trials),
@@ -258,10 +290,11 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(base, ignore_errors=True)
             summary.trials.append(trial)
             print(
-                f"trial {n + 1}/{args.trials} {scenario:6} seed={trial.seed} "
+                f"trial {n + 1}/{args.trials} {scenario:7} seed={trial.seed} "
                 f"{'ok' if trial.ok else 'FAIL'} rows={trial.rows} missing={trial.missing} "
                 f"stale={trial.stale} dup={trial.duplicates} kill@{trial.kill_after_s:.2f}s "
-                f"mid-work={trial.killed_mid_work} sigterm={trial.sigterm_s:.2f}s "
+                f"in={trial.killed_in} mid-work={trial.killed_mid_work} "
+                f"sigterm={trial.sigterm_s:.2f}s "
                 f"{trial.error}",
                 flush=True,
             )

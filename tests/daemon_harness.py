@@ -79,6 +79,20 @@ class DaemonProcess:
             time.sleep(0.1)
         raise TimeoutError(f"{root} not fresh after {timeout_s}s: {info}\n{self.log_text()}")
 
+    def wait_ready(self, root: Path, timeout_s: float = 300.0) -> dict[str, Any]:
+        """Until the repo is fresh and fully embedded too (both phases done)."""
+        deadline = time.monotonic() + timeout_s
+        info = self.wait_fresh(root, timeout_s)
+        while not (info["state"] == "ready" and info["embedded"] == 1.0):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{root} not embedded after {timeout_s}s: {info}")
+            time.sleep(0.1)
+            info = self.info(root)
+        return self.wait_fresh(root, max(1.0, deadline - time.monotonic()))
+
+    def info(self, root: Path) -> dict[str, Any]:
+        return next(r for r in self.call("list")["repos"] if r["root"] == str(root))
+
     def stop(self, timeout_s: float = 20.0) -> int:
         if self.proc is None or self.proc.poll() is not None:
             return self.proc.returncode if self.proc else 0

@@ -28,6 +28,11 @@ def _run(seed: int, scenario: str) -> None:
     assert trial.rows > 0
     assert (trial.missing, trial.stale, trial.duplicates) == (0, 0, 0), trial
     assert trial.sigterm_exit == 0 and trial.sigterm_s < 5.0, trial
+    # The phase scenarios killed the daemon where they meant to.
+    if scenario == "phase1":
+        assert trial.killed_in in ("scanning", "indexing"), trial
+    if scenario == "phase2":
+        assert trial.killed_in == "keyword_ready", trial
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS)

@@ -54,7 +54,7 @@ def repo(daemon: DaemonProcess, request: pytest.FixtureRequest) -> Path:
     root = daemon.base / f"repo_{request.node.name[:40]}"
     write_tree(root, REPO)
     daemon.call("add", {"path": str(root)})
-    daemon.wait_fresh(root)
+    daemon.wait_ready(root)
     return root
 
 
@@ -91,8 +91,8 @@ def test_add_search_json_contract(daemon: DaemonProcess, repo: Path) -> None:
     out = daemon.client("search", "add tax to the invoice amount", "--repo", str(repo), "--json")
     assert out.returncode == 0, out.stderr
     doc = json.loads(out.stdout)
-    assert set(doc) == {"results", "fresh", "pending"}
-    assert doc["fresh"] is True and doc["pending"] == 0
+    assert set(doc) == {"results", "fresh", "pending", "embedded"}
+    assert doc["fresh"] is True and doc["pending"] == 0 and doc["embedded"] == {str(repo): 1.0}
     first = doc["results"][0]
     assert set(first) == {
         "repo",
@@ -103,7 +103,9 @@ def test_add_search_json_contract(daemon: DaemonProcess, repo: Path) -> None:
         "language",
         "score",
         "content",
+        "file_kind",
     }
+    assert first["file_kind"] == "code"
     assert first["path"] == "src/billing.py" and first["symbol"] == "compute_invoice_total"
     assert first["repo"] == str(repo) and first["start_line"] == 1
     # Secrets are never indexed.

@@ -3,6 +3,7 @@ on the old one until the new one is complete, then the old one is removed."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from codectxd.config import load_settings
@@ -44,7 +45,7 @@ def test_switch_from_local_to_openai_keeps_searching(short_tmp: Path) -> None:
     assert len(old) == 1 and "local" in old[0]
 
     with FakeProviders(api_key=KEY) as fake:
-        fake.always(Fault(delay=0.4))  # a slow provider: the new index takes a while
+        fake.always(Fault(status=503, message="overloaded"))  # the new model is down at first
         cloud = DaemonProcess(
             short_tmp,
             EMBEDDING_PROVIDER="openai",
@@ -53,20 +54,47 @@ def test_switch_from_local_to_openai_keeps_searching(short_tmp: Path) -> None:
             EMBEDDING_MODEL="text-embedding-3-small",
             EMBEDDING_BATCH_SIZE="2",
             EMBEDDING_CONCURRENCY="1",
+            EMBEDDING_MAX_RETRIES="0",
         )
         cloud.start()
         try:
-            # While the new index builds, the old one answers (by keywords: its vectors come
-            # from the other model).
-            during = cloud.call("search", {"query": "compute_tax_7", "repos": [str(root)]})
-            assert during["results"] and during["results"][0]["path"] == "src/m7.py"
-            assert not during["fresh"]
-            info = next(r for r in cloud.call("list")["repos"] if r["root"] == str(root))
-            assert "openai" in info["collection"] and info["state"] != "ready"
+            # Searches never fail and always find the file by keywords: from the old index
+            # (its vectors come from the other model) until the new one is keyword-complete,
+            # then from the new one, whose vectors cannot be made while the provider is down.
+            def keyword_hit() -> dict:
+                result = cloud.call("search", {"query": "compute_tax_7", "repos": [str(root)]})
+                assert result["results"] and result["results"][0]["path"] == "src/m7.py"
+                return result
+
+            def repo() -> dict:
+                return next(r for r in cloud.call("list")["repos"] if r["root"] == str(root))
+
+            keyword_hit()
+            deadline = time.monotonic() + 60
+            while not ("openai" in repo()["collection"] and repo()["state"] == "keyword_ready"):
+                assert time.monotonic() < deadline, repo()
+                keyword_hit()
+                time.sleep(0.1)
+            during = keyword_hit()
+            assert during["fresh"] and during["embedded"] == {str(root): 0.0}
+            info = repo()
+            assert info["embedded"] == 0.0 and info["embedding"]["chunks_embedded"] == 0
+            assert collections_of(cloud) == [info["collection"]]  # the old index is gone
+            while not (repo()["embedding"] or {}).get("error"):
+                assert time.monotonic() < deadline, repo()
+                time.sleep(0.1)
+            assert "503" in repo()["embedding"]["error"]
+            # The provider is back: the second phase fills the dense side in.
             fake.always(None)
-            cloud.wait_fresh(root, timeout_s=300)
-            after = cloud.call("search", {"query": "tax on an amount", "repos": [str(root)]})
-            assert after["fresh"] and after["results"]
+            cloud.call("reindex", {"repo": str(root)})
+            while repo()["state"] != "ready":
+                assert time.monotonic() < deadline + 120, repo()
+                time.sleep(0.2)
+            assert repo()["embedded"] == 1.0 and repo()["embedding"] is None
+            after = cloud.call(
+                "search", {"query": "tax on an amount", "repos": [str(root)], "mode": "dense"}
+            )
+            assert after["fresh"] and after["results"] and after["embedded"] == {str(root): 1.0}
             assert fake.count("openai") > 0
             status = cloud.call("status")
             assert status["daemon"]["provider"] == "openai"
@@ -76,3 +104,8 @@ def test_switch_from_local_to_openai_keeps_searching(short_tmp: Path) -> None:
             cloud.stop()
     remaining = collections(cloud.data_dir)
     assert len(remaining) == 1 and "openai" in remaining[0]  # the old index was removed
+
+
+def collections_of(daemon: DaemonProcess) -> list[str]:
+    """The collections a running daemon's repositories use (from `status`)."""
+    return sorted({r["repo"]["collection"] for r in daemon.call("status")["repos"]})

@@ -25,6 +25,7 @@ from codectxd.embeddings.cache import EmbeddingCache
 from codectxd.embeddings.service import Embedder
 from codectxd.engine import Engine
 from codectxd.errors import ConfigError, ProviderError, SpendLimitReached, redact
+from codectxd.snapshot import EMBEDDED, WAITING
 from tests.conftest import SAMPLE_REPO as REPO
 from tests.conftest import make_settings, write_tree
 from tests.fake_providers import FakeProviders, Fault, fake_tokens
@@ -540,17 +541,23 @@ def test_failed_batches_leave_files_dirty_then_recover(
     indexer = engine.indexer_for(root)
     fake.always(Fault(status=503, message="overloaded, try later"))
     report = indexer.full_sync()
-    assert (report.indexed, report.failed) == (0, 5)
+    # The first phase needs no provider: every file is stored for keyword search; their
+    # embedding failed, so they keep waiting for vectors, with the provider's message.
+    assert (report.indexed, report.embedded, report.failed) == (5, 0, 5)
     states = engine.snapshot.load(indexer.collection)
-    assert {s.state for s in states.values()} == {"dirty"}
+    assert {(s.state, s.dense) for s in states.values()} == {("indexed", WAITING)}
     reason = next(iter(states.values())).reason
     assert "Voyage AI server error (503): overloaded, try later" in reason
+    assert engine.snapshot.counts(indexer.collection)["failed"] == 5
     assert len(sleeps) == 2 * fake.count() // 3  # 3 attempts per batch, 2 waits each
+    hits = engine.search([root], "parse_config", limit=3, mode="lexical")
+    assert hits and hits[0].path == "app/config.py"
     fake.always(None)
     again = indexer.full_sync()
-    assert (again.indexed, again.failed) == (5, 0)
-    assert {s.state for s in engine.snapshot.load(indexer.collection).values()} == {"indexed"}
-    assert engine.store.count(indexer.collection) == again.chunks_written
+    assert (again.indexed, again.embedded, again.failed) == (0, 5, 0)
+    states = engine.snapshot.load(indexer.collection)
+    assert {(s.state, s.dense, s.reason) for s in states.values()} == {("indexed", EMBEDDED, "")}
+    assert engine.store.count(indexer.collection, "embedded == true") == report.chunks_written
 
 
 def test_reindex_after_clear_with_warm_cache_calls_nothing(
@@ -682,7 +689,8 @@ def test_the_key_appears_nowhere(
         "".join(traceback.format_exception(*r.exc_info)) for r in caplog.records if r.exc_info
     ]
     assert any("rejected the API key" in r for r in seen)
-    assert any("retry 1/1" in r for r in records) and any("left pending" in r for r in records)
+    assert any("retry 1/1" in r for r in records)
+    assert any("left waiting for vectors" in r for r in records)
     everything = "\n".join(seen + records)
     assert "slow down, key ***" in everything  # the echoes were there, redacted
     assert KEY not in everything and wrong not in everything

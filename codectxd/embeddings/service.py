@@ -180,6 +180,23 @@ class Embedder:
                 self._queries.popitem(last=False)
         return vector
 
+    def cached(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """The vectors the cache holds for `texts`, without asking the provider: (vectors,
+        found) where `found[i]` says whether row i is a real vector (zeros otherwise)."""
+        out = np.zeros((len(texts), self.dimension or 1), dtype=np.float32)
+        found = np.zeros(len(texts), dtype=bool)
+        if not texts or self.cache is None or not self.dimension:
+            return out, found
+        keys = [text_key(t) for t in texts]
+        hits = self.cache.get_many(self.identity, keys, self.dimension)
+        for i, key in enumerate(keys):
+            vector = hits.get(key)
+            if vector is not None:
+                out[i], found[i] = vector, True
+        with self._stats_lock:
+            self.stats.cache_hits += int(found.sum())
+        return out, found
+
     def embed_texts(
         self,
         texts: Sequence[str],

@@ -9,24 +9,21 @@ so it can do urgent work between groups; `full_sync` / `sync_paths` run one to t
 from __future__ import annotations
 
 import hashlib
+import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
+
+import numpy as np
 
 from codectxd.config import ScanSettings, Settings
 from codectxd.embeddings.service import Embedder
+from codectxd.errors import CodectxError
+from codectxd.indexer import backlog
 from codectxd.indexer.commit import Committer
-from codectxd.indexer.job import (
-    GROUP_CHUNKS,
-    Job,
-    JobParts,
-    Progress,
-    SyncReport,
-    chunk_id,
-    embedding_text,
-    never,
-)
+from codectxd.indexer.job import GROUP_CHUNKS, Job, JobParts, Progress, SyncReport, never
 from codectxd.indexer.plan import plan_full, plan_paths
+from codectxd.indexer.rows import chunk_id, embedding_text
 from codectxd.scanner import Scanner
 from codectxd.snapshot import Snapshot
 from codectxd.splitter import Splitter
@@ -44,11 +41,16 @@ __all__ = [
     "repo_key",
 ]
 
+log = logging.getLogger(__name__)
+
 #: Bump when the splitter or the text given to the embedder / BM25 changes: every collection
 #: built with another version is re-split on its next full sync.
 CHUNKING_VERSION = 4
-#: Files whose change means the ignore rules change: a full rescan follows.
-_IGNORE_FILE_NAMES = frozenset({".gitignore", ".codectxignore"})
+#: Files whose change means the ignore rules (or the kinds of files) change: a full rescan.
+_RULE_FILE_NAMES = frozenset({".gitignore", ".codectxignore", ".gitattributes"})
+#: Changed files are embedded before they are committed when they make at most this many
+#: chunks (a save: searchable both ways at once); more go through the two phases.
+INLINE_CHUNKS = 64
 
 
 def repo_key(root: Path) -> str:
@@ -86,6 +88,7 @@ class RepoIndexer:
             splitter=splitter or Splitter(settings.splitter),
             embedder=embedder,
             committer=Committer(store, snapshot, collection),
+            lexical_only=self.scanner.settings.lexical_only,
         )
 
     def ensure_collection(self) -> None:
@@ -108,8 +111,9 @@ class RepoIndexer:
         rescan = False
         for rel in paths:
             name = rel.rsplit("/", 1)[-1]
-            if rel == ".git/info/exclude" or name in _IGNORE_FILE_NAMES:
+            if rel == ".git/info/exclude" or name in _RULE_FILE_NAMES:
                 rules.invalidate(None if rel.startswith(".git/") else rel.rpartition("/")[0])
+                self.scanner.attributes.invalidate()
                 rescan = True
             elif rel == "":
                 rescan = True
@@ -124,6 +128,8 @@ class RepoIndexer:
         reindex). Unchanged files (same size and mtime_ns) are not read; `force` re-reads and
         re-splits every file (the embedding cache still avoids paying for unchanged text)."""
         self.ensure_collection()
+        # Which files wait for their vectors follows the configured lexical-only kinds.
+        self.snapshot.retarget(self.collection, self.scanner.settings.lexical_only)
         known = self.snapshot.load(self.collection)
         fingerprint = self._chunking_fingerprint()
         if known and self.snapshot.get_meta(self.collection, "chunking") != fingerprint:
@@ -142,16 +148,63 @@ class RepoIndexer:
         date; the paths have passed `relevant`."""
         self.ensure_collection()
         plan = plan_paths(self.scanner, self.snapshot, self.collection, paths)
-        return Job(plan, self._parts, should_stop=should_stop)
+        return Job(plan, self._parts, inline_chunks=INLINE_CHUNKS, should_stop=should_stop)
+
+    # --- the second phase -------------------------------------------------------------------
+
+    def next_embedding(self, max_chunks: int, under: Sequence[str] = ()) -> backlog.Pending | None:
+        """The next files whose chunks wait for vectors, read and split (None: none wait)."""
+        return backlog.next_group(self._parts, self.snapshot, self.collection, max_chunks, under)
+
+    def embed_pending(
+        self, pending: backlog.Pending, should_stop: Callable[[], bool] = never
+    ) -> np.ndarray:
+        return backlog.embed(self._parts, pending, should_stop)
+
+    def commit_embedding(self, pending: backlog.Pending, vectors: np.ndarray) -> int:
+        """Store the vectors of files still as they were read; the chunks written."""
+        return backlog.commit(self._parts, self.snapshot, pending, vectors)
+
+    def embedding_failed(self, pending: backlog.Pending, message: str) -> None:
+        """The group's files keep waiting, with why (status shows it)."""
+        paths = [item.entry.path for item in pending.group]
+        log.warning("%s: %d file(s) left waiting for vectors: %s", self.root, len(paths), message)
+        self.snapshot.note_failure(self.collection, paths, message)
+
+    # --- whole syncs, both phases (developer CLI, tests) --------------------------------------
 
     def full_sync(self, force: bool = False) -> SyncReport:
-        """`begin_full` run to the end."""
-        return self.begin_full(force).run()
+        """`begin_full` run to the end, then the files it left waiting embedded."""
+        report = self.begin_full(force).run()
+        self.embed_backlog(report)
+        return report
 
     def sync_paths(self, paths: Iterable[str]) -> SyncReport:
-        """The relevant ones of `paths` brought up to date (a changed ignore file: every path)."""
+        """The relevant ones of `paths` brought up to date (a changed ignore file: every path),
+        then the files left waiting embedded."""
         keep, rescan = self.relevant(paths)
-        return self.begin_paths([""] if rescan else keep).run()
+        report = self.begin_paths([""] if rescan else keep).run()
+        self.embed_backlog(report)
+        return report
+
+    def embed_backlog(self, report: SyncReport) -> None:
+        """Embed every waiting file (stale ones are indexed again), counted into `report`;
+        a provider or store failure stops it, the files keep waiting with the reason."""
+        while (pending := self.next_embedding(GROUP_CHUNKS)) is not None:
+            if pending.stale:
+                self.begin_paths(pending.stale).run()
+            if not pending.group:
+                continue
+            try:
+                written = self.commit_embedding(pending, self.embed_pending(pending))
+            except CodectxError as exc:
+                message = f"embedding failed: {exc}"
+                self.embedding_failed(pending, message)
+                report.failed += len(pending.group)
+                report.errors.extend((i.entry.path, message) for i in pending.group[:20])
+                return
+            report.embedded += len(pending.group)
+            report.chunks_embedded += written
 
     def _chunking_fingerprint(self) -> str:
         s = self.settings.splitter

@@ -36,6 +36,14 @@ class Committer:
         self.store.replace_files(self.collection, paths, rows)
         self.snapshot.mark_indexed(self.collection, files)
 
+    def add_vectors(self, files: Sequence[IndexedFile], rows: Sequence[Row]) -> None:
+        """The second phase: files recorded indexed get their chunks with vectors. The file
+        is not marked dirty: its rows are complete at every moment (the embedded rows are
+        written before the keyword-only ones go), and a crash in between leaves the file
+        waiting, so the second phase redoes it."""
+        self.store.replace_files(self.collection, [f.path for f in files], rows)
+        self.snapshot.mark_indexed(self.collection, files)
+
     def touch(self, files: Sequence[IndexedFile]) -> None:
         """Files whose content did not change (a new mtime only): their stat is updated."""
         self.snapshot.mark_indexed(self.collection, files)

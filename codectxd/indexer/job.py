@@ -1,15 +1,16 @@
 """A sync in progress: runs a `Plan` one group of files at a time.
 
-Each group is read, hashed and split, embedded (the cache first), then committed: embedding
-comes first so a file's old chunks stay searchable until its new ones are ready. `step()`
-does one group and returns; whoever drives the job (the daemon's supervisor, or `run()`)
-decides what happens between groups. Progress and the report are written by the thread that
-runs the job and only read elsewhere.
+Each group is read, hashed and split, then committed for keyword search at once: chunks whose
+vector the embedding cache holds get it, the others a zero vector, and their files wait for
+the second phase (`codectxd.indexer.backlog`) to embed them. A small group of changed files
+(`inline_chunks`) is embedded before it is committed, so a saved file is searchable both ways
+at once. `step()` does one group and returns; whoever drives the job (the supervisor, or
+`run()`) decides what happens between groups. Progress and the report are written by the
+thread that runs the job and only read elsewhere.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 from collections.abc import Callable, Iterator
@@ -23,36 +24,16 @@ from codectxd.embeddings.service import EmbedCancelled, Embedder
 from codectxd.errors import CodectxError, StoreError
 from codectxd.indexer.commit import Committer
 from codectxd.indexer.plan import Plan, skip_message
-from codectxd.indexer.read import Skip, looks_minified, read_file
-from codectxd.languages import extension_of
-from codectxd.lexical import identifier_parts, lexical_text
+from codectxd.indexer.read import Skip
+from codectxd.indexer.rows import Prepared, Unchanged, prepare, records, rows
 from codectxd.scanner import FileEntry, Scanner
 from codectxd.snapshot import INDEXED, NO_STAT, IndexedFile
-from codectxd.splitter import Chunk, Splitter
-from codectxd.store import Row
+from codectxd.splitter import Splitter
 
 log = logging.getLogger(__name__)
 
 #: Chunks embedded and written together (the memory manager may ask for fewer).
 GROUP_CHUNKS = 256
-
-
-def chunk_id(repo: str, path: str, chunk: Chunk, content_hash: str) -> str:
-    raw = f"{repo}\x00{path}\x00{chunk.start_line}\x00{chunk.end_line}\x00{content_hash}"
-    return hashlib.blake2b(raw.encode("utf-8", "surrogateescape"), digest_size=16).hexdigest()
-
-
-def embedding_text(path: str, chunk: Chunk) -> str:
-    """What the embedding model reads for a chunk: the file path, the symbol spelled out in
-    words, then the code.
-
-    The path gives the model context the code alone lacks (module and package names); the
-    words let a question in English meet `applyDiscountCode` (a sentence model tokenises
-    identifiers into word pieces it barely understands).
-    """
-    words = " ".join(identifier_parts(chunk.symbol.replace(",", " "))) if chunk.symbol else ""
-    header = f"{path} {words}" if words else path
-    return f"{header}\n{chunk.content}"
 
 
 @dataclass(slots=True)
@@ -85,6 +66,8 @@ class SyncReport:
     skipped: int = 0
     failed: int = 0
     chunks_written: int = 0
+    chunks_embedded: int = 0  # chunks written with their vector
+    embedded: int = 0  # files whose vectors the second phase wrote (whole syncs only)
     seconds: float = 0.0
     cancelled: bool = False
     errors: list[tuple[str, str]] = field(default_factory=list)
@@ -115,13 +98,6 @@ class SyncReport:
         )
 
 
-@dataclass(slots=True)
-class _Prepared:
-    entry: FileEntry
-    hash: str
-    chunks: list[Chunk]
-
-
 @dataclass(slots=True, frozen=True)
 class JobParts:
     """What a job works with: one repository's collection and the shared components."""
@@ -132,6 +108,7 @@ class JobParts:
     splitter: Splitter
     embedder: Embedder
     committer: Committer
+    lexical_only: tuple[str, ...]  # kinds of file never embedded
 
 
 def never() -> bool:
@@ -150,10 +127,12 @@ class Job:
         plan: Plan,
         parts: JobParts,
         *,
+        inline_chunks: int = 0,
         should_stop: Callable[[], bool] = never,
         on_finish: Callable[[SyncReport], None] | None = None,
     ) -> None:
         self.plan = plan
+        self.inline_chunks = inline_chunks
         self.parts = parts
         self.should_stop = should_stop
         self.on_finish = on_finish
@@ -177,7 +156,7 @@ class Job:
         if self._first:
             self._first = False
             self._record_plan()
-        group: list[_Prepared] = []
+        group: list[Prepared] = []
         size = 0
         for entry in self._todo:
             if self.should_stop():
@@ -255,18 +234,15 @@ class Job:
 
     # --- one file ---------------------------------------------------------------------------
 
-    def _prepare(self, entry: FileEntry) -> _Prepared | None:
+    def _prepare(self, entry: FileEntry) -> Prepared | None:
         """Read, check, hash and split one file; None when it needs no store write."""
         started = time.perf_counter()
-        try:
-            return self._prepare_file(entry)
-        finally:
-            self.report.parse_s += time.perf_counter() - started
-
-    def _prepare_file(self, entry: FileEntry) -> _Prepared | None:
         old = self.plan.known.get(entry.path)
+        recorded = None
+        if old is not None and old.state == INDEXED and not self.plan.force:
+            recorded = old.hash
         try:
-            data = read_file(self.parts.scanner, entry)
+            prepared = prepare(self.parts.scanner, self.parts.splitter, entry, recorded)
         except FileNotFoundError:
             self._record(lambda: self.committer.remove([entry.path], self.plan.known), entry)
             self.report.removed += 1
@@ -276,23 +252,19 @@ class Job:
             self._record(lambda: self.committer.skip([record], self.plan.known), entry)
             self.report.skipped += 1
             return None
+        finally:
+            self.report.parse_s += time.perf_counter() - started
         self.report.files_read += 1
-        digest = hashlib.blake2b(data, digest_size=16).hexdigest()
-        if not self.plan.force and old is not None and old.state == INDEXED and old.hash == digest:
+        if isinstance(prepared, Unchanged):
+            assert old is not None
             # Touched but not changed: remember the new stat, write nothing.
-            same = IndexedFile(entry.path, entry.size, entry.mtime_ns, digest, old.chunks)
+            same = IndexedFile(
+                entry.path, entry.size, entry.mtime_ns, old.hash, old.chunks, old.dense, old.kind
+            )
             self._record(lambda: self.committer.touch([same]), entry)
             self.report.unchanged += 1
             return None
-        text = data.decode("utf-8", errors="replace").replace("\r\n", "\n")
-        if looks_minified(text):
-            record = (entry.path, entry.size, entry.mtime_ns, "minified")
-            self._record(lambda: self.committer.skip([record], self.plan.known), entry)
-            self.report.skipped += 1
-            return None
-        chunks = self.parts.splitter.split(text, entry.language)
-        sized = FileEntry(entry.path, len(data), entry.mtime_ns, entry.language)
-        return _Prepared(sized, digest, chunks)
+        return prepared
 
     def _record(self, write: Callable[[], None], entry: FileEntry) -> None:
         try:
@@ -303,12 +275,11 @@ class Job:
 
     # --- one group --------------------------------------------------------------------------
 
-    def _commit(self, group: list[_Prepared]) -> None:
+    def _commit(self, group: list[Prepared]) -> None:
         started = time.perf_counter()
         paths = [item.entry.path for item in group]
-        texts = [embedding_text(item.entry.path, c) for item in group for c in item.chunks]
         try:
-            vectors = self.parts.embedder.embed_texts(texts, should_stop=self.should_stop)
+            vectors, real = self._vectors(group)
         except EmbedCancelled:
             raise SyncCancelledError from None
         except CodectxError as exc:
@@ -319,13 +290,9 @@ class Job:
         finally:
             self.report.embed_s += time.perf_counter() - started
         store_started = time.perf_counter()
-        rows = _rows(self.parts.key, group, vectors)
-        files = [
-            IndexedFile(i.entry.path, i.entry.size, i.entry.mtime_ns, i.hash, len(i.chunks))
-            for i in group
-        ]
+        written = rows(self.parts.key, group, vectors, real)
         try:
-            self.committer.replace(files, rows)
+            self.committer.replace(records(group, real, self.parts.lexical_only), written)
         except StoreError as exc:
             self._fail(paths, str(exc))
             self._advance(len(paths))
@@ -333,8 +300,35 @@ class Job:
         finally:
             self.report.store_s += time.perf_counter() - store_started
         self.report.indexed += len(group)
-        self.report.chunks_written += len(rows)
-        self._advance(len(group), len(rows))
+        self.report.chunks_written += len(written)
+        self.report.chunks_embedded += int(real.sum())
+        self._advance(len(group), len(written))
+
+    def _vectors(self, group: list[Prepared]) -> tuple[np.ndarray, np.ndarray]:
+        """A vector per chunk of the group and whether it is real: embedded now when the group
+        is small enough (`inline_chunks`), else what the embedding cache holds; files of a
+        lexical-only kind are never embedded."""
+        embedder = self.parts.embedder
+        wanted = [item.kind not in self.parts.lexical_only for item in group]
+        texts = [t for item, want in zip(group, wanted, strict=True) if want for t in item.texts()]
+        total = sum(len(item.chunks) for item in group)
+        vectors = np.zeros((total, embedder.dimension), dtype=np.float32)
+        real = np.zeros(total, dtype=bool)
+        if not texts:
+            return vectors, real
+        if len(texts) <= self.inline_chunks:
+            found, found_real = embedder.embed_texts(texts, should_stop=self.should_stop), None
+        else:
+            found, found_real = embedder.cached(texts)
+        positions: list[int] = []
+        position = 0
+        for item, want in zip(group, wanted, strict=True):
+            if want:
+                positions.extend(range(position, position + len(item.chunks)))
+            position += len(item.chunks)
+        vectors[positions] = found
+        real[positions] = True if found_real is None else found_real
+        return vectors, real
 
     def _fail(self, paths: list[str], message: str) -> None:
         log.warning("%s: %d file(s) left pending: %s", self.parts.root, len(paths), message)
@@ -353,33 +347,3 @@ class Job:
 
 class SyncCancelledError(Exception):
     """`should_stop` said stop while a group was being embedded; nothing of it was written."""
-
-
-def _rows(key: str, group: list[_Prepared], vectors: np.ndarray) -> list[Row]:
-    rows: list[Row] = []
-    position = 0
-    for prepared in group:
-        path = prepared.entry.path
-        ext = extension_of(path)
-        for chunk in prepared.chunks:
-            chunk_hash = hashlib.blake2b(
-                chunk.content.encode("utf-8", "surrogatepass"), digest_size=16
-            ).hexdigest()
-            rows.append(
-                Row(
-                    id=chunk_id(key, path, chunk, chunk_hash),
-                    path=path,
-                    language=prepared.entry.language,
-                    ext=ext,
-                    start_line=chunk.start_line,
-                    end_line=chunk.end_line,
-                    symbol=chunk.symbol,
-                    kind=chunk.kind,
-                    content=chunk.content,
-                    content_hash=chunk_hash,
-                    lexical=lexical_text(f"{path} {chunk.symbol}\n{chunk.content}"),
-                    dense=vectors[position],
-                )
-            )
-            position += 1
-    return rows

@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from codectxd.kinds import GENERATED
 from codectxd.scanner import FileEntry, Scanner, Skipped
 from codectxd.snapshot import INDEXED, NO_STAT, SKIPPED, FileState, Snapshot
 
@@ -78,6 +79,13 @@ def plan_paths(scanner: Scanner, snapshot: Snapshot, collection: str, paths: Ite
     return plan
 
 
+def _same_kind(old: FileState, entry: FileEntry) -> bool:
+    """Whether a file's recorded kind still holds: the path's kind is what the scan says now
+    (`.gitattributes` may have changed it); a file the content said was generated stays so
+    until it changes."""
+    return old.state != INDEXED or old.kind in (entry.kind, GENERATED) or not old.kind
+
+
 def _add(plan: Plan, files: Iterable[FileEntry], skips: Iterable[Skipped]) -> None:
     """Files whose stat differs from their record go to `todo`; changed verdicts to `skips`."""
     for entry in files:
@@ -89,6 +97,7 @@ def _add(plan: Plan, files: Iterable[FileEntry], skips: Iterable[Skipped]) -> No
             and old.state in (INDEXED, SKIPPED)
             and old.size == entry.size
             and old.mtime_ns == entry.mtime_ns
+            and _same_kind(old, entry)
         ):
             plan.unchanged += 1
         else:

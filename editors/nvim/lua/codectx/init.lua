@@ -121,6 +121,16 @@ function M.status(on_done)
       line = line .. string.format(' — %d%% (%d/%d files)',
         math.floor(100 * p.files_done / p.files_total), p.files_done, p.files_total)
     end
+    -- The second phase: every file is keyword-searchable, the dense side fills in.
+    local e = repo.embedding
+    if e ~= nil and e ~= vim.NIL then
+      line = line .. string.format(', %d%% embedded (%d/%d chunks', math.floor(100 * (repo.embedded or 0)),
+        e.chunks_embedded, e.chunks_total)
+      if e.eta_s ~= nil and e.eta_s ~= vim.NIL then
+        line = line .. string.format(', ETA %ds', math.floor(e.eta_s))
+      end
+      line = line .. ')'
+    end
     notify(line)
     if on_done then on_done(nil, result) end
   end, opts())
