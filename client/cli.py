@@ -133,6 +133,7 @@ def cmd_add(conn: Connection, args: argparse.Namespace) -> int:
             "force": args.force,
             "ignore": args.ignore or [],
             "extensions": args.ext or [],
+            **_kind_options(args),
         },
     )
     repo = result["repo"]
@@ -149,6 +150,16 @@ def cmd_add(conn: Connection, args: argparse.Namespace) -> int:
     if not args.json:
         print("indexing in the background; follow it with: codectx-client status --watch")
     return EXIT_OK
+
+
+def _kind_options(args: argparse.Namespace) -> dict[str, list[str]]:
+    """`--lexical-only` / `--skip-kind` (comma-separated or repeated; `none` for none)."""
+    out: dict[str, list[str]] = {}
+    for key, values in (("lexical_only", args.lexical_only), ("skip_kinds", args.skip_kind)):
+        if values is not None:
+            kinds = [k for v in values for k in v.split(",") if k.strip()]
+            out[key] = [] if kinds == ["none"] else kinds
+    return out
 
 
 def cmd_remove(conn: Connection, args: argparse.Namespace) -> int:
@@ -460,6 +471,19 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="show progress until every file is keyword-searchable (the first phase; default "
         "when run in a terminal); embedding goes on in the background",
+    )
+    add_cmd.add_argument(
+        "--lexical-only",
+        action="append",
+        metavar="KIND",
+        help="kinds of file (code, test, doc, data, generated) indexed for keyword search only "
+        "in this repository, or none (default: the daemon's scan.lexical_only, data,generated)",
+    )
+    add_cmd.add_argument(
+        "--skip-kind",
+        action="append",
+        metavar="KIND",
+        help="kinds of file not indexed at all in this repository (default: scan.skip_kinds)",
     )
     add_cmd.add_argument(
         "--wait-embedded",

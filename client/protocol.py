@@ -89,6 +89,10 @@ class AddParams(Params):
     force: bool = False  # allow system directories such as / or /etc
     ignore: list[str] = []  # extra gitignore-style patterns for this repository
     extensions: list[str] = []  # extra file extensions to index in this repository
+    # Kinds of file (code, test, doc, data, generated) indexed for keyword search only / not
+    # indexed in this repository; omitted: the daemon's settings (scan.lexical_only, ...).
+    lexical_only: list[str] | None = None
+    skip_kinds: list[str] | None = None
 
 
 class RemoveParams(Params):

@@ -117,6 +117,4 @@ class Daemon:
         await anyio.to_thread.run_sync(self.engine.close)
 
     def _indexer_for(self, entry: RepoEntry) -> RepoIndexer:
-        return self.engine.indexer_for(
-            Path(entry.root), ignore=entry.ignore, extensions=entry.extensions
-        )
+        return self.engine.indexer_for(Path(entry.root), entry.options)

@@ -197,9 +197,11 @@ def _str_list(value: Any) -> tuple[str, ...]:
 
 
 def _kinds(value: Any) -> tuple[str, ...]:
+    """Kinds of file (codectxd.kinds); "none" (or an empty list in TOML) for none."""
     from codectxd.kinds import parse_kinds
 
-    return parse_kinds(_str_list(value), "the list")
+    items = _str_list(value)
+    return () if items == ("none",) else parse_kinds(items, "the list")
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,6 +19,7 @@ from codectxd.embeddings.service import Embedder
 from codectxd.errors import StoreError
 from codectxd.filters import Filters
 from codectxd.indexer import RepoIndexer, repo_key
+from codectxd.registry import NO_OPTIONS, RepoOptions
 from codectxd.search import RRF_K, Target, search
 from codectxd.snapshot import Snapshot
 from codectxd.splitter import Splitter
@@ -83,18 +84,21 @@ class Engine:
     def indexer_for(
         self,
         root: Path,
+        options: RepoOptions = NO_OPTIONS,
         *,
         collection: str | None = None,
-        ignore: tuple[str, ...] = (),
-        extensions: tuple[str, ...] = (),
     ) -> RepoIndexer:
-        """An indexer for `root`; `ignore` / `extensions` add to the configured scan settings
-        for this repository only."""
+        """An indexer for `root`; the repository's own `options` add to (ignore patterns,
+        extensions) or replace (kinds) the configured scan settings."""
         scan = self.settings.scan
-        if ignore or extensions:
-            scan = dataclasses.replace(
-                scan, ignore=scan.ignore + ignore, extensions=scan.extensions + extensions
-            )
+        lexical_only = scan.lexical_only if options.lexical_only is None else options.lexical_only
+        scan = dataclasses.replace(
+            scan,
+            ignore=scan.ignore + options.ignore,
+            extensions=scan.extensions + options.extensions,
+            lexical_only=lexical_only,
+            skip_kinds=scan.skip_kinds if options.skip_kinds is None else options.skip_kinds,
+        )
         return RepoIndexer(
             root,
             collection or self.collection_for(root),

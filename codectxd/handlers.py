@@ -27,8 +27,10 @@ from codectxd.errors import NotFoundError, ProtocolError
 from codectxd.events import EventBus
 from codectxd.filters import Filters
 from codectxd.ignore import compile_patterns
+from codectxd.kinds import parse_kinds
 from codectxd.memory import MemoryManager
 from codectxd.metrics import Metrics
+from codectxd.registry import RepoOptions
 from codectxd.repos import RepoSet
 from codectxd.search import search_async
 from codectxd.supervisor import Supervisor
@@ -112,12 +114,20 @@ async def ping(ctx: Context, params: p.PingParams) -> p.PingResult:
 @handles("add")
 async def add(ctx: Context, params: p.AddParams) -> p.AddResult:
     root = await anyio.to_thread.run_sync(_validate_new_root, params.path, params.force)
-    ignore, extensions = tuple(params.ignore), tuple(params.extensions)
-    try:  # before anything is persisted: a bad pattern must not break every later start
-        compile_patterns(ignore)
+    try:  # before anything is persisted: a bad option must not break every later start
+        compile_patterns(params.ignore)
     except ValueError as exc:
         raise ProtocolError(f"invalid ignore pattern: {exc}") from None
-    supervisor, added = await ctx.repos.add(root, ignore, extensions)
+    try:
+        options = RepoOptions(
+            ignore=tuple(params.ignore),
+            extensions=tuple(params.extensions),
+            lexical_only=_kinds(params.lexical_only, "lexical_only"),
+            skip_kinds=_kinds(params.skip_kinds, "skip_kinds"),
+        )
+    except ValueError as exc:
+        raise ProtocolError(str(exc)) from None
+    supervisor, added = await ctx.repos.add(root, options)
     return p.AddResult(repo=await repo_info(supervisor, ctx.engine.snapshot), added=added)
 
 
@@ -241,6 +251,10 @@ async def shutdown(ctx: Context, params: p.ShutdownParams) -> p.ShutdownResult:
 
 
 # --- helpers -------------------------------------------------------------------------------
+
+
+def _kinds(values: list[str] | None, what: str) -> tuple[str, ...] | None:
+    return None if values is None else parse_kinds(values, what)
 
 
 def _note_interest(

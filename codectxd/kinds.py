@@ -84,7 +84,7 @@ class Attributes:
 
     def __init__(self, root: Path) -> None:
         self.root = root
-        self._specs: dict[str, list[tuple[pathspec.PathSpec, bool]]] = {}
+        self._specs: dict[str, list[tuple[pathspec.GitIgnoreSpec, bool]]] = {}
 
     def invalidate(self) -> None:
         self._specs.clear()
@@ -100,7 +100,7 @@ class Attributes:
                     verdict = value
         return verdict
 
-    def _rules(self, directory: str) -> list[tuple[pathspec.PathSpec, bool]]:
+    def _rules(self, directory: str) -> list[tuple[pathspec.GitIgnoreSpec, bool]]:
         rules = self._specs.get(directory)
         if rules is None:
             rules = self._specs[directory] = _read_rules(
@@ -109,12 +109,12 @@ class Attributes:
         return rules
 
 
-def _read_rules(path: Path) -> list[tuple[pathspec.PathSpec, bool]]:
+def _read_rules(path: Path) -> list[tuple[pathspec.GitIgnoreSpec, bool]]:
     try:
         text = path.read_text(encoding="utf-8", errors="replace")
     except OSError:
         return []
-    rules: list[tuple[pathspec.PathSpec, bool]] = []
+    rules: list[tuple[pathspec.GitIgnoreSpec, bool]] = []
     for line in text.splitlines():
         fields = line.split()
         if not fields or fields[0].startswith("#"):
@@ -129,8 +129,8 @@ def _read_rules(path: Path) -> list[tuple[pathspec.PathSpec, bool]]:
         if value is None:
             continue
         try:
-            spec = pathspec.PathSpec.from_lines("gitwildmatch", [fields[0]])
-        except ValueError:
+            spec = pathspec.GitIgnoreSpec.from_lines([fields[0]])
+        except (ValueError, re.error):
             continue  # git ignores a line it cannot parse
         rules.append((spec, value))
     return rules

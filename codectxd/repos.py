@@ -14,7 +14,7 @@ import anyio.to_thread
 
 from codectxd.errors import NotFoundError
 from codectxd.indexer import RepoIndexer
-from codectxd.registry import Registry, RepoEntry
+from codectxd.registry import Registry, RepoEntry, RepoOptions
 from codectxd.supervisor import Services, Supervisor
 
 log = logging.getLogger(__name__)
@@ -84,16 +84,15 @@ class RepoSet:
 
     # --- changes --------------------------------------------------------------------------
 
-    async def add(
-        self, root: Path, ignore: tuple[str, ...], extensions: tuple[str, ...]
-    ) -> tuple[Supervisor, bool]:
-        """Register `root` (or give it new options); (its supervisor, whether it is new)."""
+    async def add(self, root: Path, options: RepoOptions) -> tuple[Supervisor, bool]:
+        """Register `root` (or give it new options); (its supervisor, whether it is new).
+        Adding a registered repository without options keeps the ones it has."""
         name = str(root)
         existing = self._supervisors.get(name)
         old = self.registry.get(name)
         if existing is not None and old is not None:
-            if (ignore or extensions) and (old.ignore, old.extensions) != (ignore, extensions):
-                entry = await anyio.to_thread.run_sync(self.registry.add, name, ignore, extensions)
+            if options and old.options != options:
+                entry = await anyio.to_thread.run_sync(self.registry.add, name, options)
                 existing.reconfigure(self._indexer_for(entry))
             return existing, False
         for other in self._supervisors:
@@ -101,7 +100,7 @@ class RepoSet:
                 log.info(
                     "%s is inside the registered repository %s; indexing it separately", root, other
                 )
-        entry = await anyio.to_thread.run_sync(self.registry.add, name, ignore, extensions)
+        entry = await anyio.to_thread.run_sync(self.registry.add, name, options)
         supervisor = self._start(entry)
         self._on_roots_changed(list(self._supervisors))
         log.info("added repository %s", root)
