@@ -431,7 +431,7 @@ class Daemon:
         raise RuntimeError("list kept failing")
 
     def is_fresh(self, root: Path) -> bool:
-        """Initial index done, nothing pending, and searches say ``fresh``."""
+        """Initial index done and fully embedded, nothing pending, searches say ``fresh``."""
         info = self.repo(root)
         if info["state"] != "ready" or info["files_pending"] or not info["last_sync"]:
             return False
@@ -441,8 +441,24 @@ class Daemon:
         return bool(result["fresh"]) and not result["indexing"]
 
     def wait_fresh(self, root: Path, timeout_s: float, interval_s: float = 0.2) -> float:
-        """Block until ``root`` is fresh; return the seconds waited."""
+        """Block until ``root`` is fresh and fully embedded; return the seconds waited."""
         return wait_until(lambda: self.is_fresh(root), timeout_s, interval_s, what=f"{root} fresh")
+
+    def is_keyword_ready(self, root: Path) -> bool:
+        """Every file keyword-searchable, nothing pending (the first phase done); the second
+        phase may still be embedding."""
+        info = self.repo(root)
+        if info["state"] not in ("keyword_ready", "ready") or info["files_pending"]:
+            return False
+        result = self.call(
+            "search", {"query": "x", "repos": [str(root)], "limit": 1, "mode": "lexical"}
+        )
+        return bool(result["fresh"]) and not result["indexing"]
+
+    def wait_keyword_ready(self, root: Path, timeout_s: float, interval_s: float = 0.1) -> float:
+        return wait_until(
+            lambda: self.is_keyword_ready(root), timeout_s, interval_s, what=f"{root} keyword-ready"
+        )
 
     def stop(self, timeout_s: float = 60.0) -> None:
         """SIGTERM, wait, then SIGKILL (the daemon and, through its lock, the Milvus child)."""

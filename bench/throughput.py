@@ -1,16 +1,19 @@
 """Indexing throughput: cold full index of the big corpus, warm restart, embedding alone.
 
 * **cold full index** (once, cached in ``bench/.cache/perf/<model>/throughput/cold/``): the
-  daemon indexes the ≥ 500k-line big corpus with an empty data dir — every chunk is embedded
-  by the local model. Files/s, chunks/s, the time split scan / parse / embed / store
-  (``last_report.full``) and peak RSS of the daemon + its Milvus Lite child (sampled every 0.5 s).
+  daemon indexes the ≥ 500k-line big corpus with an empty data dir. Both phases are timed
+  from `add`: every file keyword-searchable (the first phase), then every chunk embedded by
+  the local model (the second); the pipeline's chunks/s is the chunks embedded over the
+  second phase's time. Also the first phase's split scan / parse / store
+  (``last_report.full``) and peak RSS of the daemon + its Milvus Lite child (every 0.5 s).
 * **pipeline with a warm embedding cache** (≥ 3 runs): a new data dir holding only the cold
   run's embedding cache — everything else (scan, parse, store, Milvus) is done for real.
 * **warm restart** (5 runs): the daemon is stopped and started on the indexed 10,000-file
   generated repository (no change on disk): time from process start until the repository is
   fresh (searches say ``fresh``), and the daemon's start alone.
-* **embedding alone** (5 runs): 128 real chunks of the big corpus through the local model (no
-  cache), in this process, with the daemon's default thread count.
+* **embedding alone** (5 runs): 512 real chunks of the big corpus (of the kinds the daemon
+  embeds) through the local model (no cache), in this process, with the daemon's embedder,
+  batching and default thread count: the model's own speed the pipeline is compared with.
 """
 
 from __future__ import annotations
@@ -38,11 +41,14 @@ from bench.stats import fmt, fmt_mmm, median_min_max, ratio
 
 SUITE = "throughput"
 TARGET_RESTART_S = 2.0
+TARGET_KEYWORD_S = 60.0  # add → every file keyword-searchable, the big corpus
+TARGET_EMBEDDED_S = 25 * 60.0  # add → every chunk embedded, the big corpus
+TARGET_PIPELINE_RATIO = 0.9  # pipeline chunks/s ÷ embedding alone
 RESTART_FILES = 10_000
 RESTART_SEED = 7  # the freshness suite's repository: one index serves both
 WARM_RUNS = 3
 SMOKE_TREE_FILES = 20
-EMBED_CHUNKS = 128
+EMBED_CHUNKS = 512
 SMOKE_EMBED_CHUNKS = 16
 
 
@@ -50,38 +56,47 @@ SMOKE_EMBED_CHUNKS = 16
 
 
 def index_once(root: Path, data_dir: Path, timeout_s: float) -> dict[str, Any]:
-    """Start a daemon on ``data_dir``, add ``root``, wait until it is fresh; the numbers."""
+    """Start a daemon on ``data_dir``, add ``root``, time both phases; the numbers."""
     with short_tmp() as run_dir, Daemon(data_dir, run_dir / "r") as daemon:
         start_s = daemon.start()
         with RssSampler(daemon.pid) as rss:
             started = time.perf_counter()
             daemon.call("add", {"path": str(root)})
+            keyword_s = daemon.wait_keyword_ready(root, timeout_s, 0.1)
             daemon.wait_fresh(root, timeout_s, 0.5)
             wall = time.perf_counter() - started
         info = daemon.repo(root)
-        status = daemon.call("status", {"repo": str(root)})["daemon"]
+        status = daemon.call("status", {"repo": str(root)})
     full = (info["last_report"] or {}).get("full") or {}
     seconds = float(full.get("seconds") or wall)
     split = {k: full.get(f"{k}_s") for k in ("scan", "parse", "embed", "store")}
     accounted = sum(v for v in split.values() if v)
+    embedding = status["daemon"]["embedding"]
+    embedded = embedding["texts_embedded"] + embedding["cache_hits"]
+    second_s = wall - keyword_s
     return {
         "wall_s": round(wall, 2),
-        "sync_s": round(seconds, 2),
+        "keyword_s": round(keyword_s, 2),  # add → every file keyword-searchable
+        "embedded_s": round(wall, 2),  # add → every chunk embedded
+        "sync_s": round(seconds, 2),  # the first phase's full sync
         "daemon_start_s": round(start_s, 2),
         "files_indexed": info["files_indexed"],
         "files_read": full.get("files_read"),
         "chunks": info["chunks"],
         "chunks_written": full.get("chunks_written"),
-        "files_per_s": round((full.get("files_read") or 0) / seconds, 2) if seconds else None,
-        "chunks_per_s": round((full.get("chunks_written") or 0) / seconds, 2) if seconds else None,
+        "chunks_embedded": embedded,
+        "lexical_only": status["repos"][0].get("lexical_only", {}),
+        "pipeline_chunks_per_s": round(embedded / second_s, 2) if second_s > 0 else None,
+        "files_per_s": round((full.get("files_read") or 0) / wall, 2) if wall else None,
+        "chunks_per_s": round(embedded / wall, 2) if wall else None,
         "split_s": split,
         "split_other_s": round(seconds - accounted, 2),
         "split_share": {k: round(v / seconds, 3) for k, v in split.items() if v and seconds},
         "peak_rss_mb": rss.peak_mb,
         "peak_rss_daemon_mb": max((s[1] for s in rss.samples), default=0.0),
         "peak_rss_children_mb": max((s[2] for s in rss.samples), default=0.0),
-        "embedding": status["embedding"],
-        "memory": status["memory"],
+        "embedding": embedding,
+        "memory": status["daemon"]["memory"],
     }
 
 
@@ -166,23 +181,22 @@ def restart_runs(
 
 
 def sample_chunks(root: Path, count: int, seed: int = 3) -> list[str]:
-    """``count`` embedding texts of real chunks (the product's splitter and text format)."""
-    from codectxd.config import SplitterSettings
+    """``count`` embedding texts of real chunks the daemon embeds (its scanner, file kinds,
+    splitter and text format), from files taken at random."""
+    from codectxd.config import ScanSettings, SplitterSettings
     from codectxd.indexer import embedding_text
-    from codectxd.languages import language_for
+    from codectxd.scanner import Scanner
     from codectxd.splitter import Splitter
 
+    scan = ScanSettings()
     splitter = Splitter(SplitterSettings())
-    files = sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith("."))
+    files = [f for f in Scanner(root, scan).scan().files if f.kind not in scan.lexical_only]
     random.Random(seed).shuffle(files)
     texts: list[str] = []
-    for path in files:
-        rel = path.relative_to(root).as_posix()
-        language = language_for(rel)
-        if language is None:
-            continue
-        for chunk in splitter.split(path.read_text(errors="replace"), language):
-            texts.append(embedding_text(rel, chunk))
+    for entry in files:
+        text = (root / entry.path).read_text(errors="replace")
+        for chunk in splitter.split(text, entry.language):
+            texts.append(embedding_text(entry.path, chunk))
             if len(texts) >= count:
                 return texts
     return texts
@@ -197,7 +211,7 @@ def embedding_runs(texts: list[str], runs: int) -> list[dict[str, float]]:
     settings = load_settings({"CODECTX_CONFIG": "/nonexistent/codectx.toml", **run_env()})
     provider = create_provider(settings.embedding)
     embedder = Embedder(provider, None, batch_size=settings.embedding.batch_size)
-    embedder.embed_texts(texts[:32])  # warm-up: first inference allocates
+    embedder.embed_texts(texts[:8])  # warm-up: first inference allocates
     out = []
     for _ in range(runs):
         started = time.perf_counter()
@@ -268,6 +282,18 @@ def run(options: SuiteOptions) -> dict[str, Any]:
             "met": bool(restart) and (restart["fresh_s"].get("median") or 1e9) < TARGET_RESTART_S,
         }
     }
+    cold, embed = results.get("cold"), results.get("embedding_only")
+    if cold and not smoke and not cold.get("cached"):
+        alone = embed["chunks_per_s"].get("median") if embed else None
+        pipeline_ratio = ratio(cold.get("pipeline_chunks_per_s"), alone)
+        results["targets"].update(
+            keyword_s={"target": TARGET_KEYWORD_S, "measured": cold["keyword_s"],
+                       "met": cold["keyword_s"] < TARGET_KEYWORD_S},
+            embedded_s={"target": TARGET_EMBEDDED_S, "measured": cold["embedded_s"],
+                        "met": cold["embedded_s"] <= TARGET_EMBEDDED_S},
+            pipeline_ratio={"target": TARGET_PIPELINE_RATIO, "measured": pipeline_ratio,
+                            "met": (pipeline_ratio or 0) >= TARGET_PIPELINE_RATIO},
+        )  # fmt: skip
     print_summary(results)
     return results
 
@@ -283,7 +309,7 @@ def _restart_summary(files: int, runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _aggregate(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    keys = ("sync_s", "files_per_s", "chunks_per_s", "peak_rss_mb")
+    keys = ("sync_s", "keyword_s", "embedded_s", "files_per_s", "chunks_per_s", "peak_rss_mb")
     out: dict[str, Any] = {
         k: median_min_max([r[k] for r in runs if r.get(k) is not None]) for k in keys
     }
@@ -367,21 +393,31 @@ def print_summary(results: dict[str, Any]) -> None:
                 fmt_mmm(embed["chunks_per_s"]),
             ]
         )
-        if cold:
+        if cold and cold.get("pipeline_chunks_per_s"):
             other.append(
                 [
-                    "cold pipeline chunks/s ÷ embedding alone",
-                    fmt(ratio(cold["chunks_per_s"], embed["chunks_per_s"].get("median")), 2),
+                    "second phase (pipeline) chunks/s ÷ embedding alone",
+                    fmt(
+                        ratio(cold["pipeline_chunks_per_s"], embed["chunks_per_s"].get("median")),
+                        2,
+                    ),
                 ]
             )
+    if cold and "keyword_s" in cold:
+        other = [
+            ["cold: add → every file keyword-searchable, s", fmt(cold["keyword_s"])],
+            ["cold: add → every chunk embedded, s", fmt(cold["embedded_s"])],
+            ["cold: second phase chunks/s", fmt(cold["pipeline_chunks_per_s"])],
+            *other,
+        ]
     if other:
         print_table(
             "Warm restart and embedding alone (median (min–max) of runs)",
             ["measure", "value"],
             other,
         )
-    target = results["targets"]["warm_restart_s"]
-    print(
-        f"\n  target warm restart ({target['files']} files) < {target['target']:.0f} s: "
-        f"{fmt(target['measured'], 2)} s → {'met' if target['met'] else 'NOT met'}"
-    )
+    for name, target in results["targets"].items():
+        print(
+            f"  target {name}: {fmt(target['measured'], 2)} (target {target['target']}) → "
+            f"{'met' if target['met'] else 'NOT met'}"
+        )
