@@ -1,8 +1,9 @@
 """``python -m bench [suite ...] [--smoke]``: codectx's benchmarks.
 
 Suites: ``retrieval`` (search quality, bench/retrieval.py), ``freshness``, ``latency``,
-``throughput``, ``memory``; ``all`` runs every one, in that order. Each prints its tables and
-writes ``bench/results/<suite>.json`` (``<suite>-smoke.json`` with ``--smoke``);
+``throughput``, ``memory``, ``firstindex``; ``all`` runs every one, in that order. Each
+prints its tables and writes ``bench/results/<suite>.json`` (``<suite>-smoke.json`` with
+``--smoke``);
 ``python -m bench report`` turns the JSON files into docs/benchmarks.md.
 
 Examples::
@@ -31,7 +32,7 @@ from bench.run import (
     save_result,
 )
 
-PERF_SUITES = ("freshness", "latency", "throughput", "memory")
+PERF_SUITES = ("freshness", "latency", "throughput", "memory", "firstindex")
 SUITES = ("retrieval", *PERF_SUITES)
 
 
@@ -45,6 +46,8 @@ def _suite(name: str) -> Callable[[SuiteOptions], dict[str, Any]]:
         from bench.throughput import run
     elif name == "memory":
         from bench.memory import run
+    elif name == "firstindex":
+        from bench.firstindex import run
     else:
         raise ValueError(f"unknown suite {name}")
     return run
