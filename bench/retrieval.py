@@ -40,7 +40,7 @@ from codectx_client.protocol import SearchHit as Result
 from codectxd.config import Settings, describe, load_settings
 from codectxd.engine import Engine
 from codectxd.lexical import identifier_parts
-from codectxd.search import RRF_K
+from codectxd.ranking import DEFAULT, RRF_K
 
 BENCH_DIR = Path(__file__).resolve().parent
 CACHE_DIR = BENCH_DIR / ".cache"
@@ -437,6 +437,7 @@ def evaluate_package(
     """
     docs = {rel: (corpus.root / rel).read_text(encoding="utf-8") for rel in corpus.files}
     baseline = Bm25Files(docs)
+    weights = dataclasses.replace(DEFAULT, rrf_k=rrf_k, lexical_override=lexical_weight)
     layout = chunk_layout(engine, corpus)
     outcomes: list[Outcome] = []
     for target in targets:
@@ -448,8 +449,7 @@ def evaluate_package(
                 target.query,
                 limit=TOP_K,
                 mode=mode,
-                rrf_k=rrf_k,
-                lexical_weight=lexical_weight,
+                weights=weights,
             )
             timings[mode] = timings.get(mode, 0.0) + time.perf_counter() - started
             outcome.ranks[mode] = chunk_rank(results, target)

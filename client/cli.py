@@ -90,6 +90,7 @@ def cmd_search(conn: Connection, args: argparse.Namespace) -> int:
         "extensions": args.ext or [],
         "limit": args.k,
         "mode": args.mode,
+        "group": "file" if args.files else "chunk",
     }
     if args.wait is not None:
         params["wait_s"] = args.wait
@@ -97,10 +98,23 @@ def cmd_search(conn: Connection, args: argparse.Namespace) -> int:
     result = conn.call("search", params, timeout_s=60 + (args.wait or 0))
     if args.json:
         hits = [{k: hit.get(k) for k in _HIT_FIELDS} for hit in result["results"]]
-        print(_json({"results": hits, "fresh": result["fresh"], "pending": result["pending"],
-                     "embedded": result.get("embedded", {})}))  # fmt: skip
+        doc: dict[str, Any] = {"results": hits, "fresh": result["fresh"],
+                               "pending": result["pending"],
+                               "embedded": result.get("embedded", {})}  # fmt: skip
+        if args.files:
+            doc["files"] = [
+                {"repo": f["repo"], "path": f["path"], "score": f["score"],
+                 "file_kind": f["file_kind"],
+                 "lines": [[h["start_line"], h["end_line"]] for h in f["hits"]]}
+                for f in result.get("files", [])
+            ]  # fmt: skip
+        print(_json(doc))
         return EXIT_OK
-    for hit in result["results"]:
+    if args.files:
+        for item in result.get("files", []):
+            ranges = ", ".join(f"{h['start_line']}-{h['end_line']}" for h in item["hits"])
+            print(f"{_display_path(item['repo'], item['path'])}  ({ranges})")
+    for hit in [] if args.files else result["results"]:
         symbol = f"  {hit['symbol']}" if hit["symbol"] else ""
         where = _display_path(hit["repo"], hit["path"])
         print(f"{where}:{hit['start_line']}-{hit['end_line']}{symbol}")
@@ -433,6 +447,12 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--ext", action="append", metavar="E", help="only this extension")
     search.add_argument("-k", type=int, default=10, help="number of results (default 10)")
     search.add_argument("--mode", choices=("hybrid", "dense", "lexical"), default="hybrid")
+    search.add_argument(
+        "--files",
+        action="store_true",
+        help="rank files instead of chunks (-k files), each with the line ranges of its best "
+        "chunks: which files to look at first",
+    )
     search.add_argument(
         "--wait",
         type=float,

@@ -111,6 +111,8 @@ class SearchParams(Params):
     extensions: list[FilterStr] = []
     limit: Annotated[int, msgspec.Meta(ge=1, le=200)] = 10
     mode: Literal["hybrid", "dense", "lexical"] = "hybrid"
+    # "file": rank files (`limit` of them), each with its best chunks, in `files`.
+    group: Literal["chunk", "file"] = "chunk"
     # Wait up to this long for pending changes (read-your-writes); the daemon caps it at 60 s.
     wait_s: Annotated[float, msgspec.Meta(ge=0.0, le=3600.0)] = 0.0
     wait_paths: list[PathStr] = []  # absolute paths whose pending changes to wait for
@@ -248,8 +250,19 @@ class SearchHit(msgspec.Struct):
     file_kind: str = ""  # the file's kind: code, test, doc, data, generated
 
 
+class FileHit(msgspec.Struct):
+    """A file ranked by its hits (search with group "file")."""
+
+    repo: str
+    path: str
+    language: str
+    file_kind: str
+    score: float
+    hits: list[SearchHit]  # its best chunks, best first (at most 3)
+
+
 class SearchResult(msgspec.Struct):
-    results: list[SearchHit]
+    results: list[SearchHit]  # with group "file": each file's best hit, in file order
     fresh: bool  # every file of the searched repos keyword-searchable, nothing pending
     pending: int  # paths waiting to be (re)indexed in the searched repos
     indexing: list[str]  # searched repos still building their first index
@@ -257,6 +270,7 @@ class SearchResult(msgspec.Struct):
     waited_ms: float = 0.0
     embedded: dict[str, float] = {}  # searched repo → fraction of its chunks embedded (0–1)
     warnings: list[str] = []  # e.g. the query could not be embedded: keyword results only
+    files: list[FileHit] = []  # with group "file": the files, best first
 
 
 class Problem(msgspec.Struct):

@@ -19,8 +19,9 @@ from codectxd.embeddings.service import Embedder
 from codectxd.errors import StoreError
 from codectxd.filters import Filters
 from codectxd.indexer import RepoIndexer, repo_key
+from codectxd.ranking import DEFAULT, Weights
 from codectxd.registry import NO_OPTIONS, RepoOptions
-from codectxd.search import RRF_K, Target, search
+from codectxd.search import Target, search
 from codectxd.snapshot import Snapshot
 from codectxd.splitter import Splitter
 from codectxd.store import Store, collection_name
@@ -118,20 +119,22 @@ class Engine:
         limit: int = 10,
         filters: Filters | None = None,
         mode: str = "hybrid",
-        rrf_k: int = RRF_K,
-        lexical_weight: float | None = None,
+        group: str = "chunk",
+        weights: Weights = DEFAULT,
     ) -> list[SearchHit]:
+        """Search these repositories in this process (developer CLI, benchmarks, tests)."""
         targets = [Target(str(root), self.collection_for(root)) for root in roots]
         return search(
             self.store,
             self.embedder,
             targets,
             query,
+            snapshot=self.snapshot,
             limit=limit,
             filters=filters or Filters(),
             mode=mode,
-            rrf_k=rrf_k,
-            lexical_weight=lexical_weight,
+            group=group,
+            weights=weights,
         )
 
     def close(self) -> None:

@@ -166,14 +166,16 @@ async def search(ctx: Context, params: p.SearchParams) -> p.SearchResult:
     # A collection that is missing, being created or never written answers nothing
     # (Store.search); the reply's `fresh` / `indexing` say the index is not complete.
     warnings: list[str] = []
-    hits = await search_async(
+    hits, files = await search_async(
         ctx.engine.store,
         ctx.engine.embedder,
         [s.target() for s in supervisors],
         params.query,
+        snapshot=ctx.engine.snapshot,
         limit=params.limit,
         filters=filters,
         mode=params.mode,
+        group=params.group,
         limiter=ctx.search_limiter,
         warnings=warnings,
     )
@@ -189,6 +191,7 @@ async def search(ctx: Context, params: p.SearchParams) -> p.SearchResult:
         waited_ms=round(waited * 1000, 3),
         embedded={s.name: s.embedded() for s in supervisors},
         warnings=warnings,
+        files=files,
     )
 
 

@@ -163,8 +163,12 @@ def _format_hits(query: str, result: dict[str, Any], repo: dict[str, Any] | None
 
 
 def search_code(
-    path: str, query: str, limit: int = 10, extensionFilter: list[str] | None = None
-) -> str:  # noqa: N803
+    path: str,
+    query: str,
+    limit: int = 10,
+    extensionFilter: list[str] | None = None,  # noqa: N803 - claude-context's names
+    groupByFile: bool = False,  # noqa: N803
+) -> str:
     target = _resolve(path)
     if not query.strip():
         raise ValueError("query must not be empty")
@@ -179,13 +183,28 @@ def search_code(
         "repos": [repo["root"]],
         "limit": max(1, min(int(limit), 50)),
         "extensions": list(extensionFilter or []),
+        "group": "file" if groupByFile else "chunk",
     }
     if target != repo["root"]:  # a subdirectory narrows the results to it
         params["paths"] = [target[len(repo["root"]) + 1 :].replace(os.sep, "/")]
     # Give a just-saved file a moment to land (bounded: never more than 2 s).
     params["wait_s"] = 2.0
     result = _call("search", params, timeout_s=90)
+    if groupByFile:
+        return _format_files(query, result)
     return _format_hits(query, result, repo if not result["fresh"] else None)
+
+
+def _format_files(query: str, result: dict[str, Any]) -> str:
+    files = result.get("files", [])
+    lines = [f"Found {len(files)} files for: {query}" if files else f"No files for: {query}"]
+    for i, item in enumerate(files, start=1):
+        ranges = ", ".join(f"{h['start_line']}-{h['end_line']}" for h in item["hits"])
+        symbols = ", ".join(dict.fromkeys(h["symbol"] for h in item["hits"] if h["symbol"]))
+        lines.append(f"{i}. {item['path']} (lines {ranges}){' — ' + symbols if symbols else ''}")
+    if not result["fresh"]:
+        lines.append("Index not complete yet: results cover what is indexed so far.")
+    return "\n".join(lines)
 
 
 def clear_index(path: str) -> str:
@@ -252,7 +271,9 @@ DESCRIPTIONS = {
         '("parseConfig"); hybrid semantic + keyword ranking finds both. Arguments: path '
         "(absolute path of the repository, or of a subdirectory to search only there; an "
         "unindexed repository is indexed on first use and results cover what is indexed so "
-        "far); query; limit (default 10, max 50); extensionFilter (e.g. ['.ts', '.py']). "
+        "far); query (words, identifiers, or a whole issue with its traceback); limit (default "
+        "10, max 50); extensionFilter (e.g. ['.ts', '.py']); groupByFile (true: rank files, "
+        "each with the line ranges of its best chunks — which files to read first). "
         "Returns file paths with line ranges, the enclosing symbol, a score and the code, plus "
         "whether the index is up to date."
     ),
@@ -299,9 +320,13 @@ def build_server() -> Any:
 
     @server.tool(name="search_code", description=DESCRIPTIONS["search_code"])
     async def search_code_tool(
-        path: str, query: str, limit: int = 10, extensionFilter: list[str] | None = None
-    ) -> str:  # noqa: N803
-        return await _run(search_code, path, query, limit, extensionFilter)
+        path: str,
+        query: str,
+        limit: int = 10,
+        extensionFilter: list[str] | None = None,  # noqa: N803
+        groupByFile: bool = False,  # noqa: N803
+    ) -> str:
+        return await _run(search_code, path, query, limit, extensionFilter, groupByFile)
 
     @server.tool(name="clear_index", description=DESCRIPTIONS["clear_index"])
     async def clear_index_tool(path: str) -> str:

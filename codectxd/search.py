@@ -1,17 +1,17 @@
 """Hybrid search over one or more repository collections.
 
-Dense (embedding) and lexical (BM25 over code-aware tokens) searches run separately in Milvus;
-their result lists are fused here with weighted reciprocal rank fusion, then hits of several
-repositories are merged by that fused score and overlapping hits of one file are joined.
-`search` runs the steps one after another (developer CLI, benchmarks); `search_async` runs the
-BM25 searches while the query is embedded, in worker threads of the caller's event loop.
+For each repository four lists are gathered: dense (the query's prose embedded), lexical
+(BM25 over code-aware tokens of the whole query), definitions (chunks defining a name the
+query mentions, from the snapshot's definitions) and paths (chunks of files, and traceback
+lines, the query mentions); `codectxd.ranking` fuses them. `search` runs the steps one after
+another (developer CLI, benchmarks); `search_async` runs them concurrently in worker threads
+of the caller's event loop, the BM25 searches while the query is embedded.
 """
 
 from __future__ import annotations
 
 import logging
-import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,25 +19,21 @@ import anyio
 import anyio.to_thread
 import numpy as np
 
-from codectx_client.protocol import SearchHit
+from codectx_client.protocol import FileHit, SearchHit
 from codectxd.embeddings.service import Embedder
 from codectxd.errors import ProviderError
 from codectxd.filters import Filters, PathFilter, build_expr
 from codectxd.lexical import lexical_query
-from codectxd.store import Hit, Store
+from codectxd.query import QueryShape, analyse, path_candidates
+from codectxd.ranking import DEFAULT, RRF_K, Lists, Weights, fuse, group_files, merge_overlapping
+from codectxd.snapshot import INDEXED, Snapshot
+from codectxd.store import Hit, Store, quote
+
+__all__ = ["MODES", "RRF_K", "Target", "merge_overlapping", "search", "search_async"]
 
 log = logging.getLogger(__name__)
 
 MODES = ("hybrid", "dense", "lexical")
-
-#: Reciprocal rank fusion constant. Small values let a chunk ranked first by one retriever beat
-#: chunks ranked moderately by both; docs/decisions.md has the measurements behind the choice.
-RRF_K = 5
-#: Weight of the lexical (BM25) list against the dense one in the fusion: BM25 is strongest on
-#: exact identifiers, the embedding on questions in prose (docs/decisions.md).
-LEXICAL_WEIGHT_CODE = 1.0
-LEXICAL_WEIGHT_PROSE = 0.3
-_CODE_LIKE = re.compile(r"[a-z][A-Z]|\w_\w|\w\.\w|[()\[\]{}]|::|->|=")
 
 
 @dataclass(slots=True, frozen=True)
@@ -53,24 +49,19 @@ class Target:
     lexical_only: bool = False
 
 
-def lexical_weight_for(query: str) -> float:
-    """Identifier-looking queries (`parseConfig`, `os.path`, `a_b`) trust BM25 fully."""
-    return LEXICAL_WEIGHT_CODE if _CODE_LIKE.search(query) else LEXICAL_WEIGHT_PROSE
-
-
 @dataclass(slots=True, frozen=True)
 class _Query:
     """One search, prepared once for every target."""
 
-    text: str
+    shape: QueryShape
     lexical: str  # the BM25 query text
     mode: str
     limit: int
+    group: str  # chunk | file
     fetch: int  # hits asked of each retriever: fusion, merging and glob checks need depth
     expr: str  # the filter Milvus evaluates
     path_filter: PathFilter  # the exact path check
-    weights: tuple[float, float]  # dense, lexical
-    rrf_k: int
+    weights: Weights
 
     def wants_dense(self, target: Target) -> bool:
         return self.mode != "lexical" and not target.lexical_only
@@ -78,29 +69,35 @@ class _Query:
     def wants_lexical(self, target: Target) -> bool:
         return self.mode != "dense" or target.lexical_only
 
+    @property
+    def exact(self) -> bool:
+        """Whether names and paths are looked up (hybrid searches that mention some)."""
+        return self.mode == "hybrid" and bool(self.shape.names or self.shape.paths)
+
 
 def _prepare(
     query: str,
     limit: int,
     filters: Filters | None,
     mode: str,
-    rrf_k: int,
-    lexical_weight: float | None,
+    group: str,
+    weights: Weights,
 ) -> _Query:
     if mode not in MODES:
         raise ValueError(f"unknown search mode {mode!r} (accepted: {', '.join(MODES)})")
     filters = filters or Filters()
     path_filter = PathFilter(filters.paths)
+    depth = limit * (4 if group == "file" else 1)
     return _Query(
-        text=query,
+        shape=analyse(query),
         lexical=lexical_query(query),
         mode=mode,
         limit=limit,
-        fetch=max(limit * 3, 30) if not path_filter.spec else max(limit * 10, 60),
+        group=group,
+        fetch=max(depth * 3, 30) if not path_filter.spec else max(depth * 10, 60),
         expr=build_expr(filters, path_filter),
         path_filter=path_filter,
-        weights=(1.0, lexical_weight_for(query) if lexical_weight is None else lexical_weight),
-        rrf_k=rrf_k,
+        weights=weights,
     )
 
 
@@ -110,28 +107,65 @@ def search(
     targets: Sequence[Target],
     query: str,
     *,
+    snapshot: Snapshot | None = None,
     limit: int = 10,
     filters: Filters | None = None,
     mode: str = "hybrid",
-    rrf_k: int = RRF_K,
-    lexical_weight: float | None = None,
+    group: str = "chunk",
+    weights: Weights = DEFAULT,
 ) -> list[SearchHit]:
-    """Search `targets` for `query`; hits best first, at most `limit`.
+    """Search `targets` for `query`; hits best first, at most `limit` (with group "file",
+    each file's best hit, in file order: `search_files` returns the files themselves).
 
     Args:
+        snapshot: the definitions and file records (names and paths in the query are looked
+            up exactly when it is given).
         mode: "hybrid" (default), "dense" (embeddings only) or "lexical" (BM25 only).
-        lexical_weight: BM25's weight in the fusion (default: by the look of the query).
     """
-    q = _prepare(query, limit, filters, mode, rrf_k, lexical_weight)
+    hits, files = _search_sync(store, embedder, targets, query, snapshot, limit, filters, mode,
+                               group, weights)  # fmt: skip
+    return [f.hits[0] for f in files] if files is not None else hits
+
+
+def search_files(
+    store: Store, embedder: Embedder | None, targets: Sequence[Target], query: str, **options: Any
+) -> list[FileHit]:
+    """`search` with group "file": the files, best first."""
+    _, files = _search_sync(
+        store, embedder, targets, query, options.get("snapshot"), options.get("limit", 10),
+        options.get("filters"), options.get("mode", "hybrid"), "file",
+        options.get("weights", DEFAULT),
+    )  # fmt: skip
+    return files or []
+
+
+def _search_sync(
+    store: Store,
+    embedder: Embedder | None,
+    targets: Sequence[Target],
+    query: str,
+    snapshot: Snapshot | None,
+    limit: int,
+    filters: Filters | None,
+    mode: str,
+    group: str,
+    weights: Weights,
+) -> tuple[list[SearchHit], list[FileHit] | None]:
+    q = _prepare(query, limit, filters, mode, group, weights)
     if not query.strip() or not targets:
-        return []
+        return [], ([] if group == "file" else None)
     vector = _query_vector(embedder, q, targets)
-    ranked: list[SearchHit] = []
+    per_target: list[Lists] = []
     for target in targets:
-        dense = _dense(store, q, target, vector) if vector is not None else None
-        lexical = _lexical(store, q, target) if q.wants_lexical(target) else None
-        ranked += _rank(q, target, dense, lexical)
-    return _finish(q, ranked)
+        lists = Lists()
+        if vector is not None and q.wants_dense(target):
+            lists.dense = _dense(store, q, target, vector)
+        if q.wants_lexical(target):
+            lists.lexical = _lexical(store, q, target)
+        if snapshot is not None and q.exact:
+            _exact(store, snapshot, q, target, lists)
+        per_target.append(lists)
+    return _finish(q, targets, per_target)
 
 
 async def search_async(
@@ -140,35 +174,45 @@ async def search_async(
     targets: Sequence[Target],
     query: str,
     *,
+    snapshot: Snapshot | None = None,
     limit: int = 10,
     filters: Filters | None = None,
     mode: str = "hybrid",
+    group: str = "chunk",
     limiter: anyio.CapacityLimiter | None = None,
     warnings: list[str] | None = None,
-) -> list[SearchHit]:
-    """`search`, with the BM25 searches running while the query is embedded and the
-    repositories searched concurrently (worker threads, at most `limiter` at once).
+) -> tuple[list[SearchHit], list[FileHit]]:
+    """`search`, with the BM25 searches and exact lookups running while the query is
+    embedded and the repositories searched concurrently (worker threads, at most `limiter`
+    at once); (hits, files — empty unless group is "file").
 
     When the query cannot be embedded (the provider is down), a hybrid search answers with
     its keyword side and says so in `warnings`; a dense-only search raises the ProviderError.
     """
-    q = _prepare(query, limit, filters, mode, RRF_K, None)
+    q = _prepare(query, limit, filters, mode, group, DEFAULT)
     if not query.strip() or not targets:
-        return []
-    dense: dict[int, list[Hit]] = {}
-    lexical: dict[int, list[Hit]] = {}
+        return [], []
+    lists = [Lists() for _ in targets]
     failures: list[Exception] = []
 
-    async def run(results: dict[int, list[Hit]], i: int, fn: Any, *args: Any) -> None:
+    async def run(fn: Callable[..., Any], *args: Any) -> None:
         try:
-            results[i] = await anyio.to_thread.run_sync(fn, *args, limiter=limiter)
+            await anyio.to_thread.run_sync(fn, *args, limiter=limiter)
         except Exception as exc:  # noqa: BLE001 - raised below, outside the task group
             failures.append(exc)
+
+    def set_lexical(i: int) -> None:
+        lists[i].lexical = _lexical(store, q, targets[i])
+
+    def set_dense(i: int, vector: np.ndarray) -> None:
+        lists[i].dense = _dense(store, q, targets[i], vector)
 
     async with anyio.create_task_group() as tg:
         for i, target in enumerate(targets):
             if q.wants_lexical(target):
-                tg.start_soon(run, lexical, i, _lexical, store, q, target)
+                tg.start_soon(run, set_lexical, i)
+            if snapshot is not None and q.exact:
+                tg.start_soon(run, _exact, store, snapshot, q, target, lists[i])
         vector: np.ndarray | None = None
         try:
             vector = await anyio.to_thread.run_sync(
@@ -182,13 +226,11 @@ async def search_async(
         if vector is not None:
             for i, target in enumerate(targets):
                 if q.wants_dense(target):
-                    tg.start_soon(run, dense, i, _dense, store, q, target, vector)
+                    tg.start_soon(run, set_dense, i, vector)
     if failures:
         raise failures[0]
-    ranked: list[SearchHit] = []
-    for i, target in enumerate(targets):
-        ranked += _rank(q, target, dense.get(i), lexical.get(i))
-    return _finish(q, ranked)
+    hits, files = _finish(q, targets, lists)
+    return hits if files is None else [f.hits[0] for f in files], files or []
 
 
 def _query_vector(
@@ -198,12 +240,10 @@ def _query_vector(
         return None
     if embedder is None:
         raise ValueError("dense search needs an embedder")
-    return embedder.embed_query(q.text)
+    return embedder.embed_query(q.shape.prose)
 
 
 def _dense(store: Store, q: _Query, target: Target, vector: np.ndarray) -> list[Hit]:
-    if not q.wants_dense(target):
-        return []
     return store.search(target.collection, dense=vector, limit=q.fetch, expr=q.expr)
 
 
@@ -213,95 +253,93 @@ def _lexical(store: Store, q: _Query, target: Target) -> list[Hit]:
     return store.search(target.collection, lexical=q.lexical, limit=q.fetch, expr=q.expr)
 
 
-def _rank(
-    q: _Query, target: Target, dense: list[Hit] | None, lexical: list[Hit] | None
-) -> list[SearchHit]:
-    """One repository's hits, fused (or rank-scored) and path-checked."""
-    lists = [hits for hits in (dense, lexical) if hits is not None]
-    if len(lists) == 2:
-        scored = fuse(lists, q.rrf_k, q.weights)
-    else:
-        scored = _rank_scored(lists[0] if lists else [], q.rrf_k)
-    return [
-        SearchHit(
-            repo=target.repo,
-            path=hit.path,
-            start_line=hit.start_line,
-            end_line=hit.end_line,
-            symbol=hit.symbol,
-            kind=hit.kind,
-            language=hit.language,
-            score=score,
-            content=hit.content,
-            file_kind=hit.file_kind,
-        )
-        for hit, score in scored
-        if not q.path_filter or q.path_filter(hit.path)
-    ]
+def _exact(store: Store, snapshot: Snapshot, q: _Query, target: Target, lists: Lists) -> None:
+    """The definitions list (chunks defining a name the query mentions; the query's own
+    identifier first, then longer names first) and the paths list (files the query mentions,
+    the chunk of a traceback frame's line first)."""
+    shape = q.shape
+    definitions = snapshot.definitions(target.collection, shape.names)
+    files: list[str] = []
+    frame_lines: dict[str, int] = {}
+    for frame in reversed(shape.frames):  # the innermost frame is the last one
+        for candidate in path_candidates(frame.path):
+            frame_lines.setdefault(candidate, frame.line)
+    mentions = [path_candidates(p) for p in shape.paths]
+    known = snapshot.states(target.collection, [c for m in mentions for c in m])
+    for candidates in mentions:  # a mention's file: its longest candidate that is indexed
+        found = next((c for c in candidates if (s := known.get(c)) and s.state == INDEXED), None)
+        if found is not None and found not in files:
+            files.append(found)
+    if not definitions and not files:
+        return
+    paths = sorted({d.path for d in definitions} | set(files))
+    rows = _rows_of(store, target, paths, q.expr)
+    if q.path_filter:
+        rows = [r for r in rows if q.path_filter(r.path)]
+    by_start = {(r.path, r.start_line): r for r in rows}
+    order = {name: i for i, name in enumerate(shape.names)}
+    first = shape.identifier.rsplit(".", 1)[-1] if shape.identifier else ""
+
+    def rank(d: Any) -> tuple[int, int, int]:
+        exact = d.qualified == shape.identifier or d.name == first
+        return (0 if exact else 1, order.get(d.name, len(order)), d.start_line)
+
+    seen: set[str] = set()
+    for d in sorted(definitions, key=rank):
+        hit = by_start.get((d.path, d.start_line))
+        if hit is not None and hit.id not in seen:
+            seen.add(hit.id)
+            lists.definitions.append(hit)
+    for path in files:
+        own = sorted((r for r in rows if r.path == path), key=lambda r: r.start_line)
+        line = frame_lines.get(path)
+        chosen = next((r for r in own if line and r.start_line <= line <= r.end_line), None)
+        best = chosen or _best_of(own, lists)
+        if best is not None:
+            lists.paths.append(best)
 
 
-def _finish(q: _Query, ranked: list[SearchHit]) -> list[SearchHit]:
-    hits = merge_overlapping(ranked)[: q.limit]
+def _best_of(rows: list[Hit], lists: Lists) -> Hit | None:
+    """A file's chunk to stand for it: its best in the lexical or dense list, else its first."""
+    ids = {r.id for r in rows}
+    for hit in (*lists.lexical, *lists.dense):
+        if hit.id in ids:
+            return hit
+    return rows[0] if rows else None
+
+
+def _rows_of(store: Store, target: Target, paths: list[str], expr: str) -> list[Hit]:
+    """Every chunk of these files (within the search's filters)."""
+    path_expr = f"path in [{', '.join(quote(p) for p in paths)}]"
+    return store.hits_where(target.collection, f"({expr}) and {path_expr}" if expr else path_expr)
+
+
+def _finish(
+    q: _Query, targets: Sequence[Target], per_target: Sequence[Lists]
+) -> tuple[list[SearchHit], list[FileHit] | None]:
+    single = q.mode != "hybrid"
+    ranked: list[SearchHit] = []
+    for target, lists in zip(targets, per_target, strict=True):
+        for hit, score in fuse(lists, q.shape, q.weights, single=single):
+            if q.path_filter and not q.path_filter(hit.path):
+                continue
+            ranked.append(
+                SearchHit(
+                    repo=target.repo,
+                    path=hit.path,
+                    start_line=hit.start_line,
+                    end_line=hit.end_line,
+                    symbol=hit.symbol,
+                    kind=hit.kind,
+                    language=hit.language,
+                    score=score,
+                    content=hit.content,
+                    file_kind=hit.file_kind,
+                )
+            )
+    hits = merge_overlapping(ranked)
     for hit in hits:
         hit.score = round(hit.score, 6)
-    return hits
-
-
-def fuse(
-    ranked: Sequence[Sequence[Hit]], k: int = RRF_K, weights: Sequence[float] | None = None
-) -> list[tuple[Hit, float]]:
-    """Reciprocal rank fusion: score = sum over lists of weight / (k + rank)."""
-    scores: dict[str, float] = {}
-    hits: dict[str, Hit] = {}
-    for position, hit_list in enumerate(ranked):
-        weight = weights[position] if weights else 1.0
-        for rank, hit in enumerate(hit_list, start=1):
-            scores[hit.id] = scores.get(hit.id, 0.0) + weight / (k + rank)
-            hits.setdefault(hit.id, hit)
-    return [(hits[i], scores[i]) for i in sorted(scores, key=lambda i: -scores[i])]
-
-
-def _rank_scored(hits: list[Hit], k: int) -> list[tuple[Hit, float]]:
-    """Single-retriever hits scored by reciprocal rank, comparable across repositories
-    (Milvus reports BM25 as a negative distance, cosine as a similarity)."""
-    return [(hit, 1.0 / (k + rank)) for rank, hit in enumerate(hits, start=1)]
-
-
-def merge_overlapping(hits: list[SearchHit]) -> list[SearchHit]:
-    """Merge hits of one file whose line ranges overlap (line-splitter overlap, or chunks of one
-    long definition); the merged hit keeps the best score and the union of the lines."""
-    by_file: dict[tuple[str, str], list[SearchHit]] = {}
-    for hit in hits:
-        by_file.setdefault((hit.repo, hit.path), []).append(hit)
-    merged: list[SearchHit] = []
-    for group in by_file.values():
-        group.sort(key=lambda h: (h.start_line, h.end_line))
-        current = group[0]
-        for hit in group[1:]:
-            if hit.start_line <= current.end_line:
-                current = _union(current, hit)
-            else:
-                merged.append(current)
-                current = hit
-        merged.append(current)
-    merged.sort(key=lambda h: -h.score)
-    return merged
-
-
-def _union(a: SearchHit, b: SearchHit) -> SearchHit:
-    a_lines = a.content.split("\n")
-    tail_from = a.end_line - b.start_line + 1  # lines of b already in a
-    extra = b.content.split("\n")[tail_from:] if b.end_line > a.end_line else []
-    best = a if a.score >= b.score else b
-    return SearchHit(
-        repo=a.repo,
-        path=a.path,
-        start_line=a.start_line,
-        end_line=max(a.end_line, b.end_line),
-        symbol=a.symbol if a.symbol == b.symbol or not b.symbol else (a.symbol or b.symbol),
-        kind=best.kind,
-        language=a.language,
-        score=max(a.score, b.score),
-        content="\n".join(a_lines + extra) if extra else a.content,
-        file_kind=a.file_kind,
-    )
+    if q.group == "file":
+        return hits, group_files(hits, q.weights)[: q.limit]
+    return hits[: q.limit], None

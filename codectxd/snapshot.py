@@ -18,7 +18,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,6 +53,17 @@ CREATE TABLE IF NOT EXISTS meta (
     value TEXT NOT NULL,
     PRIMARY KEY (coll, key)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS definitions (
+    coll TEXT NOT NULL,
+    name TEXT NOT NULL,
+    path TEXT NOT NULL,
+    start_line INTEGER NOT NULL,
+    end_line INTEGER NOT NULL,
+    qualified TEXT NOT NULL,
+    kind TEXT NOT NULL DEFAULT '',
+    PRIMARY KEY (coll, name, path, start_line, qualified)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS definitions_by_path ON definitions (coll, path);
 """
 
 
@@ -85,6 +96,18 @@ class IndexedFile:
     hash: str
     chunks: int
     dense: int = EMBEDDED
+    kind: str = ""
+
+
+@dataclass(slots=True, frozen=True)
+class Definition:
+    """A named definition (function, class, method...) and the lines of its chunk."""
+
+    name: str  # the last part of `qualified`
+    path: str
+    start_line: int
+    end_line: int
+    qualified: str  # `Class.method`
     kind: str = ""
 
 
@@ -178,9 +201,18 @@ class Snapshot:
                 [(coll, p, DIRTY, reason, now) for p in paths],
             )
 
-    def mark_indexed(self, coll: str, files: Iterable[IndexedFile]) -> None:
+    def mark_indexed(
+        self,
+        coll: str,
+        files: Iterable[IndexedFile],
+        definitions: Mapping[str, Iterable[Definition]] | None = None,
+    ) -> None:
+        """Record files indexed; with `definitions` ({path: its definitions}), replace those
+        files' definitions in the same transaction (they always match the chunks stored)."""
         now = time.time()
         with self._tx() as db:
+            if definitions is not None:
+                _replace_definitions(db, coll, definitions)
             db.executemany(
                 "INSERT OR REPLACE INTO files (coll, path, size, mtime_ns, hash, state, chunks, "
                 "reason, updated, dense, kind) VALUES (?, ?, ?, ?, ?, ?, ?, '', ?, ?, ?)",
@@ -197,7 +229,9 @@ class Snapshot:
         so an unchanged file is not read again; a scan skip (secret, too large, symlink...)
         stores -1 and is decided afresh by every scan."""
         now = time.time()
+        items = list(items)
         with self._tx() as db:
+            _replace_definitions(db, coll, {item[0]: () for item in items})
             db.executemany(
                 "INSERT OR REPLACE INTO files (coll, path, size, mtime_ns, hash, state, chunks, "
                 "reason, updated) VALUES (?, ?, ?, ?, '', ?, 0, ?, ?)",
@@ -214,13 +248,30 @@ class Snapshot:
             )
 
     def remove(self, coll: str, paths: Iterable[str]) -> None:
+        paths = list(paths)
         with self._tx() as db:
+            _replace_definitions(db, coll, {p: () for p in paths})
             db.executemany("DELETE FROM files WHERE coll=? AND path=?", [(coll, p) for p in paths])
 
     def clear(self, coll: str) -> None:
         with self._tx() as db:
             db.execute("DELETE FROM files WHERE coll=?", (coll,))
             db.execute("DELETE FROM meta WHERE coll=?", (coll,))
+            db.execute("DELETE FROM definitions WHERE coll=?", (coll,))
+
+    def definitions(self, coll: str, names: Iterable[str], limit: int = 200) -> list[Definition]:
+        """The definitions with one of these names (exactly; case-sensitive)."""
+        wanted = list(dict.fromkeys(names))
+        if not wanted:
+            return []
+        marks = ", ".join("?" * len(wanted))
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT name, path, start_line, end_line, qualified, kind FROM definitions "
+                f"WHERE coll=? AND name IN ({marks}) LIMIT ?",
+                (coll, *wanted, limit),
+            ).fetchall()
+        return [Definition(*row) for row in rows]
 
     def counts(self, coll: str) -> dict[str, int]:
         """Files per state, plus "chunks" (of indexed files) and "failed" (files with an
@@ -333,3 +384,21 @@ class Snapshot:
                 "INSERT OR REPLACE INTO meta (coll, key, value) VALUES (?, ?, ?)",
                 (coll, key, value),
             )
+
+
+def _replace_definitions(
+    db: sqlite3.Connection, coll: str, definitions: Mapping[str, Iterable[Definition]]
+) -> None:
+    """Inside a transaction: the definitions of these paths become exactly the given ones."""
+    db.executemany(
+        "DELETE FROM definitions WHERE coll=? AND path=?", [(coll, p) for p in definitions]
+    )
+    db.executemany(
+        "INSERT OR REPLACE INTO definitions (coll, name, path, start_line, end_line, qualified, "
+        "kind) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        [
+            (coll, d.name, d.path, d.start_line, d.end_line, d.qualified, d.kind)
+            for defs in definitions.values()
+            for d in defs
+        ],
+    )

@@ -340,24 +340,32 @@ class Store:
                 output_fields=OUTPUT_FIELDS,
             ),
         )
-        hits: list[Hit] = []
-        for item in result[0] if result else []:
-            entity = item.get("entity", item)
-            hits.append(
-                Hit(
-                    id=str(entity.get("id", item.get("id"))),
-                    path=entity["path"],
-                    language=entity["language"],
-                    start_line=int(entity["start_line"]),
-                    end_line=int(entity["end_line"]),
-                    symbol=entity["symbol"],
-                    kind=entity["kind"],
-                    content=entity["content"],
-                    score=float(item.get("distance", 0.0)),
-                    file_kind=entity.get("file_kind", ""),
-                )
-            )
-        return hits
+        return [_hit(item) for item in (result[0] if result else [])]
+
+    def hits_where(self, name: str, expr: str, limit: int = 2000) -> list[Hit]:
+        """The chunks matching a filter (no ranking: score 0), at most `limit`."""
+        opened = self._readable(name)
+        if opened is None or not opened.has_rows:
+            return []
+        rows = self._run(f"query in {name} failed", lambda c: c.query(
+            name, filter=expr, output_fields=OUTPUT_FIELDS, limit=limit))  # fmt: skip
+        return [_hit(row) for row in rows]
+
+
+def _hit(item: dict[str, Any]) -> Hit:
+    entity = item.get("entity", item)
+    return Hit(
+        id=str(entity.get("id", item.get("id"))),
+        path=entity["path"],
+        language=entity["language"],
+        start_line=int(entity["start_line"]),
+        end_line=int(entity["end_line"]),
+        symbol=entity["symbol"],
+        kind=entity["kind"],
+        content=entity["content"],
+        score=float(item.get("distance", 0.0)),
+        file_kind=entity.get("file_kind", ""),
+    )
 
 
 def _schema(client: Any, dimension: int, meta: dict[str, Any]) -> Any:

@@ -33,6 +33,10 @@ log = logging.getLogger(__name__)
 _T = TypeVar("_T")
 
 
+#: Local vectors are written to the cache this many at a time.
+_LOCAL_CACHE_EVERY = 64
+
+
 class EmbedCancelled(Exception):
     """`should_stop` said stop between two batches; nothing of the call was cached."""
 
@@ -233,22 +237,36 @@ class Embedder:
         batches = self._batches([texts[missing[k][0]] for k in unique], max_batch)
         starts = np.cumsum([0] + [len(b) for b in batches]).tolist()
 
+        # What was paid for is cached batch by batch: when a later batch fails (retries used
+        # up, spend limit), it is kept and never requested again. Local vectors cost only
+        # time: they are written a few batches at a time (a write per small batch costs more).
+        every = 1 if self.provider.remote else _LOCAL_CACHE_EVERY
+        unsaved: list[tuple[bytes, np.ndarray]] = []
+        unsaved_lock = threading.Lock()  # remote batches run on several threads
+
+        def save(force: bool) -> None:
+            with unsaved_lock:
+                if self.cache is not None and unsaved and (force or len(unsaved) >= every):
+                    self.cache.put_many(self.identity, unsaved[:])
+                    unsaved.clear()
+
         def run(index: int) -> np.ndarray:
             if should_stop is not None and should_stop():
                 raise EmbedCancelled
             vectors = self._embed_batch(batches[index])
-            if self.cache is not None:
-                # Cached per batch, not per call: when a later batch fails (retries used up,
-                # spend limit), what was paid for is kept and never requested again.
-                batch_keys = unique[starts[index] : starts[index + 1]]
-                self.cache.put_many(self.identity, list(zip(batch_keys, vectors, strict=True)))
+            with unsaved_lock:
+                unsaved.extend(zip(unique[starts[index] : starts[index + 1]], vectors, strict=True))
+            save(force=False)
             return vectors
 
         results: list[np.ndarray] = []
-        if self._pool is not None and len(batches) > 1:
-            results = list(self._pool.map(run, range(len(batches))))
-        else:
-            results = [run(index) for index in range(len(batches))]
+        try:
+            if self._pool is not None and len(batches) > 1:
+                results = list(self._pool.map(run, range(len(batches))))
+            else:
+                results = [run(index) for index in range(len(batches))]
+        finally:
+            save(force=True)
         vectors = np.concatenate(results) if results else np.zeros((0, self.dimension))
         if out.shape[1] != vectors.shape[1]:  # dimension learned from the first response
             out = np.zeros((len(texts), vectors.shape[1]), dtype=np.float32)

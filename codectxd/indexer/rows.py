@@ -13,7 +13,7 @@ from codectxd.kinds import DATA, GENERATED, generated_header
 from codectxd.languages import extension_of
 from codectxd.lexical import identifier_parts, lexical_text
 from codectxd.scanner import FileEntry, Scanner
-from codectxd.snapshot import EMBEDDED, LEXICAL, WAITING, IndexedFile
+from codectxd.snapshot import EMBEDDED, LEXICAL, WAITING, Definition, IndexedFile
 from codectxd.splitter import Chunk, Splitter
 from codectxd.store import Row
 
@@ -119,6 +119,22 @@ def rows(key: str, group: list[Prepared], vectors: np.ndarray, real: np.ndarray)
                 )
             )
             position += 1
+    return out
+
+
+def definitions(group: list[Prepared]) -> dict[str, list[Definition]]:
+    """The definitions each file's chunks name (a chunk of merged small siblings names them
+    all, `a, b`: each gets the chunk's lines)."""
+    out: dict[str, list[Definition]] = {}
+    for prepared in group:
+        found = out.setdefault(prepared.entry.path, [])
+        for chunk in prepared.chunks:
+            for qualified in filter(None, (q.strip() for q in chunk.symbol.split(","))):
+                name = qualified.rsplit(".", 1)[-1]
+                found.append(
+                    Definition(name, prepared.entry.path, chunk.start_line, chunk.end_line,
+                               qualified, chunk.kind)
+                )  # fmt: skip
     return out
 
 

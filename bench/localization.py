@@ -1,0 +1,352 @@
+"""Real-repository localization: given a real GitHub issue's text, rank the repository's files so
+that a file the real fix changed comes first.
+
+Data: ``../shared/bench-data/swe-lite-dev.jsonl`` (243 SWE-bench Lite instances of django, sympy,
+scikit-learn, matplotlib and astropy, each with the files its fix changed). Trees: the PyPI
+source distribution of the instance's ``pypi==version`` stands in for the checkout (downloaded
+once from PyPI's simple index, unpacked, cached in ``bench/.cache/swe/trees/``). Instances
+whose gold files are not in the sdist are skipped (and counted).
+
+Systems, on the same trees and queries in one run:
+
+* codectx ``hybrid``, ``dense``, ``lexical``: the repository indexed as the daemon indexes it
+  (every file it would index, tests included), searched with the issue text; files ranked by
+  their best hit (``search(..., group="file")`` when available);
+* ``bm25-strong`` (pinned, never tuned): Okapi BM25, k1 1.2, b 0.75, over the whole text of
+  the repository's non-test ``.py`` files (a test file: under ``test/``, ``tests/`` or
+  ``testing/``, or named ``test_*``, ``*_test.py``, ``conftest.py``); tokens are identifiers
+  split on snake_case / camelCase plus the whole identifier, lower-cased, path tokens
+  included, English stop words dropped.
+
+Metrics: Recall@1/5/10 and MRR of the first gold file, on the tuning projects (django, sympy),
+the report projects (scikit-learn, matplotlib, astropy) and all of them. Tune on the first
+group only; the second is reported, never tuned on.
+
+Run: ``python -m bench.localization [--modes lexical] [--projects ...]``. The first run embeds
+every tree (hours on 2 cores); the embedding cache makes later runs short.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import re
+import sys
+import tarfile
+import time
+import urllib.request
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+BENCH_DIR = Path(__file__).resolve().parent
+DATA_FILE = BENCH_DIR.parent.parent / "shared" / "bench-data" / "swe-lite-dev.jsonl"
+CACHE = BENCH_DIR / ".cache" / "swe"
+DEFAULT_OUTPUT = BENCH_DIR / "results" / "localization.json"
+TUNE = ("django", "sympy")
+REPORT = ("scikit-learn", "matplotlib", "astropy")
+MODES = ("hybrid", "dense", "lexical")
+BASELINE = "bm25-strong"
+DEPTH = 100  # files ranked per query (MRR counts a gold file found within them)
+SIMPLE_INDEX = "https://pypi.org/simple/{name}/"
+
+log = logging.getLogger("bench.localization")
+
+
+@dataclass(frozen=True, slots=True)
+class Instance:
+    instance_id: str
+    project: str  # the PyPI name
+    version: str
+    gold_files: tuple[str, ...]
+    query: str
+
+
+def load_instances(path: Path = DATA_FILE) -> list[Instance]:
+    out = []
+    for line in path.read_text().splitlines():
+        row = json.loads(line)
+        out.append(
+            Instance(
+                row["instance_id"],
+                row["pypi"],
+                row["version"],
+                tuple(row["gold_files"]),
+                row["problem_statement"],
+            )
+        )
+    return out
+
+
+# --- trees -----------------------------------------------------------------------------------
+
+
+def _sdist_url(name: str, version: str) -> tuple[str, str]:
+    """(file name, URL) of the sdist of ``name==version`` (3.5 also finds 3.5.0, as pip does;
+    when the line has no such release, its first patch release: 0.21 → 0.21.1)."""
+    request = urllib.request.Request(
+        SIMPLE_INDEX.format(name=name), headers={"Accept": "application/vnd.pypi.simple.v1+json"}
+    )
+    with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310 - PyPI only
+        files = json.load(response)["files"]
+    wanted = {version, f"{version}.0", f"{version}.0.0"}
+    patches: list[tuple[int, str, str]] = []
+    for item in files:
+        filename = item["filename"]
+        match = re.match(r"(?i)(.+?)-(\d[^-]*)\.(tar\.gz|zip|tar\.bz2)$", filename)
+        if not match:
+            continue
+        if match.group(2) in wanted:
+            return filename, item["url"]
+        patch = re.fullmatch(re.escape(version) + r"\.(\d+)", match.group(2))
+        if patch:
+            patches.append((int(patch.group(1)), filename, item["url"]))
+    if patches:
+        _, filename, url = min(patches)
+        return filename, url
+    raise FileNotFoundError(f"no sdist of {name} {version} on PyPI")
+
+
+def tree_for(project: str, version: str) -> Path:
+    """The unpacked sdist of ``project==version`` (downloaded and unpacked once)."""
+    dest = CACHE / "trees" / f"{project}-{version}"
+    done = dest / ".complete"
+    if done.is_file():
+        return dest / done.read_text().strip()
+    filename, url = _sdist_url(project, version)
+    archive = CACHE / "downloads" / filename
+    if not archive.is_file():
+        log.info("downloading %s", filename)
+        archive.parent.mkdir(parents=True, exist_ok=True)
+        with urllib.request.urlopen(url, timeout=600) as response:  # noqa: S310 - PyPI only
+            archive.write_bytes(response.read())
+    dest.mkdir(parents=True, exist_ok=True)
+    if filename.endswith(".zip"):
+        import zipfile
+
+        with zipfile.ZipFile(archive) as zipped:
+            zipped.extractall(dest)
+    else:
+        with tarfile.open(archive) as tar:
+            tar.extractall(dest, filter="data")
+    top = next(p.name for p in dest.iterdir() if p.is_dir())
+    done.write_text(top)
+    return dest / top
+
+
+# --- the pinned strong baseline --------------------------------------------------------------
+
+#: English stop words (the pinned baseline's own list; the product's may change).
+STOP_WORDS = frozenset(
+    """a about above after again against all am an and any are as at be because been before
+being below between both but by can could did do does doing down during each few for from
+further had has have having he her here hers herself him himself his how i if in into is it
+its itself just me more most my myself no nor not now of off on once only or other our ours
+ourselves out over own same she should so some such than that the their theirs them
+themselves then there these they this those through to too under until up very was we were
+what when where which while who whom why will with would you your yours yourself yourselves
+""".split()
+)
+_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_CAMEL = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|[0-9]+")
+
+
+def tokens(text: str) -> list[str]:
+    """Identifiers, lower-cased, each followed by its snake_case / camelCase parts; English
+    stop words dropped."""
+    out: list[str] = []
+    for ident in _IDENT.findall(text):
+        whole = ident.lower()
+        parts = [p.lower() for piece in ident.split("_") for p in _CAMEL.findall(piece)]
+        for token in (whole, *(p for p in parts if p != whole)):
+            if token not in STOP_WORDS:
+                out.append(token)
+    return out
+
+
+def is_test_path(path: str) -> bool:
+    parts = path.split("/")
+    name = parts[-1]
+    return (
+        any(p in ("test", "tests", "testing") for p in parts[:-1])
+        or name.startswith("test_")
+        or name.endswith("_test.py")
+        or name == "conftest.py"
+    )
+
+
+class StrongBm25:
+    """Okapi BM25 (k1 1.2, b 0.75) over non-test ``.py`` files, path tokens included."""
+
+    def __init__(self, root: Path, k1: float = 1.2, b: float = 0.75) -> None:
+        self.k1, self.b = k1, b
+        self.names: list[str] = []
+        self.freqs: list[Counter[str]] = []
+        for path in sorted(root.rglob("*.py")):
+            rel = path.relative_to(root).as_posix()
+            if is_test_path(rel) or not path.is_file():
+                continue
+            text = path.read_text(errors="replace")
+            self.names.append(rel)
+            self.freqs.append(Counter(tokens(text) + tokens(rel.replace("/", " "))))
+        self.lengths = [sum(f.values()) for f in self.freqs]
+        self.avg = sum(self.lengths) / max(len(self.lengths), 1)
+        df: Counter[str] = Counter()
+        for freq in self.freqs:
+            df.update(freq.keys())
+        n = len(self.names)
+        self.idf = {t: math.log(1 + (n - d + 0.5) / (d + 0.5)) for t, d in df.items()}
+
+    def rank(self, query: str, depth: int = DEPTH) -> list[str]:
+        terms = set(tokens(query))
+        scored = []
+        for i, freq in enumerate(self.freqs):
+            norm = self.k1 * (1 - self.b + self.b * self.lengths[i] / self.avg)
+            score = sum(
+                self.idf[t] * freq[t] * (self.k1 + 1) / (freq[t] + norm) for t in terms if t in freq
+            )
+            if score > 0:
+                scored.append((score, self.names[i]))
+        scored.sort(key=lambda item: (-item[0], item[1]))
+        return [name for _, name in scored[:depth]]
+
+
+# --- codectx ------------------------------------------------------------------------------------
+
+
+def ranked_files(engine: Any, root: Path, query: str, mode: str, depth: int = DEPTH) -> list[str]:
+    """Files in the order of their best hit (the product's file-level answer when it has one)."""
+    try:
+        hits = engine.search([root], query, limit=depth, mode=mode, group="file")
+    except TypeError:  # an engine without file grouping: rank files by their first chunk
+        hits = engine.search([root], query, limit=200, mode=mode)
+    seen: dict[str, None] = {}
+    for hit in hits:
+        seen.setdefault(hit.path, None)
+    return list(seen)[:depth]
+
+
+def first_gold_rank(ranked: Sequence[str], gold: Iterable[str]) -> int | None:
+    wanted = set(gold)
+    for rank, path in enumerate(ranked, start=1):
+        if path in wanted:
+            return rank
+    return None
+
+
+def metrics(ranks: Sequence[int | None]) -> dict[str, float | int]:
+    n = len(ranks)
+    if not n:
+        return {"n": 0}
+    found = [r for r in ranks if r is not None]
+    return {
+        "n": n,
+        "r@1": round(sum(r <= 1 for r in found) / n, 4),
+        "r@5": round(sum(r <= 5 for r in found) / n, 4),
+        "r@10": round(sum(r <= 10 for r in found) / n, 4),
+        "mrr": round(sum(1 / r for r in found) / n, 4),
+    }
+
+
+# --- the run ------------------------------------------------------------------------------------
+
+
+def run(
+    modes: Sequence[str] = MODES,
+    projects: Sequence[str] = TUNE + REPORT,
+    output: Path = DEFAULT_OUTPUT,
+    limit: int | None = None,
+) -> dict[str, Any]:
+    from codectxd.config import load_settings
+    from codectxd.engine import Engine
+
+    instances = [i for i in load_instances() if i.project in projects][:limit]
+    data_dir = CACHE / "index"
+    settings = load_settings({"CODECTX_DATA_DIR": str(data_dir),
+                              "CODECTX_CONFIG": "/nonexistent/codectx.toml"})  # fmt: skip
+    engine = Engine(settings)
+    ranks: dict[str, dict[str, int | None]] = {s: {} for s in (*modes, BASELINE)}
+    skipped: list[str] = []
+    timing: dict[str, float] = {}
+    per_tree: dict[tuple[str, str], list[Instance]] = {}
+    for inst in instances:
+        per_tree.setdefault((inst.project, inst.version), []).append(inst)
+    started = time.perf_counter()
+    try:
+        for (project, version), group in sorted(per_tree.items()):
+            root = tree_for(project, version)
+            usable = [i for i in group if all((root / g).is_file() for g in i.gold_files)]
+            skipped += [i.instance_id for i in group if i not in usable]
+            if not usable:
+                continue
+            t0 = time.perf_counter()
+            indexer = engine.indexer_for(root)
+            report = indexer.begin_full().run()
+            if any(m != "lexical" for m in modes):
+                indexer.embed_backlog(report)
+            timing[f"{project}-{version}"] = round(time.perf_counter() - t0, 1)
+            log.info("%s %s indexed (%.0fs; %d issues)", project, version,
+                     time.perf_counter() - t0, len(usable))  # fmt: skip
+            baseline = StrongBm25(root)
+            for inst in usable:
+                for mode in modes:
+                    ranked = ranked_files(engine, root, inst.query, mode)
+                    ranks[mode][inst.instance_id] = first_gold_rank(ranked, inst.gold_files)
+                ranked = baseline.rank(inst.query)
+                ranks[BASELINE][inst.instance_id] = first_gold_rank(ranked, inst.gold_files)
+    finally:
+        engine.close()
+    by_id = {i.instance_id: i for i in instances}
+    groups = {"tune": TUNE, "report": REPORT, "all": TUNE + REPORT}
+    table = {
+        system: {
+            name: metrics([r for iid, r in got.items() if by_id[iid].project in members])
+            for name, members in groups.items()
+        }
+        for system, got in ranks.items()
+    }
+    result = {
+        "instances": len(instances),
+        "skipped": skipped,
+        "metrics": table,
+        "ranks": ranks,
+        "index_seconds": timing,
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(result, indent=1))
+    print_table(table)
+    return result
+
+
+def print_table(table: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> None:
+    print(f"{'system':<14} {'split':<7} {'n':>4} {'R@1':>6} {'R@5':>6} {'R@10':>6} {'MRR':>6}")
+    for system, splits in table.items():
+        for split, m in splits.items():
+            if m.get("n"):
+                print(f"{system:<14} {split:<7} {m['n']:>4} {m['r@1']:>6.3f} {m['r@5']:>6.3f} "
+                      f"{m['r@10']:>6.3f} {m['mrr']:>6.3f}")  # fmt: skip
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.localization",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
+    parser.add_argument("--projects", nargs="+", default=list(TUNE + REPORT))
+    parser.add_argument("--limit", type=int, help="at most N instances (a quick check)")
+    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="[%(asctime)s] %(message)s", datefmt="%H:%M:%S")
+    run(args.modes, args.projects, args.output, args.limit)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

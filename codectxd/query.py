@@ -1,0 +1,157 @@
+"""What a search query says beyond its words: the identifiers, dotted names, file paths and
+traceback frames in it, whether it asks for tests or data, and the part of it the embedding
+model should read.
+
+Queries range from `parseConfig` to a whole GitHub issue (prose, code blocks, tracebacks):
+search matches the names and paths exactly (`codectxd.search`), BM25 reads everything, and the
+model reads the prose, cut to its window.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+#: Characters of prose given to the embedding model: about its 256-token window.
+PROSE_CHARS = 1000
+#: At most this many names / paths of one query are looked up exactly.
+MAX_NAMES = 24
+MAX_PATHS = 12
+
+_FRAME = re.compile(r'File "([^"]+)", line (\d+)(?:, in ([A-Za-z_<>][\w<>]*))?')
+_PATH = re.compile(r"(?<![\w/.-])((?:[\w.-]+/)+[\w.-]+\.[A-Za-z]{1,5})\b")
+_DOTTED = re.compile(r"\b([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)+)\b")
+_WORD = re.compile(r"\b[A-Za-z_][A-Za-z0-9_]*\b")
+_FENCE = re.compile(r"```.*?(```|\Z)", re.S)
+_TRACEBACK = re.compile(r"Traceback \(most recent call last\):.*?(?:\n\S[^\n]*\n|\Z)", re.S)
+_TESTS = re.compile(r"\b(tests?|testing|pytest|unittest|test[ _]case|fixtures?|spec)\b", re.I)
+_DATA = re.compile(r"\b(json|yaml|yml|csv|xml|fixture|dataset|results?)\b", re.I)
+#: Extensions a path or dotted name may point at, in the order modules are looked up.
+_MODULE_FILES = ("{}.py", "{}/__init__.py")
+#: Dotted words that are not names: versions, file names, sentence ends, e.g. / i.e.
+_NOT_NAMES = re.compile(r"^(\d|e\.g|i\.e|etc\.|vs\.)", re.I)
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """A traceback frame: `File "path", line N, in function`."""
+
+    path: str
+    line: int
+    function: str
+
+
+@dataclass(frozen=True, slots=True)
+class QueryShape:
+    text: str
+    prose: str  # what the embedding model reads
+    names: tuple[str, ...]  # code-like names, most telling first (the last part of dotted ones)
+    paths: tuple[str, ...]  # file paths mentioned, as written (suffix-matched against files)
+    frames: tuple[Frame, ...]
+    wants_tests: bool
+    wants_data: bool
+    identifier: str  # the whole query when it is one identifier or dotted name, else ""
+
+
+def is_code_name(word: str) -> bool:
+    """`parse_config`, `parseConfig`, `HTTPServer`, `__init__`: a name no prose word looks like
+    (an underscore, a lower-to-upper case change, or two capitals)."""
+    return (
+        "_" in word.strip("_") or word.startswith("__")
+        or re.search(r"[a-z][A-Z]", word) is not None
+        or re.fullmatch(r"[A-Z][a-z]+(?:[A-Z][a-z0-9]*)+", word) is not None
+        or re.fullmatch(r"[A-Z]{2,}[a-z][A-Za-z0-9]*", word) is not None
+    )  # fmt: skip
+
+
+def analyse(text: str) -> QueryShape:
+    """Take a query apart (see the module docstring)."""
+    frames = tuple(
+        Frame(path.replace("\\", "/"), int(line), function or "")
+        for path, line, function in _FRAME.findall(text)
+    )
+    paths: dict[str, None] = {}
+    for frame in frames:
+        paths.setdefault(frame.path, None)
+    for match in _PATH.findall(text):
+        if "://" not in match:
+            paths.setdefault(match, None)
+    names: dict[str, None] = {}
+    for frame in frames:
+        if frame.function and not frame.function.startswith("<"):
+            names.setdefault(frame.function, None)
+    for dotted in _DOTTED.findall(text):
+        if _NOT_NAMES.match(dotted) or dotted.lower().endswith((".py", ".js", ".ts", ".md")):
+            continue
+        parts = dotted.split(".")
+        module = _module_prefix(parts)
+        if module:
+            paths.setdefault("/".join(module), None)  # a module: django.db.models.query
+        last = parts[-1]
+        if is_code_name(last) or len(parts) >= 2 and (is_code_name(parts[-2]) or parts[0] in
+                                                       ("self", "cls")):  # fmt: skip
+            names.setdefault(last, None)
+    for word in _WORD.findall(text):
+        if is_code_name(word):
+            names.setdefault(word, None)
+    stripped = text.strip()
+    identifier = ""
+    if re.fullmatch(r"[A-Za-z_][\w]*(?:\.[A-Za-z_]\w*)*(?:\(\))?", stripped):
+        identifier = stripped.removesuffix("()")
+        names = {identifier.rsplit(".", 1)[-1]: None, **names}
+    return QueryShape(
+        text=text,
+        prose=_prose(text),
+        names=tuple(sorted(names, key=_telling)[:MAX_NAMES]),
+        paths=tuple(list(paths)[:MAX_PATHS]),
+        frames=frames,
+        wants_tests=bool(_TESTS.search(text)),
+        wants_data=bool(_DATA.search(text)),
+        identifier=identifier,
+    )
+
+
+def _module_prefix(parts: list[str]) -> list[str]:
+    """The leading all-lower-case parts of a dotted name, when they can be a module path of
+    two parts or more (`django.db.models.query` of `django.db.models.query.QuerySet.get`)."""
+    if parts[0] in ("self", "cls"):
+        return []
+    prefix: list[str] = []
+    for part in parts:
+        if not re.fullmatch(r"[a-z_][a-z0-9_]*", part):
+            break
+        prefix.append(part)
+    return prefix if len(prefix) >= 2 else []
+
+
+def _telling(name: str) -> tuple[int, int]:
+    """Longer, more specific names first (order of the exact lookups)."""
+    return (-len(name.strip("_")), 0)
+
+
+def _prose(text: str) -> str:
+    """The query without code blocks and tracebacks (kept when nothing else is left), cut
+    to about the model's window at a word boundary."""
+    prose = _TRACEBACK.sub(" ", _FENCE.sub(" ", text))
+    prose = " ".join(prose.split()) or " ".join(text.split())
+    if len(prose) <= PROSE_CHARS:
+        return prose
+    return prose[:PROSE_CHARS].rsplit(" ", 1)[0]
+
+
+def path_candidates(path: str) -> list[str]:
+    """Repository-relative paths a mentioned path may be: the path itself and its suffixes
+    (`/usr/lib/python3/site-packages/pkg/mod.py` → `pkg/mod.py`...), longest first; a module
+    path (`pkg/sub/mod`, from `pkg.sub.mod`) as its file and as a package."""
+    parts = [p for p in path.strip("/").split("/") if p and p != "."]
+    if not parts:
+        return []
+    out: list[str] = []
+    # A bare `models.py` of a longer path says little: keep at least two parts of one.
+    for start in range(max(1, len(parts) - 1) if len(parts) > 1 else 1):
+        tail = "/".join(parts[start:])
+        if "." in parts[-1]:
+            out.append(tail)
+        else:
+            out.extend(f.format(tail) for f in _MODULE_FILES)
+    return out

@@ -1,0 +1,150 @@
+"""Ranking the way a developer would, on a real tree indexed by the real engine and model:
+an identifier query finds its definition first, a traceback its frame's file, a code question
+code (not the data file that repeats its words, not the test), and files rank as files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from codectxd.config import Settings
+from codectxd.embeddings.service import Embedder
+from codectxd.engine import Engine
+from codectxd.query import analyse, path_candidates
+from codectxd.search import search_files
+from tests.conftest import write_tree
+
+SIBLINGS = ["parse_retry_after", "parse_retry_after_ms", "parse_retry_after_date",
+            "format_retry_after", "parse_retry_delay"]  # fmt: skip
+
+
+def _policy() -> str:
+    parts = ['"""Retry policies for HTTP calls."""\n\nimport email.utils\n\n']
+    for name in SIBLINGS:
+        parts.append(f"def {name}(value):\n    return value\n\n\n")
+    # A long definition whose name differs from its siblings in one part only.
+    body = "".join(f"    step_{i} = compute(value, {i})\n" for i in range(40))
+    parts.append(f"def parse_retry_window(value):\n{body}    return value\n")
+    return "".join(parts)
+
+
+TREE = {
+    "shop/net/policy.py": _policy(),
+    "shop/cart/totals.py": (
+        "from shop.cart.items import Item\n\n\n"
+        "def subtotal(items):\n    return sum(i.price for i in items)\n\n\n"
+        "def apply_discount(cart, code):\n    rate = CODES[code]\n"
+        "    total = subtotal(cart.items)\n    if rate > 1:\n        raise ValueError(rate)\n"
+        "    return total * (1 - rate)\n"
+    ),
+    "shop/cart/items.py": "class Item:\n    def __init__(self, price):\n        self.price = price\n",
+    "shop/search/merge.py": (
+        "def merge_overlapping_hits(hits):\n"
+        '    """Merge the search hits of one file whose line ranges overlap."""\n'
+        "    hits.sort(key=lambda h: h.start)\n    out = []\n    for hit in hits:\n"
+        "        if out and hit.start <= out[-1].end:\n            out[-1].end = max(out[-1].end, hit.end)\n"
+        "        else:\n            out.append(hit)\n    return out\n"
+    ),
+    "tests/test_merge.py": (
+        "from shop.search.merge import merge_overlapping_hits\n\n\n"
+        "def test_overlapping_search_hits_are_merged():\n"
+        "    # overlapping search hits merged: two overlapping hits become one merged hit\n"
+        "    assert merge_overlapping_hits([]) == []\n"
+    ),
+    "bench/results/merge.json": json.dumps(
+        [
+            {
+                "query": "where are overlapping search hits merged",
+                "hit": f"merged overlapping {i}",
+                "note": "overlapping search hits merged",
+            }
+            for i in range(120)
+        ],
+        indent=1,
+    ),  # fmt: skip
+}
+
+
+@pytest.fixture(scope="module")
+def indexed(tmp_path_factory: pytest.TempPathFactory, local_provider):  # type: ignore[no-untyped-def]
+    from codectxd.embeddings.cache import EmbeddingCache
+    from tests.conftest import make_settings
+
+    base = tmp_path_factory.mktemp("rank")
+    settings: Settings = make_settings(base)
+    embedder = Embedder(local_provider, EmbeddingCache(settings.paths.data_dir / "embeddings.db"))
+    root = base / "repo"
+    write_tree(root, TREE)
+    engine = Engine(settings, embedder=embedder)
+    engine.indexer_for(root).full_sync()
+    yield engine, root
+    engine.close()
+
+
+def test_an_identifier_query_finds_its_definition_first(indexed) -> None:  # type: ignore[no-untyped-def]
+    engine, root = indexed
+    for name in [*SIBLINGS, "parse_retry_window"]:
+        for mode in ("hybrid",):
+            hits = engine.search([root], name, limit=5, mode=mode)
+            assert hits[0].path == "shop/net/policy.py", (name, hits[0])
+            assert hits[0].symbol.split(", ").count(name) == 1 or name in hits[0].content, name
+            first_line = hits[0].content.split("\n")
+            assert any(line.startswith(f"def {name}(") for line in first_line), (name, hits[0])
+
+
+def test_a_traceback_finds_the_frames_file_and_line(indexed) -> None:  # type: ignore[no-untyped-def]
+    engine, root = indexed
+    issue = (
+        "Discount codes above 100% crash checkout\n\n"
+        "Traceback (most recent call last):\n"
+        '  File "/home/ann/venv/lib/python3.11/site-packages/shop/checkout.py", line 40, in pay\n'
+        "    total = apply(cart)\n"
+        '  File "/home/ann/venv/lib/python3.11/site-packages/shop/cart/totals.py", line 13, in '
+        "apply_discount\n        raise ValueError(rate)\nValueError: 2\n"
+    )
+    hits = engine.search([root], issue, limit=5)
+    assert hits[0].path == "shop/cart/totals.py"
+    assert hits[0].start_line <= 13 <= hits[0].end_line
+    files = search_files(engine.store, engine.embedder, _targets(engine, root), issue,
+                         snapshot=engine.snapshot, limit=3)  # fmt: skip
+    assert files[0].path == "shop/cart/totals.py"
+
+
+def test_code_before_the_data_and_tests_that_repeat_its_words(indexed) -> None:  # type: ignore[no-untyped-def]
+    engine, root = indexed
+    question = "where are overlapping search hits merged"
+    hits = engine.search([root], question, limit=10)
+    paths = [h.path for h in hits]
+    assert paths[0] == "shop/search/merge.py", paths
+    data = [i for i, p in enumerate(paths) if p.endswith(".json")]
+    assert all(i > paths.index("shop/search/merge.py") for i in data), paths
+    # A query that asks for tests gets them.
+    tests = engine.search([root], "tests of merging overlapping search hits", limit=3)
+    assert tests[0].path == "tests/test_merge.py", [h.path for h in tests]
+    # Asked as a file question: files, each once, with their best chunks' lines.
+    files = engine.search([root], question, limit=3, group="file")
+    assert [h.path for h in files][0] == "shop/search/merge.py"
+    assert len({h.path for h in files}) == len(files)
+
+
+def test_query_shapes() -> None:
+    shape = analyse("why does parse_retry_after return None for `Retry-After: 0`?")
+    assert "parse_retry_after" in shape.names and not shape.identifier
+    assert analyse("Cart.apply_discount").identifier == "Cart.apply_discount"
+    assert analyse("Cart.apply_discount").names[0] == "apply_discount"
+    shape = analyse("from astropy.modeling.separable import separability_matrix\nis wrong")
+    assert "astropy/modeling/separable" in shape.paths
+    assert "separability_matrix" in shape.names
+    assert path_candidates("astropy/modeling/separable")[0] == "astropy/modeling/separable.py"
+    shape = analyse("tests for the retry policy")
+    assert shape.wants_tests and not shape.names
+    long_issue = "word " * 2000 + "```python\nimport x\n```"
+    assert len(analyse(long_issue).prose) <= 1000
+
+
+def _targets(engine: Engine, root: Path) -> list:  # type: ignore[type-arg]
+    from codectxd.search import Target
+
+    return [Target(str(root), engine.collection_for(root))]
