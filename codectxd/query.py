@@ -10,6 +10,7 @@ model reads the prose, cut to its window.
 from __future__ import annotations
 
 import re
+from collections import Counter
 from dataclasses import dataclass
 
 #: Characters of prose given to the embedding model: about its 256-token window.
@@ -17,11 +18,22 @@ PROSE_CHARS = 1000
 #: At most this many names / paths of one query are looked up exactly.
 MAX_NAMES = 24
 MAX_PATHS = 12
+#: Whether a query asks for tests or data is read from its start: a short query, or the title
+#: of an issue (whose body may well say "test" about anything).
+HEAD_CHARS = 200
 
 _FRAME = re.compile(r'File "([^"]+)", line (\d+)(?:, in ([A-Za-z_<>][\w<>]*))?')
-_PATH = re.compile(r"(?<![\w/.-])((?:[\w.-]+/)+[\w.-]+\.[A-Za-z]{1,5})\b")
+#: IPython's frames: `~/src/pkg/mod.py in func(self, x)`, then the lines, the current one
+#: marked `---> 12`.
+_IPYTHON_FRAME = re.compile(r"^(\S+\.py) in ([A-Za-z_<>][\w<>]*)\(", re.M)
+_IPYTHON_LINE = re.compile(r"^-+> ?(\d+)", re.M)
+#: A file path: relative (`pkg/mod.py`), absolute or from home (`~/src/pkg/mod.py`).
+_PATH = re.compile(
+    r"(?<![\w/.~-])((?:~|\.{1,2})?/?(?:[\w.+-]+/)+[\w.+-]+\.[A-Za-z][A-Za-z0-9]{0,4})\b"
+)
 _DOTTED = re.compile(r"\b([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)+)\b")
 _WORD = re.compile(r"\b[A-Za-z_][A-Za-z0-9_]*\b")
+_URL = re.compile(r"\b[a-z][a-z0-9+.-]*://\S+", re.I)
 _FENCE = re.compile(r"```.*?(```|\Z)", re.S)
 _TRACEBACK = re.compile(r"Traceback \(most recent call last\):.*?(?:\n\S[^\n]*\n|\Z)", re.S)
 _TESTS = re.compile(r"\b(tests?|testing|pytest|unittest|test[ _]case|fixtures?|spec)\b", re.I)
@@ -45,7 +57,7 @@ class Frame:
 class QueryShape:
     text: str
     prose: str  # what the embedding model reads
-    names: tuple[str, ...]  # code-like names, most telling first (the last part of dotted ones)
+    names: tuple[str, ...]  # code-like names (the last part of dotted ones), most mentioned first
     paths: tuple[str, ...]  # file paths mentioned, as written (suffix-matched against files)
     frames: tuple[Frame, ...]
     wants_tests: bool
@@ -66,21 +78,19 @@ def is_code_name(word: str) -> bool:
 
 def analyse(text: str) -> QueryShape:
     """Take a query apart (see the module docstring)."""
-    frames = tuple(
-        Frame(path.replace("\\", "/"), int(line), function or "")
-        for path, line, function in _FRAME.findall(text)
-    )
+    frames = tuple(_frames(text))
+    plain = _URL.sub(" ", text)
     paths: dict[str, None] = {}
     for frame in frames:
         paths.setdefault(frame.path, None)
-    for match in _PATH.findall(text):
-        if "://" not in match:
-            paths.setdefault(match, None)
-    names: dict[str, None] = {}
+    for match in _PATH.findall(plain):
+        paths.setdefault(match, None)
+    # name → how telling it is: mentions, a traceback frame's function counting double
+    names: Counter[str] = Counter()
     for frame in frames:
         if frame.function and not frame.function.startswith("<"):
-            names.setdefault(frame.function, None)
-    for dotted in _DOTTED.findall(text):
+            names[frame.function] += 1
+    for dotted in _DOTTED.findall(plain):
         if _NOT_NAMES.match(dotted) or dotted.lower().endswith((".py", ".js", ".ts", ".md")):
             continue
         parts = dotted.split(".")
@@ -90,25 +100,42 @@ def analyse(text: str) -> QueryShape:
         last = parts[-1]
         if is_code_name(last) or len(parts) >= 2 and (is_code_name(parts[-2]) or parts[0] in
                                                        ("self", "cls")):  # fmt: skip
-            names.setdefault(last, None)
-    for word in _WORD.findall(text):
+            names[last] += 1  # its words count below
+    for word in _WORD.findall(plain):
         if is_code_name(word):
-            names.setdefault(word, None)
+            names[word] += 1
     stripped = text.strip()
     identifier = ""
+    order = sorted(names, key=lambda n: (-names[n], -len(n.strip("_"))))
     if re.fullmatch(r"[A-Za-z_][\w]*(?:\.[A-Za-z_]\w*)*(?:\(\))?", stripped):
         identifier = stripped.removesuffix("()")
-        names = {identifier.rsplit(".", 1)[-1]: None, **names}
+        last = identifier.rsplit(".", 1)[-1]
+        order = [last, *(n for n in order if n != last)]
+    head = text.lstrip()[:HEAD_CHARS].split("\n", 1)[0]  # an issue's title; a short query
     return QueryShape(
         text=text,
         prose=_prose(text),
-        names=tuple(sorted(names, key=_telling)[:MAX_NAMES]),
+        names=tuple(order[:MAX_NAMES]),
         paths=tuple(list(paths)[:MAX_PATHS]),
         frames=frames,
-        wants_tests=bool(_TESTS.search(text)),
-        wants_data=bool(_DATA.search(text)),
+        wants_tests=bool(_TESTS.search(head)),
+        wants_data=bool(_DATA.search(head)),
         identifier=identifier,
     )
+
+
+def _frames(text: str) -> list[Frame]:
+    """Traceback frames in the order written (Python's and IPython's)."""
+    found = [
+        (m.start(), Frame(m[1].replace("\\", "/"), int(m[2]), m[3] or ""))
+        for m in _FRAME.finditer(text)
+    ]
+    headers = list(_IPYTHON_FRAME.finditer(text))
+    for i, m in enumerate(headers):
+        end = headers[i + 1].start() if i + 1 < len(headers) else len(text)
+        mark = _IPYTHON_LINE.search(text, m.end(), end)
+        found.append((m.start(), Frame(m[1], int(mark[1]) if mark else 0, m[2])))
+    return [frame for _, frame in sorted(found, key=lambda item: item[0])]
 
 
 def _module_prefix(parts: list[str]) -> list[str]:
@@ -122,11 +149,6 @@ def _module_prefix(parts: list[str]) -> list[str]:
             break
         prefix.append(part)
     return prefix if len(prefix) >= 2 else []
-
-
-def _telling(name: str) -> tuple[int, int]:
-    """Longer, more specific names first (order of the exact lookups)."""
-    return (-len(name.strip("_")), 0)
 
 
 def _prose(text: str) -> str:
