@@ -40,7 +40,7 @@ from codectx_client.protocol import SearchHit as Result
 from codectxd.config import Settings, describe, load_settings
 from codectxd.engine import Engine
 from codectxd.lexical import identifier_parts
-from codectxd.ranking import DEFAULT, RRF_K
+from codectxd.ranking import DEFAULT, DENSE_SHARE
 
 BENCH_DIR = Path(__file__).resolve().parent
 CACHE_DIR = BENCH_DIR / ".cache"
@@ -69,8 +69,7 @@ class Options:
     per_package: int = 150
     seed: int = 13
     output: Path = DEFAULT_OUTPUT
-    rrf_k: int | None = None
-    lexical_weight: float | None = None
+    dense_share: float = DENSE_SHARE
     queries: str = "docs"
 
 
@@ -145,11 +144,11 @@ def parse_args(argv: Sequence[str] | None) -> Options:
         "--per-package", type=int, default=150, help="queries sampled per package (default: 150)"
     )
     parser.add_argument("--seed", type=int, default=13, help="sampling seed (default: 13)")
-    parser.add_argument("--rrf-k", type=int, help=f"RRF constant for hybrid (default {RRF_K})")
     parser.add_argument(
-        "--lexical-weight",
+        "--dense-share",
         type=float,
-        help="weight of BM25 in the fusion (default: by the look of the query)",
+        default=DENSE_SHARE,
+        help=f"the dense side's share of a hybrid score (default {DENSE_SHARE})",
     )
     parser.add_argument(
         "--queries",
@@ -181,8 +180,7 @@ def parse_args(argv: Sequence[str] | None) -> Options:
         per_package=args.per_package,
         seed=args.seed,
         output=output,
-        rrf_k=args.rrf_k,
-        lexical_weight=args.lexical_weight,
+        dense_share=args.dense_share,
         queries=args.queries,
     )
 
@@ -424,8 +422,7 @@ def evaluate_package(
     corpus: PackageCorpus,
     targets: Sequence[Target],
     timings: dict[str, float],
-    rrf_k: int = RRF_K,
-    lexical_weight: float | None = None,
+    dense_share: float = DENSE_SHARE,
 ) -> list[Outcome]:
     """Run every query of one package through the three codectx modes and the baseline.
 
@@ -437,7 +434,7 @@ def evaluate_package(
     """
     docs = {rel: (corpus.root / rel).read_text(encoding="utf-8") for rel in corpus.files}
     baseline = Bm25Files(docs)
-    weights = dataclasses.replace(DEFAULT, rrf_k=rrf_k, lexical_override=lexical_weight)
+    weights = dataclasses.replace(DEFAULT, dense_share=dense_share)
     layout = chunk_layout(engine, corpus)
     outcomes: list[Outcome] = []
     for target in targets:
@@ -615,11 +612,7 @@ def run(options: Options) -> dict[str, object]:
             limit = min(options.per_package, options.limit_queries or options.per_package)
             targets = restyle(corpus.sample(limit, options.seed), options.queries)
             log.warning("querying %s (%d queries)", corpus.spec.key, len(targets))
-            outcomes.extend(
-                evaluate_package(
-                    engine, corpus, targets, timings, options.rrf_k or RRF_K, options.lexical_weight
-                )
-            )
+            outcomes.extend(evaluate_package(engine, corpus, targets, timings, options.dense_share))
         identity = engine.embedder.identity
     finally:
         engine.close()

@@ -38,6 +38,9 @@ _FENCE = re.compile(r"```.*?(```|\Z)", re.S)
 _TRACEBACK = re.compile(r"Traceback \(most recent call last\):.*?(?:\n\S[^\n]*\n|\Z)", re.S)
 _TESTS = re.compile(r"\b(tests?|testing|pytest|unittest|test[ _]case|fixtures?|spec)\b", re.I)
 _DATA = re.compile(r"\b(json|yaml|yml|csv|xml|fixture|dataset|results?)\b", re.I)
+_DOCS = re.compile(r"\b(docs?|documentation|readme|guide|tutorial|changelog|manual)\b", re.I)
+#: A query this long, or of several lines, is an issue or a report rather than a question.
+LONG_CHARS = 300
 #: Extensions a path or dotted name may point at, in the order modules are looked up.
 _MODULE_FILES = ("{}.py", "{}/__init__.py")
 #: Dotted words that are not names: versions, file names, sentence ends, e.g. / i.e.
@@ -62,12 +65,16 @@ class QueryShape:
     frames: tuple[Frame, ...]
     wants_tests: bool
     wants_data: bool
+    wants_docs: bool
+    long: bool  # an issue or a report: the names it mentions are likely what it is about
     identifier: str  # the whole query when it is one identifier or dotted name, else ""
 
 
 def is_code_name(word: str) -> bool:
     """`parse_config`, `parseConfig`, `HTTPServer`, `__init__`: a name no prose word looks like
     (an underscore, a lower-to-upper case change, or two capitals)."""
+    if not re.search(r"[A-Za-z]", word):
+        return False  # `____`: an underline, not a name
     return (
         "_" in word.strip("_") or word.startswith("__")
         or re.search(r"[a-z][A-Z]", word) is not None
@@ -120,6 +127,8 @@ def analyse(text: str) -> QueryShape:
         frames=frames,
         wants_tests=bool(_TESTS.search(head)),
         wants_data=bool(_DATA.search(head)),
+        wants_docs=bool(_DOCS.search(head)),
+        long=len(stripped) > LONG_CHARS or "\n" in stripped,
         identifier=identifier,
     )
 

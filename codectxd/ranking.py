@@ -1,6 +1,7 @@
-"""How the lists a search gathers become one ranking: weighted reciprocal rank fusion of the
-dense, lexical, definition and path lists, priors by kind of file, overlapping hits of one
-file joined, and files ranked by their hits (`group="file"`).
+"""How the lists a search gathers become one ranking: a convex combination of the dense and
+lexical scores (each min-max normalised over its list), bonuses for chunks defining a name the
+query mentions and for files it mentions, priors by kind of file, overlapping hits of one file
+joined, and files ranked by their hits (`group="file"`).
 
 Every weight here is chosen on the tuning sets (docstring → function of bench/retrieval.py,
 django + sympy issues of bench/localization.py) and checked on the others; docs/decisions.md
@@ -9,46 +10,48 @@ has the numbers.
 
 from __future__ import annotations
 
-import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from codectx_client.protocol import FileHit, SearchHit
 from codectxd.query import QueryShape
 from codectxd.store import Hit
 
-#: Reciprocal rank fusion constant. Small values let a chunk ranked first by one retriever beat
-#: chunks ranked moderately by both (docs/decisions.md).
-RRF_K = 5
-_CODE_LIKE = re.compile(r"[a-z][A-Z]|\w_\w|\w\.\w|[()\[\]{}]|::|->|=")
+#: The dense side's share of a hybrid score (BM25 has the rest). Scores, not ranks, are fused:
+#: how far ahead a chunk is counts (docs/decisions.md, decision 8).
+DENSE_SHARE = 0.8
+#: The definition of the identifier a query consists of comes first, whatever else scores.
+IDENTIFIER_BONUS = 2.0
 
 
 @dataclass(frozen=True, slots=True)
 class Weights:
     """The fusion's parameters."""
 
-    rrf_k: int = RRF_K
-    dense: float = 1.0
-    lexical_code: float = 1.0  # BM25's weight for an identifier-looking query
-    lexical_prose: float = 0.3  # ... and for a question in prose
-    definitions: float = 2.0  # chunks defining a name the query mentions
-    paths: float = 2.0  # chunks of files (and traceback lines) the query mentions
+    dense_share: float = DENSE_SHARE
+    #: Bonus for a chunk defining a name an issue-length query mentions (the first such
+    #: name's; each later one's decays as 1 / rank) ...
+    definitions: float = 0.4
+    #: ... and a short one (a sentence naming other functions is seldom about their code).
+    definitions_short: float = 0.1
+    paths: float = 0.6  # bonus for a chunk of a file (or traceback line) the query mentions
     #: How much a kind of file weighs against code, unless the query asks for it.
     priors: Mapping[str, float] = field(
-        default_factory=lambda: {"code": 1.0, "doc": 0.9, "test": 0.5, "generated": 0.5,
+        default_factory=lambda: {"code": 1.0, "doc": 0.5, "test": 0.2, "generated": 0.5,
                                  "data": 0.3}
     )  # fmt: skip
     #: A file's score: its best chunk's, plus each further chunk's times this power.
     file_decay: float = 0.3
-    lexical_override: float | None = None  # one BM25 weight for every query (benchmarks)
-
-    def lexical(self, shape: QueryShape) -> float:
-        if self.lexical_override is not None:
-            return self.lexical_override
-        return self.lexical_code if _CODE_LIKE.search(shape.text) else self.lexical_prose
 
     def prior(self, kind: str, shape: QueryShape) -> float:
-        if kind == "test" and shape.wants_tests or kind == "data" and shape.wants_data:
+        if (
+            kind == "test"
+            and shape.wants_tests
+            or kind == "data"
+            and shape.wants_data
+            or kind == "doc"
+            and shape.wants_docs
+        ):
             return 1.0
         return self.priors.get(kind, 1.0)
 
@@ -62,31 +65,45 @@ class Lists:
 
     dense: list[Hit] = field(default_factory=list)
     lexical: list[Hit] = field(default_factory=list)
-    definitions: list[Hit] = field(default_factory=list)
+    identifier: list[Hit] = field(default_factory=list)  # defining the query's identifier
+    definitions: list[Hit] = field(default_factory=list)  # defining other names it mentions
     paths: list[Hit] = field(default_factory=list)
 
 
-def fuse(
-    lists: Lists, shape: QueryShape, weights: Weights = DEFAULT, *, single: bool = False
-) -> list[tuple[Hit, float]]:
-    """Weighted reciprocal rank fusion (score = Σ weight / (k + rank)) times the file's kind
-    prior. `single`: one retriever only (a mode), scored by its own rank."""
-    k = weights.rrf_k
+def fuse(lists: Lists, shape: QueryShape, weights: Weights = DEFAULT) -> list[tuple[Hit, float]]:
+    """Score every candidate: dense_share × dense + (1 − dense_share) × lexical (each min-max
+    normalised; a list that is empty gives its share to the other), plus the bonuses, times the
+    file's kind prior; best first. A mode searches one list only and gets its normalised score."""
+    share = weights.dense_share if lists.dense and lists.lexical else 1.0 if lists.dense else 0.0
     scores: dict[str, float] = {}
     hits: dict[str, Hit] = {}
-    pairs: Sequence[tuple[list[Hit], float]] = (
-        (lists.dense, 1.0 if single else weights.dense),
-        (lists.lexical, 1.0 if single else weights.lexical(shape)),
-        (lists.definitions, weights.definitions),
-        (lists.paths, weights.paths),
-    )
-    for hit_list, weight in pairs:
-        for rank, hit in enumerate(hit_list, start=1):
-            scores[hit.id] = scores.get(hit.id, 0.0) + weight / (k + rank)
+    for hit_list, weight in ((lists.dense, share), (lists.lexical, 1.0 - share)):
+        for hit, value in _normalised(hit_list):
+            scores[hit.id] = scores.get(hit.id, 0.0) + weight * value
             hits.setdefault(hit.id, hit)
+    definitions = weights.definitions if shape.long else weights.definitions_short
+    for rank, hit in enumerate(lists.definitions, start=1):
+        scores[hit.id] = scores.get(hit.id, 0.0) + definitions / rank
+        hits.setdefault(hit.id, hit)
+    for rank, hit in enumerate(lists.paths, start=1):
+        scores[hit.id] = scores.get(hit.id, 0.0) + weights.paths / rank
+        hits.setdefault(hit.id, hit)
     for hit_id, hit in hits.items():
         scores[hit_id] *= weights.prior(hit.file_kind, shape)
+    for rank, hit in enumerate(lists.identifier, start=1):  # after the prior: whatever kind
+        scores[hit.id] = scores.get(hit.id, 0.0) + IDENTIFIER_BONUS / rank
+        hits.setdefault(hit.id, hit)
     return [(hits[i], scores[i]) for i in sorted(scores, key=lambda i: -scores[i])]
+
+
+def _normalised(hits: list[Hit]) -> list[tuple[Hit, float]]:
+    """Scores mapped onto 0..1 over the list (best 1, worst 0; one hit alone: 1)."""
+    if not hits:
+        return []
+    values = [h.score for h in hits]
+    low, high = min(values), max(values)
+    span = high - low
+    return [(h, (h.score - low) / span if span > 0 else 1.0) for h in hits]
 
 
 def merge_overlapping(hits: list[SearchHit]) -> list[SearchHit]:

@@ -25,11 +25,11 @@ from codectxd.errors import ProviderError
 from codectxd.filters import Filters, PathFilter, build_expr
 from codectxd.lexical import lexical_query
 from codectxd.query import QueryShape, analyse, path_candidates
-from codectxd.ranking import DEFAULT, RRF_K, Lists, Weights, fuse, group_files, merge_overlapping
+from codectxd.ranking import DEFAULT, Lists, Weights, fuse, group_files, merge_overlapping
 from codectxd.snapshot import INDEXED, Snapshot
 from codectxd.store import Hit, Store, quote
 
-__all__ = ["MODES", "RRF_K", "Target", "merge_overlapping", "search", "search_async"]
+__all__ = ["MODES", "Target", "merge_overlapping", "search", "search_async"]
 
 log = logging.getLogger(__name__)
 
@@ -254,9 +254,9 @@ def _lexical(store: Store, q: _Query, target: Target) -> list[Hit]:
 
 
 def _exact(store: Store, snapshot: Snapshot, q: _Query, target: Target, lists: Lists) -> None:
-    """The definitions list (chunks defining a name the query mentions; the query's own
-    identifier first, then longer names first) and the paths list (files the query mentions,
-    the chunk of a traceback frame's line first)."""
+    """The identifier list (chunks defining the name the query consists of), the definitions
+    list (chunks defining other names it mentions, the most mentioned first) and the paths
+    list (files the query mentions, the chunk of a traceback frame's line first)."""
     shape = q.shape
     definitions = snapshot.definitions(target.collection, shape.names)
     files: list[str] = []
@@ -289,7 +289,8 @@ def _exact(store: Store, snapshot: Snapshot, q: _Query, target: Target, lists: L
         hit = by_start.get((d.path, d.start_line))
         if hit is not None and hit.id not in seen:
             seen.add(hit.id)
-            lists.definitions.append(hit)
+            exact = rank(d)[0] == 0 and bool(shape.identifier)
+            (lists.identifier if exact else lists.definitions).append(hit)
     for path in files:
         own = sorted((r for r in rows if r.path == path), key=lambda r: r.start_line)
         line = frame_lines.get(path)
@@ -317,10 +318,9 @@ def _rows_of(store: Store, target: Target, paths: list[str], expr: str) -> list[
 def _finish(
     q: _Query, targets: Sequence[Target], per_target: Sequence[Lists]
 ) -> tuple[list[SearchHit], list[FileHit] | None]:
-    single = q.mode != "hybrid"
     ranked: list[SearchHit] = []
     for target, lists in zip(targets, per_target, strict=True):
-        for hit, score in fuse(lists, q.shape, q.weights, single=single):
+        for hit, score in fuse(lists, q.shape, q.weights):
             if q.path_filter and not q.path_filter(hit.path):
                 continue
             ranked.append(

@@ -142,6 +142,22 @@ def test_query_shapes() -> None:
     assert shape.wants_tests and not shape.names
     long_issue = "word " * 2000 + "```python\nimport x\n```"
     assert len(analyse(long_issue).prose) <= 1000
+    assert analyse(long_issue).long and not analyse("where is the retry policy").long
+    assert analyse("docs for the retry policy").wants_docs
+    assert "____" not in analyse("Title\n____\nbody with parse_x").names
+    ipython = (
+        "---------------------------------------------------------------------------\n"
+        "ValueError                                Traceback (most recent call last)\n"
+        "~/src/shop/cart/totals.py in apply_discount(cart, code)\n"
+        "     11     if rate > 1:\n"
+        "---> 12         raise ValueError(rate)\n"
+    )
+    shape = analyse(ipython)
+    assert shape.frames[0].path == "~/src/shop/cart/totals.py" and shape.frames[0].line == 12
+    assert shape.names[0] == "apply_discount"
+    assert "shop/cart/totals.py" in path_candidates(shape.frames[0].path)
+    shape = analyse("see https://github.com/org/repo/blob/main/pkg/mod.py for parse_x")
+    assert not shape.paths and shape.names == ("parse_x",)
 
 
 def _targets(engine: Engine, root: Path) -> list:  # type: ignore[type-arg]
