@@ -34,6 +34,9 @@ __all__ = ["MODES", "Target", "merge_overlapping", "search", "search_async"]
 log = logging.getLogger(__name__)
 
 MODES = ("hybrid", "dense", "lexical")
+#: Chunks each retriever returns at least for a file-level search: a file's score sums its
+#: chunks', so it needs more of them than the files asked for (bench/localization.py).
+FILE_FETCH = 300
 
 
 @dataclass(slots=True, frozen=True)
@@ -94,7 +97,9 @@ def _prepare(
         mode=mode,
         limit=limit,
         group=group,
-        fetch=max(depth * 3, 30) if not path_filter.spec else max(depth * 10, 60),
+        fetch=max(depth * 3, FILE_FETCH if group == "file" else 30)
+        if not path_filter.spec
+        else max(depth * 10, 60),
         expr=build_expr(filters, path_filter),
         path_filter=path_filter,
         weights=weights,
