@@ -1,7 +1,7 @@
 """``python -m bench [suite ...] [--smoke]``: codectx's benchmarks.
 
 Suites: ``retrieval`` (search quality, bench/retrieval.py), ``freshness``, ``latency``,
-``throughput``, ``memory``, ``firstindex``; ``all`` runs every one, in that order. Each
+``throughput``, ``memory``, ``firstindex``, ``symbols``; ``all`` runs every one, in that order. Each
 prints its tables and writes ``bench/results/<suite>.json`` (``<suite>-smoke.json`` with
 ``--smoke``);
 ``python -m bench report`` turns the JSON files into docs/benchmarks.md.
@@ -32,7 +32,7 @@ from bench.run import (
     save_result,
 )
 
-PERF_SUITES = ("freshness", "latency", "throughput", "memory", "firstindex")
+PERF_SUITES = ("freshness", "latency", "throughput", "memory", "firstindex", "symbols")
 SUITES = ("retrieval", *PERF_SUITES)
 
 
@@ -48,6 +48,8 @@ def _suite(name: str) -> Callable[[SuiteOptions], dict[str, Any]]:
         from bench.memory import run
     elif name == "firstindex":
         from bench.firstindex import run
+    elif name == "symbols":
+        from bench.symbols import run
     else:
         raise ValueError(f"unknown suite {name}")
     return run

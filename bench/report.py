@@ -568,6 +568,38 @@ def retrieval(data: Mapping[str, Any]) -> list[str]:
     return out
 
 
+def symbols(data: Mapping[str, Any]) -> list[str]:
+    recall = data.get("recall") or {}
+    rows = [
+        [name, v.get("n"), fmt(v.get("p50")), fmt(v.get("p99")), fmt(v.get("max"))]
+        for name, v in (
+            ("`symbols` exact, daemon-side", data.get("symbols_exact_ms") or {}),
+            ("`symbols` exact, round trip", data.get("symbols_exact_round_trip_ms") or {}),
+            ("`symbols` fuzzy, daemon-side", data.get("symbols_fuzzy_ms") or {}),
+            ("`outline`, daemon-side", data.get("outline_ms") or {}),
+        )
+    ]
+    out = [
+        f"{data.get('definitions', 0):,} definitions in {', '.join(data.get('trees') or [])} "
+        f"(indexed in {data.get('index_s')} s by a daemon with stand-in vectors; symbols do "
+        "not depend on them). Names sampled from the table, one connection, back to back (ms):",
+        "",
+    ]
+    out += table(["request", "n", "p50", "p99", "max"], rows)
+    out += [
+        f"Recall against Python's `ast` (every def, async def and class, nested included) on "
+        f"{recall.get('files')} sampled `.py` files: {recall.get('found')} of "
+        f"{recall.get('ast_definitions')} found at their def line"
+        + (
+            f"; missing, e.g.: {', '.join(recall['missing_examples'][:5])}."
+            if recall.get("missing_examples")
+            else "."
+        ),  # fmt: skip
+        "",
+    ]
+    return out
+
+
 def localization(data: Mapping[str, Any]) -> list[str]:
     metrics = data.get("metrics") or {}
     strong = metrics.get("bm25-strong") or {}
@@ -614,6 +646,7 @@ SECTIONS: dict[str, tuple[str, Callable[[Mapping[str, Any]], list[str]]]] = {
     "firstindex": ("The first index: from add to searchable", firstindex),
     "retrieval": ("Retrieval quality", retrieval),
     "localization": ("Localization: real issues → files", localization),
+    "symbols": ("Symbols: exact lookups", symbols),
 }
 
 
@@ -660,6 +693,13 @@ GOALS: dict[str, tuple[str, str, str]] = {
         "≥ +10 %",
         "%",
     ),
+    "symbols_p50_ms": (
+        "`symbols` exact lookup p50, daemon-side, 100k+ definitions",
+        "< 3 ms",
+        "ms",
+    ),
+    "symbols_p99_ms": ("`symbols` exact lookup p99, daemon-side", "< 20 ms", "ms"),
+    "symbols_recall": ("definitions found vs Python's `ast`", "100 %", ""),
     "hybrid_vs_lexical_mrr_gain": ("hybrid MRR@10 gain over lexical-only", "≥ +10 %", "%"),
     "hybrid_vs_dense_mrr_gain": ("hybrid MRR@10 gain over dense-only", "≥ +5 %", "%"),
 }

@@ -75,13 +75,64 @@ _HIT_FIELDS = (
 )  # fmt: skip
 
 
-def cmd_search(conn: Connection, args: argparse.Namespace) -> int:
+def _repos(conn: Connection, args: argparse.Namespace) -> list[str]:
+    """--repo paths; else the registered repository the working directory is in; else all."""
     repos = [_abs(r) for r in args.repo or []]
-    if not repos and not args.all:
+    if not repos and not getattr(args, "all", False):
         cwd = os.getcwd()
         registered = [r["root"] for r in conn.call("list")["repos"]]
         inside = [r for r in registered if cwd == r or cwd.startswith(r + os.sep)]
         repos = inside[-1:] if inside else []
+    return repos
+
+
+_SYMBOL_FIELDS = ("repo", "path", "name", "qualified_name", "kind", "language", "start_line",
+                  "end_line", "def_line", "signature")  # fmt: skip
+
+
+def cmd_symbol(conn: Connection, args: argparse.Namespace) -> int:
+    match = "prefix" if args.prefix else "insensitive" if args.ignore_case else "exact"
+    match = "fuzzy" if args.fuzzy else match
+    params: dict[str, Any] = {"name": args.name, "repos": _repos(conn, args), "match": match,
+                              "kinds": args.kind or [], "languages": args.lang or [],
+                              "paths": args.path or [], "limit": args.k}  # fmt: skip
+    if args.wait is not None:
+        params["wait_s"] = args.wait
+    result = conn.call("symbols", params, timeout_s=60 + (args.wait or 0))
+    return _print_symbols(result, args, with_path=True)
+
+
+def cmd_outline(conn: Connection, args: argparse.Namespace) -> int:
+    params: dict[str, Any] = {"path": _abs(args.file)}
+    if args.wait is not None:
+        params["wait_s"] = args.wait
+    result = conn.call("outline", params, timeout_s=60 + (args.wait or 0))
+    return _print_symbols(result, args, with_path=False)
+
+
+def _print_symbols(result: dict[str, Any], args: argparse.Namespace, *, with_path: bool) -> int:
+    symbols = result["symbols"]
+    if args.json:
+        doc: dict[str, Any] = {"symbols": [{k: s.get(k) for k in _SYMBOL_FIELDS} for s in symbols]}
+        if with_path:
+            doc.update(fresh=result["fresh"], pending=result["pending"])
+        print(_json(doc))
+        return EXIT_OK
+    for sym in symbols:
+        where = f"{_display_path(sym['repo'], sym['path'])}:{sym['def_line']}  " if with_path else (
+            f"{sym['def_line']:>5}  " + "  " * sym["qualified_name"].count(".")
+        )  # fmt: skip
+        print(f"{where}{sym['kind'] or '?'} {sym['qualified_name']}  {sym['signature']}")
+    if not symbols:
+        print("no definitions found")
+    if not result["fresh"]:
+        print(f"note: index not fully up to date: {result['pending']} paths pending",
+              file=sys.stderr)  # fmt: skip
+    return EXIT_OK
+
+
+def cmd_search(conn: Connection, args: argparse.Namespace) -> int:
+    repos = _repos(conn, args)
     params: dict[str, Any] = {
         "query": args.query,
         "repos": repos,
@@ -468,6 +519,30 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --wait: the files you just changed (read-your-writes)",
     )
     search.add_argument("--lines", type=int, default=8, help="snippet lines per result")
+
+    symbol = add("symbol", "where is NAME defined (from the parsed definitions)", cmd_symbol)
+    symbol.add_argument("name", help="a name or a qualified name (Class.method)")
+    symbol.add_argument(
+        "--repo", action="append", metavar="PATH", help="look in this repository (repeatable)"
+    )
+    symbol.add_argument("--all", action="store_true", help="look in every registered repository")
+    symbol.add_argument("--kind", action="append", metavar="K",
+                        help="only this kind: function, method, class, type, module")  # fmt: skip
+    symbol.add_argument("--lang", action="append", metavar="L", help="only this language")
+    symbol.add_argument("--path", action="append", metavar="GLOB", help="only these paths")
+    how = symbol.add_mutually_exclusive_group()
+    how.add_argument("--prefix", action="store_true", help="names starting with NAME")
+    how.add_argument("-i", "--ignore-case", action="store_true", help="ignore case")
+    how.add_argument("--fuzzy", action="store_true",
+                     help="names containing NAME, any case, closest first")  # fmt: skip
+    symbol.add_argument("-k", type=int, default=100, help="at most this many (default 100)")
+    symbol.add_argument("--wait", type=float, nargs="?", const=5.0, metavar="SECONDS",
+                        help="wait (default 5 s) for pending changes first")  # fmt: skip
+
+    outline = add("outline", "the definitions in FILE, in file order", cmd_outline)
+    outline.add_argument("file", help="a file inside a registered repository")
+    outline.add_argument("--wait", type=float, nargs="?", const=5.0, metavar="SECONDS",
+                         help="wait (default 5 s) for the file's pending change first")  # fmt: skip
 
     add_cmd = add("add", "register a repository, index it and keep it fresh", cmd_add)
     add_cmd.add_argument("path")

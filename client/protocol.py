@@ -118,6 +118,25 @@ class SearchParams(Params):
     wait_paths: list[PathStr] = []  # absolute paths whose pending changes to wait for
 
 
+class SymbolsParams(Params):
+    # A name or a qualified name (`Class.method`, `Class/method`).
+    name: Annotated[str, msgspec.Meta(pattern=r"^[^\x00-\x1f\x7f]*\Z", max_length=500)]
+    repos: list[PathStr] = []  # as in search; empty: all repos
+    # exact (case-sensitive) | prefix | insensitive | fuzzy (a part of the name, any case)
+    match: Literal["exact", "prefix", "insensitive", "fuzzy"] = "exact"
+    kinds: list[FilterStr] = []  # function, method, class, type, module
+    languages: list[FilterStr] = []
+    paths: list[FilterStr] = []  # path prefixes or globs, as in search
+    limit: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 100
+    wait_s: Annotated[float, msgspec.Meta(ge=0.0, le=3600.0)] = 0.0
+    wait_paths: list[PathStr] = []
+
+
+class OutlineParams(Params):
+    path: PathStr  # a file inside a registered repository
+    wait_s: Annotated[float, msgspec.Meta(ge=0.0, le=3600.0)] = 0.0
+
+
 class StatusParams(Params):
     repo: PathStr | None = None
     # How many recent file problems to include per repo.
@@ -271,6 +290,38 @@ class SearchResult(msgspec.Struct):
     embedded: dict[str, float] = {}  # searched repo → fraction of its chunks embedded (0–1)
     warnings: list[str] = []  # e.g. the query could not be embedded: keyword results only
     files: list[FileHit] = []  # with group "file": the files, best first
+
+
+class SymbolHit(msgspec.Struct):
+    """A definition; lines are 1-based, `start_line` includes decorators, `def_line` is the
+    definition's own line and `signature` that line's text."""
+
+    repo: str
+    path: str
+    name: str
+    qualified_name: str
+    kind: str
+    language: str
+    start_line: int
+    end_line: int
+    def_line: int
+    signature: str
+
+
+class SymbolsResult(msgspec.Struct):
+    symbols: list[SymbolHit]  # best match first, then by path and line
+    fresh: bool  # as in search
+    pending: int
+    took_ms: float
+    waited_ms: float = 0.0
+
+
+class OutlineResult(msgspec.Struct):
+    symbols: list[SymbolHit]  # in file order, nested definitions after their owner
+    fresh: bool
+    pending: int
+    took_ms: float
+    waited_ms: float = 0.0
 
 
 class Problem(msgspec.Struct):
@@ -484,6 +535,8 @@ METHODS: dict[str, Method] = {
     "remove": Method(RemoveParams, RemoveResult),
     "list": Method(ListParams, ListResult),
     "search": Method(SearchParams, SearchResult),
+    "symbols": Method(SymbolsParams, SymbolsResult),
+    "outline": Method(OutlineParams, OutlineResult),
     "status": Method(StatusParams, StatusResult),
     "reindex": Method(ReindexParams, ReindexResult),
     "clear": Method(ClearParams, ClearResult),

@@ -25,7 +25,7 @@ from codectxd.describe import repo_info, repo_status
 from codectxd.engine import Engine
 from codectxd.errors import NotFoundError, ProtocolError
 from codectxd.events import EventBus
-from codectxd.filters import Filters
+from codectxd.filters import Filters, PathFilter
 from codectxd.ignore import compile_patterns
 from codectxd.kinds import parse_kinds
 from codectxd.memory import MemoryManager
@@ -33,7 +33,9 @@ from codectxd.metrics import Metrics
 from codectxd.registry import RepoOptions
 from codectxd.repos import RepoSet
 from codectxd.search import search_async
+from codectxd.snapshot import Definition
 from codectxd.supervisor import Supervisor
+from codectxd.symbols import lookup, outline
 from codectxd.watcher import Watcher
 
 #: Directories nobody means to index; `add` refuses them without force=True.
@@ -193,6 +195,69 @@ async def search(ctx: Context, params: p.SearchParams) -> p.SearchResult:
         warnings=warnings,
         files=files,
     )
+
+
+@handles("symbols")
+async def symbols(ctx: Context, params: p.SymbolsParams) -> p.SymbolsResult:
+    started = time.perf_counter()
+    if not params.name.strip(" ./:"):
+        raise ProtocolError("name is empty")
+    try:
+        compile_patterns(params.paths)
+    except ValueError as exc:
+        raise ProtocolError(f"invalid path glob: {exc}") from None
+    path_filter = PathFilter(tuple(params.paths))
+    supervisors = await _targets(ctx, params.repos)
+    waited = 0.0
+    if params.wait_s > 0:
+        waited = await _wait_fresh(ctx, supervisors, params.wait_paths, params.wait_s)
+
+    def find() -> list[p.SymbolHit]:
+        found: list[p.SymbolHit] = []
+        for supervisor in supervisors:
+            defs = lookup(ctx.engine.snapshot, supervisor.target().collection, params.name,
+                          match=params.match, kinds=params.kinds, languages=params.languages,
+                          paths=path_filter or None, limit=params.limit)  # fmt: skip
+            found += [_symbol_hit(supervisor.name, d) for d in defs]
+        return found[: params.limit]
+
+    hits = await anyio.to_thread.run_sync(find, limiter=ctx.search_limiter)
+    return p.SymbolsResult(
+        symbols=hits,
+        fresh=all(s.fresh() for s in supervisors),
+        pending=sum(s.pending() for s in supervisors),
+        took_ms=round((time.perf_counter() - started) * 1000, 3),
+        waited_ms=round(waited * 1000, 3),
+    )
+
+
+@handles("outline")
+async def outline_file(ctx: Context, params: p.OutlineParams) -> p.OutlineResult:
+    started = time.perf_counter()
+    resolved = await resolve_path(params.path)
+    supervisor = ctx.repos.find(resolved)
+    rel = resolved[len(supervisor.name) + 1 :].replace(os.sep, "/")
+    if not rel:
+        raise ProtocolError(f"{params.path} is a repository, not a file in it")
+    waited = 0.0
+    if params.wait_s > 0:
+        waited = await _wait_fresh(ctx, [supervisor], [resolved], params.wait_s)
+    coll = supervisor.target().collection
+    defs = await anyio.to_thread.run_sync(outline, ctx.engine.snapshot, coll, rel)
+    return p.OutlineResult(
+        symbols=[_symbol_hit(supervisor.name, d) for d in defs],
+        fresh=supervisor.fresh(),
+        pending=supervisor.pending(),
+        took_ms=round((time.perf_counter() - started) * 1000, 3),
+        waited_ms=round(waited * 1000, 3),
+    )
+
+
+def _symbol_hit(repo: str, d: Definition) -> p.SymbolHit:
+    return p.SymbolHit(repo=repo, path=d.path, name=d.name, qualified_name=d.qualified,
+                       kind=d.kind, language=d.language, start_line=d.start_line,
+                       end_line=d.end_line, def_line=d.def_line or d.start_line,
+                       signature=d.signature)  # fmt: skip
 
 
 @handles("status")

@@ -23,7 +23,8 @@ INSTRUCTIONS = """\
 codectx keeps a semantic + keyword index of local code repositories, updated within about a
 second of every file save, and shared by every agent session on this machine. Use search_code
 to find code by describing behaviour in words ("where is the retry policy for HTTP calls") or
-by identifiers; results give file, line range, symbol and the code itself. A repository is
+by identifiers; results give file, line range, symbol and the code itself. find_symbol says
+exactly where a name is defined; get_symbols_overview lists a file's definitions. A repository is
 indexed the first time you search or index it; later searches are instant and always current.
 """
 
@@ -207,6 +208,56 @@ def _format_files(query: str, result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _registered(target: str) -> dict[str, Any]:
+    repo = _repo_for(target)
+    if repo is None:
+        raise ValueError(f"{target} is not indexed: call index_codebase with its repository first")
+    return repo
+
+
+def find_symbol(
+    path: str,
+    name_path: str,
+    substring_matching: bool = False,
+    include_kinds: list[str] | None = None,
+) -> str:
+    target = _resolve(path)
+    repo = _registered(target)
+    params: dict[str, Any] = {
+        "name": name_path,
+        "repos": [repo["root"]],
+        "match": "fuzzy" if substring_matching else "exact",
+        "kinds": list(include_kinds or []),
+        "limit": 100,
+        "wait_s": 2.0,
+    }
+    if target != repo["root"]:
+        params["paths"] = [target[len(repo["root"]) + 1 :].replace(os.sep, "/")]
+    result = _call("symbols", params, timeout_s=90)
+    symbols = result["symbols"]
+    lines = [f"{len(symbols)} definitions of {name_path}" if symbols
+             else f"No definition of {name_path}"]  # fmt: skip
+    for s in symbols:
+        lines.append(f"{s['path']}:{s['def_line']}-{s['end_line']} {s['kind']} "
+                     f"{s['qualified_name']}: {s['signature']}")  # fmt: skip
+    if not result["fresh"]:
+        lines.append("Index not complete yet: results cover what is indexed so far.")
+    return "\n".join(lines)
+
+
+def get_symbols_overview(path: str, relative_path: str) -> str:
+    root = _registered(_resolve(path))["root"]
+    file = os.path.join(root, relative_path)
+    result = _call("outline", {"path": file, "wait_s": 2.0}, timeout_s=90)
+    symbols = result["symbols"]
+    lines = [f"{relative_path}: {len(symbols)} definitions" if symbols
+             else f"{relative_path}: no definitions"]  # fmt: skip
+    for s in symbols:
+        indent = "  " * s["qualified_name"].count(".")
+        lines.append(f"{s['def_line']:>5} {indent}{s['kind']} {s['name']}: {s['signature']}")
+    return "\n".join(lines)
+
+
 def clear_index(path: str) -> str:
     target = _resolve(path)
     repo = _repo_for(target)
@@ -277,6 +328,20 @@ DESCRIPTIONS = {
         "Returns file paths with line ranges, the enclosing symbol, a score and the code, plus "
         "whether the index is up to date."
     ),
+    "find_symbol": (
+        "Find where a symbol is defined, exactly, from the parsed definitions of the "
+        "repository (kept current with every save). Arguments: path (absolute path of the "
+        "repository, or of a directory in it to look only there); name_path (a name, or a "
+        "qualified name: 'Class/method' or 'Class.method'); substring_matching (true: any "
+        "name containing it, ignoring case, closest first); include_kinds (e.g. ['class', "
+        "'function', 'method', 'type', 'module']). Returns each definition's file, lines, "
+        "kind, qualified name and signature line."
+    ),
+    "get_symbols_overview": (
+        "List the definitions in one file, in file order, nested ones indented under their "
+        "owner. Arguments: path (absolute path of the repository); relative_path (the file, "
+        "relative to the repository root)."
+    ),
     "clear_index": (
         "Delete the index of a repository and stop watching it. Only needed to free space or "
         "start over; the index never needs clearing to stay current. Argument: path (absolute "
@@ -327,6 +392,19 @@ def build_server() -> Any:
         groupByFile: bool = False,  # noqa: N803
     ) -> str:
         return await _run(search_code, path, query, limit, extensionFilter, groupByFile)
+
+    @server.tool(name="find_symbol", description=DESCRIPTIONS["find_symbol"])
+    async def find_symbol_tool(
+        path: str,
+        name_path: str,
+        substring_matching: bool = False,
+        include_kinds: list[str] | None = None,
+    ) -> str:
+        return await _run(find_symbol, path, name_path, substring_matching, include_kinds)
+
+    @server.tool(name="get_symbols_overview", description=DESCRIPTIONS["get_symbols_overview"])
+    async def get_symbols_overview_tool(path: str, relative_path: str) -> str:
+        return await _run(get_symbols_overview, path, relative_path)
 
     @server.tool(name="clear_index", description=DESCRIPTIONS["clear_index"])
     async def clear_index_tool(path: str) -> str:

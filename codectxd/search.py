@@ -281,7 +281,15 @@ def _exact(store: Store, snapshot: Snapshot, q: _Query, target: Target, lists: L
     rows = _rows_of(store, target, paths, q.expr)
     if q.path_filter:
         rows = [r for r in rows if q.path_filter(r.path)]
-    by_start = {(r.path, r.start_line): r for r in rows}
+    by_path: dict[str, list[Hit]] = {}
+    for row in rows:
+        by_path.setdefault(row.path, []).append(row)
+
+    def chunk_of(d: Any) -> Hit | None:  # the chunk holding the definition's own line
+        line = d.def_line or d.start_line
+        return next((r for r in by_path.get(d.path, ()) if r.start_line <= line <= r.end_line),
+                    None)  # fmt: skip
+
     order = {name: i for i, name in enumerate(shape.names)}
     first = shape.identifier.rsplit(".", 1)[-1] if shape.identifier else ""
 
@@ -291,7 +299,7 @@ def _exact(store: Store, snapshot: Snapshot, q: _Query, target: Target, lists: L
 
     seen: set[str] = set()
     for d in sorted(definitions, key=rank):
-        hit = by_start.get((d.path, d.start_line))
+        hit = chunk_of(d)
         if hit is not None and hit.id not in seen:
             seen.add(hit.id)
             exact = rank(d)[0] == 0 and bool(shape.identifier)

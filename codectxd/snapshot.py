@@ -18,7 +18,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,10 +61,23 @@ CREATE TABLE IF NOT EXISTS definitions (
     end_line INTEGER NOT NULL,
     qualified TEXT NOT NULL,
     kind TEXT NOT NULL DEFAULT '',
+    def_line INTEGER NOT NULL DEFAULT 0,
+    signature TEXT NOT NULL DEFAULT '',
+    language TEXT NOT NULL DEFAULT '',
     PRIMARY KEY (coll, name, path, start_line, qualified)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS definitions_by_path ON definitions (coll, path);
 """
+#: The definitions table's columns since it holds every definition of the syntax tree (before,
+#: the chunks' symbols): a database without them is upgraded by reading every file again.
+_DEFINITION_COLUMNS = {
+    "def_line": "INTEGER NOT NULL DEFAULT 0",
+    "signature": "TEXT NOT NULL DEFAULT ''",
+    "language": "TEXT NOT NULL DEFAULT ''",
+}
+DEFINITION_FIELDS = (
+    "name, path, start_line, end_line, qualified, kind, def_line, signature, language"
+)
 
 
 #: Columns added since the first version, with their definitions (added on open).
@@ -101,14 +114,17 @@ class IndexedFile:
 
 @dataclass(slots=True, frozen=True)
 class Definition:
-    """A named definition (function, class, method...) and the lines of its chunk."""
+    """A definition (function, class, method...) in an indexed file; lines 1-based."""
 
     name: str  # the last part of `qualified`
     path: str
-    start_line: int
+    start_line: int  # decorators and export keywords included
     end_line: int
     qualified: str  # `Class.method`
     kind: str = ""
+    def_line: int = 0  # the `def` / `class` line itself
+    signature: str = ""  # that line, stripped
+    language: str = ""
 
 
 @dataclass(slots=True, frozen=True)
@@ -136,6 +152,7 @@ class Snapshot:
             for column, definition in _ADDED_COLUMNS.items():
                 if column not in present:  # a state database from an older version
                     self._db.execute(f"ALTER TABLE files ADD COLUMN {column} {definition}")
+            _upgrade_definitions(self._db)
             # The embedding backlog is read in this order, a group at a time.
             self._db.execute(
                 "CREATE INDEX IF NOT EXISTS files_backlog ON files (coll, dense, mtime_ns)"
@@ -267,9 +284,28 @@ class Snapshot:
         marks = ", ".join("?" * len(wanted))
         with self._lock:
             rows = self._db.execute(
-                "SELECT name, path, start_line, end_line, qualified, kind FROM definitions "
+                f"SELECT {DEFINITION_FIELDS} FROM definitions "
                 f"WHERE coll=? AND name IN ({marks}) LIMIT ?",
                 (coll, *wanted, limit),
+            ).fetchall()
+        return [Definition(*row) for row in rows]
+
+    def select_definitions(
+        self,
+        coll: str,
+        where: str,
+        args: Sequence[object],
+        order: str,
+        limit: int,
+        order_args: Sequence[object] = (),
+    ) -> list[Definition]:
+        """Definitions of `coll` matching an SQL condition and order over the table's columns
+        (built by `codectxd.symbols`; user text only ever comes in as parameters)."""
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT {DEFINITION_FIELDS} FROM definitions WHERE coll=? AND ({where}) "
+                f"ORDER BY {order} LIMIT ?",
+                (coll, *args, *order_args, limit),
             ).fetchall()
         return [Definition(*row) for row in rows]
 
@@ -394,11 +430,42 @@ def _replace_definitions(
         "DELETE FROM definitions WHERE coll=? AND path=?", [(coll, p) for p in definitions]
     )
     db.executemany(
-        "INSERT OR REPLACE INTO definitions (coll, name, path, start_line, end_line, qualified, "
-        "kind) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        f"INSERT OR REPLACE INTO definitions (coll, {DEFINITION_FIELDS}) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [
-            (coll, d.name, d.path, d.start_line, d.end_line, d.qualified, d.kind)
+            (
+                coll,
+                d.name,
+                d.path,
+                d.start_line,
+                d.end_line,
+                d.qualified,
+                d.kind,
+                d.def_line,
+                d.signature,
+                d.language,
+            )
             for defs in definitions.values()
             for d in defs
         ],
     )
+
+
+def _upgrade_definitions(db: sqlite3.Connection) -> None:
+    """A database whose definitions came from chunk symbols: add the columns, forget those
+    definitions and the indexed files' stats, so the next sync reads every file once again
+    (its rows stay: their ids do not change) and records its definitions."""
+    present = {row[1] for row in db.execute("PRAGMA table_info(definitions)")}
+    missing = [c for c in _DEFINITION_COLUMNS if c not in present]
+    if not missing:
+        return
+    db.execute("BEGIN IMMEDIATE")  # all of it or nothing: a crash here upgrades again
+    try:
+        for column in missing:
+            db.execute(f"ALTER TABLE definitions ADD COLUMN {column} {_DEFINITION_COLUMNS[column]}")
+        db.execute("DELETE FROM definitions")
+        db.execute("UPDATE files SET mtime_ns=?, hash='' WHERE state=?", (NO_STAT, INDEXED))
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")

@@ -4,7 +4,7 @@ the rows written, with real vectors or zeros until the chunk is embedded."""
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -14,7 +14,7 @@ from codectxd.languages import extension_of
 from codectxd.lexical import identifier_parts, lexical_text
 from codectxd.scanner import FileEntry, Scanner
 from codectxd.snapshot import EMBEDDED, LEXICAL, WAITING, Definition, IndexedFile
-from codectxd.splitter import Chunk, Splitter
+from codectxd.splitter import Chunk, Splitter, Symbol
 from codectxd.store import Row
 
 
@@ -48,6 +48,7 @@ class Prepared:
     hash: str
     kind: str  # the path's kind, or generated when its first lines say so
     chunks: list[Chunk]
+    symbols: list[Symbol] = field(default_factory=list)  # every definition in it
 
     def texts(self) -> list[str]:
         return [embedding_text(self.entry.path, chunk) for chunk in self.chunks]
@@ -86,7 +87,9 @@ def prepare(
         if kind in scanner.settings.skip_kinds:
             raise Skip(GENERATED, "its header says it is generated")
     sized = FileEntry(entry.path, len(data), entry.mtime_ns, entry.language, entry.kind)
-    return Prepared(sized, digest, kind, splitter.split(text, entry.language))
+    symbols: list[Symbol] = []
+    chunks = splitter.split(text, entry.language, symbols)
+    return Prepared(sized, digest, kind, chunks, symbols)
 
 
 def rows(key: str, group: list[Prepared], vectors: np.ndarray, real: np.ndarray) -> list[Row]:
@@ -123,19 +126,15 @@ def rows(key: str, group: list[Prepared], vectors: np.ndarray, real: np.ndarray)
 
 
 def definitions(group: list[Prepared]) -> dict[str, list[Definition]]:
-    """The definitions each file's chunks name (a chunk of merged small siblings names them
-    all, `a, b`: each gets the chunk's lines)."""
-    out: dict[str, list[Definition]] = {}
-    for prepared in group:
-        found = out.setdefault(prepared.entry.path, [])
-        for chunk in prepared.chunks:
-            for qualified in filter(None, (q.strip() for q in chunk.symbol.split(","))):
-                name = qualified.rsplit(".", 1)[-1]
-                found.append(
-                    Definition(name, prepared.entry.path, chunk.start_line, chunk.end_line,
-                               qualified, chunk.kind)
-                )  # fmt: skip
-    return out
+    """Each file's definitions, as the snapshot records them."""
+    return {
+        p.entry.path: [
+            Definition(s.name, p.entry.path, s.start_line, s.end_line, s.qualified, s.kind,
+                       s.def_line, s.signature, p.entry.language)
+            for s in p.symbols
+        ]
+        for p in group
+    }  # fmt: skip
 
 
 def records(

@@ -12,8 +12,9 @@ from codectxd.splitter.base import Chunk, split_lines
 from codectxd.splitter.grammars import has_grammar
 from codectxd.splitter.lines import split_by_lines
 from codectxd.splitter.markdown import split_markdown
+from codectxd.splitter.symbols import Symbol
 
-__all__ = ["Chunk", "Splitter", "split_lines"]
+__all__ = ["Chunk", "Splitter", "Symbol", "split_lines"]
 
 log = logging.getLogger(__name__)
 _LINE_SIZE, _LINE_OVERLAP = SPLITTER_DEFAULTS["line"]
@@ -35,15 +36,20 @@ class Splitter:
             "markdown": lambda text, _lang: split_markdown(text, settings.chunk_size),
         }
 
-    def split(self, text: str, language: str) -> list[Chunk]:
-        """Chunks of `text`; an AST failure falls back to the line splitter and is logged."""
-        if self.settings.type == "ast":
-            strategy = self._strategies.get(language)
-            if strategy is not None:
-                return strategy(text, language)
-            if has_grammar(language):
-                try:
-                    return split_ast(text, language, self.settings.chunk_size)
-                except Exception as exc:  # noqa: BLE001 - any grammar failure → line fallback
-                    log.warning("AST split failed for a %s file (%s); using lines", language, exc)
+    def split(self, text: str, language: str, symbols: list[Symbol] | None = None) -> list[Chunk]:
+        """Chunks of `text`; with `symbols`, the definitions in it are appended there (for
+        languages with a grammar, whichever way the chunks are cut). An AST failure falls
+        back to the line splitter (and no symbols) and is logged."""
+        if has_grammar(language) and (self.settings.type == "ast" or symbols is not None):
+            try:
+                found: list[Symbol] = []
+                chunks = split_ast(text, language, self.settings.chunk_size, found)
+                if symbols is not None:
+                    symbols.extend(found)
+                if self.settings.type == "ast":
+                    return chunks
+            except Exception as exc:  # noqa: BLE001 - any grammar failure → line fallback
+                log.warning("AST split failed for a %s file (%s); using lines", language, exc)
+        elif self.settings.type == "ast" and (strategy := self._strategies.get(language)):
+            return strategy(text, language)
         return split_by_lines(text, self.line_size, self.line_overlap)

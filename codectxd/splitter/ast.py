@@ -13,6 +13,7 @@ from tree_sitter import Node
 
 from codectxd.splitter.base import Chunk, LineIndex, pack_rows, split_lines
 from codectxd.splitter.grammars import definition_of, is_comment, parser_for
+from codectxd.splitter.symbols import Symbol, symbols_in
 
 #: Recursion guard for pathological nesting (deeply nested expressions in generated code).
 _MAX_DEPTH = 40
@@ -173,8 +174,11 @@ def _cover(segs: list[_Seg], n_rows: int) -> list[_Seg]:
     return out
 
 
-def split_ast(text: str, language: str, chunk_size: int) -> list[Chunk]:
-    """Split source code along its syntax tree.
+def split_ast(
+    text: str, language: str, chunk_size: int, symbols: list[Symbol] | None = None
+) -> list[Chunk]:
+    """Split source code along its syntax tree; with `symbols`, also append every
+    definition in it there (one parse for both).
 
     Raises whatever tree-sitter raises on a grammar problem; the caller falls back to lines.
     """
@@ -183,6 +187,8 @@ def split_ast(text: str, language: str, chunk_size: int) -> list[Chunk]:
         return []
     index = LineIndex(lines)
     tree = parser_for(language).parse(text.encode("utf-8", "surrogatepass"))
+    if symbols is not None:
+        symbols.extend(symbols_in(tree.root_node, language, lines))
     splitter = _AstSplitter(index, language, chunk_size)
     segs = splitter.segments(tree.root_node.named_children, "", "", 0)
     if not segs:
