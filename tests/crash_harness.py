@@ -87,7 +87,8 @@ def mutate(root: Path, rng: random.Random, fraction: float) -> int:
 
 
 def index_rows(data_dir: Path, root: Path) -> list[tuple[str, str, int, int, str]]:
-    """Every row of the repository's collection: (id, path, start, end, content hash)."""
+    """Every row of the repository's collection: (id, path, start, end, content hash), and
+    every definition of its symbol table in the same shape (`def:` ids)."""
     settings = load_settings(
         {"CODECTX_DATA_DIR": str(data_dir), "CODECTX_CONFIG": str(data_dir / "none.toml")}
     )
@@ -99,9 +100,12 @@ def index_rows(data_dir: Path, root: Path) -> list[tuple[str, str, int, int, str
         rows = engine.store.rows_of(
             coll, 'id != ""', ["id", "path", "start_line", "end_line", "content_hash"]
         )
+        definitions = engine.snapshot.select_definitions(coll, "1", [], "path", 10**7)
         return sorted(
-            (r["id"], r["path"], r["start_line"], r["end_line"], r["content_hash"]) for r in rows
-        )
+            [(r["id"], r["path"], r["start_line"], r["end_line"], r["content_hash"]) for r in rows]
+            + [(f"def:{d.path}:{d.qualified}:{d.def_line}", d.path, d.start_line, d.end_line,
+                f"{d.kind}:{d.signature}") for d in definitions]
+        )  # fmt: skip
     finally:
         engine.close()
 

@@ -28,13 +28,14 @@ def daemon():  # type: ignore[no-untyped-def]
     proc.stop()
 
 
-def run_nvim(daemon: DaemonProcess, root: Path, query: str) -> dict:
-    out = daemon.base / f"nvim-{abs(hash((root, query)))}.json"
+def run_nvim(daemon: DaemonProcess, root: Path, query: str, command: str = "CodectxSearch") -> dict:
+    out = daemon.base / f"nvim-{abs(hash((root, query, command)))}.json"
     env = {
         **daemon.env,
         "CODECTX_TEST_ROOT": str(root),
         "CODECTX_TEST_QUERY": query,
         "CODECTX_TEST_OUT": str(out),
+        "CODECTX_TEST_COMMAND": command,
     }
     proc = subprocess.run(
         [
@@ -86,6 +87,10 @@ def test_search_fills_quickfix(daemon: DaemonProcess) -> None:
     assert first["text"].startswith("estimate_delivery_days: def estimate_delivery_days")
     assert any("results" in m for m in result["messages"])
     assert any("ready" in m and "files" in m for m in result["messages"])
+    symbol = run_nvim(daemon, root, "VatRate", "CodectxSymbol")
+    assert symbol["title"] == "codectx: definitions of VatRate"
+    assert [(q["file"].endswith("src/tax.go"), q["lnum"]) for q in symbol["qf"]] == [(True, 3)]
+    assert symbol["qf"][0]["text"] == "function VatRate: func VatRate(country string) float64 {"
 
 
 def test_unregistered_repo_is_added_on_demand(daemon: DaemonProcess) -> None:

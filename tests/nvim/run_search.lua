@@ -1,4 +1,5 @@
--- Headless test driver: run :CodectxSearch / :CodectxStatus through the plugin, dump results.
+-- Headless test driver: run :CodectxSearch (or $CODECTX_TEST_COMMAND) and :CodectxStatus
+-- through the plugin, dump results.
 local root = os.getenv('CODECTX_TEST_ROOT')
 local query = os.getenv('CODECTX_TEST_QUERY')
 local out = os.getenv('CODECTX_TEST_OUT')
@@ -9,7 +10,7 @@ local messages = {}
 vim.notify = function(msg) table.insert(messages, msg) end
 
 local finished = false
-vim.cmd('CodectxSearch ' .. query)
+vim.cmd((os.getenv('CODECTX_TEST_COMMAND') or 'CodectxSearch') .. ' ' .. query)
 -- The command is asynchronous: wait for the quickfix list to be filled.
 vim.wait(60000, function()
   return #vim.fn.getqflist() > 0 or #messages > 0

@@ -104,6 +104,44 @@ function M.search(query, on_done)
   run(false)
 end
 
+--- Where `name` (default: the word under the cursor) is defined in the current repository:
+--- the definitions fill the quickfix list (one alone: jump to it).
+function M.symbol(name, on_done)
+  if name == nil or name == '' then
+    name = vim.fn.expand('<cword>')
+  end
+  if name == '' then
+    notify('usage: :CodectxSymbol {name}', vim.log.levels.WARN)
+    return
+  end
+  local params = { name = name, repos = { M.repo_root() }, limit = M.config.limit,
+                   wait_s = M.config.wait_s }
+  client.request('symbols', params, function(err, result)
+    if err then
+      notify(err.message, vim.log.levels.ERROR)
+      if on_done then on_done(err) end
+      return
+    end
+    local items = {}
+    for _, s in ipairs(result.symbols or {}) do
+      table.insert(items, {
+        filename = s.repo .. '/' .. s.path,
+        lnum = s.def_line,
+        end_lnum = s.end_line,
+        text = s.kind .. ' ' .. s.qualified_name .. ': ' .. s.signature,
+      })
+    end
+    vim.fn.setqflist({}, ' ', { title = 'codectx: definitions of ' .. name, items = items })
+    if #items == 1 then
+      vim.cmd('cfirst')
+    elseif #items > 1 then
+      vim.cmd('copen')
+    end
+    notify(string.format('%d definitions of %s', #items, name))
+    if on_done then on_done(nil, result) end
+  end, opts())
+end
+
 --- Show the indexing state of the current repository.
 function M.status(on_done)
   local root = M.repo_root()
