@@ -102,6 +102,39 @@ def cmd_symbol(conn: Connection, args: argparse.Namespace) -> int:
     return _print_symbols(result, args, with_path=True)
 
 
+_REFERENCE_FIELDS = ("repo", "path", "line", "column", "text", "enclosing", "is_definition")
+
+
+def cmd_refs(conn: Connection, args: argparse.Namespace) -> int:
+    params: dict[str, Any] = {"name": args.name, "repos": _repos(conn, args),
+                              "paths": args.path or [], "limit": args.k}  # fmt: skip
+    if args.wait is not None:
+        params["wait_s"] = args.wait
+    result = conn.call("references", params, timeout_s=60 + (args.wait or 0))
+    refs = result["references"]
+    if args.json:
+        print(_json({"references": [{k: r.get(k) for k in _REFERENCE_FIELDS} for r in refs],
+                     "fresh": result["fresh"], "pending": result["pending"]}))  # fmt: skip
+        return EXIT_OK
+    current = None
+    for ref in refs:
+        where = _display_path(ref["repo"], ref["path"])
+        if where != current:
+            print(where)
+            current = where
+        mark = "def " if ref["is_definition"] else "    "
+        owner = f"  [{ref['enclosing']}]" if ref["enclosing"] else ""
+        print(f"  {ref['line']:>5}:{ref['column']:<3} {mark}{ref['text']}{owner}")
+    if not refs:
+        print("no references found")
+    if result.get("truncated"):
+        print(f"note: only the first {len(refs)} shown (-k)", file=sys.stderr)
+    if not result["fresh"]:
+        print(f"note: index not fully up to date: {result['pending']} paths pending",
+              file=sys.stderr)  # fmt: skip
+    return EXIT_OK
+
+
 def cmd_outline(conn: Connection, args: argparse.Namespace) -> int:
     params: dict[str, Any] = {"path": _abs(args.file)}
     if args.wait is not None:
@@ -538,6 +571,17 @@ def build_parser() -> argparse.ArgumentParser:
     symbol.add_argument("-k", type=int, default=100, help="at most this many (default 100)")
     symbol.add_argument("--wait", type=float, nargs="?", const=5.0, metavar="SECONDS",
                         help="wait (default 5 s) for pending changes first")  # fmt: skip
+
+    refs = add("refs", "where NAME occurs (identifiers, not comments or strings)", cmd_refs)
+    refs.add_argument("name", help="an identifier (of Class.method, the method)")
+    refs.add_argument(
+        "--repo", action="append", metavar="PATH", help="look in this repository (repeatable)"
+    )
+    refs.add_argument("--all", action="store_true", help="look in every registered repository")
+    refs.add_argument("--path", action="append", metavar="GLOB", help="only these paths")
+    refs.add_argument("-k", type=int, default=1000, help="at most this many (default 1000)")
+    refs.add_argument("--wait", type=float, nargs="?", const=5.0, metavar="SECONDS",
+                      help="wait (default 5 s) for pending changes first")  # fmt: skip
 
     outline = add("outline", "the definitions in FILE, in file order", cmd_outline)
     outline.add_argument("file", help="a file inside a registered repository")

@@ -132,6 +132,16 @@ class SymbolsParams(Params):
     wait_paths: list[PathStr] = []
 
 
+class ReferencesParams(Params):
+    # An identifier (a qualified name's last part is used: `Cart.total` → `total`).
+    name: Annotated[str, msgspec.Meta(pattern=r"^[^\x00-\x1f\x7f]*\Z", max_length=500)]
+    repos: list[PathStr] = []
+    paths: list[FilterStr] = []
+    limit: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 1000
+    wait_s: Annotated[float, msgspec.Meta(ge=0.0, le=3600.0)] = 0.0
+    wait_paths: list[PathStr] = []
+
+
 class OutlineParams(Params):
     path: PathStr  # a file inside a registered repository
     wait_s: Annotated[float, msgspec.Meta(ge=0.0, le=3600.0)] = 0.0
@@ -314,6 +324,28 @@ class SymbolsResult(msgspec.Struct):
     pending: int
     took_ms: float
     waited_ms: float = 0.0
+
+
+class ReferenceHit(msgspec.Struct):
+    """An occurrence of the identifier; `text` is its line as on disk, `enclosing` the
+    qualified name of the innermost definition around it ("" at top level)."""
+
+    repo: str
+    path: str
+    line: int
+    column: int
+    text: str
+    enclosing: str
+    is_definition: bool
+
+
+class ReferencesResult(msgspec.Struct):
+    references: list[ReferenceHit]  # sorted by repo, path, then line
+    fresh: bool
+    pending: int
+    took_ms: float
+    waited_ms: float = 0.0
+    truncated: bool = False  # `limit` cut the list
 
 
 class OutlineResult(msgspec.Struct):
@@ -536,6 +568,7 @@ METHODS: dict[str, Method] = {
     "list": Method(ListParams, ListResult),
     "search": Method(SearchParams, SearchResult),
     "symbols": Method(SymbolsParams, SymbolsResult),
+    "references": Method(ReferencesParams, ReferencesResult),
     "outline": Method(OutlineParams, OutlineResult),
     "status": Method(StatusParams, StatusResult),
     "reindex": Method(ReindexParams, ReindexResult),

@@ -35,7 +35,7 @@ from codectxd.repos import RepoSet
 from codectxd.search import search_async
 from codectxd.snapshot import Definition
 from codectxd.supervisor import Supervisor
-from codectxd.symbols import lookup, outline
+from codectxd.symbols import lookup, outline, references
 from codectxd.watcher import Watcher
 
 #: Directories nobody means to index; `add` refuses them without force=True.
@@ -200,17 +200,7 @@ async def search(ctx: Context, params: p.SearchParams) -> p.SearchResult:
 @handles("symbols")
 async def symbols(ctx: Context, params: p.SymbolsParams) -> p.SymbolsResult:
     started = time.perf_counter()
-    if not params.name.strip(" ./:"):
-        raise ProtocolError("name is empty")
-    try:
-        compile_patterns(params.paths)
-    except ValueError as exc:
-        raise ProtocolError(f"invalid path glob: {exc}") from None
-    path_filter = PathFilter(tuple(params.paths))
-    supervisors = await _targets(ctx, params.repos)
-    waited = 0.0
-    if params.wait_s > 0:
-        waited = await _wait_fresh(ctx, supervisors, params.wait_paths, params.wait_s)
+    path_filter, supervisors, waited = await _name_query(ctx, params)
 
     def find() -> list[p.SymbolHit]:
         found: list[p.SymbolHit] = []
@@ -228,6 +218,35 @@ async def symbols(ctx: Context, params: p.SymbolsParams) -> p.SymbolsResult:
         pending=sum(s.pending() for s in supervisors),
         took_ms=round((time.perf_counter() - started) * 1000, 3),
         waited_ms=round(waited * 1000, 3),
+    )
+
+
+@handles("references")
+async def references_of(ctx: Context, params: p.ReferencesParams) -> p.ReferencesResult:
+    started = time.perf_counter()
+    path_filter, supervisors, waited = await _name_query(ctx, params)
+
+    def find() -> tuple[list[p.ReferenceHit], bool]:
+        found: list[p.ReferenceHit] = []
+        for supervisor in sorted(supervisors, key=lambda s: s.name):
+            refs, cut = references(ctx.engine.snapshot, supervisor.target().collection,
+                                   Path(supervisor.name), params.name, paths=path_filter or None,
+                                   limit=params.limit - len(found))  # fmt: skip
+            found += [p.ReferenceHit(repo=supervisor.name, path=r.path, line=r.line,
+                                     column=r.column, text=r.text, enclosing=r.enclosing,
+                                     is_definition=r.is_definition) for r in refs]  # fmt: skip
+            if cut or len(found) >= params.limit:
+                return found, True
+        return found, False
+
+    hits, truncated = await anyio.to_thread.run_sync(find, limiter=ctx.search_limiter)
+    return p.ReferencesResult(
+        references=hits,
+        fresh=all(s.fresh() for s in supervisors),
+        pending=sum(s.pending() for s in supervisors),
+        took_ms=round((time.perf_counter() - started) * 1000, 3),
+        waited_ms=round(waited * 1000, 3),
+        truncated=truncated,
     )
 
 
@@ -251,6 +270,23 @@ async def outline_file(ctx: Context, params: p.OutlineParams) -> p.OutlineResult
         took_ms=round((time.perf_counter() - started) * 1000, 3),
         waited_ms=round(waited * 1000, 3),
     )
+
+
+async def _name_query(
+    ctx: Context, params: p.SymbolsParams | p.ReferencesParams
+) -> tuple[PathFilter, list[Supervisor], float]:
+    """What `symbols` and `references` share: the checks, the repositories, the wait."""
+    if not params.name.strip(" ./:"):
+        raise ProtocolError("name is empty")
+    try:
+        compile_patterns(params.paths)
+    except ValueError as exc:
+        raise ProtocolError(f"invalid path glob: {exc}") from None
+    supervisors = await _targets(ctx, params.repos)
+    waited = 0.0
+    if params.wait_s > 0:
+        waited = await _wait_fresh(ctx, supervisors, params.wait_paths, params.wait_s)
+    return PathFilter(tuple(params.paths)), supervisors, waited
 
 
 def _symbol_hit(repo: str, d: Definition) -> p.SymbolHit:

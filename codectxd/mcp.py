@@ -24,7 +24,8 @@ codectx keeps a semantic + keyword index of local code repositories, updated wit
 second of every file save, and shared by every agent session on this machine. Use search_code
 to find code by describing behaviour in words ("where is the retry policy for HTTP calls") or
 by identifiers; results give file, line range, symbol and the code itself. find_symbol says
-exactly where a name is defined; get_symbols_overview lists a file's definitions. A repository is
+exactly where a name is defined, find_referencing_symbols where it is used, and
+get_symbols_overview lists a file's definitions. A repository is
 indexed the first time you search or index it; later searches are instant and always current.
 """
 
@@ -245,6 +246,30 @@ def find_symbol(
     return "\n".join(lines)
 
 
+def find_referencing_symbols(path: str, name_path: str, relative_path: str = "") -> str:
+    target = _resolve(path)
+    repo = _registered(target)
+    params: dict[str, Any] = {"name": name_path, "repos": [repo["root"]], "limit": 500,
+                              "wait_s": 2.0}  # fmt: skip
+    if target != repo["root"]:
+        params["paths"] = [target[len(repo["root"]) + 1 :].replace(os.sep, "/")]
+    result = _call("references", params, timeout_s=90)
+    refs = [r for r in result["references"] if not r["is_definition"]]
+    defined = [r for r in result["references"] if r["is_definition"]]
+    if relative_path and not any(r["path"] == relative_path for r in defined):
+        return f"{name_path} is not defined in {relative_path}."
+    lines = [f"{len(refs)} references to {name_path}" if refs
+             else f"No references to {name_path}"]  # fmt: skip
+    for r in refs:
+        owner = f" (in {r['enclosing']})" if r["enclosing"] else ""
+        lines.append(f"{r['path']}:{r['line']}{owner}: {r['text']}")
+    if result.get("truncated"):
+        lines.append("More references exist: narrow path to a directory.")
+    if not result["fresh"]:
+        lines.append("Index not complete yet: results cover what is indexed so far.")
+    return "\n".join(lines)
+
+
 def get_symbols_overview(path: str, relative_path: str) -> str:
     root = _registered(_resolve(path))["root"]
     file = os.path.join(root, relative_path)
@@ -337,6 +362,14 @@ DESCRIPTIONS = {
         "'function', 'method', 'type', 'module']). Returns each definition's file, lines, "
         "kind, qualified name and signature line."
     ),
+    "find_referencing_symbols": (
+        "Find where a symbol is used: every occurrence of its name in code (not in comments "
+        "or strings), with the line and the definition it occurs in, kept current with every "
+        "save. Names are matched as identifiers (of 'Class/method', the method), so "
+        "same-named symbols elsewhere count too. Arguments: path (absolute path of the "
+        "repository, or of a directory to look only there); name_path; relative_path "
+        "(optional: the file defining the symbol; answered 'not defined' when it does not)."
+    ),
     "get_symbols_overview": (
         "List the definitions in one file, in file order, nested ones indented under their "
         "owner. Arguments: path (absolute path of the repository); relative_path (the file, "
@@ -401,6 +434,14 @@ def build_server() -> Any:
         include_kinds: list[str] | None = None,
     ) -> str:
         return await _run(find_symbol, path, name_path, substring_matching, include_kinds)
+
+    @server.tool(
+        name="find_referencing_symbols", description=DESCRIPTIONS["find_referencing_symbols"]
+    )
+    async def find_referencing_symbols_tool(
+        path: str, name_path: str, relative_path: str = ""
+    ) -> str:
+        return await _run(find_referencing_symbols, path, name_path, relative_path)
 
     @server.tool(name="get_symbols_overview", description=DESCRIPTIONS["get_symbols_overview"])
     async def get_symbols_overview_tool(path: str, relative_path: str) -> str:

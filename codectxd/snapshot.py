@@ -15,12 +15,13 @@ snapshot (that would make indexing quadratic).
 
 from __future__ import annotations
 
+import array
 import sqlite3
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from codectxd.errors import StoreError
@@ -67,9 +68,19 @@ CREATE TABLE IF NOT EXISTS definitions (
     PRIMARY KEY (coll, name, path, start_line, qualified)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS definitions_by_path ON definitions (coll, path);
+CREATE TABLE IF NOT EXISTS occurrences (
+    coll TEXT NOT NULL,
+    name TEXT NOT NULL,
+    path TEXT NOT NULL,
+    positions BLOB NOT NULL,
+    PRIMARY KEY (coll, name, path)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS occurrences_by_path ON occurrences (coll, path);
 """
-#: The definitions table's columns since it holds every definition of the syntax tree (before,
-#: the chunks' symbols): a database without them is upgraded by reading every file again.
+#: The state database's `user_version` since definitions come from the whole syntax tree and
+#: identifier occurrences are kept; an older database is upgraded on open.
+SYMBOLS_VERSION = 2
+#: The definitions table's columns added in version 2 (before, it held the chunks' symbols).
 _DEFINITION_COLUMNS = {
     "def_line": "INTEGER NOT NULL DEFAULT 0",
     "signature": "TEXT NOT NULL DEFAULT ''",
@@ -128,6 +139,25 @@ class Definition:
 
 
 @dataclass(slots=True, frozen=True)
+class FileSymbols:
+    """One file's symbols as stored: its definitions, and each identifier's occurrences as
+    (line, column) pairs packed into unsigned 32-bit integers (`pack_positions`)."""
+
+    definitions: Sequence[Definition] = ()
+    occurrences: Mapping[str, bytes] = field(default_factory=dict)
+
+
+def pack_positions(flat: Sequence[int]) -> bytes:
+    return array.array("I", flat).tobytes()
+
+
+def unpack_positions(blob: bytes) -> list[tuple[int, int]]:
+    flat = array.array("I")
+    flat.frombytes(blob)
+    return list(zip(flat[::2], flat[1::2], strict=True))
+
+
+@dataclass(slots=True, frozen=True)
 class ChunkCounts:
     """Chunks of indexed files by their dense side."""
 
@@ -152,7 +182,7 @@ class Snapshot:
             for column, definition in _ADDED_COLUMNS.items():
                 if column not in present:  # a state database from an older version
                     self._db.execute(f"ALTER TABLE files ADD COLUMN {column} {definition}")
-            _upgrade_definitions(self._db)
+            _upgrade_symbols(self._db)
             # The embedding backlog is read in this order, a group at a time.
             self._db.execute(
                 "CREATE INDEX IF NOT EXISTS files_backlog ON files (coll, dense, mtime_ns)"
@@ -222,14 +252,15 @@ class Snapshot:
         self,
         coll: str,
         files: Iterable[IndexedFile],
-        definitions: Mapping[str, Iterable[Definition]] | None = None,
+        symbols: Mapping[str, FileSymbols] | None = None,
     ) -> None:
-        """Record files indexed; with `definitions` ({path: its definitions}), replace those
-        files' definitions in the same transaction (they always match the chunks stored)."""
+        """Record files indexed; with `symbols` ({path: its symbols}), replace those files'
+        definitions and occurrences in the same transaction (they always match the chunks
+        stored)."""
         now = time.time()
         with self._tx() as db:
-            if definitions is not None:
-                _replace_definitions(db, coll, definitions)
+            if symbols is not None:
+                _replace_symbols(db, coll, symbols)
             db.executemany(
                 "INSERT OR REPLACE INTO files (coll, path, size, mtime_ns, hash, state, chunks, "
                 "reason, updated, dense, kind) VALUES (?, ?, ?, ?, ?, ?, ?, '', ?, ?, ?)",
@@ -248,7 +279,7 @@ class Snapshot:
         now = time.time()
         items = list(items)
         with self._tx() as db:
-            _replace_definitions(db, coll, {item[0]: () for item in items})
+            _replace_symbols(db, coll, {item[0]: _NO_SYMBOLS for item in items})
             db.executemany(
                 "INSERT OR REPLACE INTO files (coll, path, size, mtime_ns, hash, state, chunks, "
                 "reason, updated) VALUES (?, ?, ?, ?, '', ?, 0, ?, ?)",
@@ -267,7 +298,7 @@ class Snapshot:
     def remove(self, coll: str, paths: Iterable[str]) -> None:
         paths = list(paths)
         with self._tx() as db:
-            _replace_definitions(db, coll, {p: () for p in paths})
+            _replace_symbols(db, coll, {p: _NO_SYMBOLS for p in paths})
             db.executemany("DELETE FROM files WHERE coll=? AND path=?", [(coll, p) for p in paths])
 
     def clear(self, coll: str) -> None:
@@ -275,6 +306,7 @@ class Snapshot:
             db.execute("DELETE FROM files WHERE coll=?", (coll,))
             db.execute("DELETE FROM meta WHERE coll=?", (coll,))
             db.execute("DELETE FROM definitions WHERE coll=?", (coll,))
+            db.execute("DELETE FROM occurrences WHERE coll=?", (coll,))
 
     def definitions(self, coll: str, names: Iterable[str], limit: int = 200) -> list[Definition]:
         """The definitions with one of these names (exactly; case-sensitive)."""
@@ -308,6 +340,14 @@ class Snapshot:
                 (coll, *args, *order_args, limit),
             ).fetchall()
         return [Definition(*row) for row in rows]
+
+    def occurrences(self, coll: str, name: str) -> list[tuple[str, bytes]]:
+        """(path, packed positions) of every file where the identifier `name` occurs."""
+        with self._lock:
+            return self._db.execute(
+                "SELECT path, positions FROM occurrences WHERE coll=? AND name=? ORDER BY path",
+                (coll, name),
+            ).fetchall()
 
     def counts(self, coll: str) -> dict[str, int]:
         """Files per state, plus "chunks" (of indexed files) and "failed" (files with an
@@ -422,12 +462,19 @@ class Snapshot:
             )
 
 
-def _replace_definitions(
-    db: sqlite3.Connection, coll: str, definitions: Mapping[str, Iterable[Definition]]
-) -> None:
-    """Inside a transaction: the definitions of these paths become exactly the given ones."""
+def _replace_symbols(db: sqlite3.Connection, coll: str, symbols: Mapping[str, FileSymbols]) -> None:
+    """Inside a transaction: the definitions and occurrences of these paths become exactly the
+    given ones."""
+    paths = [(coll, p) for p in symbols]
+    db.executemany("DELETE FROM definitions WHERE coll=? AND path=?", paths)
+    db.executemany("DELETE FROM occurrences WHERE coll=? AND path=?", paths)
     db.executemany(
-        "DELETE FROM definitions WHERE coll=? AND path=?", [(coll, p) for p in definitions]
+        "INSERT INTO occurrences (coll, name, path, positions) VALUES (?, ?, ?, ?)",
+        [
+            (coll, name, path, blob)
+            for path, file in symbols.items()
+            for name, blob in file.occurrences.items()
+        ],
     )
     db.executemany(
         f"INSERT OR REPLACE INTO definitions (coll, {DEFINITION_FIELDS}) "
@@ -445,27 +492,33 @@ def _replace_definitions(
                 d.signature,
                 d.language,
             )
-            for defs in definitions.values()
-            for d in defs
+            for file in symbols.values()
+            for d in file.definitions
         ],
     )
 
 
-def _upgrade_definitions(db: sqlite3.Connection) -> None:
-    """A database whose definitions came from chunk symbols: add the columns, forget those
-    definitions and the indexed files' stats, so the next sync reads every file once again
-    (its rows stay: their ids do not change) and records its definitions."""
-    present = {row[1] for row in db.execute("PRAGMA table_info(definitions)")}
-    missing = [c for c in _DEFINITION_COLUMNS if c not in present]
-    if not missing:
+def _upgrade_symbols(db: sqlite3.Connection) -> None:
+    """A database from before `SYMBOLS_VERSION` (definitions from chunk symbols, no
+    occurrences): add the columns, forget those symbols and the indexed files' stats, so the
+    next sync reads every file once again (its rows stay: their ids do not change) and records
+    its symbols."""
+    if db.execute("PRAGMA user_version").fetchone()[0] >= SYMBOLS_VERSION:
         return
+    present = {row[1] for row in db.execute("PRAGMA table_info(definitions)")}
     db.execute("BEGIN IMMEDIATE")  # all of it or nothing: a crash here upgrades again
     try:
-        for column in missing:
-            db.execute(f"ALTER TABLE definitions ADD COLUMN {column} {_DEFINITION_COLUMNS[column]}")
+        for column, definition in _DEFINITION_COLUMNS.items():
+            if column not in present:
+                db.execute(f"ALTER TABLE definitions ADD COLUMN {column} {definition}")
         db.execute("DELETE FROM definitions")
+        db.execute("DELETE FROM occurrences")
         db.execute("UPDATE files SET mtime_ns=?, hash='' WHERE state=?", (NO_STAT, INDEXED))
+        db.execute(f"PRAGMA user_version={SYMBOLS_VERSION}")
     except BaseException:
         db.execute("ROLLBACK")
         raise
     db.execute("COMMIT")
+
+
+_NO_SYMBOLS = FileSymbols()

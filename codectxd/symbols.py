@@ -1,15 +1,21 @@
-"""Exact questions about definitions: where is NAME defined (exactly, by prefix, ignoring case,
-or by a part of it), and what a file defines. Read from the snapshot's definitions table,
-which every file's commit replaces together with its chunks, so the answers are as fresh as
-search's.
+"""Exact questions about code: where is NAME defined (exactly, by prefix, ignoring case, or by
+a part of it), what a file defines, and where NAME occurs. Read from the snapshot's
+definitions and occurrences tables, which every file's commit replaces together with its
+chunks, so the answers are as fresh as search's.
 """
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
 
 from codectxd.filters import PathFilter
-from codectxd.snapshot import Definition, Snapshot
+from codectxd.snapshot import Definition, Snapshot, unpack_positions
+
+#: Characters of an occurrence's line given with it.
+LINE_CHARS = 300
 
 #: How a name is matched: exactly (case-sensitive), as a prefix, ignoring case, or `fuzzy`:
 #: any name containing it, ignoring case (the closest first).
@@ -80,3 +86,62 @@ def _name_condition(name: str, match: str) -> tuple[str, list[object], str, list
 
 def _like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+@dataclass(slots=True, frozen=True)
+class Reference:
+    """An occurrence of an identifier; lines and columns 1-based."""
+
+    path: str
+    line: int
+    column: int
+    text: str  # the line, stripped (as on disk now)
+    enclosing: str  # the qualified name of the innermost definition around it, "" at top level
+    is_definition: bool  # the name a definition gives itself
+
+
+def references(
+    snapshot: Snapshot,
+    coll: str,
+    root: Path,
+    name: str,
+    *,
+    paths: PathFilter | None = None,
+    limit: int = 1000,
+) -> tuple[list[Reference], bool]:
+    """Where the identifier `name` (the last part of a qualified name) occurs, sorted by path
+    then line; (references, whether `limit` cut the list)."""
+    last = name.strip().replace("::", ".").replace("/", ".").strip(".").rsplit(".", 1)[-1]
+    out: list[Reference] = []
+    for path, blob in snapshot.occurrences(coll, last):
+        if paths and not paths(path):
+            continue
+        positions = unpack_positions(blob)
+        defs = outline(snapshot, coll, path)
+        lines = _lines(root / path)
+        def_lines = {d.def_line or d.start_line for d in defs if d.name == last}
+        for line, column in sorted(positions):
+            if len(out) >= limit:
+                return out, True
+            text = lines[line - 1].strip()[:LINE_CHARS] if line <= len(lines) else ""
+            is_def = line in def_lines  # its first occurrence there: `def name`, `class name`
+            def_lines.discard(line)
+            out.append(Reference(path, line, column, text, _enclosing(defs, line), is_def))
+    return out, False
+
+
+def _enclosing(defs: list[Definition], line: int) -> str:
+    """The innermost definition whose lines hold `line` (defs in file order)."""
+    starts = [d.start_line for d in defs]
+    best = ""
+    for d in defs[: bisect.bisect_right(starts, line)]:
+        if d.start_line <= line <= d.end_line:
+            best = d.qualified  # later starts are nested deeper (or follow)
+    return best
+
+
+def _lines(path: Path) -> list[str]:
+    try:
+        return path.read_text(encoding="utf-8", errors="replace").split("\n")
+    except OSError:
+        return []  # gone since it was indexed: the next sync drops its occurrences

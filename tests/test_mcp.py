@@ -64,7 +64,8 @@ async def test_tools_end_to_end(daemon: DaemonProcess) -> None:
 
     async def steps(session: ClientSession) -> None:
         tools = {t.name: t for t in (await session.list_tools()).tools}
-        assert set(tools) == {"index_codebase", "search_code", "clear_index", "get_indexing_status"}
+        assert set(tools) == {"index_codebase", "search_code", "clear_index", "get_indexing_status",
+                              "find_symbol", "find_referencing_symbols", "get_symbols_overview"}  # fmt: skip
         schema = tools["search_code"].input_schema
         assert {"path", "query", "limit", "extensionFilter"} <= set(schema["properties"])
         assert "absolute path" in tools["search_code"].description
@@ -96,6 +97,21 @@ async def test_tools_end_to_end(daemon: DaemonProcess) -> None:
             )
         )
         assert "web/app.ts" in ts_only and ".py" not in ts_only.split("```")[0]
+
+        # Serena's symbol tools, answered from the parsed definitions and occurrences.
+        symbol = text_of(await session.call_tool(
+            "find_symbol", {"path": str(root), "name_path": "render_invoice_pdf"}))  # fmt: skip
+        assert "api/billing/invoice.py:1-3 function render_invoice_pdf: def " in symbol, symbol
+        fuzzy = text_of(await session.call_tool(
+            "find_symbol", {"path": str(root), "name_path": "invoice", "substring_matching": True,
+                            "include_kinds": ["function"]}))  # fmt: skip
+        assert "render_invoice_pdf" in fuzzy and "renderInvoiceList" in fuzzy, fuzzy
+        refs = text_of(await session.call_tool(
+            "find_referencing_symbols", {"path": str(root), "name_path": "ttl_seconds"}))  # fmt: skip
+        assert "api/auth.py:3 (in issue_session_token): payload = " in refs, refs
+        overview = text_of(await session.call_tool(
+            "get_symbols_overview", {"path": str(root), "relative_path": "web/app.ts"}))  # fmt: skip
+        assert "1 function renderInvoiceList: export function renderInvoiceList(" in overview
 
         again = text_of(await session.call_tool("index_codebase", {"path": str(root)}))
         assert "already indexed" in again

@@ -91,6 +91,10 @@ def test_search_fills_quickfix(daemon: DaemonProcess) -> None:
     assert symbol["title"] == "codectx: definitions of VatRate"
     assert [(q["file"].endswith("src/tax.go"), q["lnum"]) for q in symbol["qf"]] == [(True, 3)]
     assert symbol["qf"][0]["text"] == "function VatRate: func VatRate(country string) float64 {"
+    refs = run_nvim(daemon, root, "distance_km", "CodectxRefs")
+    assert refs["title"] == "codectx: references to distance_km"
+    assert [q["lnum"] for q in refs["qf"]] == [1, 3]
+    assert refs["qf"][1]["text"] == "days = distance_km // 500 + 1 [estimate_delivery_days]"
 
 
 def test_unregistered_repo_is_added_on_demand(daemon: DaemonProcess) -> None:

@@ -14,17 +14,21 @@ import pytest
 
 from codectxd.config import load_settings
 from codectxd.snapshot import INDEXED, NO_STAT, Snapshot
-from codectxd.splitter import Splitter, Symbol
+from codectxd.splitter import FileSymbols, Splitter, Symbol
 from tests.conftest import write_tree
 from tests.daemon_harness import DaemonProcess
 
 
-def _symbols(text: str, language: str) -> list[Symbol]:
-    found: list[Symbol] = []
+def _parse(text: str, language: str) -> FileSymbols:
+    found = FileSymbols()
     Splitter(load_settings({"CODECTX_CONFIG": "/nonexistent"}).splitter).split(
         text, language, found
     )
     return found
+
+
+def _symbols(text: str, language: str) -> list[Symbol]:
+    return _parse(text, language).definitions
 
 
 @pytest.mark.parametrize("package", ["anyio", "pathspec", "msgspec", "watchfiles"])
@@ -76,6 +80,24 @@ def test_qualified_names_kinds_lines_and_signatures() -> None:
         ("Store", "type", 3),
         ("Get", "method", 5),
     }
+
+
+def test_occurrences_are_identifiers_in_code_only() -> None:
+    text = (
+        "# total is mentioned in a comment\n"
+        "def total(cart):\n"
+        '    """The total of the cart."""\n'
+        "    label = 'total'\n"
+        "    return sum(cart) + total(cart[1:]) if cart else 0\n"
+    )
+    occurrences = _parse(text, "python").occurrences
+    pairs = occurrences["total"]
+    assert list(zip(pairs[::2], pairs[1::2], strict=True)) == [(2, 5), (5, 24)]
+    assert len(occurrences["cart"]) // 2 == 4  # the parameter and its three uses
+    assert "def" not in occurrences and "return" not in occurrences  # keywords are not names
+    ts = "const shop = { cart, total: 1 };\nshop.cart.push(total);\n"
+    found = _parse(ts, "typescript").occurrences
+    assert len(found["cart"]) // 2 == 2 and len(found["total"]) // 2 == 2
 
 
 def test_an_older_state_database_is_upgraded_and_its_files_read_again(tmp_path: Path) -> None:
@@ -153,6 +175,20 @@ def test_symbols_and_outline_through_the_daemon(short_tmp: Path) -> None:
         gone = daemon.call("symbols", {"name": "apply_discount"})["symbols"]
         assert [s["path"] for s in gone] == []
 
+        # References: every occurrence in code, with the enclosing definition.
+        refs = daemon.call("references", {"name": "cart", "repos": [str(root)]})["references"]
+        assert [(r["line"], r["column"], r["enclosing"], r["is_definition"]) for r in refs] == [
+            (1, 14, "checkout", False), (2, 12, "checkout", False)
+        ]  # fmt: skip
+        assert refs[1]["text"] == "return cart"
+        defined = daemon.call("references", {"name": "checkout"})["references"]
+        assert [(r["path"], r["line"], r["is_definition"]) for r in defined] == [
+            ("shop/cart.py", 1, True)
+        ]  # fmt: skip
+        assert daemon.call("references", {"name": "apply_discount"})["references"] == []
+        capped = daemon.call("references", {"name": "cart", "limit": 1})
+        assert len(capped["references"]) == 1 and capped["truncated"]
+
         # Bad requests get an error reply; the connection and the daemon live on.
         with daemon.connect() as conn:
             from codectx_client.connection import RemoteError
@@ -174,6 +210,15 @@ def test_symbols_and_outline_through_the_daemon(short_tmp: Path) -> None:
         assert set(doc["symbols"][0]) == {"repo", "path", "name", "qualified_name", "kind",
                                           "language", "start_line", "end_line", "def_line",
                                           "signature"}  # fmt: skip
+        run = daemon.client("refs", "cart", "--repo", str(root), "--json")
+        assert run.returncode == 0, run.stderr
+        doc = json.loads(run.stdout)
+        assert set(doc) == {"references", "fresh", "pending"}
+        assert set(doc["references"][0]) == {"repo", "path", "line", "column", "text",
+                                             "enclosing", "is_definition"}  # fmt: skip
+        run = daemon.client("refs", "cart", "--repo", str(root))
+        assert run.stdout.splitlines()[1].split() == ["1:14", "def", "checkout(cart):",
+                                                      "[checkout]"], run.stdout  # fmt: skip
         run = daemon.client("outline", str(root / "shop/cart.py"))
         assert run.returncode == 0 and "function checkout" in run.stdout, run.stdout
     finally:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from codectxd.snapshot import DIRTY, INDEXED, Definition, FileState, IndexedFile, Snapshot
+from codectxd.snapshot import DIRTY, INDEXED, FileState, FileSymbols, IndexedFile, Snapshot
 from codectxd.store import Row, Store
 
 #: (path, size, mtime_ns, reason) of a file that is not indexed.
@@ -33,14 +33,14 @@ class Committer:
         self,
         files: Sequence[IndexedFile],
         rows: Sequence[Row],
-        definitions: Mapping[str, Sequence[Definition]],
+        symbols: Mapping[str, FileSymbols],
     ) -> None:
         """Make the store hold exactly `rows` for these files, then record them indexed,
-        with the definitions their chunks name."""
+        with their symbols (definitions and occurrences), in one snapshot transaction."""
         paths = [f.path for f in files]
         self.snapshot.mark_dirty(self.collection, paths)
         self.store.replace_files(self.collection, paths, rows)
-        self.snapshot.mark_indexed(self.collection, files, definitions)
+        self.snapshot.mark_indexed(self.collection, files, symbols)
 
     def add_vectors(self, files: Sequence[IndexedFile], rows: Sequence[Row]) -> None:
         """The second phase: files recorded indexed get their chunks with vectors. The file

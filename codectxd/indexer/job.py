@@ -25,7 +25,7 @@ from codectxd.errors import CodectxError, StoreError
 from codectxd.indexer.commit import Committer
 from codectxd.indexer.plan import Plan, skip_message
 from codectxd.indexer.read import Skip
-from codectxd.indexer.rows import Prepared, Unchanged, definitions, prepare, records, rows
+from codectxd.indexer.rows import Prepared, Unchanged, prepare, records, rows, symbols
 from codectxd.scanner import FileEntry, Scanner
 from codectxd.snapshot import INDEXED, NO_STAT, IndexedFile
 from codectxd.splitter import Splitter
@@ -293,7 +293,7 @@ class Job:
         written = rows(self.parts.key, group, vectors, real)
         try:
             files = records(group, real, self.parts.lexical_only)
-            self.committer.replace(files, written, definitions(group))
+            self.committer.replace(files, written, symbols(group))
         except StoreError as exc:
             self._fail(paths, str(exc))
             self._advance(len(paths))

@@ -13,8 +13,9 @@ from codectxd.kinds import DATA, GENERATED, generated_header
 from codectxd.languages import extension_of
 from codectxd.lexical import identifier_parts, lexical_text
 from codectxd.scanner import FileEntry, Scanner
-from codectxd.snapshot import EMBEDDED, LEXICAL, WAITING, Definition, IndexedFile
-from codectxd.splitter import Chunk, Splitter, Symbol
+from codectxd.snapshot import EMBEDDED, LEXICAL, WAITING, Definition, IndexedFile, pack_positions
+from codectxd.snapshot import FileSymbols as StoredSymbols
+from codectxd.splitter import Chunk, FileSymbols, Splitter
 from codectxd.store import Row
 
 
@@ -48,7 +49,7 @@ class Prepared:
     hash: str
     kind: str  # the path's kind, or generated when its first lines say so
     chunks: list[Chunk]
-    symbols: list[Symbol] = field(default_factory=list)  # every definition in it
+    symbols: FileSymbols = field(default_factory=FileSymbols)  # definitions, occurrences
 
     def texts(self) -> list[str]:
         return [embedding_text(self.entry.path, chunk) for chunk in self.chunks]
@@ -87,7 +88,7 @@ def prepare(
         if kind in scanner.settings.skip_kinds:
             raise Skip(GENERATED, "its header says it is generated")
     sized = FileEntry(entry.path, len(data), entry.mtime_ns, entry.language, entry.kind)
-    symbols: list[Symbol] = []
+    symbols = FileSymbols()
     chunks = splitter.split(text, entry.language, symbols)
     return Prepared(sized, digest, kind, chunks, symbols)
 
@@ -125,14 +126,17 @@ def rows(key: str, group: list[Prepared], vectors: np.ndarray, real: np.ndarray)
     return out
 
 
-def definitions(group: list[Prepared]) -> dict[str, list[Definition]]:
-    """Each file's definitions, as the snapshot records them."""
+def symbols(group: list[Prepared]) -> dict[str, StoredSymbols]:
+    """Each file's definitions and identifier occurrences, as the snapshot records them."""
     return {
-        p.entry.path: [
-            Definition(s.name, p.entry.path, s.start_line, s.end_line, s.qualified, s.kind,
-                       s.def_line, s.signature, p.entry.language)
-            for s in p.symbols
-        ]
+        p.entry.path: StoredSymbols(
+            definitions=[
+                Definition(s.name, p.entry.path, s.start_line, s.end_line, s.qualified, s.kind,
+                           s.def_line, s.signature, p.entry.language)
+                for s in p.symbols.definitions
+            ],
+            occurrences={n: pack_positions(flat) for n, flat in p.symbols.occurrences.items()},
+        )
         for p in group
     }  # fmt: skip
 

@@ -12,9 +12,9 @@ from codectxd.splitter.base import Chunk, split_lines
 from codectxd.splitter.grammars import has_grammar
 from codectxd.splitter.lines import split_by_lines
 from codectxd.splitter.markdown import split_markdown
-from codectxd.splitter.symbols import Symbol
+from codectxd.splitter.symbols import FileSymbols, Symbol
 
-__all__ = ["Chunk", "Splitter", "Symbol", "split_lines"]
+__all__ = ["Chunk", "FileSymbols", "Splitter", "Symbol", "split_lines"]
 
 log = logging.getLogger(__name__)
 _LINE_SIZE, _LINE_OVERLAP = SPLITTER_DEFAULTS["line"]
@@ -36,16 +36,17 @@ class Splitter:
             "markdown": lambda text, _lang: split_markdown(text, settings.chunk_size),
         }
 
-    def split(self, text: str, language: str, symbols: list[Symbol] | None = None) -> list[Chunk]:
-        """Chunks of `text`; with `symbols`, the definitions in it are appended there (for
-        languages with a grammar, whichever way the chunks are cut). An AST failure falls
-        back to the line splitter (and no symbols) and is logged."""
+    def split(self, text: str, language: str, symbols: FileSymbols | None = None) -> list[Chunk]:
+        """Chunks of `text`; with `symbols`, its definitions and identifier occurrences are
+        recorded there (for languages with a grammar, whichever way the chunks are cut). An
+        AST failure falls back to the line splitter (and no symbols) and is logged."""
         if has_grammar(language) and (self.settings.type == "ast" or symbols is not None):
             try:
-                found: list[Symbol] = []
+                found = FileSymbols()
                 chunks = split_ast(text, language, self.settings.chunk_size, found)
                 if symbols is not None:
-                    symbols.extend(found)
+                    symbols.definitions.extend(found.definitions)
+                    symbols.occurrences.update(found.occurrences)
                 if self.settings.type == "ast":
                     return chunks
             except Exception as exc:  # noqa: BLE001 - any grammar failure → line fallback

@@ -13,7 +13,7 @@ from tree_sitter import Node
 
 from codectxd.splitter.base import Chunk, LineIndex, pack_rows, split_lines
 from codectxd.splitter.grammars import definition_of, is_comment, parser_for
-from codectxd.splitter.symbols import Symbol, symbols_in
+from codectxd.splitter.symbols import FileSymbols, symbols_in
 
 #: Recursion guard for pathological nesting (deeply nested expressions in generated code).
 _MAX_DEPTH = 40
@@ -175,10 +175,10 @@ def _cover(segs: list[_Seg], n_rows: int) -> list[_Seg]:
 
 
 def split_ast(
-    text: str, language: str, chunk_size: int, symbols: list[Symbol] | None = None
+    text: str, language: str, chunk_size: int, symbols: FileSymbols | None = None
 ) -> list[Chunk]:
-    """Split source code along its syntax tree; with `symbols`, also append every
-    definition in it there (one parse for both).
+    """Split source code along its syntax tree; with `symbols`, also record its definitions
+    and identifier occurrences there (one parse for both).
 
     Raises whatever tree-sitter raises on a grammar problem; the caller falls back to lines.
     """
@@ -188,7 +188,7 @@ def split_ast(
     index = LineIndex(lines)
     tree = parser_for(language).parse(text.encode("utf-8", "surrogatepass"))
     if symbols is not None:
-        symbols.extend(symbols_in(tree.root_node, language, lines))
+        symbols_in(tree.root_node, language, lines, symbols)
     splitter = _AstSplitter(index, language, chunk_size)
     segs = splitter.segments(tree.root_node.named_children, "", "", 0)
     if not segs:

@@ -1,11 +1,12 @@
-"""Every definition in a syntax tree, nested ones included: name, qualified name, kind, lines
-and signature. The AST splitter's parse is reused (`split_ast(..., symbols=[])`), so a file is
-parsed once for its chunks and its symbols, and both are committed together.
+"""Every definition in a syntax tree, nested ones included (name, qualified name, kind, lines,
+signature), and every identifier occurrence (name, line, column). The AST splitter's parse is
+reused (`split_ast(..., symbols=FileSymbols())`), so a file is parsed once for its chunks and
+its symbols, and both are committed together.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from tree_sitter import Node
 
@@ -15,6 +16,25 @@ from codectxd.splitter.grammars import WRAPPERS, definition_of
 SIGNATURE_CHARS = 200
 #: Nesting deeper than this is not walked (generated code; the splitter has the same guard).
 _MAX_DEPTH = 60
+#: Leaf nodes that name something, across the grammars (keywords are anonymous nodes and
+#: comments and string contents are not identifiers, so neither is counted).
+IDENTIFIERS = frozenset(
+    {
+        "identifier",
+        "type_identifier",
+        "field_identifier",
+        "property_identifier",
+        "simple_identifier",
+        "shorthand_property_identifier",
+        "shorthand_property_identifier_pattern",
+        "private_property_identifier",
+        "namespace_identifier",
+        "constant",
+        "name",
+    }
+)
+#: Identifiers longer than this are not recorded (minified or generated names).
+_MAX_NAME = 120
 
 
 @dataclass(slots=True, frozen=True)
@@ -30,15 +50,32 @@ class Symbol:
     signature: str  # that line, stripped
 
 
-def symbols_in(root: Node, language: str, lines: list[str]) -> list[Symbol]:
-    """The definitions under `root`, in file order."""
-    out: list[Symbol] = []
+@dataclass(slots=True)
+class FileSymbols:
+    """What one file defines and names: definitions in file order, and each identifier's
+    occurrences as a flat list of (line, column) pairs, 1-based."""
+
+    definitions: list[Symbol] = field(default_factory=list)
+    occurrences: dict[str, list[int]] = field(default_factory=dict)
+
+
+def symbols_in(root: Node, language: str, lines: list[str], into: FileSymbols) -> None:
+    """The definitions and identifier occurrences under `root`, added to `into`."""
+    out = into.definitions
+    occurrences = into.occurrences
     # (node, owner's qualified name, owner's kind, depth)
     stack: list[tuple[Node, str, str, int]] = [
         (child, "", "", 0) for child in reversed(root.named_children)
     ]
     while stack:
         node, owner, owner_kind, depth = stack.pop()
+        if node.type in IDENTIFIERS and not node.named_child_count:
+            text = node.text or b""
+            if 0 < len(text) <= _MAX_NAME:
+                row, column = node.start_point
+                name = text.decode("utf-8", "replace")
+                occurrences.setdefault(name, []).extend((row + 1, column + 1))
+            continue
         found = definition_of(node, language) if node.is_named else None
         inner = _wrapped(node, language) if found is not None else None
         if found is None or not found[0]:
@@ -65,7 +102,6 @@ def symbols_in(root: Node, language: str, lines: list[str]) -> list[Symbol]:
         if depth < _MAX_DEPTH:
             stack.extend((c, next_owner, next_kind, depth + 1) for c in reversed(children))
     out.sort(key=lambda s: (s.start_line, s.def_line))
-    return out
 
 
 def _wrapped(node: Node, language: str) -> Node | None:

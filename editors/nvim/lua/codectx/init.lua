@@ -142,6 +142,39 @@ function M.symbol(name, on_done)
   end, opts())
 end
 
+--- Where `name` (default: the word under the cursor) occurs in the current repository:
+--- the references fill the quickfix list.
+function M.refs(name, on_done)
+  if name == nil or name == '' then
+    name = vim.fn.expand('<cword>')
+  end
+  if name == '' then
+    notify('usage: :CodectxRefs [name]', vim.log.levels.WARN)
+    return
+  end
+  local params = { name = name, repos = { M.repo_root() }, limit = 2000,
+                   wait_s = M.config.wait_s }
+  client.request('references', params, function(err, result)
+    if err then
+      notify(err.message, vim.log.levels.ERROR)
+      if on_done then on_done(err) end
+      return
+    end
+    local items = {}
+    for _, r in ipairs(result.references or {}) do
+      local owner = (r.enclosing ~= '' and (' [' .. r.enclosing .. ']')) or ''
+      table.insert(items, { filename = r.repo .. '/' .. r.path, lnum = r.line, col = r.column,
+                            text = r.text .. owner })
+    end
+    vim.fn.setqflist({}, ' ', { title = 'codectx: references to ' .. name, items = items })
+    if #items > 0 then
+      vim.cmd('copen')
+    end
+    notify(string.format('%d references to %s', #items, name))
+    if on_done then on_done(nil, result) end
+  end, opts())
+end
+
 --- Show the indexing state of the current repository.
 function M.status(on_done)
   local root = M.repo_root()
