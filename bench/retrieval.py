@@ -564,7 +564,7 @@ def versions() -> dict[str, str]:
     """Versions of the software the numbers depend on."""
     out = {"python": platform.python_version()}
     for dist in (
-        "codectx",
+        "codectxd",
         "pymilvus",
         "milvus-lite",
         "onnxruntime",

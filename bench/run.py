@@ -36,7 +36,7 @@ RESULTS_DIR = BENCH_DIR / "results"
 #: Environment prefixes of codectx settings: removed so a user's config never leaks in.
 _SETTING_PREFIXES = ("CODECTX_", "EMBEDDING_", "MILVUS_", "CHUNK_", "SPLITTER_")
 _PACKAGES = (
-    "codectx",
+    "codectxd",  # the distribution (called "codectx" before 2026-12)
     "milvus-lite",
     "pymilvus",
     "onnxruntime",

@@ -9,6 +9,8 @@
 * **Lookups**: `symbols` for names sampled from the definitions (seeded), exact and fuzzy,
   and `outline` for sampled files, one connection, back to back: the daemon's own time
   (`took_ms`) and the round trip, p50 / p99.
+* **References**: `references` for names with 300–700 occurrences (found by asking sampled
+  names), each 5 times: the daemon's own time.
 * **Recall**: every `def`, `async def` and `class` Python's `ast` finds in the trees' `.py`
   files (nested ones included), against the daemon's `outline` of the same files (by name and
   def line).
@@ -28,6 +30,7 @@ from bench.stats import fmt, summarize
 SUITE = "symbols"
 TREES = (("django", "4.2"), ("sympy", "1.12"), ("scikit-learn", "1.3"))
 TARGET_P50_MS, TARGET_P99_MS = 3.0, 20.0
+TARGET_REFS_P50_MS = 20.0  # a name with ~500 occurrences
 LOOKUPS, SMOKE_LOOKUPS = 2000, 100
 RECALL_FILES, SMOKE_RECALL_FILES = 600, 60
 
@@ -100,13 +103,26 @@ def run(options: SuiteOptions) -> dict[str, Any]:
                 assert result["symbols"], name  # a sampled name is always found
                 exact_ms.append(result["took_ms"])
                 exact_rt.append(rt)
+            # References: names with about 500 occurrences (300–700), each asked 5 times.
+            refs_ms: list[float] = []
+            refs_counts: list[int] = []
+            for name in rng.sample(sorted(set(names)), min(len(set(names)), 400)):
+                result, _ = _timed(conn, "references", {"name": name, "limit": 100_000})
+                count = len(result["references"])
+                if not 300 <= count <= 700:
+                    continue
+                refs_counts.append(count)
+                for _ in range(5):
+                    refs_ms.append(_timed(conn, "references", {"name": name})[0]["took_ms"])
+                if len(refs_counts) >= 20:
+                    break
             for name in rng.choices(names, k=max(lookups // 10, 10)):
                 result, _ = _timed(conn, "symbols", {"name": name[: max(4, len(name) // 2)],
                                                      "match": "fuzzy", "limit": 20})  # fmt: skip
                 fuzzy_ms.append(result["took_ms"])
         daemon.stop()
     recall = found_total / want_total if want_total else None
-    exact = summarize(exact_ms)
+    exact, refs = summarize(exact_ms), summarize(refs_ms)
     results: dict[str, Any] = {
         "trees": [str(t.name) for t in trees],
         "index_s": round(index_s, 1),
@@ -122,6 +138,8 @@ def run(options: SuiteOptions) -> dict[str, Any]:
         "symbols_exact_round_trip_ms": summarize(exact_rt),
         "symbols_fuzzy_ms": summarize(fuzzy_ms),
         "outline_ms": summarize(outline_ms),
+        "references_ms": refs,
+        "references_names": {"n": len(refs_counts), "occurrences": summarize(refs_counts)},
     }
     results["targets"] = {
         "symbols_p50_ms": {"target": TARGET_P50_MS, "measured": exact.get("p50"),
@@ -130,6 +148,8 @@ def run(options: SuiteOptions) -> dict[str, Any]:
         "symbols_p99_ms": {"target": TARGET_P99_MS, "measured": exact.get("p99"),
                            "met": exact.get("p99", 1e9) < TARGET_P99_MS and definitions >= 100_000},
         "symbols_recall": {"target": 1.0, "measured": recall, "met": recall == 1.0},
+        "references_p50_ms": {"target": TARGET_REFS_P50_MS, "measured": refs.get("p50"),
+                              "met": refs.get("p50", 1e9) < TARGET_REFS_P50_MS},
     }  # fmt: skip
     print_table(
         f"Symbols ({definitions:,} definitions in {', '.join(results['trees'])})",

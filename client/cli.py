@@ -1,7 +1,8 @@
 """`codectx-client`: the thin command-line client of the codectx daemon.
 
-Imports only codectx_client, msgspec and the standard library, so it starts in a few tens of
-milliseconds. `main(argv) -> int` is the testable entry point; exit codes are fixed:
+Imports only the standard library and the client's own `wire`, `connection` and `paths` (not
+msgspec, whose import alone took longer than the rest of a start), so it starts in a few tens
+of milliseconds. `main(argv) -> int` is the testable entry point; exit codes are fixed:
 0 ok, 1 the daemon answered with an error, 2 usage error, 3 the daemon is not running.
 """
 
@@ -14,8 +15,6 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
-
-import msgspec
 
 from codectx_client import __version__
 from codectx_client.connection import (
@@ -30,8 +29,10 @@ EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_NOT_RUNNING = 0, 1, 2, 3
 
 
 def _json(value: Any) -> str:
-    """One JSON document (msgspec is loaded anyway; the json module would add ~10 ms)."""
-    return msgspec.json.encode(value).decode()
+    """One JSON document (imported here: most commands print text)."""
+    import json
+
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
 def _abs(path: str) -> str:

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from codectx_client import protocol
+from codectx_client import wire
 from codectx_client.paths import socket_path as default_socket_path
 
 DEFAULT_TIMEOUT_S = 60.0
@@ -79,8 +79,8 @@ class Connection:
         return b"".join(chunks)
 
     def receive(self) -> dict[str, Any]:
-        length = protocol.frame_length(self._recv_exact(protocol.HEADER.size))
-        message = protocol.decode_message(self._recv_exact(length))
+        length = wire.frame_length(self._recv_exact(wire.HEADER.size))
+        message = wire.decode_message(self._recv_exact(length))
         if not isinstance(message, dict):
             raise ClientError("the daemon sent a malformed message")
         return message
@@ -88,7 +88,7 @@ class Connection:
     def send(self, method: str, params: dict[str, Any] | None = None) -> int:
         request_id = next(self._ids)
         try:
-            self.sock.sendall(protocol.request(method, params, request_id))
+            self.sock.sendall(wire.request(method, params, request_id))
         except OSError as exc:
             raise ConnectionLost(f"cannot send to the daemon: {exc}") from None
         return request_id

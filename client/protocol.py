@@ -15,32 +15,14 @@ daemon serves exactly these methods and builds every reply and event from these 
 
 from __future__ import annotations
 
-import struct
 from typing import Annotated, Any, Literal, NamedTuple
 
 import msgspec
 
-PROTOCOL_VERSION = 1
-HEADER = struct.Struct(">I")
-MAX_FRAME_BYTES = 16 * 1024 * 1024
-
-
-class ErrorCode:
-    """Stable error codes (strings on the wire)."""
-
-    BAD_REQUEST = "bad_request"  # malformed frame/request, invalid params
-    UNKNOWN_METHOD = "unknown_method"
-    VERSION_MISMATCH = "version_mismatch"
-    FRAME_TOO_LARGE = "frame_too_large"
-    NOT_FOUND = "not_found"  # no such repository
-    BUSY = "busy"
-    TIMEOUT = "timeout"
-    BAD_CONFIG = "bad_config"
-    PROVIDER_ERROR = "provider_error"
-    STORE_ERROR = "store_error"
-    SHUTTING_DOWN = "shutting_down"
-    INTERNAL = "internal"
-
+# The framing both sides share lives in `wire` (standard library only); re-exported here.
+from codectx_client.wire import HEADER, PROTOCOL_VERSION, ErrorCode, FrameError
+from codectx_client.wire import MAX_FRAME_BYTES as MAX_FRAME_BYTES
+from codectx_client.wire import frame_length as frame_length
 
 # --- envelopes ---------------------------------------------------------------------------
 
@@ -588,27 +570,10 @@ _param_decoders = {
 }
 
 
-class FrameError(Exception):
-    """A frame could not be read or decoded; `code` is the protocol error code."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-
-
 def encode(message: Any) -> bytes:
     """One frame: length header + msgpack body."""
     body = _encoder.encode(message)
     return HEADER.pack(len(body)) + body
-
-
-def frame_length(header: bytes, max_bytes: int = MAX_FRAME_BYTES) -> int:
-    (length,) = HEADER.unpack(header)
-    if length > max_bytes:
-        raise FrameError(
-            ErrorCode.FRAME_TOO_LARGE, f"frame of {length} bytes exceeds the {max_bytes}-byte limit"
-        )
-    return int(length)
 
 
 #: msgspec raises UnicodeDecodeError for a str that is not UTF-8 and RecursionError for deep

@@ -37,7 +37,7 @@ class LocalModelSpec:
     sha256: tuple[str, str] = ("", "")  # of the ONNX file and the tokenizer: checked at load
     query_prefix: str = ""
     document_prefix: str = ""
-    install_hint: str = "reinstall codectx (pip install codectx) to get it"
+    install_hint: str = "reinstall codectxd (pip install codectxd) to get it"
 
 
 LOCAL_MODELS: dict[str, LocalModelSpec] = {
