@@ -67,19 +67,21 @@ CREATE TABLE IF NOT EXISTS definitions (
     language TEXT NOT NULL DEFAULT '',
     PRIMARY KEY (coll, name, path, start_line, qualified)
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS definitions_by_path ON definitions (coll, path);
+DROP INDEX IF EXISTS definitions_by_path;
+CREATE INDEX IF NOT EXISTS definitions_by_file ON definitions (coll, path, start_line);
 CREATE TABLE IF NOT EXISTS occurrences (
     coll TEXT NOT NULL,
     name TEXT NOT NULL,
     path TEXT NOT NULL,
     positions BLOB NOT NULL,
+    owners TEXT NOT NULL DEFAULT '',
     PRIMARY KEY (coll, name, path)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS occurrences_by_path ON occurrences (coll, path);
 """
 #: The state database's `user_version` since definitions come from the whole syntax tree and
 #: identifier occurrences are kept; an older database is upgraded on open.
-SYMBOLS_VERSION = 2
+SYMBOLS_VERSION = 3
 #: The definitions table's columns added in version 2 (before, it held the chunks' symbols).
 _DEFINITION_COLUMNS = {
     "def_line": "INTEGER NOT NULL DEFAULT 0",
@@ -140,21 +142,22 @@ class Definition:
 
 @dataclass(slots=True, frozen=True)
 class FileSymbols:
-    """One file's symbols as stored: its definitions, and each identifier's occurrences as
-    (line, column) pairs packed into unsigned 32-bit integers (`pack_positions`)."""
+    """One file's symbols as stored: its definitions, and each identifier's occurrences:
+    (line, column, is_definition) triples packed into unsigned 32-bit integers
+    (`pack_positions`) and the enclosing definition of each, joined by NUL."""
 
     definitions: Sequence[Definition] = ()
-    occurrences: Mapping[str, bytes] = field(default_factory=dict)
+    occurrences: Mapping[str, tuple[bytes, str]] = field(default_factory=dict)
 
 
 def pack_positions(flat: Sequence[int]) -> bytes:
     return array.array("I", flat).tobytes()
 
 
-def unpack_positions(blob: bytes) -> list[tuple[int, int]]:
+def unpack_positions(blob: bytes) -> list[tuple[int, int, bool]]:
     flat = array.array("I")
     flat.frombytes(blob)
-    return list(zip(flat[::2], flat[1::2], strict=True))
+    return [(flat[i], flat[i + 1], bool(flat[i + 2])) for i in range(0, len(flat) - 2, 3)]
 
 
 @dataclass(slots=True, frozen=True)
@@ -341,11 +344,12 @@ class Snapshot:
             ).fetchall()
         return [Definition(*row) for row in rows]
 
-    def occurrences(self, coll: str, name: str) -> list[tuple[str, bytes]]:
-        """(path, packed positions) of every file where the identifier `name` occurs."""
+    def occurrences(self, coll: str, name: str) -> list[tuple[str, bytes, str]]:
+        """(path, packed positions, owners) of every file where the identifier `name` occurs."""
         with self._lock:
             return self._db.execute(
-                "SELECT path, positions FROM occurrences WHERE coll=? AND name=? ORDER BY path",
+                "SELECT path, positions, owners FROM occurrences WHERE coll=? AND name=? "
+                "ORDER BY path",
                 (coll, name),
             ).fetchall()
 
@@ -469,11 +473,11 @@ def _replace_symbols(db: sqlite3.Connection, coll: str, symbols: Mapping[str, Fi
     db.executemany("DELETE FROM definitions WHERE coll=? AND path=?", paths)
     db.executemany("DELETE FROM occurrences WHERE coll=? AND path=?", paths)
     db.executemany(
-        "INSERT INTO occurrences (coll, name, path, positions) VALUES (?, ?, ?, ?)",
+        "INSERT INTO occurrences (coll, name, path, positions, owners) VALUES (?, ?, ?, ?, ?)",
         [
-            (coll, name, path, blob)
+            (coll, name, path, blob, owners)
             for path, file in symbols.items()
-            for name, blob in file.occurrences.items()
+            for name, (blob, owners) in file.occurrences.items()
         ],
     )
     db.executemany(
@@ -512,6 +516,8 @@ def _upgrade_symbols(db: sqlite3.Connection) -> None:
             if column not in present:
                 db.execute(f"ALTER TABLE definitions ADD COLUMN {column} {definition}")
         db.execute("DELETE FROM definitions")
+        if "owners" not in {row[1] for row in db.execute("PRAGMA table_info(occurrences)")}:
+            db.execute("ALTER TABLE occurrences ADD COLUMN owners TEXT NOT NULL DEFAULT ''")
         db.execute("DELETE FROM occurrences")
         db.execute("UPDATE files SET mtime_ns=?, hash='' WHERE state=?", (NO_STAT, INDEXED))
         db.execute(f"PRAGMA user_version={SYMBOLS_VERSION}")

@@ -6,7 +6,6 @@ chunks, so the answers are as fresh as search's.
 
 from __future__ import annotations
 
-import bisect
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -113,31 +112,18 @@ def references(
     then line; (references, whether `limit` cut the list)."""
     last = name.strip().replace("::", ".").replace("/", ".").strip(".").rsplit(".", 1)[-1]
     out: list[Reference] = []
-    for path, blob in snapshot.occurrences(coll, last):
+    for path, blob, owners in snapshot.occurrences(coll, last):
         if paths and not paths(path):
             continue
-        positions = unpack_positions(blob)
-        defs = outline(snapshot, coll, path)
         lines = _lines(root / path)
-        def_lines = {d.def_line or d.start_line for d in defs if d.name == last}
-        for line, column in sorted(positions):
+        for (line, column, is_def), owner in sorted(
+            zip(unpack_positions(blob), owners.split("\0"), strict=True)
+        ):
             if len(out) >= limit:
                 return out, True
             text = lines[line - 1].strip()[:LINE_CHARS] if line <= len(lines) else ""
-            is_def = line in def_lines  # its first occurrence there: `def name`, `class name`
-            def_lines.discard(line)
-            out.append(Reference(path, line, column, text, _enclosing(defs, line), is_def))
+            out.append(Reference(path, line, column, text, owner, is_def))
     return out, False
-
-
-def _enclosing(defs: list[Definition], line: int) -> str:
-    """The innermost definition whose lines hold `line` (defs in file order)."""
-    starts = [d.start_line for d in defs]
-    best = ""
-    for d in defs[: bisect.bisect_right(starts, line)]:
-        if d.start_line <= line <= d.end_line:
-            best = d.qualified  # later starts are nested deeper (or follow)
-    return best
 
 
 def _lines(path: Path) -> list[str]:

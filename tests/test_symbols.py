@@ -90,14 +90,21 @@ def test_occurrences_are_identifiers_in_code_only() -> None:
         "    label = 'total'\n"
         "    return sum(cart) + total(cart[1:]) if cart else 0\n"
     )
-    occurrences = _parse(text, "python").occurrences
-    pairs = occurrences["total"]
-    assert list(zip(pairs[::2], pairs[1::2], strict=True)) == [(2, 5), (5, 24)]
-    assert len(occurrences["cart"]) // 2 == 4  # the parameter and its three uses
-    assert "def" not in occurrences and "return" not in occurrences  # keywords are not names
-    ts = "const shop = { cart, total: 1 };\nshop.cart.push(total);\n"
-    found = _parse(ts, "typescript").occurrences
-    assert len(found["cart"]) // 2 == 2 and len(found["total"]) // 2 == 2
+    parsed = _parse(text, "python")
+    flat = parsed.occurrences["total"]
+    triples = list(zip(flat[::3], flat[1::3], flat[2::3], strict=True))
+    assert triples == [(2, 5, 1), (5, 24, 0)]  # the definition's name, then a call
+    assert parsed.owners["total"] == ["total", "total"]
+    assert len(parsed.occurrences["cart"]) // 3 == 4  # the parameter and its three uses
+    assert "def" not in parsed.occurrences and "return" not in parsed.occurrences  # keywords
+    ts = (
+        "const shop = { cart, total: 1 };\nshop.cart.push(total);\n"
+        "const checkout = (cart) => cart;\n"
+    )
+    found = _parse(ts, "typescript")
+    assert len(found.occurrences["total"]) // 3 == 2
+    assert found.occurrences["checkout"] == [3, 7, 1]  # `const f = () =>` names itself
+    assert found.owners["cart"][-2:] == ["checkout", "checkout"]
 
 
 def test_an_older_state_database_is_upgraded_and_its_files_read_again(tmp_path: Path) -> None:

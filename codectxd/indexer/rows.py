@@ -135,7 +135,10 @@ def symbols(group: list[Prepared]) -> dict[str, StoredSymbols]:
                            s.def_line, s.signature, p.entry.language)
                 for s in p.symbols.definitions
             ],
-            occurrences={n: pack_positions(flat) for n, flat in p.symbols.occurrences.items()},
+            occurrences={
+                n: (pack_positions(flat), "\0".join(p.symbols.owners[n]))
+                for n, flat in p.symbols.occurrences.items()
+            },
         )
         for p in group
     }  # fmt: skip

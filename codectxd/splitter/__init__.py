@@ -42,11 +42,12 @@ class Splitter:
         AST failure falls back to the line splitter (and no symbols) and is logged."""
         if has_grammar(language) and (self.settings.type == "ast" or symbols is not None):
             try:
-                found = FileSymbols()
+                found = FileSymbols() if symbols is not None else None
                 chunks = split_ast(text, language, self.settings.chunk_size, found)
-                if symbols is not None:
+                if symbols is not None and found is not None:  # only once it all succeeded
                     symbols.definitions.extend(found.definitions)
                     symbols.occurrences.update(found.occurrences)
+                    symbols.owners.update(found.owners)
                 if self.settings.type == "ast":
                     return chunks
             except Exception as exc:  # noqa: BLE001 - any grammar failure → line fallback

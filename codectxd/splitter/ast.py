@@ -188,7 +188,7 @@ def split_ast(
     index = LineIndex(lines)
     tree = parser_for(language).parse(text.encode("utf-8", "surrogatepass"))
     if symbols is not None:
-        symbols_in(tree.root_node, language, lines, symbols)
+        symbols_in(tree, language, lines, symbols)
     splitter = _AstSplitter(index, language, chunk_size)
     segs = splitter.segments(tree.root_node.named_children, "", "", 0)
     if not segs:

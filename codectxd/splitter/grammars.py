@@ -125,8 +125,8 @@ WRAPPERS = frozenset(
     }
 )
 #: JS/TS declarations that define a function when their value is one (`const f = () => ...`).
-_VARIABLE_DECLARATIONS = frozenset({"lexical_declaration", "variable_declaration"})
-_JS_LANGUAGES = frozenset({"javascript", "typescript", "tsx"})
+VARIABLE_DECLARATIONS = frozenset({"lexical_declaration", "variable_declaration"})
+JS_LANGUAGES = frozenset({"javascript", "typescript", "tsx"})
 _FUNCTION_VALUES = frozenset(
     {
         "arrow_function",
@@ -191,7 +191,7 @@ def definition_of(node: Node, language: str) -> tuple[str, str] | None:
             if inner is not None:
                 return inner
         return None
-    if node.type == "expression_statement" and language in _JS_LANGUAGES:
+    if node.type == "expression_statement" and language in JS_LANGUAGES:
         # `app.init = function init() {...}`, `exports.send = (res) => ...`, CommonJS style.
         expression = node.named_children[0] if node.named_child_count else None
         if expression is not None and expression.type == "assignment_expression":
@@ -200,7 +200,7 @@ def definition_of(node: Node, language: str) -> tuple[str, str] | None:
             if right is not None and left is not None and right.type in _FUNCTION_VALUES:
                 return _text(left), _FUNCTION
         return None
-    if node.type in _VARIABLE_DECLARATIONS and language in _JS_LANGUAGES:
+    if node.type in VARIABLE_DECLARATIONS and language in JS_LANGUAGES:
         declarators = [c for c in node.named_children if c.type == "variable_declarator"]
         if len(declarators) == 1:
             value = declarators[0].child_by_field_name("value")
