@@ -343,14 +343,7 @@ class Embedder:
             used = self._usage_for(utc_day(now))
             limit = self.max_tokens_per_day
             if limit and used + self._reserved + estimate > limit:
-                message = (
-                    f"daily embedding token limit reached: {used:,} of {limit:,} tokens already "
-                    f"sent to {self.identity} today (UTC), and the next request needs "
-                    f"~{estimate:,} more. Indexing resumes when the limit resets at 00:00 UTC "
-                    f"(in {_until_midnight(now)}); to go on now, raise "
-                    f"EMBEDDING_MAX_TOKENS_PER_DAY (embedding.max_tokens_per_day; 0 turns the "
-                    f"guard off)"
-                )
+                message = _limit_message(used, limit, self.identity, estimate, now)
                 with self._stats_lock:
                     self.stats.spend_paused = True
                     self.stats.last_error = message
@@ -390,14 +383,8 @@ class Embedder:
                 attempt += 1
                 with self._stats_lock:
                     self.stats.retries += 1
-                log.info(
-                    "%s: %s; retry %d/%d in %.1fs",
-                    self.provider.name,
-                    exc,
-                    attempt,
-                    self.max_retries,
-                    delay,
-                )
+                log.info("%s: %s; retry %d/%d in %.1fs", self.provider.name, exc, attempt,
+                         self.max_retries, delay)  # fmt: skip
                 self._sleep(delay)
                 continue
             elapsed = time.perf_counter() - started
@@ -418,3 +405,14 @@ def _backoff(attempt: int, retry_after: float | None) -> float:
     if retry_after is not None:
         delay = max(delay, min(retry_after, 120.0))
     return delay
+
+
+def _limit_message(used: int, limit: int, identity: str, estimate: int, now: float) -> str:
+    return (
+        f"daily embedding token limit reached: {used:,} of {limit:,} tokens already "
+        f"sent to {identity} today (UTC), and the next request needs "
+        f"~{estimate:,} more. Indexing resumes when the limit resets at 00:00 UTC "
+        f"(in {_until_midnight(now)}); to go on now, raise "
+        f"EMBEDDING_MAX_TOKENS_PER_DAY (embedding.max_tokens_per_day; 0 turns the "
+        f"guard off)"
+    )
