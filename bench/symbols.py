@@ -1,8 +1,8 @@
 """Symbols: exact lookups and outlines through the real daemon, and recall against `ast`.
 
-* **Trees**: the PyPI sdists of django 4.2, sympy 1.12, scikit-learn 1.3 and matplotlib 3.7
-  (the localization benchmark's cached trees, `bench/.cache/swe/trees/`; downloaded once if
-  missing), together over 100k definitions. `--smoke`: this repository only.
+* **Trees**: the PyPI sdists of django 4.2, sympy 1.12, scikit-learn 1.3, matplotlib 3.7 and
+  astropy 5.2 (the localization benchmark's cached trees, `bench/.cache/swe/trees/`;
+  downloaded once if missing), together over 100k definitions. `--smoke`: this repository only.
 * **Index**: a daemon with stand-in vectors (`bench.standin`: the real daemon, the model's
   inference replaced) — symbols do not depend on vectors, and embedding 100k+ chunks would
   take hours; the first phase (read, split, symbols, commit) is the product's own.
@@ -28,7 +28,8 @@ from bench.run import Daemon, SuiteOptions, code_dir, log, print_table, short_tm
 from bench.stats import fmt, summarize
 
 SUITE = "symbols"
-TREES = (("django", "4.2"), ("sympy", "1.12"), ("scikit-learn", "1.3"), ("matplotlib", "3.7"))
+TREES = (("django", "4.2"), ("sympy", "1.12"), ("scikit-learn", "1.3"), ("matplotlib", "3.7"),
+         ("astropy", "5.2"))  # fmt: skip
 TARGET_P50_MS, TARGET_P99_MS = 3.0, 20.0
 TARGET_REFS_P50_MS = 20.0  # a name with ~500 occurrences
 LOOKUPS, SMOKE_LOOKUPS = 2000, 100
