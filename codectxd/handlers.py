@@ -152,14 +152,7 @@ async def search(ctx: Context, params: p.SearchParams) -> p.SearchResult:
     started = time.perf_counter()
     if not params.query.strip():
         raise ProtocolError("query is empty")
-    try:
-        compile_patterns(params.paths)
-    except ValueError as exc:
-        raise ProtocolError(f"invalid path glob: {exc}") from None
-    supervisors = await _targets(ctx, params.repos)
-    waited = 0.0
-    if params.wait_s > 0:
-        waited = await _wait_fresh(ctx, supervisors, params.wait_paths, params.wait_s)
+    supervisors, waited = await _scope(ctx, params)
     filters = Filters(
         paths=tuple(params.paths),
         languages=tuple(params.languages),
@@ -275,9 +268,18 @@ async def outline_file(ctx: Context, params: p.OutlineParams) -> p.OutlineResult
 async def _name_query(
     ctx: Context, params: p.SymbolsParams | p.ReferencesParams
 ) -> tuple[PathFilter, list[Supervisor], float]:
-    """What `symbols` and `references` share: the checks, the repositories, the wait."""
+    """What `symbols` and `references` share: the name check and the scope."""
     if not params.name.strip(" ./:"):
         raise ProtocolError("name is empty")
+    supervisors, waited = await _scope(ctx, params)
+    return PathFilter(tuple(params.paths)), supervisors, waited
+
+
+async def _scope(
+    ctx: Context, params: p.SearchParams | p.SymbolsParams | p.ReferencesParams
+) -> tuple[list[Supervisor], float]:
+    """The path globs checked, the repositories asked for, and the read-your-writes wait
+    done (its seconds)."""
     try:
         compile_patterns(params.paths)
     except ValueError as exc:
@@ -286,7 +288,7 @@ async def _name_query(
     waited = 0.0
     if params.wait_s > 0:
         waited = await _wait_fresh(ctx, supervisors, params.wait_paths, params.wait_s)
-    return PathFilter(tuple(params.paths)), supervisors, waited
+    return supervisors, waited
 
 
 def _symbol_hit(repo: str, d: Definition) -> p.SymbolHit:

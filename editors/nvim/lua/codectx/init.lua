@@ -104,75 +104,53 @@ function M.search(query, on_done)
   run(false)
 end
 
---- Where `name` (default: the word under the cursor) is defined in the current repository:
---- the definitions fill the quickfix list (one alone: jump to it).
-function M.symbol(name, on_done)
+--- Ask `method` about `name` (default: the word under the cursor) in the current repository
+--- and fill the quickfix list with `to_item` of each of the reply's `key` entries.
+local function name_query(method, key, name, title, to_item, on_done)
   if name == nil or name == '' then
     name = vim.fn.expand('<cword>')
   end
   if name == '' then
-    notify('usage: :CodectxSymbol {name}', vim.log.levels.WARN)
+    notify('give a name, or put the cursor on one', vim.log.levels.WARN)
     return
   end
-  local params = { name = name, repos = { M.repo_root() }, limit = M.config.limit,
-                   wait_s = M.config.wait_s }
-  client.request('symbols', params, function(err, result)
+  local params = { name = name, repos = { M.repo_root() }, wait_s = M.config.wait_s }
+  client.request(method, params, function(err, result)
     if err then
       notify(err.message, vim.log.levels.ERROR)
       if on_done then on_done(err) end
       return
     end
     local items = {}
-    for _, s in ipairs(result.symbols or {}) do
-      table.insert(items, {
-        filename = s.repo .. '/' .. s.path,
-        lnum = s.def_line,
-        end_lnum = s.end_line,
-        text = s.kind .. ' ' .. s.qualified_name .. ': ' .. s.signature,
-      })
+    for _, entry in ipairs(result[key] or {}) do
+      table.insert(items, to_item(entry))
     end
-    vim.fn.setqflist({}, ' ', { title = 'codectx: definitions of ' .. name, items = items })
-    if #items == 1 then
+    vim.fn.setqflist({}, ' ', { title = 'codectx: ' .. title .. ' ' .. name, items = items })
+    if #items == 1 and method == 'symbols' then
       vim.cmd('cfirst')
-    elseif #items > 1 then
+    elseif #items > 0 then
       vim.cmd('copen')
     end
-    notify(string.format('%d definitions of %s', #items, name))
+    notify(string.format('%d %s %s', #items, title, name))
     if on_done then on_done(nil, result) end
   end, opts())
 end
 
---- Where `name` (default: the word under the cursor) occurs in the current repository:
---- the references fill the quickfix list.
+--- Where `name` is defined: the definitions in the quickfix list (one alone: jump to it).
+function M.symbol(name, on_done)
+  name_query('symbols', 'symbols', name, 'definitions of', function(s)
+    return { filename = s.repo .. '/' .. s.path, lnum = s.def_line, end_lnum = s.end_line,
+             text = s.kind .. ' ' .. s.qualified_name .. ': ' .. s.signature }
+  end, on_done)
+end
+
+--- Where `name` occurs: the references in the quickfix list, each with its definition.
 function M.refs(name, on_done)
-  if name == nil or name == '' then
-    name = vim.fn.expand('<cword>')
-  end
-  if name == '' then
-    notify('usage: :CodectxRefs [name]', vim.log.levels.WARN)
-    return
-  end
-  local params = { name = name, repos = { M.repo_root() }, limit = 2000,
-                   wait_s = M.config.wait_s }
-  client.request('references', params, function(err, result)
-    if err then
-      notify(err.message, vim.log.levels.ERROR)
-      if on_done then on_done(err) end
-      return
-    end
-    local items = {}
-    for _, r in ipairs(result.references or {}) do
-      local owner = (r.enclosing ~= '' and (' [' .. r.enclosing .. ']')) or ''
-      table.insert(items, { filename = r.repo .. '/' .. r.path, lnum = r.line, col = r.column,
-                            text = r.text .. owner })
-    end
-    vim.fn.setqflist({}, ' ', { title = 'codectx: references to ' .. name, items = items })
-    if #items > 0 then
-      vim.cmd('copen')
-    end
-    notify(string.format('%d references to %s', #items, name))
-    if on_done then on_done(nil, result) end
-  end, opts())
+  name_query('references', 'references', name, 'references to', function(r)
+    local owner = (r.enclosing ~= '' and (' [' .. r.enclosing .. ']')) or ''
+    return { filename = r.repo .. '/' .. r.path, lnum = r.line, col = r.column,
+             text = r.text .. owner }
+  end, on_done)
 end
 
 --- Show the indexing state of the current repository.
