@@ -887,6 +887,19 @@ HOW_TO_RUN: tuple[tuple[str, str], ...] = (
         "`add` until every chunk is embedded; a 2,000-file generated repository 3 times "
         "(~15 minutes)",
     ),
+    (
+        "`python -m bench symbols`",
+        "five SWE-bench sdist trees (django, sympy, scikit-learn, matplotlib, astropy; "
+        "downloaded from PyPI once) indexed by a stand-in daemon; 2,000 exact lookups, fuzzy "
+        "lookups, outlines, references of names with ~500 occurrences, recall against `ast` "
+        "(~7 minutes)",
+    ),
+    (
+        "`python -m bench.localization [--keyword-ready]`",
+        "243 SWE-bench Lite issues over 32 sdist trees (downloaded from PyPI once, 909k "
+        "chunks); `--keyword-ready` does not embed (~15 minutes the first time, ~3 after); "
+        "without it every tree is embedded first (about a day on 2 cores)",
+    ),
     ("`python -m bench report`", "regenerates this page and the headline numbers in README.md"),
 )
 
