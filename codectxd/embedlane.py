@@ -36,10 +36,16 @@ _FAILURE_PAUSE_S = 30.0
 
 
 def cancel_requested() -> bool:
-    """In a worker thread: whether the task waiting for it was cancelled."""
+    """In a worker thread: whether the task waiting for it was cancelled. (The event loop's
+    cancellation class cannot be asked for here, outside the loop; it is the only
+    BaseException `check_cancelled` raises.)"""
     try:
         anyio.from_thread.check_cancelled()
-    except anyio.get_cancelled_exc_class():
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except Exception:
+        raise
+    except BaseException:  # noqa: BLE001 - the loop's CancelledError (asyncio) or Cancelled (trio)
         return True
     return False
 

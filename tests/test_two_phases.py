@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -241,3 +242,58 @@ def test_kind_options_per_repository_through_the_cli() -> None:
         assert bad.returncode == 1 and "unknown file kind 'binaries'" in bad.stderr
     finally:
         daemon.stop()
+
+
+def test_removing_a_repository_while_it_embeds_leaves_the_daemon_serving() -> None:
+    """Removing a repository cancels its second phase mid-group; the daemon goes on serving
+    the others (see also `test_a_cancelled_worker_thread_sees_its_cancellation`)."""
+    base = Path(tempfile.mkdtemp(prefix="cx4", dir="/tmp"))
+    daemon = DaemonProcess(base).start()
+    try:
+        root, other = base / "repo", base / "other"
+        body = "".join(f"    y{k} = x * {k} + len(str(x))\n" for k in range(12))
+        write_tree(root, {f"pkg/m{i}.py": "".join(f"def f{i}_{j}(x):\n{body}    return y1\n\n\n"
+                                                  for j in range(12)) for i in range(300)})  # fmt: skip
+        write_tree(other, SAMPLE_REPO)
+        daemon.call("add", {"path": str(other)})
+        daemon.wait_ready(other)
+        daemon.call("add", {"path": str(root)})
+        deadline = time.monotonic() + 120
+        while not ((info := daemon.info(root))["state"] == "keyword_ready" and info["embedding"]
+                   and info["embedding"]["chunks_embedded"] > 0):  # fmt: skip
+            assert time.monotonic() < deadline, info
+            time.sleep(0.05)
+        assert daemon.call("remove", {"path": str(root)})["removed"] == [str(root)]
+        assert [r["root"] for r in daemon.call("list")["repos"]] == [str(other)]
+        hits = daemon.call("search", {"query": "parse_config", "repos": [str(other)]})["results"]
+        assert hits and hits[0]["path"] == "app/config.py"
+    finally:
+        assert daemon.stop() == 0
+
+
+def test_a_cancelled_worker_thread_sees_its_cancellation() -> None:
+    """The second phase's worker thread polls `cancel_requested`; once its task is cancelled
+    it must read True (it used to ask anyio for the loop's cancellation class from the thread,
+    which raised NoEventLoopError and took the daemon down on `remove`)."""
+    import anyio
+    import anyio.to_thread
+
+    from codectxd.embedlane import cancel_requested
+
+    seen: list[bool] = []
+    started = threading.Event()
+
+    def worker() -> None:
+        started.set()
+        while not cancel_requested():
+            time.sleep(0.01)
+        seen.append(True)
+
+    async def main() -> None:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(lambda: anyio.to_thread.run_sync(worker, abandon_on_cancel=False))
+            await anyio.to_thread.run_sync(started.wait)
+            tg.cancel_scope.cancel()
+
+    anyio.run(main)
+    assert seen == [True]
