@@ -718,7 +718,9 @@ def _measured(name: str, item: Mapping[str, Any]) -> str:
     unit = GOALS.get(name, ("", "", ""))[2]
     if unit == "%":
         return f"{value:+.1%}"
-    if name.startswith("localization_") and not unit:
+    if (name.startswith("localization_") or name in ("pipeline_ratio", "symbols_recall")) and (
+        not unit
+    ):
         return f"{value:.3f}"
     if name == "rss_within_budget":
         budget = item.get("budget_mb")
