@@ -41,9 +41,7 @@ def cancel_requested() -> bool:
     BaseException `check_cancelled` raises.)"""
     try:
         anyio.from_thread.check_cancelled()
-    except (KeyboardInterrupt, SystemExit):
-        raise
-    except Exception:
+    except (Exception, KeyboardInterrupt, SystemExit):
         raise
     except BaseException:  # noqa: BLE001 - the loop's CancelledError (asyncio) or Cancelled (trio)
         return True

@@ -44,6 +44,9 @@ class Weights:
     #: A file's score: its best chunk's, plus each further chunk's times this power.
     file_decay: float = 0.3
 
+    def definitions_for(self, shape: QueryShape) -> float:
+        return self.definitions if shape.long else self.definitions_short
+
     def prior(self, kind: str, shape: QueryShape) -> float:
         if (
             kind == "test"
@@ -82,7 +85,7 @@ def fuse(lists: Lists, shape: QueryShape, weights: Weights = DEFAULT) -> list[tu
         for hit, value in _normalised(hit_list):
             scores[hit.id] = scores.get(hit.id, 0.0) + weight * value
             hits.setdefault(hit.id, hit)
-    definitions = weights.definitions if shape.long else weights.definitions_short
+    definitions = weights.definitions_for(shape)
     for rank, hit in enumerate(lists.definitions, start=1):
         scores[hit.id] = scores.get(hit.id, 0.0) + definitions / rank
         hits.setdefault(hit.id, hit)

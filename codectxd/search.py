@@ -263,7 +263,11 @@ def _exact(store: Store, snapshot: Snapshot, q: _Query, target: Target, lists: L
     list (chunks defining other names it mentions, the most mentioned first) and the paths
     list (files the query mentions, the chunk of a traceback frame's line first)."""
     shape = q.shape
-    definitions = snapshot.definitions(target.collection, shape.names)
+    # Other names only when they earn a bonus (issue-length queries): a lookup they would not
+    # change is a snapshot query and a Milvus read on every search.
+    bonus = q.weights.definitions_for(shape)
+    names = shape.names if bonus > 0 else shape.names[:1] if shape.identifier else ()
+    definitions = snapshot.definitions(target.collection, names)
     files: list[str] = []
     frame_lines: dict[str, int] = {}
     for frame in reversed(shape.frames):  # the innermost frame is the last one

@@ -166,14 +166,13 @@ def _definitions(candidates: list[Node], language: str, lines: list[str]) -> lis
 
 
 _START = operator.attrgetter("start_byte")
-_queries: dict[tuple[int, str], Query] = {}
+_queries: dict[str, Query] = {}  # by language: one grammar each
 _queries_lock = threading.Lock()
 
 
 def _query(grammar: Language, language: str) -> Query:
     """The language's query: its identifier kinds, and every node kind that may define."""
-    key = (id(grammar), language)
-    query = _queries.get(key)
+    query = _queries.get(language)
     if query is None:
         with _queries_lock:
             kinds = [k for k in IDENTIFIERS if grammar.id_for_node_kind(k, True)]
@@ -186,7 +185,7 @@ def _query(grammar: Language, language: str) -> Query:
                 source += "[" + " ".join(f"({k})" for k in sorted(kinds)) + "] @id\n"
             if defs:
                 source += "[" + " ".join(f"({k})" for k in sorted(defs)) + "] @def\n"
-            query = _queries[key] = Query(grammar, source)
+            query = _queries[language] = Query(grammar, source)
     return query
 
 
