@@ -221,12 +221,23 @@ class StrongBm25:
 # --- codectx ------------------------------------------------------------------------------------
 
 
-def ranked_files(engine: Any, root: Path, query: str, mode: str, depth: int = DEPTH) -> list[str]:
-    """Files in the order of their best hit (the product's file-level answer when it has one)."""
-    try:
-        hits = engine.search([root], query, limit=depth, mode=mode, group="file")
-    except TypeError:  # an engine without file grouping: rank files by their first chunk
-        hits = engine.search([root], query, limit=200, mode=mode)
+def ranked_files(
+    engine: Any, root: Path, query: str, mode: str, depth: int = DEPTH, keyword_ready: bool = False
+) -> list[str]:
+    """Files in the order of their best hit (the product's file-level answer when it has one).
+    `keyword_ready`: what the first phase serves, the dense side left out even where a cached
+    tree happens to be partly embedded (an earlier, interrupted embedding run)."""
+    if keyword_ready:
+        from codectxd.search import Target, search
+
+        target = Target(str(root), engine.collection_for(root), lexical_only=True)
+        hits = search(engine.store, engine.embedder, [target], query, snapshot=engine.snapshot,
+                      limit=depth, mode=mode, group="file")  # fmt: skip
+    else:
+        try:
+            hits = engine.search([root], query, limit=depth, mode=mode, group="file")
+        except TypeError:  # an engine without file grouping: rank files by their first chunk
+            hits = engine.search([root], query, limit=200, mode=mode)
     seen: dict[str, None] = {}
     for hit in hits:
         seen.setdefault(hit.path, None)
@@ -302,7 +313,9 @@ def run(
             baseline = StrongBm25(root)
             for inst in usable:
                 for mode in modes:
-                    ranked = ranked_files(engine, root, inst.query, mode)
+                    ranked = ranked_files(
+                        engine, root, inst.query, mode, keyword_ready=keyword_ready
+                    )
                     ranks[mode][inst.instance_id] = first_gold_rank(ranked, inst.gold_files)
                 ranked = baseline.rank(inst.query)
                 ranks[BASELINE][inst.instance_id] = first_gold_rank(ranked, inst.gold_files)

@@ -70,7 +70,9 @@ class Lists:
     dense: list[Hit] = field(default_factory=list)
     lexical: list[Hit] = field(default_factory=list)
     identifier: list[Hit] = field(default_factory=list)  # defining the query's identifier
-    definitions: list[Hit] = field(default_factory=list)  # defining other names it mentions
+    # defining other names it mentions, each with its name's rank (every definition of the
+    # most mentioned name gets the whole bonus: which of them is meant, the text does not say)
+    definitions: list[tuple[Hit, int]] = field(default_factory=list)
     paths: list[Hit] = field(default_factory=list)
 
 
@@ -86,7 +88,7 @@ def fuse(lists: Lists, shape: QueryShape, weights: Weights = DEFAULT) -> list[tu
             scores[hit.id] = scores.get(hit.id, 0.0) + weight * value
             hits.setdefault(hit.id, hit)
     definitions = weights.definitions_for(shape)
-    for rank, hit in enumerate(lists.definitions, start=1):
+    for hit, rank in lists.definitions:
         scores[hit.id] = scores.get(hit.id, 0.0) + definitions / rank
         hits.setdefault(hit.id, hit)
     for rank, hit in enumerate(lists.paths, start=1):

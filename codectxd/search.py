@@ -302,12 +302,16 @@ def _exact(store: Store, snapshot: Snapshot, q: _Query, target: Target, lists: L
         return (0 if exact else 1, order.get(d.name, len(order)), d.start_line)
 
     seen: set[str] = set()
+    named: dict[str, int] = {}  # a name's rank among the mentioned names that are defined
     for d in sorted(definitions, key=rank):
         hit = chunk_of(d)
-        if hit is not None and hit.id not in seen:
-            seen.add(hit.id)
-            exact = rank(d)[0] == 0 and bool(shape.identifier)
-            (lists.identifier if exact else lists.definitions).append(hit)
+        if hit is None or hit.id in seen:
+            continue
+        seen.add(hit.id)
+        if rank(d)[0] == 0 and shape.identifier:
+            lists.identifier.append(hit)
+        else:
+            lists.definitions.append((hit, named.setdefault(d.name, len(named) + 1)))
     for path in files:
         own = sorted((r for r in rows if r.path == path), key=lambda r: r.start_line)
         line = frame_lines.get(path)

@@ -311,19 +311,26 @@ class Snapshot:
             db.execute("DELETE FROM definitions WHERE coll=?", (coll,))
             db.execute("DELETE FROM occurrences WHERE coll=?", (coll,))
 
-    def definitions(self, coll: str, names: Iterable[str], limit: int = 200) -> list[Definition]:
-        """The definitions with one of these names (exactly; case-sensitive)."""
+    def definitions(
+        self, coll: str, names: Iterable[str], per_name: int = 20, limit: int = 200
+    ) -> list[Definition]:
+        """The definitions with one of these names (exactly; case-sensitive), in the order the
+        names are given, at most `per_name` of each (a name defined everywhere, `__init__` or
+        `get`, cannot crowd out the rarer names after it) and `limit` in all."""
         wanted = list(dict.fromkeys(names))
         if not wanted:
             return []
         marks = ", ".join("?" * len(wanted))
         with self._lock:
             rows = self._db.execute(
-                f"SELECT {DEFINITION_FIELDS} FROM definitions "
-                f"WHERE coll=? AND name IN ({marks}) LIMIT ?",
-                (coll, *wanted, limit),
+                f"SELECT {DEFINITION_FIELDS} FROM (SELECT *, ROW_NUMBER() OVER "
+                f"(PARTITION BY name ORDER BY path, start_line) AS nth FROM definitions "
+                f"WHERE coll=? AND name IN ({marks})) WHERE nth <= ?",
+                (coll, *wanted, per_name),
             ).fetchall()
-        return [Definition(*row) for row in rows]
+        order = {name: i for i, name in enumerate(wanted)}
+        found = sorted((Definition(*row) for row in rows), key=lambda d: order[d.name])
+        return found[:limit]
 
     def select_definitions(
         self,

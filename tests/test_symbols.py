@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from codectxd.config import load_settings
-from codectxd.snapshot import INDEXED, NO_STAT, Snapshot
+from codectxd.snapshot import INDEXED, NO_STAT, Definition, IndexedFile, Snapshot
+from codectxd.snapshot import FileSymbols as StoredSymbols
 from codectxd.splitter import FileSymbols, Splitter, Symbol
 from tests.conftest import write_tree
 from tests.daemon_harness import DaemonProcess
@@ -230,3 +231,25 @@ def test_symbols_and_outline_through_the_daemon(short_tmp: Path) -> None:
         assert run.returncode == 0 and "function checkout" in run.stdout, run.stdout
     finally:
         daemon.stop()
+
+
+def test_a_name_defined_everywhere_does_not_crowd_out_the_rarer_names_mentioned(
+    tmp_path: Path,
+) -> None:
+    snapshot = Snapshot(tmp_path / "state.db")
+    files = [IndexedFile(f"m{i}.py", 1, 1, "h", 1, kind="code") for i in range(30)]
+    symbols = {
+        f.path: StoredSymbols(definitions=[Definition("get", f.path, 1, 2, "Model.get", "method")])
+        for f in files
+    }
+    symbols["m7.py"] = StoredSymbols(
+        definitions=[
+            Definition("get", "m7.py", 1, 2, "Model.get", "method"),
+            Definition("parse_retry_after", "m7.py", 4, 9, "parse_retry_after", "function"),
+        ]
+    )
+    snapshot.mark_indexed("c", files, symbols)
+    found = snapshot.definitions("c", ["get", "parse_retry_after"], per_name=5, limit=6)
+    assert [d.name for d in found] == ["get"] * 5 + ["parse_retry_after"]  # mention order
+    assert [d.path for d in found[:2]] == ["m0.py", "m1.py"]  # each name's own in path order
+    snapshot.close()
