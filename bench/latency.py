@@ -26,6 +26,7 @@ import json
 import random
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import threading
@@ -55,6 +56,7 @@ TARGETS = {
     "socket_p99_ms": 100.0,
     "socket_p99_indexing_ms": 200.0,
     "cli_p50_ms": 100.0,
+    "cli_overhead_ms": 25.0,
 }
 REPLICA_BATCH = 500
 _DEFINITION = re.compile(
@@ -366,6 +368,39 @@ def cli_latencies(daemon: Daemon, root: Path, queries: list[str]) -> list[float]
     return out
 
 
+def cli_overhead(daemon: Daemon, repo: Path, runs: int) -> dict[str, Any]:
+    """What starting the client costs: `codectx-client search` on a one-file repository
+    against `python -c pass` with the same interpreter, interleaved in one run (p50 of each
+    and their difference; the issue's row)."""
+    repo.mkdir(parents=True, exist_ok=True)
+    (repo / "retry.py").write_text("def parse_retry_after(value):\n    return int(value)\n")
+    daemon.call("add", {"path": str(repo)}, timeout_s=120)
+    daemon.wait_fresh(repo, 120, 0.05)
+    exe = shutil.which("codectx-client", path=str(Path(sys.executable).parent))
+    client = [exe] if exe else [sys.executable, "-m", "codectx_client"]
+    commands = {
+        "python_pass": [sys.executable, "-c", "pass"],
+        "client": [*client, "--socket", str(daemon.socket), "search", "parse retry", "--repo",
+                   str(repo)],
+    }  # fmt: skip
+    times: dict[str, list[float]] = {name: [] for name in commands}
+    for _ in range(runs):
+        for name, command in commands.items():
+            started = time.perf_counter()
+            done = subprocess.run(command, env=daemon.env, capture_output=True, timeout=60)
+            times[name].append((time.perf_counter() - started) * 1000)
+            if done.returncode != 0:
+                raise RuntimeError(f"{name} failed: {done.stderr.decode()[-500:]}")
+    daemon.call("remove", {"path": str(repo)}, timeout_s=120)
+    p50 = {name: statistics.median(values) for name, values in times.items()}
+    return {
+        "runs": runs,
+        "python_pass_p50_ms": round(p50["python_pass"], 1),
+        "client_p50_ms": round(p50["client"], 1),
+        "overhead_ms": round(p50["client"] - p50["python_pass"], 1),
+    }
+
+
 def rg_latencies(roots: list[Path], queries: list[str]) -> list[float]:
     """Wall time (ms) of ``rg -F -l QUERY roots...`` per query (own timing)."""
     out: list[float] = []
@@ -493,6 +528,7 @@ def run(options: SuiteOptions) -> dict[str, Any]:
         log(f"daemon up in {start_s:.1f}s, index ready after {start_s + load_s:.1f}s; measuring")
         results["socket"] = {"idle": measure_round(daemon, root, config, pool, options.runs)}
         results["cli"] = {"idle": _cli(daemon, root, config, pool, identifiers)}
+        results["cli"]["overhead"] = cli_overhead(daemon, run_dir / "one", config.cli_runs)
         results["baseline_rg"] = _rg(root, copies, config, identifiers)
         log("idle measurements done; starting a repository to index in the background")
         start_background(daemon, run_dir, config.background_files)
@@ -581,6 +617,10 @@ def _targets(results: dict[str, Any]) -> dict[str, Any]:
             TARGETS["socket_p99_indexing_ms"], busy.get("p99", {}).get("median")
         ),
         "cli_p50_ms": entry(TARGETS["cli_p50_ms"], cli.get("p50")),
+        "cli_overhead_ms": entry(
+            TARGETS["cli_overhead_ms"],
+            results["cli"].get("overhead", {}).get("overhead_ms"),
+        ),
         "rows": results["index"]["replicas"]["rows_total"],
     }
 

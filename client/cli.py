@@ -14,7 +14,6 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from codectx_client import __version__
 from codectx_client.connection import (
@@ -25,7 +24,14 @@ from codectx_client.connection import (
     connect,
 )
 
+TYPE_CHECKING = False  # typing costs ~3 ms of every client start; annotations only
+if TYPE_CHECKING:
+    from typing import Any
+
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_NOT_RUNNING = 0, 1, 2, 3
+#: The commands, as `build_parser` defines them (a test keeps the two equal).
+COMMANDS = ("search", "symbol", "refs", "outline", "add", "remove", "list", "status", "reindex",
+            "clear", "stop", "ping")  # fmt: skip
 
 
 def _json(value: Any) -> str:
@@ -494,10 +500,25 @@ def cmd_ping(conn: Connection, args: argparse.Namespace) -> int:
 # --- parser ------------------------------------------------------------------------------
 
 
-def build_parser() -> argparse.ArgumentParser:
+class _Formatter(argparse.HelpFormatter):
+    """argparse's help layout, the width read without `shutil` (argparse builds a formatter
+    for every argument it adds; importing shutil for the first one cost ~2 ms of each start)."""
+
+    def __init__(self, prog: str) -> None:
+        try:
+            columns = int(os.environ.get("COLUMNS", "")) or os.get_terminal_size().columns
+        except (ValueError, OSError):
+            columns = 80
+        super().__init__(prog, width=max(columns - 2, 40))
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The command line; with `command`, only that command's arguments (a start parses one
+    command: building all fifteen cost more than the search it sends)."""
     parser = argparse.ArgumentParser(
         prog="codectx-client",
         description="Search your code through the codectx daemon (codectxd).",
+        formatter_class=_Formatter,
     )
     parser.add_argument("--version", action="version", version=f"codectx-client {__version__}")
     parser.add_argument(
@@ -508,156 +529,221 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    def add(name: str, help_text: str, func: Any) -> argparse.ArgumentParser:
-        cmd = sub.add_parser(name, help=help_text, description=help_text)
+    def add(name: str, help_text: str, func: Any) -> argparse.ArgumentParser | None:
+        if command is not None and name != command:
+            return None
+        cmd = sub.add_parser(
+            name, help=help_text, description=help_text, formatter_class=_Formatter
+        )
         cmd.add_argument("--json", action="store_true", help="print one JSON document")
         cmd.set_defaults(func=func)
         return cmd
 
-    search = add(
-        "search", "search indexed code (default: the repo you are in, else all)", cmd_search
-    )
-    search.add_argument("query", help="what to look for, in words or identifiers")
-    search.add_argument(
-        "--repo", action="append", metavar="PATH", help="search this repository (repeatable)"
-    )
-    search.add_argument("--all", action="store_true", help="search every registered repository")
-    search.add_argument(
-        "--path",
-        action="append",
-        metavar="GLOB",
-        help="only paths under this prefix or matching this glob (repeatable)",
-    )
-    search.add_argument("--lang", action="append", metavar="L", help="only this language")
-    search.add_argument("--ext", action="append", metavar="E", help="only this extension")
-    search.add_argument("-k", type=int, default=10, help="number of results (default 10)")
-    search.add_argument("--mode", choices=("hybrid", "dense", "lexical"), default="hybrid")
-    search.add_argument(
-        "--files",
-        action="store_true",
-        help="rank files instead of chunks (-k files), each with the line ranges of its best "
-        "chunks: which files to look at first",
-    )
-    search.add_argument(
-        "--wait",
-        type=float,
-        nargs="?",
-        const=5.0,
-        metavar="SECONDS",
-        help="wait (default 5 s) for pending changes to be indexed first",
-    )
-    search.add_argument(
-        "--wait-path",
-        action="append",
-        metavar="PATH",
-        help="with --wait: the files you just changed (read-your-writes)",
-    )
-    search.add_argument("--lines", type=int, default=8, help="snippet lines per result")
+    if (
+        search := add(
+            "search", "search indexed code (default: the repo you are in, else all)", cmd_search
+        )
+    ) is not None:
+        search.add_argument("query", help="what to look for, in words or identifiers")
+        search.add_argument(
+            "--repo", action="append", metavar="PATH", help="search this repository (repeatable)"
+        )
+        search.add_argument("--all", action="store_true", help="search every registered repository")
+        search.add_argument(
+            "--path",
+            action="append",
+            metavar="GLOB",
+            help="only paths under this prefix or matching this glob (repeatable)",
+        )
+        search.add_argument("--lang", action="append", metavar="L", help="only this language")
+        search.add_argument("--ext", action="append", metavar="E", help="only this extension")
+        search.add_argument("-k", type=int, default=10, help="number of results (default 10)")
+        search.add_argument("--mode", choices=("hybrid", "dense", "lexical"), default="hybrid")
+        search.add_argument(
+            "--files",
+            action="store_true",
+            help="rank files instead of chunks (-k files), each with the line ranges of its best "
+            "chunks: which files to look at first",
+        )
+        search.add_argument(
+            "--wait",
+            type=float,
+            nargs="?",
+            const=5.0,
+            metavar="SECONDS",
+            help="wait (default 5 s) for pending changes to be indexed first",
+        )
+        search.add_argument(
+            "--wait-path",
+            action="append",
+            metavar="PATH",
+            help="with --wait: the files you just changed (read-your-writes)",
+        )
+        search.add_argument("--lines", type=int, default=8, help="snippet lines per result")
 
-    symbol = add("symbol", "where is NAME defined (from the parsed definitions)", cmd_symbol)
-    symbol.add_argument("name", help="a name or a qualified name (Class.method)")
-    symbol.add_argument(
-        "--repo", action="append", metavar="PATH", help="look in this repository (repeatable)"
-    )
-    symbol.add_argument("--all", action="store_true", help="look in every registered repository")
-    symbol.add_argument("--kind", action="append", metavar="K",
-                        help="only this kind: function, method, class, type, module")  # fmt: skip
-    symbol.add_argument("--lang", action="append", metavar="L", help="only this language")
-    symbol.add_argument("--path", action="append", metavar="GLOB", help="only these paths")
-    how = symbol.add_mutually_exclusive_group()
-    how.add_argument("--prefix", action="store_true", help="names starting with NAME")
-    how.add_argument("-i", "--ignore-case", action="store_true", help="ignore case")
-    how.add_argument("--fuzzy", action="store_true",
-                     help="names containing NAME, any case, closest first")  # fmt: skip
-    symbol.add_argument("-k", type=int, default=100, help="at most this many (default 100)")
-    symbol.add_argument("--wait", type=float, nargs="?", const=5.0, metavar="SECONDS",
-                        help="wait (default 5 s) for pending changes first")  # fmt: skip
+    if (
+        symbol := add("symbol", "where is NAME defined (from the parsed definitions)", cmd_symbol)
+    ) is not None:
+        symbol.add_argument("name", help="a name or a qualified name (Class.method)")
+        symbol.add_argument(
+            "--repo", action="append", metavar="PATH", help="look in this repository (repeatable)"
+        )
+        symbol.add_argument(
+            "--all", action="store_true", help="look in every registered repository"
+        )
+        symbol.add_argument(
+            "--kind",
+            action="append",
+            metavar="K",
+            help="only this kind: function, method, class, type, module",
+        )
+        symbol.add_argument("--lang", action="append", metavar="L", help="only this language")
+        symbol.add_argument("--path", action="append", metavar="GLOB", help="only these paths")
+        how = symbol.add_mutually_exclusive_group()
+        how.add_argument("--prefix", action="store_true", help="names starting with NAME")
+        how.add_argument("-i", "--ignore-case", action="store_true", help="ignore case")
+        how.add_argument(
+            "--fuzzy", action="store_true", help="names containing NAME, any case, closest first"
+        )
+        symbol.add_argument("-k", type=int, default=100, help="at most this many (default 100)")
+        symbol.add_argument(
+            "--wait",
+            type=float,
+            nargs="?",
+            const=5.0,
+            metavar="SECONDS",
+            help="wait (default 5 s) for pending changes first",
+        )
 
-    refs = add("refs", "where NAME occurs (identifiers, not comments or strings)", cmd_refs)
-    refs.add_argument("name", help="an identifier (of Class.method, the method)")
-    refs.add_argument(
-        "--repo", action="append", metavar="PATH", help="look in this repository (repeatable)"
-    )
-    refs.add_argument("--all", action="store_true", help="look in every registered repository")
-    refs.add_argument("--path", action="append", metavar="GLOB", help="only these paths")
-    refs.add_argument("-k", type=int, default=1000, help="at most this many (default 1000)")
-    refs.add_argument("--wait", type=float, nargs="?", const=5.0, metavar="SECONDS",
-                      help="wait (default 5 s) for pending changes first")  # fmt: skip
+    if (
+        refs := add("refs", "where NAME occurs (identifiers, not comments or strings)", cmd_refs)
+    ) is not None:
+        refs.add_argument("name", help="an identifier (of Class.method, the method)")
+        refs.add_argument(
+            "--repo", action="append", metavar="PATH", help="look in this repository (repeatable)"
+        )
+        refs.add_argument("--all", action="store_true", help="look in every registered repository")
+        refs.add_argument("--path", action="append", metavar="GLOB", help="only these paths")
+        refs.add_argument("-k", type=int, default=1000, help="at most this many (default 1000)")
+        refs.add_argument(
+            "--wait",
+            type=float,
+            nargs="?",
+            const=5.0,
+            metavar="SECONDS",
+            help="wait (default 5 s) for pending changes first",
+        )
 
-    outline = add("outline", "the definitions in FILE, in file order", cmd_outline)
-    outline.add_argument("file", help="a file inside a registered repository")
-    outline.add_argument("--wait", type=float, nargs="?", const=5.0, metavar="SECONDS",
-                         help="wait (default 5 s) for the file's pending change first")  # fmt: skip
+    if (
+        outline := add("outline", "the definitions in FILE, in file order", cmd_outline)
+    ) is not None:
+        outline.add_argument("file", help="a file inside a registered repository")
+        outline.add_argument(
+            "--wait",
+            type=float,
+            nargs="?",
+            const=5.0,
+            metavar="SECONDS",
+            help="wait (default 5 s) for the file's pending change first",
+        )
 
-    add_cmd = add("add", "register a repository, index it and keep it fresh", cmd_add)
-    add_cmd.add_argument("path")
-    add_cmd.add_argument("--force", action="store_true", help="allow system or home directories")
-    add_cmd.add_argument(
-        "--ignore",
-        action="append",
-        metavar="PATTERN",
-        help="extra gitignore-style pattern for this repository (repeatable)",
-    )
-    add_cmd.add_argument(
-        "--ext",
-        action="append",
-        metavar="EXT",
-        help="extra file extension to index here, e.g. .tpl (repeatable)",
-    )
-    add_cmd.add_argument(
-        "--wait",
-        dest="wait",
-        action="store_true",
-        default=None,
-        help="show progress until every file is keyword-searchable (the first phase; default "
-        "when run in a terminal); embedding goes on in the background",
-    )
-    add_cmd.add_argument(
-        "--lexical-only",
-        action="append",
-        metavar="KIND",
-        help="kinds of file (code, test, doc, data, generated) indexed for keyword search only "
-        "in this repository, or none (default: the daemon's scan.lexical_only, data,generated)",
-    )
-    add_cmd.add_argument(
-        "--skip-kind",
-        action="append",
-        metavar="KIND",
-        help="kinds of file not indexed at all in this repository (default: scan.skip_kinds)",
-    )
-    add_cmd.add_argument(
-        "--wait-embedded",
-        action="store_true",
-        help="show progress until every file is embedded too (both phases)",
-    )
-    add_cmd.add_argument("--no-wait", dest="wait", action="store_false", help="return at once")
+    if (
+        add_cmd := add("add", "register a repository, index it and keep it fresh", cmd_add)
+    ) is not None:
+        add_cmd.add_argument("path")
+        add_cmd.add_argument(
+            "--force", action="store_true", help="allow system or home directories"
+        )
+        add_cmd.add_argument(
+            "--ignore",
+            action="append",
+            metavar="PATTERN",
+            help="extra gitignore-style pattern for this repository (repeatable)",
+        )
+        add_cmd.add_argument(
+            "--ext",
+            action="append",
+            metavar="EXT",
+            help="extra file extension to index here, e.g. .tpl (repeatable)",
+        )
+        add_cmd.add_argument(
+            "--wait",
+            dest="wait",
+            action="store_true",
+            default=None,
+            help="show progress until every file is keyword-searchable (the first phase; default "
+            "when run in a terminal); embedding goes on in the background",
+        )
+        add_cmd.add_argument(
+            "--lexical-only",
+            action="append",
+            metavar="KIND",
+            help="kinds of file (code, test, doc, data, generated) indexed for keyword search only "
+            "in this repository, or none (default: the daemon's scan.lexical_only, data,generated)",
+        )
+        add_cmd.add_argument(
+            "--skip-kind",
+            action="append",
+            metavar="KIND",
+            help="kinds of file not indexed at all in this repository (default: scan.skip_kinds)",
+        )
+        add_cmd.add_argument(
+            "--wait-embedded",
+            action="store_true",
+            help="show progress until every file is embedded too (both phases)",
+        )
+        add_cmd.add_argument("--no-wait", dest="wait", action="store_false", help="return at once")
 
-    remove = add("remove", "stop watching a repository and delete its index", cmd_remove)
-    remove.add_argument("path")
+    if (
+        remove := add("remove", "stop watching a repository and delete its index", cmd_remove)
+    ) is not None:
+        remove.add_argument("path")
     add("list", "list registered repositories", cmd_list)
-    status = add("status", "daemon and indexing status", cmd_status)
-    status.add_argument("--watch", action="store_true", help="live progress until indexing is done")
-    status.add_argument("--repo", metavar="PATH", help="only this repository")
-    status.add_argument("--errors", type=int, default=10, help="problems to list per repo")
-    reindex = add("reindex", "re-check every file now (changed files only)", cmd_reindex)
-    reindex.add_argument("--repo", metavar="PATH", help="only this repository (default: all)")
-    reindex.add_argument(
-        "--force",
-        action="store_true",
-        help="re-read and re-split every file (the embedding cache still avoids paying twice)",
-    )
-    clear = add(
-        "clear", "delete the index of a repository (or all) and stop watching it", cmd_clear
-    )
-    clear.add_argument("--repo", metavar="PATH")
-    clear.add_argument("--all", action="store_true", help="every registered repository")
+    if (status := add("status", "daemon and indexing status", cmd_status)) is not None:
+        status.add_argument(
+            "--watch", action="store_true", help="live progress until indexing is done"
+        )
+        status.add_argument("--repo", metavar="PATH", help="only this repository")
+        status.add_argument("--errors", type=int, default=10, help="problems to list per repo")
+    if (
+        reindex := add("reindex", "re-check every file now (changed files only)", cmd_reindex)
+    ) is not None:
+        reindex.add_argument("--repo", metavar="PATH", help="only this repository (default: all)")
+        reindex.add_argument(
+            "--force",
+            action="store_true",
+            help="re-read and re-split every file (the embedding cache still avoids paying twice)",
+        )
+    if (
+        clear := add(
+            "clear", "delete the index of a repository (or all) and stop watching it", cmd_clear
+        )
+    ) is not None:
+        clear.add_argument("--repo", metavar="PATH")
+        clear.add_argument("--all", action="store_true", help="every registered repository")
     add("stop", "stop the daemon", cmd_stop)
     add("ping", "check that the daemon answers", cmd_ping)
     return parser
 
 
+def _command_in(argv: Sequence[str]) -> str | None:
+    """The command `argv` runs, past the global options; None when unsure (help, a typo):
+    then the whole parser is built and argparse says what is wrong."""
+    i = 0
+    while i < len(argv):
+        word = argv[i]
+        if word == "--socket":
+            i += 2
+        elif word == "--autostart" or word.startswith("--socket="):
+            i += 1
+        else:
+            return word if word in COMMANDS else None
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(_command_in(argv))
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
