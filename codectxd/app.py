@@ -17,7 +17,7 @@ import anyio.to_thread
 
 from codectx_client import protocol as p
 from codectx_client.paths import SOCKET_NAME
-from codectxd.bytecode import compile_client
+from codectxd.bytecode import compile_packages
 from codectxd.config import Settings
 from codectxd.engine import Engine
 from codectxd.events import EventBus
@@ -101,7 +101,7 @@ class Daemon:
         per registered repository (each reconciles its repository), watch."""
         for note in self.settings.deprecated:
             log.warning("configuration: %s", note)
-        task_group.start_soon(anyio.to_thread.run_sync, compile_client)
+        task_group.start_soon(anyio.to_thread.run_sync, compile_packages)
         await anyio.to_thread.run_sync(lambda: self.engine.embedder)  # loads the model
         await task_group.start(self.repos.run)
         task_group.start_soon(self.watcher.run)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from codectx_client import cli
-from codectxd.bytecode import compile_client
+from codectxd.bytecode import compile_packages
 from tests.daemon_harness import DaemonProcess
 
 
@@ -62,7 +62,9 @@ def test_help_lists_every_command_and_global_options_still_come_first() -> None:
     assert refused.returncode == 2 and "query" in refused.stderr  # usage error, as before
 
 
-def test_the_daemon_writes_the_client_s_bytecode_when_python_would_not(short_tmp: Path) -> None:
+def test_the_daemon_writes_its_bytecode_and_the_client_s_when_python_would_not(
+    short_tmp: Path,
+) -> None:
     compiled = Path(importlib.util.cache_from_source(cli.__file__))
     compiled.unlink(missing_ok=True)
     daemon = DaemonProcess(short_tmp, PYTHONDONTWRITEBYTECODE="1").start()
@@ -74,6 +76,6 @@ def test_the_daemon_writes_the_client_s_bytecode_when_python_would_not(short_tmp
     finally:
         daemon.stop()
     compiled.unlink()
-    assert compile_client() and compiled.exists()  # and on its own, stale files only
+    assert compile_packages() and compiled.exists()  # and on its own, stale files only
     stamp = compiled.stat().st_mtime_ns
-    assert compile_client() and compiled.stat().st_mtime_ns == stamp
+    assert compile_packages() and compiled.stat().st_mtime_ns == stamp
