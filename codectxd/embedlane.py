@@ -143,6 +143,8 @@ class EmbedLane:
             while await self._one_group():
                 if self._held:
                     break
+            else:  # nothing waits: what embedding allocated can go back
+                await anyio.to_thread.run_sync(self._memory.rest)
 
     async def _one_group(self) -> bool:
         """Embed and commit the next group; False when nothing waits (or a failure pauses)."""

@@ -8,10 +8,14 @@ budget, since inference memory comes and goes within a batch. Searches never wai
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import gc
 import logging
+import sys
 import threading
 import time
+from collections.abc import Callable
 
 import anyio
 import psutil
@@ -88,6 +92,13 @@ class MemoryManager:
             self._last_gc = now
             self.gc_count += 1
         gc.collect()
+
+    def rest(self) -> None:
+        """Give back what the work just finished left free: collect garbage, then hand the
+        allocator's free pages to the system (glibc keeps them otherwise: a daemon that has
+        indexed stays at its indexing size for good)."""
+        self.collect(force=True)
+        _trim_heap()
 
     async def admit_group(self) -> int:
         """How many chunks the next indexing group may hold; waits while over budget."""
@@ -173,3 +184,23 @@ class MemoryManager:
             paused_s=round(self.paused_s + paused_now, 2),
             starved=self.starved,
         )
+
+
+def _load_trim() -> Callable[[int], int] | None:
+    """glibc's `malloc_trim`, where there is one (Linux with glibc; not macOS or musl)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        trim: Callable[[int], int] = libc.malloc_trim
+    except (OSError, AttributeError):
+        return None
+    return trim
+
+
+_MALLOC_TRIM = _load_trim()
+
+
+def _trim_heap() -> None:
+    if _MALLOC_TRIM is not None:
+        _MALLOC_TRIM(0)

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import gc
+import sys
 import threading
 import time
+
+import pytest
 
 from codectxd.indexer import GROUP_CHUNKS
 from codectxd.memory import INFERENCE_BASE_MB, INFERENCE_PER_TEXT_MB, MemoryManager
@@ -68,3 +72,20 @@ def test_embedding_batches_fit_the_room_left_under_the_budget() -> None:
     assert 1 <= tight.admit_batch(32) <= 6
     starved = manager(64)
     assert starved.admit_batch(32) == 1  # never blocks, never zero
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc_trim")
+def test_resting_gives_freed_heap_back_to_the_system() -> None:
+    # 2 KB blocks come from malloc's heap, not Python's arenas; every 64th kept alive pins the
+    # heap's top, so freeing the rest alone returns nothing to the system.
+    blocks = [bytes(2048) for _ in range(80_000)]
+    kept = blocks[::64]
+    before_free = rss_mb()
+    del blocks
+    gc.collect()
+    freed_only = rss_mb()
+    manager(10_000).rest()
+    rested = rss_mb()
+    assert before_free - freed_only < 40  # glibc kept ~150 MB of free pages
+    assert freed_only - rested > 100  # resting handed them back
+    assert len(kept) == 1250

@@ -12,6 +12,7 @@ import hashlib
 import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -127,14 +128,18 @@ class RepoIndexer:
         """A job reconciling the whole repository with its snapshot (start-up, periodic,
         reindex). Unchanged files (same size and mtime_ns) are not read; `force` re-reads and
         re-splits every file (the embedding cache still avoids paying for unchanged text)."""
-        self.ensure_collection()
-        # Which files wait for their vectors follows the configured lexical-only kinds.
-        self.snapshot.retarget(self.collection, self.scanner.settings.lexical_only)
-        known = self.snapshot.load(self.collection)
-        fingerprint = self._chunking_fingerprint()
-        if known and self.snapshot.get_meta(self.collection, "chunking") != fingerprint:
-            force = True  # chunking settings changed: re-split every file
-        plan = plan_full(self.scanner, known, force)
+        # Milvus loads the collection (seconds at restart, in its own process) while this
+        # thread reads the snapshot and scans the tree.
+        with ThreadPoolExecutor(1, thread_name_prefix="load") as pool:
+            loaded = pool.submit(self.ensure_collection)
+            # Which files wait for their vectors follows the configured lexical-only kinds.
+            self.snapshot.retarget(self.collection, self.scanner.settings.lexical_only)
+            known = self.snapshot.load(self.collection)
+            fingerprint = self._chunking_fingerprint()
+            if known and self.snapshot.get_meta(self.collection, "chunking") != fingerprint:
+                force = True  # chunking settings changed: re-split every file
+            plan = plan_full(self.scanner, known, force)
+            loaded.result()  # its error, if any, is this job's
 
         def finished(report: SyncReport) -> None:
             if not report.cancelled:  # failed files stay dirty and are retried anyway
