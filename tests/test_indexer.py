@@ -11,10 +11,13 @@ from pathlib import Path
 
 import pytest
 
+import codectxd
 from codectxd.config import Settings
 from codectxd.embeddings.service import Embedder
 from codectxd.engine import Engine
+from codectxd.indexer.rows import Prepared, prepare
 from codectxd.languages import language_for
+from codectxd.scanner import Scanner
 from codectxd.splitter import Splitter
 from tests.conftest import SAMPLE_REPO as REPO
 from tests.conftest import make_settings, write_tree
@@ -323,3 +326,21 @@ def test_skips_found_by_incremental_syncs_are_reported(
         assert listed == set(expected) - {"pkg"}  # unsupported files are counted, not listed
     finally:
         reopened.close()
+
+
+def test_the_second_phase_splits_as_the_first_without_symbols(settings: Settings) -> None:
+    """Phase 2 re-reads files without the symbol extraction; its chunks (and so their ids)
+    must be the first phase's, or the embedded rows would not replace the keyword ones."""
+    scanner = Scanner(Path(codectxd.__file__).parent.parent, settings.scan)
+    splitter = Splitter(settings.splitter)
+    entries = [e for e in scanner.scan().files if e.language in ("python", "lua", "markdown")]
+    assert len(entries) > 50
+    defined = 0
+    for entry in entries:
+        full = prepare(scanner, splitter, entry, None)
+        lean = prepare(scanner, splitter, entry, None, with_symbols=False)
+        assert isinstance(full, Prepared) and isinstance(lean, Prepared)
+        assert lean.chunks == full.chunks, entry.path
+        assert not lean.symbols.definitions and not lean.symbols.occurrences
+        defined += bool(full.symbols.definitions)
+    assert defined > 50  # the first phase's split did extract them

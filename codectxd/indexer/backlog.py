@@ -70,7 +70,7 @@ def _read(parts: JobParts, state: FileState) -> Prepared | None:
         return None
     entry = FileEntry(state.path, state.size, state.mtime_ns, language, state.kind)
     try:
-        item = prepare(parts.scanner, parts.splitter, entry, None)
+        item = prepare(parts.scanner, parts.splitter, entry, None, with_symbols=False)
     except (FileNotFoundError, Skip):
         return None
     if isinstance(item, Unchanged) or item.hash != state.hash:

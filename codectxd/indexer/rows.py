@@ -67,9 +67,15 @@ def file_hash(data: bytes) -> str:
 
 
 def prepare(
-    scanner: Scanner, splitter: Splitter, entry: FileEntry, recorded_hash: str | None
+    scanner: Scanner,
+    splitter: Splitter,
+    entry: FileEntry,
+    recorded_hash: str | None,
+    with_symbols: bool = True,
 ) -> Prepared | Unchanged:
-    """Read, hash and split one file. `Unchanged` when its hash is `recorded_hash`.
+    """Read, hash and split one file. `Unchanged` when its hash is `recorded_hash`. Without
+    `with_symbols` (the second phase: the first stored them) the chunks are the same and the
+    symbols are left empty, at about half the cost of the split.
 
     Raises:
         Skip: the file is not indexed (binary, too large, minified, a kind not indexed...).
@@ -89,7 +95,7 @@ def prepare(
             raise Skip(GENERATED, "its header says it is generated")
     sized = FileEntry(entry.path, len(data), entry.mtime_ns, entry.language, entry.kind)
     symbols = FileSymbols()
-    chunks = splitter.split(text, entry.language, symbols)
+    chunks = splitter.split(text, entry.language, symbols if with_symbols else None)
     return Prepared(sized, digest, kind, chunks, symbols)
 
 
