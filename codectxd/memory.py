@@ -92,13 +92,15 @@ class MemoryManager:
             self._last_gc = now
             self.gc_count += 1
         gc.collect()
+        # Without this glibc keeps the freed pages: RSS never comes down, and a budget
+        # below the indexing size pauses for nothing.
+        _trim_heap()
 
     def rest(self) -> None:
         """Give back what the work just finished left free: collect garbage, then hand the
         allocator's free pages to the system (glibc keeps them otherwise: a daemon that has
         indexed stays at its indexing size for good)."""
         self.collect(force=True)
-        _trim_heap()
 
     async def admit_group(self) -> int:
         """How many chunks the next indexing group may hold; waits while over budget."""
