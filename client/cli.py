@@ -539,16 +539,22 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         cmd.set_defaults(func=func)
         return cmd
 
+    def repos(cmd: argparse.ArgumentParser, verb: str) -> None:
+        cmd.add_argument("--repo", action="append", metavar="PATH",
+                         help=f"{verb} this repository (repeatable)")  # fmt: skip
+        cmd.add_argument("--all", action="store_true", help=f"{verb} every registered repository")
+
+    def wait(cmd: argparse.ArgumentParser, what: str) -> None:
+        cmd.add_argument("--wait", type=float, nargs="?", const=5.0, metavar="SECONDS",
+                         help=f"wait (default 5 s) for {what} first")  # fmt: skip
+
     if (
         search := add(
             "search", "search indexed code (default: the repo you are in, else all)", cmd_search
         )
     ) is not None:
         search.add_argument("query", help="what to look for, in words or identifiers")
-        search.add_argument(
-            "--repo", action="append", metavar="PATH", help="search this repository (repeatable)"
-        )
-        search.add_argument("--all", action="store_true", help="search every registered repository")
+        repos(search, "search")
         search.add_argument(
             "--path",
             action="append",
@@ -565,14 +571,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
             help="rank files instead of chunks (-k files), each with the line ranges of its best "
             "chunks: which files to look at first",
         )
-        search.add_argument(
-            "--wait",
-            type=float,
-            nargs="?",
-            const=5.0,
-            metavar="SECONDS",
-            help="wait (default 5 s) for pending changes to be indexed first",
-        )
+        wait(search, "pending changes to be indexed")
         search.add_argument(
             "--wait-path",
             action="append",
@@ -585,12 +584,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         symbol := add("symbol", "where is NAME defined (from the parsed definitions)", cmd_symbol)
     ) is not None:
         symbol.add_argument("name", help="a name or a qualified name (Class.method)")
-        symbol.add_argument(
-            "--repo", action="append", metavar="PATH", help="look in this repository (repeatable)"
-        )
-        symbol.add_argument(
-            "--all", action="store_true", help="look in every registered repository"
-        )
+        repos(symbol, "look in")
         symbol.add_argument(
             "--kind",
             action="append",
@@ -606,46 +600,22 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
             "--fuzzy", action="store_true", help="names containing NAME, any case, closest first"
         )
         symbol.add_argument("-k", type=int, default=100, help="at most this many (default 100)")
-        symbol.add_argument(
-            "--wait",
-            type=float,
-            nargs="?",
-            const=5.0,
-            metavar="SECONDS",
-            help="wait (default 5 s) for pending changes first",
-        )
+        wait(symbol, "pending changes")
 
     if (
         refs := add("refs", "where NAME occurs (identifiers, not comments or strings)", cmd_refs)
     ) is not None:
         refs.add_argument("name", help="an identifier (of Class.method, the method)")
-        refs.add_argument(
-            "--repo", action="append", metavar="PATH", help="look in this repository (repeatable)"
-        )
-        refs.add_argument("--all", action="store_true", help="look in every registered repository")
+        repos(refs, "look in")
         refs.add_argument("--path", action="append", metavar="GLOB", help="only these paths")
         refs.add_argument("-k", type=int, default=1000, help="at most this many (default 1000)")
-        refs.add_argument(
-            "--wait",
-            type=float,
-            nargs="?",
-            const=5.0,
-            metavar="SECONDS",
-            help="wait (default 5 s) for pending changes first",
-        )
+        wait(refs, "pending changes")
 
     if (
         outline := add("outline", "the definitions in FILE, in file order", cmd_outline)
     ) is not None:
         outline.add_argument("file", help="a file inside a registered repository")
-        outline.add_argument(
-            "--wait",
-            type=float,
-            nargs="?",
-            const=5.0,
-            metavar="SECONDS",
-            help="wait (default 5 s) for the file's pending change first",
-        )
+        wait(outline, "the file's pending change")
 
     if (
         add_cmd := add("add", "register a repository, index it and keep it fresh", cmd_add)
