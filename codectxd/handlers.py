@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import time
 import typing
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -205,13 +205,7 @@ async def symbols(ctx: Context, params: p.SymbolsParams) -> p.SymbolsResult:
         return found[: params.limit]
 
     hits = await anyio.to_thread.run_sync(find, limiter=ctx.search_limiter)
-    return p.SymbolsResult(
-        symbols=hits,
-        fresh=all(s.fresh() for s in supervisors),
-        pending=sum(s.pending() for s in supervisors),
-        took_ms=round((time.perf_counter() - started) * 1000, 3),
-        waited_ms=round(waited * 1000, 3),
-    )
+    return p.SymbolsResult(symbols=hits, **_answered(supervisors, started, waited))
 
 
 @handles("references")
@@ -234,13 +228,19 @@ async def references_of(ctx: Context, params: p.ReferencesParams) -> p.Reference
 
     hits, truncated = await anyio.to_thread.run_sync(find, limiter=ctx.search_limiter)
     return p.ReferencesResult(
-        references=hits,
-        fresh=all(s.fresh() for s in supervisors),
-        pending=sum(s.pending() for s in supervisors),
-        took_ms=round((time.perf_counter() - started) * 1000, 3),
-        waited_ms=round(waited * 1000, 3),
-        truncated=truncated,
+        references=hits, truncated=truncated, **_answered(supervisors, started, waited)
     )
+
+
+def _answered(supervisors: Sequence[Supervisor], started: float, waited: float) -> dict[str, Any]:
+    """The fields a name query replies with besides its hits: whether what it read was fresh,
+    what is still pending, how long it took and waited."""
+    return {
+        "fresh": all(s.fresh() for s in supervisors),
+        "pending": sum(s.pending() for s in supervisors),
+        "took_ms": round((time.perf_counter() - started) * 1000, 3),
+        "waited_ms": round(waited * 1000, 3),
+    }
 
 
 @handles("outline")
