@@ -752,30 +752,20 @@ def _measured(name: str, item: Mapping[str, Any]) -> str:
 #: Profiled with py-spy and in-process timings, 2026-11-26 (each note names its commit).
 MISS_NOTES: dict[str, str] = {
     "socket_p50_ms": (
-        "(239ec56) A hybrid search runs three steps one after another (`codectxd/search.py`, "
-        "`search()`): the query embedding (p50 6.9 ms, timed in-process on this index), a dense "
-        "Milvus search (7.2 ms) and a BM25 search (6.2 ms), each fetching 30 rows with their "
-        "content — 20.3 ms together, plus ~1.5 ms of socket, fusion and merging. Running the "
-        "BM25 search concurrently with the query embedding, and fetching `content` only for the "
-        "final hits (a dense search without content: 4.7 ms), would bring p50 to ~15 ms."
-    ),
-    "cli_p50_ms": (
-        "(529b3a5) The client no longer imports msgspec (`client/wire.py`, a standard-library "
-        "msgpack codec): measured against the commit before it in one run, a one-file "
-        "repository, 40 interleaved runs, `codectx-client search` minus `python -c pass` went "
-        "from 61 ms to 41 ms (p50). What is left is mostly starting Python with this "
-        "venv's site-packages (the editable install's import hook runs in every process) "
-        "and argparse; a regular install and a smaller argument parser are the next levers."
+        "(ed5b586) Measured back to back with the previous stop's 381fb6d "
+        "(`bench/results/latency-baseline-381fb6d.json`): 22.8 ms against 22.9 ms, so this "
+        "hour's machine, not the code (the same suite read 19.0 ms at 7896e61 earlier in the "
+        "day). A hybrid search is the query embedding (~7 ms), a dense and a BM25 Milvus search "
+        "(~6–7 ms each, the BM25 one running while the query is embedded) and ~1.5 ms of "
+        "socket and fusion; fetching `content` only for the final hits is the next lever."
     ),
     "warm_restart_s": (
-        "(239ec56) py-spy of a restart with nothing changed (10,000 files): daemon start → "
-        "answering ~2 s (Python imports ~1.5 s — numpy, pymilvus, onnxruntime — and the model "
-        "0.3 s), then the first sync 4–5 s, of which Milvus Lite's `load_collection` "
-        "(`Store.ensure_collection`) takes ~3.3 s for 28k rows and the scan (stat and ignore "
-        "rules for 10,000 files) ~1.4 s. Loading grows with the rows: ~20 s at 117k rows (the "
-        'latency suite\'s "collection ready"). Loading the collections in the background from '
-        "daemon start, in parallel with the scan and the model, hides part of it; < 2 s needs a"
-        " faster load in the engine."
+        "(ed5b586) Daemon start → answering 1.65 s (interpreter and imports ~0.3 s, opening "
+        "Milvus Lite ~1.0 s: it starts its server process, the model 0.2 s), then Milvus "
+        "Lite's `load_collection` ~1.9 s for 28k rows, which the full sync now overlaps with "
+        "the snapshot read and the scan (0.8 s). The load is reading the rows, not building "
+        "indexes (a FLAT dense index loads in 1.72 s instead of 2.0 s): < 2 s needs a "
+        "smaller load — one collection for every repository, or another engine."
     ),
     "rss_within_budget": (
         "(b26987d) Since b26987d the MemoryManager also sizes every local embedding batch to "
@@ -804,6 +794,19 @@ MISS_NOTES: dict[str, str] = {
         "(0.89 on this repository, decision 7): the rest is Milvus Lite's own work on the "
         "rows written meanwhile (replacing each file's zero-vector rows, segment sealing and "
         "index builds share the 2 cores with inference)."
+    ),
+    "idle_rss_mb": (
+        "(4afa245) Daemon 196 MB + Milvus Lite 232 MB. The engine takes ~30 MB empty and "
+        "~65 MB per loaded collection even at 1,100 rows, and releasing a collection returns "
+        "only a third of it (a 28k-row one: 199 → 143 MB); in the daemon the model session is "
+        "~85 MB and pandas, which pymilvus imports for its annotations, ~40 MB. 300 MB needs "
+        "one collection for every repository or another engine (docs/decisions.md, 12)."
+    ),
+    "rest_after_indexing_mb": (
+        "(4afa245) The daemon gives back what indexing freed (`malloc_trim` when the second "
+        "phase runs out of work: by hand 359 → 234 MB for 400 files), but the fourth "
+        "repository's collection stays loaded in Milvus Lite (~65 MB or more each): see the "
+        "idle row."
     ),
 }
 
