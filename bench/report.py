@@ -344,12 +344,9 @@ def throughput(data: Mapping[str, Any]) -> list[str]:
         if cold and cold.get("pipeline_chunks_per_s"):
             other.append(
                 [
-                    "second phase (pipeline) chunks/s ÷ embedding alone"
+                    "second phase (pipeline) chunks/s ÷ the fastest embedding-alone run"
                     + (" (cold index from an earlier run)" if cold.get("cached") else ""),
-                    fmt(
-                        _div(cold["pipeline_chunks_per_s"], embed["chunks_per_s"].get("median")),
-                        2,
-                    ),
+                    fmt(_div(cold["pipeline_chunks_per_s"], embed["chunks_per_s"].get("max")), 2),
                 ]
             )
     if other:
@@ -674,7 +671,11 @@ GOALS: dict[str, tuple[str, str, str]] = {
     "warm_restart_s": ("warm restart (no change) → fresh, 10,000 files", "< 2 s", "s"),
     "keyword_s": ("add → every file keyword-searchable, the big corpus", "< 60 s", "s"),
     "embedded_s": ("add → every chunk embedded, the big corpus", "≤ 25 min", "s"),
-    "pipeline_ratio": ("second phase chunks/s ÷ embedding alone (same run)", "≥ 0.9", ""),
+    "pipeline_ratio": (
+        "second phase chunks/s ÷ the fastest embedding-alone run (same run)",
+        "≥ 0.9",
+        "",
+    ),
     "first_index_errors": ("search errors from add to fresh (and embedded)", "0", ""),
     "first_index_keyword_s": ("add → every file keyword-searchable, this repository", "< 5 s", "s"),
     "readme_first_results_s": (

@@ -291,7 +291,10 @@ def run(options: SuiteOptions) -> dict[str, Any]:
     }
     cold, embed = results.get("cold"), results.get("embedding_only")
     if cold and not smoke and not cold.get("cached"):
-        alone = embed["chunks_per_s"].get("median") if embed else None
+        # Against the fastest embedding-alone run: on this shared machine the slow ones were
+        # the machine, not the model (one run: 23.6, 36.7, 38.6, 22.9, 29.6 chunks/s), and the
+        # conservative baseline is the model's own best.
+        alone = embed["chunks_per_s"].get("max") if embed else None
         pipeline_ratio = ratio(cold.get("pipeline_chunks_per_s"), alone)
         results["targets"].update(
             keyword_s={"target": TARGET_KEYWORD_S, "measured": cold["keyword_s"],
@@ -403,11 +406,8 @@ def print_summary(results: dict[str, Any]) -> None:
         if cold and cold.get("pipeline_chunks_per_s"):
             other.append(
                 [
-                    "second phase (pipeline) chunks/s ÷ embedding alone",
-                    fmt(
-                        ratio(cold["pipeline_chunks_per_s"], embed["chunks_per_s"].get("median")),
-                        2,
-                    ),
+                    "second phase (pipeline) chunks/s ÷ fastest embedding-alone run",
+                    fmt(ratio(cold["pipeline_chunks_per_s"], embed["chunks_per_s"].get("max")), 2),
                 ]
             )
     if cold and "keyword_s" in cold:
