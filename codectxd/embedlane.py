@@ -33,6 +33,9 @@ log = logging.getLogger(__name__)
 _INTEREST = 8
 #: After a failed group (provider down), wait this long before trying again.
 _FAILURE_PAUSE_S = 30.0
+#: Memory goes back to the system when the lane runs dry after at least this many chunks (a
+#: full collection and a heap trim are not worth paying after every saved file).
+_REST_AFTER_CHUNKS = 256
 
 
 def cancel_requested() -> bool:
@@ -78,6 +81,7 @@ class EmbedLane:
         self._rate = Throughput(window_s=60.0)
         self._wake = anyio.Event()
         self._held = 0  # first phases of full syncs running: wait for them
+        self._since_rest = 0  # chunks embedded since memory last went back
         self._released = anyio.Event()
         self._interest: deque[str] = deque(maxlen=_INTEREST)
         self.error: str | None = None
@@ -144,7 +148,9 @@ class EmbedLane:
                 if self._held:
                     break
             else:  # nothing waits: what embedding allocated can go back
-                await anyio.to_thread.run_sync(self._memory.rest)
+                if self._since_rest >= _REST_AFTER_CHUNKS:
+                    self._since_rest = 0
+                    await anyio.to_thread.run_sync(self._memory.rest)
 
     async def _one_group(self) -> bool:
         """Embed and commit the next group; False when nothing waits (or a failure pauses)."""
@@ -182,6 +188,7 @@ class EmbedLane:
             return False
         self.error = None
         self._rate.add(written)
+        self._since_rest += written
         self._metrics.record_group(len(pending.group), written, time.perf_counter() - started)
         await self.refresh()
         return True

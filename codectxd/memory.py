@@ -9,7 +9,6 @@ budget, since inference memory comes and goes within a batch. Searches never wai
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import gc
 import logging
 import sys
@@ -192,9 +191,8 @@ def _load_trim() -> Callable[[int], int] | None:
     """glibc's `malloc_trim`, where there is one (Linux with glibc; not macOS or musl)."""
     if not sys.platform.startswith("linux"):
         return None
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        trim: Callable[[int], int] = libc.malloc_trim
+    try:  # the process's own symbols: libc is loaded already, no library search
+        trim: Callable[[int], int] = ctypes.CDLL(None).malloc_trim
     except (OSError, AttributeError):
         return None
     return trim
