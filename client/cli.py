@@ -514,7 +514,7 @@ class _Formatter(argparse.HelpFormatter):
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The command line; with `command`, only that command's arguments (a start parses one
-    command: building all fifteen cost more than the search it sends)."""
+    command: building all twelve cost more than the search it sends)."""
     parser = argparse.ArgumentParser(
         prog="codectx-client",
         description="Search your code through the codectx daemon (codectxd).",
