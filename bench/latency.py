@@ -117,18 +117,30 @@ def replicate(data_dir: Path, min_rows: int) -> dict[str, Any]:
     """Copy the collection's real rows under ``_replica<k>/`` until it holds ``min_rows``.
 
     Runs with the daemon stopped (Milvus Lite allows one process per database). Idempotent:
-    the result is recorded in ``data_dir/replicas.json``.
+    the result is recorded in ``data_dir/replicas.json`` — and checked against the collection
+    itself, because the daemon rebuilds a collection whose identity changed (another commit's
+    schema or model settings measured on this cache) without the replicas it never knew.
     """
     marker = data_dir / "replicas.json"
-    if marker.is_file():
-        done = json.loads(marker.read_text())
-        if done.get("rows_total", 0) >= min_rows:
-            return done
+    store = _store_for(data_dir)
+    try:
+        collection = max(store.list_collections(), key=store.count)
+        total = store.count(collection)
+        if marker.is_file():
+            done = json.loads(marker.read_text())
+            if done.get("collection") == collection and total >= min_rows:
+                return {**done, "rows_total": total}
+            log(f"the collection holds {total} rows, not the {min_rows} replicated: replicating")
+    finally:
+        store.close()
+    return _replicate(data_dir, collection, min_rows)
+
+
+def _replicate(data_dir: Path, collection: str, min_rows: int) -> dict[str, Any]:
     from codectxd.store import Row
 
     store = _store_for(data_dir)
     try:
-        (collection,) = store.list_collections()
         fields = [
             "id",
             "path",
@@ -142,6 +154,8 @@ def replicate(data_dir: Path, min_rows: int) -> dict[str, Any]:
             "content_hash",
             "lexical",
             "dense",
+            "embedded",
+            "file_kind",
         ]
         real = [
             r
@@ -171,6 +185,8 @@ def replicate(data_dir: Path, min_rows: int) -> dict[str, Any]:
                         content_hash=r["content_hash"],
                         lexical=r["lexical"],
                         dense=np.asarray(r["dense"], np.float32),
+                        embedded=r["embedded"],
+                        file_kind=r["file_kind"],
                     )
                     for r in real[start : start + REPLICA_BATCH]
                 ]
@@ -187,7 +203,7 @@ def replicate(data_dir: Path, min_rows: int) -> dict[str, Any]:
         "copies": copies,
         "replicate_s": round(time.perf_counter() - started, 1),
     }
-    marker.write_text(json.dumps(done, indent=1))
+    (data_dir / "replicas.json").write_text(json.dumps(done, indent=1))
     return done
 
 
@@ -522,6 +538,9 @@ def run(options: SuiteOptions) -> dict[str, Any]:
     results: dict[str, Any] = {"config": asdict(config), "index": index}
     with short_tmp() as run_dir, Daemon(data_dir, run_dir / "r") as daemon:
         start_s = daemon.start()
+        for repo in daemon.call("list")["repos"]:  # left by an interrupted run: noise
+            if repo["root"] != str(root):
+                daemon.call("remove", {"path": repo["root"]}, timeout_s=300)
         load_s = daemon.wait_fresh(root, 1800, 0.2)
         results["daemon_start_s"] = round(start_s, 2)
         results["collection_ready_s"] = round(start_s + load_s, 2)

@@ -217,7 +217,10 @@ class Supervisor:
             elif batch.paths:
                 await self._paths(batch.paths)
         except Exception as exc:  # noqa: BLE001 - a repository's failure never kills the daemon
-            log.exception("sync of %s failed", self.name)
+            if not isinstance(exc, NotFoundError):
+                log.exception("sync of %s failed", self.name)
+            elif str(exc) != self.error:  # retried every half minute: said once, no traceback
+                log.warning("%s: %s (retrying until it is back or removed)", self.name, exc)
             self.error = str(exc)
             self._set_state(ERROR)
             self.events.error(str(exc))

@@ -724,6 +724,11 @@ def test_repo_directory_removed_then_restored(daemon: DaemonProcess, repo: Path)
         for root in (deleted, renamed):
             failed = _wait_state(daemon, root, "error", 30)
             assert failed["error"] and "missing" in failed["error"], failed
+        # Said as a warning, without a traceback (the retries every half minute would fill the
+        # log with them).
+        logged = daemon.log.read_text(errors="replace")
+        assert f"{deleted}: the repository directory {deleted} is missing" in logged
+        assert f"sync of {deleted} failed" not in logged
         # The other repository keeps working, including its file watcher (no hint given).
         (other / "o2.py").write_text("def other_after_victims_gone_qz():\n    return 3\n")
         assert wait_marker(daemon, "other_after_victims_gone_qz", [str(other)]) == ["o2.py"]
