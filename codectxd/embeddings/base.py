@@ -41,6 +41,8 @@ class EmbeddingProvider(abc.ABC):
     max_input_tokens: int = 512
     #: Remote providers are called with retries and concurrency; the local one is not.
     remote: bool = False
+    #: Concurrent queries are cheaper as one batch (`embed_queries`): a local model.
+    batches_queries: bool = False
 
     @property
     def identity(self) -> str:
@@ -54,6 +56,10 @@ class EmbeddingProvider(abc.ABC):
     @abc.abstractmethod
     def embed_query(self, text: str) -> np.ndarray:
         """The vector for a search query, shape (dimension,)."""
+
+    def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
+        """Vectors for several search queries, shape (len(texts), dimension)."""
+        return np.stack([self.embed_query(t) for t in texts])
 
     def embed_batch(self, texts: list[str]) -> tuple[np.ndarray, int | None]:
         """Document vectors plus the tokens the provider billed for them (None: it did not

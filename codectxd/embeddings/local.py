@@ -12,6 +12,7 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -109,6 +110,7 @@ class LocalOnnxProvider(EmbeddingProvider):
     max_batch = 4
     max_batch_tokens = 4 * 256
     remote = False
+    batches_queries = True
 
     def __init__(self, model: str, spec: LocalModelSpec, threads: int = 0) -> None:
         import onnxruntime as ort
@@ -192,6 +194,9 @@ class LocalOnnxProvider(EmbeddingProvider):
 
     def embed_query(self, text: str) -> np.ndarray:
         return self._encode([self.spec.query_prefix + text])[0]
+
+    def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
+        return self._encode([self.spec.query_prefix + t for t in texts])
 
 
 @register("local")

@@ -15,7 +15,6 @@ import logging
 import random
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -27,6 +26,7 @@ import numpy as np
 from codectx_client import protocol as p
 from codectxd.embeddings.base import EmbeddingProvider
 from codectxd.embeddings.cache import EmbeddingCache, text_key
+from codectxd.embeddings.queries import QueryBatcher, RecentQueries
 from codectxd.errors import ProviderError, SpendLimitReached
 
 log = logging.getLogger(__name__)
@@ -141,10 +141,14 @@ class Embedder:
             else None
         )
         self._stats_lock = threading.Lock()
-        self._queries: OrderedDict[str, np.ndarray] = OrderedDict()
-        self._queries_lock = threading.Lock()
+        self._queries = RecentQueries()
         self._spend_lock = threading.Lock()
         self._reserved = 0  # estimated tokens of document requests in flight
+        self._batcher = (
+            QueryBatcher(lambda texts: self._call(lambda: provider.embed_queries(texts)))
+            if provider.batches_queries
+            else None
+        )
         if provider.remote:
             with self._spend_lock:
                 self._usage_for(utc_day(clock()))
@@ -165,23 +169,21 @@ class Embedder:
 
     def embed_query(self, text: str) -> np.ndarray:
         """The query vector (a small LRU keeps repeated queries free)."""
-        with self._queries_lock:
-            cached = self._queries.get(text)
-            if cached is not None:
-                self._queries.move_to_end(text)
-                return cached
+        cached = self._queries.get(text)
+        if cached is not None:
+            return cached
         query = self.provider.truncate(text)[0]
-        vector = self._call(lambda: self.provider.embed_query(query))
+        if self._batcher is not None:
+            vector = self._batcher.embed(query)
+        else:
+            vector = self._call(lambda: self.provider.embed_query(query))
         vector = np.asarray(vector, dtype=np.float32).reshape(-1)
         if self.provider.remote:
             # Counted, never refused: a search must keep working when indexing used up the
             # day's budget, and queries are tiny next to documents.
             with self._spend_lock:
                 self._record(self.provider.count_tokens(query))
-        with self._queries_lock:
-            self._queries[text] = vector
-            while len(self._queries) > 256:
-                self._queries.popitem(last=False)
+        self._queries.put(text, vector)
         return vector
 
     def cached(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
