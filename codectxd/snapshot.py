@@ -78,6 +78,14 @@ CREATE TABLE IF NOT EXISTS occurrences (
     PRIMARY KEY (coll, name, path)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS occurrences_by_path ON occurrences (coll, path);
+CREATE TABLE IF NOT EXISTS chunks (
+    coll TEXT NOT NULL,
+    path TEXT NOT NULL,
+    start_line INTEGER NOT NULL,
+    end_line INTEGER NOT NULL,
+    id TEXT NOT NULL,
+    PRIMARY KEY (coll, path, start_line, id)
+) WITHOUT ROWID;
 """
 #: The state database's `user_version` since definitions come from the whole syntax tree and
 #: identifier occurrences are kept; an older database is upgraded on open.
@@ -160,6 +168,10 @@ def unpack_positions(blob: bytes) -> list[tuple[int, int, bool]]:
     return [(flat[i], flat[i + 1], bool(flat[i + 2])) for i in range(0, len(flat) - 2, 3)]
 
 
+#: (start_line, end_line, id) of a chunk stored for a file.
+ChunkSpan = tuple[int, int, str]
+
+
 @dataclass(slots=True, frozen=True)
 class ChunkCounts:
     """Chunks of indexed files by their dense side."""
@@ -175,7 +187,80 @@ class ChunkCounts:
         return round(self.embedded / wanted, 4) if wanted else 1.0
 
 
-class Snapshot:
+class SymbolLookups:
+    """The symbol table's and chunk spans' read side (search, `symbol`, `references`)."""
+
+    _db: sqlite3.Connection
+    _lock: threading.Lock
+
+    def chunk_spans(self, coll: str, paths: Iterable[str]) -> dict[str, list[ChunkSpan]]:
+        """The stored chunks of these files, in line order (files indexed before the spans
+        were recorded have none)."""
+        wanted = sorted(set(paths))
+        out: dict[str, list[ChunkSpan]] = {}
+        with self._lock:
+            for start in range(0, len(wanted), 500):
+                part = wanted[start : start + 500]
+                rows = self._db.execute(
+                    f"SELECT path, start_line, end_line, id FROM chunks WHERE coll=? AND path "
+                    f"IN ({', '.join('?' * len(part))}) ORDER BY path, start_line",
+                    (coll, *part),
+                ).fetchall()
+                for path, first, last, chunk_id in rows:
+                    out.setdefault(path, []).append((first, last, chunk_id))
+        return out
+
+    def definitions(
+        self, coll: str, names: Iterable[str], per_name: int = 20, limit: int = 200
+    ) -> list[Definition]:
+        """The definitions with one of these names (exactly; case-sensitive), in the order the
+        names are given, at most `per_name` of each (a name defined everywhere, `__init__` or
+        `get`, cannot crowd out the rarer names after it) and `limit` in all."""
+        wanted = list(dict.fromkeys(names))
+        if not wanted:
+            return []
+        marks = ", ".join("?" * len(wanted))
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT {DEFINITION_FIELDS} FROM (SELECT *, ROW_NUMBER() OVER "
+                f"(PARTITION BY name ORDER BY path, start_line) AS nth FROM definitions "
+                f"WHERE coll=? AND name IN ({marks})) WHERE nth <= ?",
+                (coll, *wanted, per_name),
+            ).fetchall()
+        order = {name: i for i, name in enumerate(wanted)}
+        found = sorted((Definition(*row) for row in rows), key=lambda d: order[d.name])
+        return found[:limit]
+
+    def select_definitions(
+        self,
+        coll: str,
+        where: str,
+        args: Sequence[object],
+        order: str,
+        limit: int,
+        order_args: Sequence[object] = (),
+    ) -> list[Definition]:
+        """Definitions of `coll` matching an SQL condition and order over the table's columns
+        (built by `codectxd.symbols`; user text only ever comes in as parameters)."""
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT {DEFINITION_FIELDS} FROM definitions WHERE coll=? AND ({where}) "
+                f"ORDER BY {order} LIMIT ?",
+                (coll, *args, *order_args, limit),
+            ).fetchall()
+        return [Definition(*row) for row in rows]
+
+    def occurrences(self, coll: str, name: str) -> list[tuple[str, bytes, str]]:
+        """(path, packed positions, owners) of every file where the identifier `name` occurs."""
+        with self._lock:
+            return self._db.execute(
+                "SELECT path, positions, owners FROM occurrences WHERE coll=? AND name=? "
+                "ORDER BY path",
+                (coll, name),
+            ).fetchall()
+
+
+class Snapshot(SymbolLookups):
     """Per-collection file states in one SQLite database (thread-safe)."""
 
     def __init__(self, path: Path) -> None:
@@ -256,14 +341,17 @@ class Snapshot:
         coll: str,
         files: Iterable[IndexedFile],
         symbols: Mapping[str, FileSymbols] | None = None,
+        chunks: Mapping[str, Sequence[ChunkSpan]] | None = None,
     ) -> None:
         """Record files indexed; with `symbols` ({path: its symbols}), replace those files'
         definitions and occurrences in the same transaction (they always match the chunks
-        stored)."""
+        stored), and with `chunks` the spans and ids of their stored chunks."""
         now = time.time()
         with self._tx() as db:
             if symbols is not None:
                 _replace_symbols(db, coll, symbols)
+            if chunks is not None:
+                _replace_chunks(db, coll, chunks)
             db.executemany(
                 "INSERT OR REPLACE INTO files (coll, path, size, mtime_ns, hash, state, chunks, "
                 "reason, updated, dense, kind) VALUES (?, ?, ?, ?, ?, ?, ?, '', ?, ?, ?)",
@@ -274,6 +362,11 @@ class Snapshot:
                 ],
             )  # fmt: skip
 
+    def record_chunks(self, coll: str, chunks: Mapping[str, Sequence[ChunkSpan]]) -> None:
+        """Set these files' chunk spans (a collection indexed before they were recorded)."""
+        with self._tx() as db:
+            _replace_chunks(db, coll, chunks)
+
     def mark_skipped(self, coll: str, items: Iterable[tuple[str, int, int, str]]) -> None:
         """(path, size, mtime_ns, reason): files that are not indexed and why, kept so `status`
         reports them across restarts. A content skip (binary, minified) keeps the file's stat,
@@ -283,6 +376,7 @@ class Snapshot:
         items = list(items)
         with self._tx() as db:
             _replace_symbols(db, coll, {item[0]: _NO_SYMBOLS for item in items})
+            _replace_chunks(db, coll, {item[0]: () for item in items})
             db.executemany(
                 "INSERT OR REPLACE INTO files (coll, path, size, mtime_ns, hash, state, chunks, "
                 "reason, updated) VALUES (?, ?, ?, ?, '', ?, 0, ?, ?)",
@@ -302,6 +396,7 @@ class Snapshot:
         paths = list(paths)
         with self._tx() as db:
             _replace_symbols(db, coll, {p: _NO_SYMBOLS for p in paths})
+            _replace_chunks(db, coll, {p: () for p in paths})
             db.executemany("DELETE FROM files WHERE coll=? AND path=?", [(coll, p) for p in paths])
 
     def clear(self, coll: str) -> None:
@@ -310,55 +405,7 @@ class Snapshot:
             db.execute("DELETE FROM meta WHERE coll=?", (coll,))
             db.execute("DELETE FROM definitions WHERE coll=?", (coll,))
             db.execute("DELETE FROM occurrences WHERE coll=?", (coll,))
-
-    def definitions(
-        self, coll: str, names: Iterable[str], per_name: int = 20, limit: int = 200
-    ) -> list[Definition]:
-        """The definitions with one of these names (exactly; case-sensitive), in the order the
-        names are given, at most `per_name` of each (a name defined everywhere, `__init__` or
-        `get`, cannot crowd out the rarer names after it) and `limit` in all."""
-        wanted = list(dict.fromkeys(names))
-        if not wanted:
-            return []
-        marks = ", ".join("?" * len(wanted))
-        with self._lock:
-            rows = self._db.execute(
-                f"SELECT {DEFINITION_FIELDS} FROM (SELECT *, ROW_NUMBER() OVER "
-                f"(PARTITION BY name ORDER BY path, start_line) AS nth FROM definitions "
-                f"WHERE coll=? AND name IN ({marks})) WHERE nth <= ?",
-                (coll, *wanted, per_name),
-            ).fetchall()
-        order = {name: i for i, name in enumerate(wanted)}
-        found = sorted((Definition(*row) for row in rows), key=lambda d: order[d.name])
-        return found[:limit]
-
-    def select_definitions(
-        self,
-        coll: str,
-        where: str,
-        args: Sequence[object],
-        order: str,
-        limit: int,
-        order_args: Sequence[object] = (),
-    ) -> list[Definition]:
-        """Definitions of `coll` matching an SQL condition and order over the table's columns
-        (built by `codectxd.symbols`; user text only ever comes in as parameters)."""
-        with self._lock:
-            rows = self._db.execute(
-                f"SELECT {DEFINITION_FIELDS} FROM definitions WHERE coll=? AND ({where}) "
-                f"ORDER BY {order} LIMIT ?",
-                (coll, *args, *order_args, limit),
-            ).fetchall()
-        return [Definition(*row) for row in rows]
-
-    def occurrences(self, coll: str, name: str) -> list[tuple[str, bytes, str]]:
-        """(path, packed positions, owners) of every file where the identifier `name` occurs."""
-        with self._lock:
-            return self._db.execute(
-                "SELECT path, positions, owners FROM occurrences WHERE coll=? AND name=? "
-                "ORDER BY path",
-                (coll, name),
-            ).fetchall()
+            db.execute("DELETE FROM chunks WHERE coll=?", (coll,))
 
     def counts(self, coll: str) -> dict[str, int]:
         """Files per state, plus "chunks" (of indexed files) and "failed" (files with an
@@ -506,6 +553,18 @@ def _replace_symbols(db: sqlite3.Connection, coll: str, symbols: Mapping[str, Fi
             for file in symbols.values()
             for d in file.definitions
         ],
+    )
+
+
+def _replace_chunks(
+    db: sqlite3.Connection, coll: str, chunks: Mapping[str, Sequence[ChunkSpan]]
+) -> None:
+    """Inside a transaction: these paths' chunk spans become exactly the given ones."""
+    db.executemany("DELETE FROM chunks WHERE coll=? AND path=?", [(coll, p) for p in chunks])
+    db.executemany(
+        "INSERT OR REPLACE INTO chunks (coll, path, start_line, end_line, id) "
+        "VALUES (?, ?, ?, ?, ?)",
+        [(coll, path, a, b, i) for path, spans in chunks.items() for a, b, i in spans],
     )
 
 

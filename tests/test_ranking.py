@@ -94,6 +94,44 @@ def test_an_identifier_query_finds_its_definition_first(indexed) -> None:  # typ
             assert any(line.startswith(f"def {name}(") for line in first_line), (name, hits[0])
 
 
+def test_definitions_are_read_by_chunk_id_and_by_path_when_the_ids_are_unknown_or_stale(
+    indexed,  # type: ignore[no-untyped-def]
+) -> None:
+    """The snapshot records each file's chunk spans with the ids the store holds (after both
+    phases); an identifier query finds its definition first with those spans, without them (a
+    state database from an older version) and with stale ids (a file re-written meanwhile)."""
+    engine, root = indexed
+    coll = engine.collection_for(root)
+    spans = engine.snapshot.chunk_spans(coll, ["shop/net/policy.py", "shop/cart/totals.py"])
+    stored = engine.store.hits_where(coll, 'path in ["shop/net/policy.py", "shop/cart/totals.py"]')
+    assert sorted(i for file in spans.values() for _, _, i in file) == sorted(r.id for r in stored)
+    assert {(r.path, r.start_line, r.end_line) for r in stored} == {
+        (path, first, last) for path, file in spans.items() for first, last, _ in file
+    }
+    db = engine.snapshot._db  # the state a database from another version or moment holds
+    saved = db.execute("SELECT * FROM chunks").fetchall()
+    try:
+        for state in ("recorded", "missing", "stale"):
+            if state == "missing":
+                db.execute("DELETE FROM chunks")
+            elif state == "stale":
+                db.executemany("INSERT INTO chunks VALUES (?, ?, ?, ?, ?)",
+                               [(*row[:4], "gone" + row[4][4:]) for row in saved])  # fmt: skip
+            for name in ("parse_retry_window", "apply_discount", "Item"):
+                hits = engine.search([root], name, limit=3)
+                assert any(f"{name}(" in line or f"class {name}" in line
+                           for line in hits[0].content.splitlines()[:3]), (state, name, hits[0])  # fmt: skip
+        # A collection indexed before spans were recorded gets them from the store once.
+        db.execute("DELETE FROM chunks")
+        db.execute("DELETE FROM meta WHERE key='spans'")
+        engine.indexer_for(root).full_sync()
+        assert sorted(db.execute("SELECT * FROM chunks").fetchall()) == sorted(saved)
+        assert engine.snapshot.get_meta(coll, "spans") == "1"
+    finally:
+        db.execute("DELETE FROM chunks")
+        db.executemany("INSERT INTO chunks VALUES (?, ?, ?, ?, ?)", saved)
+
+
 def test_a_traceback_finds_the_frames_file_and_line(indexed) -> None:  # type: ignore[no-untyped-def]
     engine, root = indexed
     issue = (

@@ -253,3 +253,25 @@ def test_a_name_defined_everywhere_does_not_crowd_out_the_rarer_names_mentioned(
     assert [d.name for d in found] == ["get"] * 5 + ["parse_retry_after"]  # mention order
     assert [d.path for d in found[:2]] == ["m0.py", "m1.py"]  # each name's own in path order
     snapshot.close()
+
+
+def test_chunk_spans_follow_their_files(tmp_path: Path) -> None:
+    """Each file's chunk spans are replaced with the file, and forgotten when it is removed,
+    skipped or its collection cleared."""
+    snapshot = Snapshot(tmp_path / "state.db")
+    files = [IndexedFile(p, 1, 1, "h", 2, kind="code") for p in ("a.py", "b.py", "c.py")]
+    snapshot.mark_indexed("c", files, chunks={
+        "a.py": [(1, 9, "a1"), (10, 20, "a2")], "b.py": [(1, 5, "b1")], "c.py": [(1, 3, "c1")],
+    })  # fmt: skip
+    snapshot.mark_indexed("c", files[:1], chunks={"a.py": [(1, 20, "a3")]})  # re-written
+    snapshot.mark_indexed("c", files[1:2])  # a touch (new mtime only) keeps them
+    assert snapshot.chunk_spans("c", ["a.py", "b.py", "zz.py"]) == {
+        "a.py": [(1, 20, "a3")],
+        "b.py": [(1, 5, "b1")],
+    }
+    snapshot.remove("c", ["a.py"])
+    snapshot.mark_skipped("c", [("b.py", 1, 1, "binary")])
+    assert snapshot.chunk_spans("c", ["a.py", "b.py", "c.py"]) == {"c.py": [(1, 3, "c1")]}
+    snapshot.clear("c")
+    assert snapshot.chunk_spans("c", ["c.py"]) == {}
+    snapshot.close()

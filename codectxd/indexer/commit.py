@@ -10,7 +10,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from codectxd.snapshot import DIRTY, INDEXED, FileState, FileSymbols, IndexedFile, Snapshot
+from codectxd.snapshot import (
+    DIRTY,
+    INDEXED,
+    ChunkSpan,
+    FileState,
+    FileSymbols,
+    IndexedFile,
+    Snapshot,
+)
 from codectxd.store import Row, Store
 
 #: (path, size, mtime_ns, reason) of a file that is not indexed.
@@ -40,15 +48,16 @@ class Committer:
         paths = [f.path for f in files]
         self.snapshot.mark_dirty(self.collection, paths)
         self.store.replace_files(self.collection, paths, rows)
-        self.snapshot.mark_indexed(self.collection, files, symbols)
+        self.snapshot.mark_indexed(self.collection, files, symbols, _spans(paths, rows))
 
     def add_vectors(self, files: Sequence[IndexedFile], rows: Sequence[Row]) -> None:
         """The second phase: files recorded indexed get their chunks with vectors. The file
         is not marked dirty: its rows are complete at every moment (the embedded rows are
         written before the keyword-only ones go), and a crash in between leaves the file
         waiting, so the second phase redoes it."""
-        self.store.replace_files(self.collection, [f.path for f in files], rows)
-        self.snapshot.mark_indexed(self.collection, files)
+        paths = [f.path for f in files]
+        self.store.replace_files(self.collection, paths, rows)
+        self.snapshot.mark_indexed(self.collection, files, chunks=_spans(paths, rows))
 
     def touch(self, files: Sequence[IndexedFile]) -> None:
         """Files whose content did not change (a new mtime only): their stat is updated."""
@@ -73,3 +82,12 @@ class Committer:
         if stored:
             self.snapshot.mark_dirty(self.collection, stored)
             self.store.delete_paths(self.collection, stored)
+
+
+def _spans(paths: Sequence[str], rows: Sequence[Row]) -> dict[str, list[ChunkSpan]]:
+    """Each file's chunk spans and ids (search looks a definition's chunk up by id: Milvus
+    finds rows by primary key far faster than by path)."""
+    spans: dict[str, list[ChunkSpan]] = {p: [] for p in paths}
+    for row in rows:
+        spans.setdefault(row.path, []).append((row.start_line, row.end_line, row.id))
+    return spans
