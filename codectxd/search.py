@@ -206,32 +206,43 @@ async def search_async(
         except Exception as exc:  # noqa: BLE001 - raised below, outside the task group
             failures.append(exc)
 
-    def set_lexical(i: int) -> None:
-        lists[i].lexical = _lexical(store, q, targets[i])
+    def keyword_side(i: int) -> None:  # one thread hop for both: each costs a loop wake-up
+        if q.wants_lexical(targets[i]):
+            lists[i].lexical = _lexical(store, q, targets[i])
+        if snapshot is not None and q.exact:
+            _exact(store, snapshot, q, targets[i], lists[i])
 
-    def set_dense(i: int, vector: np.ndarray) -> None:
-        lists[i].dense = _dense(store, q, targets[i], vector)
-
-    async with anyio.create_task_group() as tg:
-        for i, target in enumerate(targets):
-            if q.wants_lexical(target):
-                tg.start_soon(run, set_lexical, i)
-            if snapshot is not None and q.exact:
-                tg.start_soon(run, _exact, store, snapshot, q, target, lists[i])
+    def dense_side(only: int | None) -> None:
         vector: np.ndarray | None = None
         try:
-            vector = await anyio.to_thread.run_sync(
-                _query_vector, embedder, q, targets, limiter=limiter
-            )
+            vector = _query_vector(embedder, q, targets)
         except ProviderError as exc:
             if mode == "dense":
-                failures.append(exc)
-            elif warnings is not None:
+                raise
+            if warnings is not None:
                 warnings.append(f"the query could not be embedded ({exc}): keyword results only")
-        if vector is not None:
+        if vector is None:
+            return
+        vectors.append(vector)
+        if only is not None and q.wants_dense(targets[only]):
+            lists[only].dense = _dense(store, q, targets[only], vector)
+
+    def set_dense(i: int) -> None:
+        lists[i].dense = _dense(store, q, targets[i], vectors[0])
+
+    vectors: list[np.ndarray] = []
+    async with anyio.create_task_group() as tg:
+        for i, target in enumerate(targets):
+            if q.wants_lexical(target) or (snapshot is not None and q.exact):
+                tg.start_soon(run, keyword_side, i)
+        # One repository: embedding and its dense search in the same thread; several: each
+        # repository's dense search in its own, once the vector is there.
+        if any(q.wants_dense(t) for t in targets):
+            await run(dense_side, 0 if len(targets) == 1 else None)
+        if vectors and len(targets) > 1:
             for i, target in enumerate(targets):
                 if q.wants_dense(target):
-                    tg.start_soon(run, set_dense, i, vector)
+                    tg.start_soon(run, set_dense, i)
     if failures:
         raise failures[0]
     hits, files = _finish(q, targets, lists)
