@@ -694,3 +694,36 @@ def test_the_key_appears_nowhere(
     everything = "\n".join(seen + records)
     assert "slow down, key ***" in everything  # the echoes were there, redacted
     assert KEY not in everything and wrong not in everything
+
+
+def test_a_search_while_the_provider_is_down_answers_with_its_keyword_side(
+    fake: FakeProviders, make_engine, short_tmp: Path
+) -> None:
+    """The daemon's concurrent search path: a hybrid search whose query cannot be embedded
+    answers from BM25 and says so; a dense-only search fails with the provider's error."""
+    import anyio
+
+    from codectxd.search import Target, search_async
+
+    embedder = Embedder(provider_for(fake, "openai", dimension=64), cache_in(short_tmp),
+                        max_retries=0)  # fmt: skip
+    engine, root = make_engine(embedder)
+    engine.indexer_for(root).full_sync()
+    targets = [Target(str(root), engine.collection_for(root))]
+
+    async def search(mode: str, query: str) -> tuple[list, list[str]]:  # type: ignore[type-arg]
+        warnings: list[str] = []
+        hits, _ = await search_async(engine.store, embedder, targets, query,
+                                     snapshot=engine.snapshot, mode=mode, warnings=warnings)  # fmt: skip
+        return hits, warnings
+
+    hits, warnings = anyio.run(search, "hybrid", "parse_config settings")
+    assert hits and hits[0].path == "app/config.py" and warnings == []
+    fake.always(Fault(status=503, message="overloaded, try later"))
+    hits, warnings = anyio.run(search, "hybrid", "parse_config of the settings")  # not cached
+    assert hits and hits[0].path == "app/config.py"
+    assert len(warnings) == 1 and "could not be embedded" in warnings[0], warnings
+    assert "keyword results only" in warnings[0]
+    with pytest.raises(ProviderError, match="overloaded"):
+        anyio.run(search, "dense", "parse_config of the settings file")
+    fake.always(None)
