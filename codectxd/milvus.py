@@ -16,6 +16,8 @@ from codectxd.errors import StoreError
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+#: Connection attempts (10 s each) while Milvus Lite's engine process starts.
+_LITE_CONNECT_ATTEMPTS = 4
 #: Error texts meaning the engine (Milvus Lite's child process or a server) is gone.
 _UNREACHABLE = (
     "fail connecting",
@@ -59,14 +61,22 @@ class MilvusConnection:
                 f"the index at {self.uri} is in use by another process (a running codectxd?); "
                 f"use codectx-client to talk to the daemon, or stop it first"
             )
-        try:
-            if self._token:
-                return MilvusClient(uri=self.uri, token=self._token)
-            return MilvusClient(uri=self.uri)
-        except Exception as exc:
-            raise StoreError(
-                f"cannot open the Milvus store at {self.uri}: {_reason(exc)}"
-            ) from None
+        # Milvus Lite's engine process opens a large index for longer than pymilvus waits for
+        # its socket (10 s) on a loaded machine; the engine keeps starting, so ask again.
+        attempts = 1 if "://" in self.uri else _LITE_CONNECT_ATTEMPTS
+        for attempt in range(1, attempts + 1):
+            try:
+                if self._token:
+                    return MilvusClient(uri=self.uri, token=self._token)
+                return MilvusClient(uri=self.uri)
+            except Exception as exc:
+                reason = _reason(exc)
+                if attempt == attempts or "fail connecting" not in reason.lower():
+                    raise StoreError(
+                        f"cannot open the Milvus store at {self.uri}: {reason}"
+                    ) from None
+                log.warning("the Milvus Lite engine for %s is slow to start; waiting", self.uri)
+        raise AssertionError("unreachable")
 
     def _release_engine(self) -> None:
         if "://" not in self.uri:
