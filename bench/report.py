@@ -663,6 +663,11 @@ GOALS: dict[str, tuple[str, str, str]] = {
         "ms",
     ),
     "cli_p50_ms": ("`codectx-client search` whole process p50, idle", "< 100 ms", "ms"),
+    "searches_per_s_50_clients": (
+        "50 concurrent clients (a connection each), searches/s, idle",
+        "≥ 120",
+        "/s",
+    ),
     "cli_overhead_ms": (
         "`codectx-client search` p50 − `python -c pass` p50, one-file repository",
         "≤ 25 ms",

@@ -31,6 +31,12 @@ _CONFIG_NAMES = frozenset({
     "mkdocs.yml", "action.yml", "action.yaml", "pubspec.yaml", "pom.xml", "build.xml",
     "AndroidManifest.xml", "web.xml", "Chart.yaml",
 })  # fmt: skip
+#: Directories whose structured files are data at any size (results, fixtures, samples):
+#: configuration does not live there.
+_DATA_DIRS = frozenset({
+    "data", "datasets", "results", "fixtures", "samples", "testdata", "golden", "goldens",
+    "__snapshots__", "snapshots", "outputs",
+})  # fmt: skip
 _DOC_LANGUAGES = frozenset({"markdown", "rst", "text"})
 _TEST_DIRS = frozenset({"test", "tests", "testing", "__tests__", "spec", "specs", "e2e"})
 _TEST_NAME = re.compile(
@@ -49,14 +55,14 @@ _HEADER_CHARS = 1024
 def kind_of_path(path: str, size: int, language: str) -> str:
     """The kind a repository-relative path has before its content is read."""
     name = path.rsplit("/", 1)[-1]
+    parts = path.split("/")
     if language == "csv" or (
         language in DATA_LANGUAGES
-        and size > DATA_MIN_BYTES
         and name not in _CONFIG_NAMES
         and not path.startswith(".github/")
+        and (size > DATA_MIN_BYTES or any(part in _DATA_DIRS for part in parts[:-1]))
     ):
         return DATA
-    parts = path.split("/")
     if _TEST_NAME.match(name) or any(part in _TEST_DIRS for part in parts[:-1]):
         return TEST
     if language in _DOC_LANGUAGES:
