@@ -115,37 +115,22 @@ def _normalised(hits: list[Hit]) -> list[tuple[Hit, float]]:
 def merge_overlapping(hits: list[SearchHit]) -> list[SearchHit]:
     """Merge hits of one file whose line ranges overlap (line-splitter overlap, or chunks of one
     long definition); the merged hit keeps the best score and the union of the lines."""
-    return [join(run) for run in overlapping_runs(hits)]
-
-
-def overlapping_runs(hits: list[SearchHit]) -> list[list[SearchHit]]:
-    """The hits grouped into runs of one file whose line ranges overlap, each run in line order,
-    the runs best first (by their best hit's score)."""
     by_file: dict[tuple[str, str], list[SearchHit]] = {}
     for hit in hits:
         by_file.setdefault((hit.repo, hit.path), []).append(hit)
-    runs: list[list[SearchHit]] = []
+    merged: list[SearchHit] = []
     for group in by_file.values():
         group.sort(key=lambda h: (h.start_line, h.end_line))
-        run, end = [group[0]], group[0].end_line
+        current = group[0]
         for hit in group[1:]:
-            if hit.start_line <= end:
-                run.append(hit)
-                end = max(end, hit.end_line)
+            if hit.start_line <= current.end_line:
+                current = _union(current, hit)
             else:
-                runs.append(run)
-                run, end = [hit], hit.end_line
-        runs.append(run)
-    runs.sort(key=lambda r: -max(h.score for h in r))
-    return runs
-
-
-def join(run: list[SearchHit]) -> SearchHit:
-    """One hit for a run of overlapping hits (`overlapping_runs`)."""
-    current = run[0]
-    for hit in run[1:]:
-        current = _union(current, hit)
-    return current
+                merged.append(current)
+                current = hit
+        merged.append(current)
+    merged.sort(key=lambda h: -h.score)
+    return merged
 
 
 def group_files(hits: list[SearchHit], weights: Weights = DEFAULT, per_file: int = 3

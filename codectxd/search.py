@@ -25,18 +25,9 @@ from codectxd.errors import ProviderError
 from codectxd.filters import Filters, PathFilter, build_expr
 from codectxd.lexical import lexical_query
 from codectxd.query import QueryShape, analyse, path_candidates
-from codectxd.ranking import (
-    DEFAULT,
-    Lists,
-    Weights,
-    fuse,
-    group_files,
-    join,
-    merge_overlapping,
-    overlapping_runs,
-)
+from codectxd.ranking import DEFAULT, Lists, Weights, fuse, group_files, merge_overlapping
 from codectxd.snapshot import INDEXED, Definition, Snapshot
-from codectxd.store import RANKING_FIELDS, Hit, Store, quote
+from codectxd.store import Hit, Store, quote
 
 __all__ = ["MODES", "Target", "merge_overlapping", "search", "search_async"]
 
@@ -138,7 +129,7 @@ def search(
     """
     hits, files = _search_sync(store, embedder, targets, query, snapshot, limit, filters, mode,
                                group, weights)  # fmt: skip
-    return hits
+    return [f.hits[0] for f in files] if files is not None else hits
 
 
 def search_files(
@@ -179,7 +170,7 @@ def _search_sync(
         if snapshot is not None and q.exact:
             _exact(store, snapshot, q, target, lists)
         per_target.append(lists)
-    return _finish(store, q, targets, per_target)
+    return _finish(q, targets, per_target)
 
 
 async def search_async(
@@ -254,8 +245,8 @@ async def search_async(
                     tg.start_soon(run, set_dense, i)
     if failures:
         raise failures[0]
-    hits, files = await anyio.to_thread.run_sync(_finish, store, q, targets, lists, limiter=limiter)
-    return hits, files or []
+    hits, files = _finish(q, targets, lists)
+    return hits if files is None else [f.hits[0] for f in files], files or []
 
 
 def _query_vector(
@@ -269,15 +260,13 @@ def _query_vector(
 
 
 def _dense(store: Store, q: _Query, target: Target, vector: np.ndarray) -> list[Hit]:
-    return store.search(target.collection, dense=vector, limit=q.fetch, expr=q.expr,
-                        fields=RANKING_FIELDS)  # fmt: skip
+    return store.search(target.collection, dense=vector, limit=q.fetch, expr=q.expr)
 
 
 def _lexical(store: Store, q: _Query, target: Target) -> list[Hit]:
     if not q.lexical:  # nothing BM25 can match (punctuation only)
         return []
-    return store.search(target.collection, lexical=q.lexical, limit=q.fetch, expr=q.expr,
-                        fields=RANKING_FIELDS)  # fmt: skip
+    return store.search(target.collection, lexical=q.lexical, limit=q.fetch, expr=q.expr)
 
 
 def _exact(store: Store, snapshot: Snapshot, q: _Query, target: Target, lists: Lists) -> None:
@@ -391,17 +380,13 @@ def _rows_where(
 ) -> list[Hit]:
     """The chunks whose `field` is one of `values` (within the search's filters)."""
     match = f"{field} in [{', '.join(quote(v) for v in values)}]"
-    return store.hits_where(target.collection, f"({expr}) and {match}" if expr else match,
-                            fields=RANKING_FIELDS)  # fmt: skip
+    return store.hits_where(target.collection, f"({expr}) and {match}" if expr else match)
 
 
 def _finish(
-    store: Store, q: _Query, targets: Sequence[Target], per_target: Sequence[Lists]
+    q: _Query, targets: Sequence[Target], per_target: Sequence[Lists]
 ) -> tuple[list[SearchHit], list[FileHit] | None]:
-    """Fused, merged hits best first, at most `limit` (with group "file": the files, and each
-    file's best hit)."""
     ranked: list[SearchHit] = []
-    chunks: dict[int, tuple[str, Hit]] = {}  # id() of a SearchHit → its collection and chunk
     for target, lists in zip(targets, per_target, strict=True):
         for hit, score in fuse(lists, q.shape, q.weights):
             if q.path_filter and not q.path_filter(hit.path):
@@ -416,54 +401,13 @@ def _finish(
                     kind=hit.kind,
                     language=hit.language,
                     score=score,
-                    content="",
+                    content=hit.content,
                     file_kind=hit.file_kind,
                 )
             )
-            chunks[id(ranked[-1])] = (target.collection, hit)
-    # Ranking needs no text; only the hits returned get theirs (one read per repository).
-    runs = overlapping_runs(ranked)
+    hits = merge_overlapping(ranked)
+    for hit in hits:
+        hit.score = round(hit.score, 6)
     if q.group == "file":
-        stubs = [join(run) for run in runs]
-        files = group_files(stubs, q.weights)[: q.limit]
-        shown = {id(hit) for f in files for hit in f.hits}
-        kept = [(run, stub) for run, stub in zip(runs, stubs, strict=True) if id(stub) in shown]
-        _read_texts(store, [hit for run, _ in kept for hit in run], chunks)
-        final = {id(stub): _rounded(join(run)) for run, stub in kept}
-        for f in files:
-            f.hits = [final[id(hit)] for hit in f.hits]
-        return [f.hits[0] for f in files], files
-    wanted = runs[: q.limit]
-    _read_texts(store, [hit for run in wanted for hit in run], chunks)
-    return [_rounded(join(run)) for run in wanted], None
-
-
-def _rounded(hit: SearchHit) -> SearchHit:
-    hit.score = round(hit.score, 6)
-    return hit
-
-
-def _read_texts(
-    store: Store, hits: Sequence[SearchHit], chunks: dict[int, tuple[str, Hit]]
-) -> None:
-    """Fill in the hits' text, read by chunk id; a chunk re-written since the search (the
-    second phase gives a file's chunks new ids) is read by its path and lines."""
-    wanted: dict[str, list[str]] = {}
-    for hit in hits:
-        collection, chunk = chunks[id(hit)]
-        wanted.setdefault(collection, []).append(chunk.id)
-    texts: dict[str, str] = {}
-    for collection, ids in wanted.items():
-        texts.update(store.contents(collection, ids))
-    for hit in hits:
-        collection, chunk = chunks[id(hit)]
-        text = texts.get(chunk.id)
-        if text is None:
-            again = store.hits_where(
-                collection,
-                f"path == {quote(chunk.path)} and start_line == {chunk.start_line} "
-                f"and end_line == {chunk.end_line}",
-                limit=1,
-            )
-            text = again[0].content if again else ""
-        hit.content = text
+        return hits, group_files(hits, q.weights)[: q.limit]
+    return hits[: q.limit], None

@@ -35,8 +35,6 @@ MAX_SYMBOL_BYTES = 512
 OUTPUT_FIELDS = [
     "id", "path", "language", "start_line", "end_line", "symbol", "kind", "content", "file_kind"
 ]  # fmt: skip
-#: A hit without its text: what ranking needs (search reads the text of the final hits only).
-RANKING_FIELDS = [f for f in OUTPUT_FIELDS if f != "content"]
 #: Dense searches see only rows whose vector is real (the first phase stores zero vectors).
 EMBEDDED_ONLY = "embedded == true"
 
@@ -309,11 +307,9 @@ class Store:
         lexical: str | None = None,
         limit: int,
         expr: str = "",
-        fields: Sequence[str] = OUTPUT_FIELDS,
     ) -> list[Hit]:
         """Dense (vector) or lexical (BM25) search, best first; give exactly one of the two.
-        A dense search sees only chunks that are embedded already. Hits have no `content`
-        when `fields` leaves it out.
+        A dense search sees only chunks that are embedded already.
 
         Hybrid fusion happens in `codectxd.search`, where its parameters are tuned.
         """
@@ -341,39 +337,19 @@ class Store:
                 search_params=params,
                 limit=limit,
                 filter=expr,
-                output_fields=list(fields),
+                output_fields=OUTPUT_FIELDS,
             ),
         )
         return [_hit(item) for item in (result[0] if result else [])]
 
-    def contents(self, name: str, ids: Sequence[str]) -> dict[str, str]:
-        """The text of these chunks, by id (a chunk re-written since has another id)."""
-        return _contents(self, name, ids) if self._readable(name) is not None else {}
-
-    def run_query(self, name: str, expr: str, fields: Sequence[str]) -> list[dict[str, Any]]:
-        return self._run(f"query in {name} failed", lambda c: c.query(
-            name, filter=expr, output_fields=list(fields), limit=_QUERY_WINDOW))  # fmt: skip
-
-    def hits_where(
-        self, name: str, expr: str, limit: int = 2000, fields: Sequence[str] = OUTPUT_FIELDS
-    ) -> list[Hit]:
+    def hits_where(self, name: str, expr: str, limit: int = 2000) -> list[Hit]:
         """The chunks matching a filter (no ranking: score 0), at most `limit`."""
         opened = self._readable(name)
         if opened is None or not opened.has_rows:
             return []
         rows = self._run(f"query in {name} failed", lambda c: c.query(
-            name, filter=expr, output_fields=list(fields), limit=limit))  # fmt: skip
+            name, filter=expr, output_fields=OUTPUT_FIELDS, limit=limit))  # fmt: skip
         return [_hit(row) for row in rows]
-
-
-def _contents(store: Store, name: str, ids: Sequence[str]) -> dict[str, str]:
-    """The text of these chunks, by id (those that still exist)."""
-    out: dict[str, str] = {}
-    for start in range(0, len(ids), 500):
-        part = ", ".join(quote(i) for i in ids[start : start + 500])
-        rows = store.run_query(name, f"id in [{part}]", ["id", "content"])
-        out.update((str(r["id"]), r["content"]) for r in rows)
-    return out
 
 
 def _hit(item: dict[str, Any]) -> Hit:
@@ -386,7 +362,7 @@ def _hit(item: dict[str, Any]) -> Hit:
         end_line=int(entity["end_line"]),
         symbol=entity["symbol"],
         kind=entity["kind"],
-        content=entity.get("content", ""),
+        content=entity["content"],
         score=float(item.get("distance", 0.0)),
         file_kind=entity.get("file_kind", ""),
     )

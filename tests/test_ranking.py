@@ -202,27 +202,3 @@ def _targets(engine: Engine, root: Path) -> list:  # type: ignore[type-arg]
     from codectxd.search import Target
 
     return [Target(str(root), engine.collection_for(root))]
-
-
-def test_hit_texts_are_read_for_the_final_hits_even_when_their_chunks_were_rewritten(
-    indexed,  # type: ignore[no-untyped-def]
-) -> None:
-    """Retrievers return hits without text; the final hits' text is read by chunk id, and a
-    chunk re-written meanwhile (the second phase gives it a new id) is read by path and lines."""
-    from dataclasses import replace
-
-    from codectx_client.protocol import SearchHit
-    from codectxd.search import _read_texts
-
-    engine, root = indexed
-    coll = engine.collection_for(root)
-    (row,) = [r for r in engine.store.hits_where(coll, 'path == "shop/cart/totals.py"')
-              if "apply_discount" in r.content]  # fmt: skip
-    hits = [SearchHit(repo=str(root), path=row.path, start_line=row.start_line,
-                      end_line=row.end_line, symbol="", kind="", language="python", score=1.0,
-                      content="") for _ in range(2)]  # fmt: skip
-    chunks = {id(hits[0]): (coll, row), id(hits[1]): (coll, replace(row, id="rewritten-since"))}
-    _read_texts(engine.store, hits, chunks)
-    assert hits[0].content == row.content and hits[1].content == row.content
-    found = engine.search([root], "apply_discount", limit=3)
-    assert "def apply_discount(" in found[0].content
