@@ -765,6 +765,16 @@ MISS_NOTES: dict[str, str] = {
         "(~6–7 ms each, the BM25 one running while the query is embedded) and ~1.5 ms of "
         "socket and fusion; fetching `content` only for the final hits is the next lever."
     ),
+    "searches_per_s_50_clients": (
+        "(0d3b945) 77.0/s against 58.6/s for 8d4cbb9 measured back to back on the same "
+        "116,616-row index (`bench/results/latency-baseline-8d4cbb9.json`): definitions read "
+        "by chunk id instead of by path (18 → 4 ms of Milvus CPU for an identifier query), "
+        "concurrent queries embedded as one batch, two thread hops per repository instead of "
+        "four. What is left is ~17 ms of CPU per search on 2 cores shared by the daemon (~11 ms: "
+        "the query's model run, decoding two lists of 30 hits with their text, fusion, the "
+        "socket) and Milvus Lite (~6 ms: a brute-force dense search, BM25, the id read; its "
+        "IVF_FLAT ignores `nprobe` and recalls 0.58). docs/decisions.md §12.1."
+    ),
     "warm_restart_s": (
         "(ed5b586) Daemon start → answering 1.65 s (interpreter and imports ~0.3 s, opening "
         "Milvus Lite ~1.0 s: it starts its server process, the model 0.2 s), then Milvus "
@@ -1068,7 +1078,9 @@ def headlines(loaded: Mapping[str, tuple[dict[str, Any] | None, bool]]) -> list[
             f"through the socket: p50 {fmt(_get(idle, 'p50', 'median'))} ms, p99 "
             f"{fmt(_get(idle, 'p99', 'median'))} ms (p99 "
             f"{fmt(_get(busy, 'p99', 'median'))} ms while another repository "
-            f"indexes); the `codectx-client` process p50 {fmt(cli.get('p50'), 0)} ms; "
+            f"indexes); 50 clients at once: "
+            f"{fmt(_get(lat, 'socket', 'idle', 'clients_50', 'searches_per_s', 'median'), 0)} "
+            f"searches/s; the `codectx-client` process p50 {fmt(cli.get('p50'), 0)} ms; "
             f"`rg -F -l` over the same text: p50 {fmt(rg.get('p50'), 0)} ms."
         )
     tp = full.get("throughput")
