@@ -8,6 +8,7 @@ import contextlib
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -16,8 +17,8 @@ from codectxd.errors import StoreError
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-#: Connection attempts (10 s each) while Milvus Lite's engine process starts.
-_LITE_CONNECT_ATTEMPTS = 4
+#: Engine processes started before Milvus Lite's failure to start is the user's error.
+_LITE_START_ATTEMPTS = 4
 #: Error texts meaning the engine (Milvus Lite's child process or a server) is gone.
 _UNREACHABLE = (
     "fail connecting",
@@ -61,9 +62,10 @@ class MilvusConnection:
                 f"the index at {self.uri} is in use by another process (a running codectxd?); "
                 f"use codectx-client to talk to the daemon, or stop it first"
             )
-        # Milvus Lite's engine process opens a large index for longer than pymilvus waits for
-        # its socket (10 s) on a loaded machine; the engine keeps starting, so ask again.
-        attempts = 1 if "://" in self.uri else _LITE_CONNECT_ATTEMPTS
+        # Milvus Lite's engine process sometimes dies while it starts (seen on a loaded
+        # machine, right after another engine stopped): its socket then refuses every connection.
+        # Stop it and start a fresh one, a little later each time.
+        attempts = 1 if "://" in self.uri else _LITE_START_ATTEMPTS
         for attempt in range(1, attempts + 1):
             try:
                 if self._token:
@@ -75,7 +77,10 @@ class MilvusConnection:
                     raise StoreError(
                         f"cannot open the Milvus store at {self.uri}: {reason}"
                     ) from None
-                log.warning("the Milvus Lite engine for %s is slow to start; waiting", self.uri)
+                log.warning("the Milvus Lite engine for %s did not answer (%s); starting it "
+                            "again", self.uri, reason)  # fmt: skip
+                self._release_engine()
+                time.sleep(0.5 * attempt)
         raise AssertionError("unreachable")
 
     def _release_engine(self) -> None:

@@ -54,6 +54,35 @@ def test_engine_killed_then_recovers(short_tmp: Path) -> None:
         proc.stop()
 
 
+def test_engine_that_dies_while_starting_is_started_again(short_tmp: Path) -> None:
+    """Milvus Lite's engine process sometimes dies while it starts (seen on a loaded machine):
+    the daemon starts a fresh one instead of exiting. The fault: the engine's real binary,
+    behind a wrapper that dies on its first start only (milvus-lite's own BIN_PATH setting)."""
+    import milvus_lite
+
+    real = Path(milvus_lite.__file__).parent / "lib"
+    wrapper = short_tmp / "bin"
+    wrapper.mkdir()
+    (wrapper / "milvus").write_text(
+        "#!/bin/sh\n"
+        f'if [ ! -e "{wrapper}/died" ]; then touch "{wrapper}/died"; sleep 1; exit 1; fi\n'
+        f'LD_LIBRARY_PATH="{real}:$LD_LIBRARY_PATH" exec "{real}/milvus" "$@"\n'
+    )
+    (wrapper / "milvus").chmod(0o755)
+    root = short_tmp / "repo"
+    write_tree(root, {"m.py": "def started_again_qz():\n    return 1\n"})
+    proc = DaemonProcess(short_tmp, BIN_PATH=str(wrapper)).start()
+    try:
+        assert (wrapper / "died").exists()
+        assert "did not answer" in proc.log_text() and "starting it again" in proc.log_text()
+        proc.call("add", {"path": str(root)})
+        proc.wait_fresh(root)
+        hits = proc.call("search", {"query": "started_again_qz", "mode": "lexical"})["results"]
+        assert hits and hits[0]["path"] == "m.py"
+    finally:
+        proc.stop()
+
+
 def test_database_locked_by_another_process(short_tmp: Path) -> None:
     proc = DaemonProcess(short_tmp)
     proc.data_dir.mkdir(parents=True)
