@@ -138,6 +138,17 @@ def test_file_kinds_and_what_is_embedded(short_tmp: Path, embedder: Embedder) ->
         dense = engine.search([root], "rows of results with scores", mode="dense", limit=20)
         assert not {h.path for h in dense} & {"bench/results/run.json", "gen/api_pb.py"}
         assert engine.store.count(coll, 'file_kind == "data" and embedded == true') == 0
+        # A kind that changes while the content does not (here `.gitattributes` marks the
+        # app generated) is re-written with its new kind: keyword-only, no vectors.
+        (root / ".gitattributes").write_text(
+            "vendor_lib/** linguist-vendored\nsrc/** linguist-generated\n"
+        )
+        assert indexer.relevant([".gitattributes"])[1]  # what the watcher reports: a rescan
+        report = indexer.full_sync()
+        assert report.indexed >= 1, report
+        assert dense_states(engine, coll)["src/app.py"] == (LEXICAL, "generated")
+        assert engine.store.count(coll, 'path == "src/app.py" and embedded == true') == 0
+        assert engine.search([root], "serve", mode="lexical", limit=1)[0].file_kind == "generated"
     finally:
         engine.close()
     # Configured differently: data is skipped (with its kind as reason), generated embedded.

@@ -23,7 +23,7 @@ from codectx_client import protocol as p
 from codectxd.embeddings.service import EmbedCancelled, Embedder
 from codectxd.errors import CodectxError, StoreError
 from codectxd.indexer.commit import Committer
-from codectxd.indexer.plan import Plan, skip_message
+from codectxd.indexer.plan import Plan, same_kind, skip_message
 from codectxd.indexer.read import Skip
 from codectxd.indexer.rows import Prepared, Unchanged, prepare, records, rows, symbols
 from codectxd.scanner import FileEntry, Scanner
@@ -238,9 +238,14 @@ class Job:
         """Read, check, hash and split one file; None when it needs no store write."""
         started = time.perf_counter()
         old = self.plan.known.get(entry.path)
-        recorded = None
-        if old is not None and old.state == INDEXED and not self.plan.force:
-            recorded = old.hash
+        recorded = None  # the hash that lets an unchanged file go without a write
+        if (
+            old is not None
+            and old.state == INDEXED
+            and not self.plan.force
+            and same_kind(old, entry)
+        ):
+            recorded = old.hash  # (a file whose kind changed is written again, with it)
         try:
             prepared = prepare(self.parts.scanner, self.parts.splitter, entry, recorded)
         except FileNotFoundError:

@@ -79,7 +79,7 @@ def plan_paths(scanner: Scanner, snapshot: Snapshot, collection: str, paths: Ite
     return plan
 
 
-def _same_kind(old: FileState, entry: FileEntry) -> bool:
+def same_kind(old: FileState, entry: FileEntry) -> bool:
     """Whether a file's recorded kind still holds: the path's kind is what the scan says now
     (`.gitattributes` may have changed it); a file the content said was generated stays so
     until it changes."""
@@ -97,7 +97,7 @@ def _add(plan: Plan, files: Iterable[FileEntry], skips: Iterable[Skipped]) -> No
             and old.state in (INDEXED, SKIPPED)
             and old.size == entry.size
             and old.mtime_ns == entry.mtime_ns
-            and _same_kind(old, entry)
+            and same_kind(old, entry)
         ):
             plan.unchanged += 1
         else:
