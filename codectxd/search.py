@@ -350,9 +350,9 @@ def _candidate_rows(
 ) -> list[Hit]:
     """The chunk holding each definition, and every chunk of `files`.
 
-    A definition's chunk is read by id (the snapshot's chunk spans): Milvus finds rows by
-    primary key in ~1 ms, where a `path in [...]` filter scans every row (~10 ms of its CPU
-    at 100k rows, most of a search's). Files whose spans are unknown (indexed by an older
+    A definition's chunk is read by id (the snapshot's chunk spans): at 116k rows that is
+    ~4 ms of Milvus CPU, where `path in [...]` scans every path and returns every chunk of the
+    files (~18 ms; docs/decisions.md §12.1). Files whose spans are unknown (indexed by an older
     version) or whose chunk is not found (filtered out, or re-written since) are read by path.
     """
     spans = snapshot.chunk_spans(target.collection, {d.path for d in definitions})

@@ -172,6 +172,17 @@ def unpack_positions(blob: bytes) -> list[tuple[int, int, bool]]:
 ChunkSpan = tuple[int, int, str]
 
 
+def group_spans(
+    chunks: Iterable[tuple[str, int, int, str]], paths: Iterable[str] = ()
+) -> dict[str, list[ChunkSpan]]:
+    """(path, start_line, end_line, id) of chunks → each file's spans; `paths` without a
+    chunk get an empty list (their old spans are cleared)."""
+    spans: dict[str, list[ChunkSpan]] = {p: [] for p in paths}
+    for path, first, last, chunk_id in chunks:
+        spans.setdefault(path, []).append((first, last, chunk_id))
+    return spans
+
+
 @dataclass(slots=True, frozen=True)
 class ChunkCounts:
     """Chunks of indexed files by their dense side."""

@@ -26,7 +26,7 @@ from codectxd.indexer.job import GROUP_CHUNKS, Job, JobParts, Progress, SyncRepo
 from codectxd.indexer.plan import plan_full, plan_paths
 from codectxd.indexer.rows import chunk_id, embedding_text
 from codectxd.scanner import Scanner
-from codectxd.snapshot import ChunkSpan, Snapshot
+from codectxd.snapshot import Snapshot, group_spans
 from codectxd.splitter import Splitter
 from codectxd.store import Store
 
@@ -156,12 +156,9 @@ class RepoIndexer:
         """Chunk spans for a collection indexed by a version that did not record them, read
         from the store once (~1 s per 30k rows), so definitions are found by chunk id."""
         rows = self.store.rows_of(self.collection, "", ["id", "path", "start_line", "end_line"])
-        spans: dict[str, list[ChunkSpan]] = {}
-        for row in rows:
-            spans.setdefault(row["path"], []).append(
-                (int(row["start_line"]), int(row["end_line"]), str(row["id"]))
-            )
-        self.snapshot.record_chunks(self.collection, spans)
+        self.snapshot.record_chunks(self.collection, group_spans(
+            (r["path"], int(r["start_line"]), int(r["end_line"]), str(r["id"])) for r in rows
+        ))  # fmt: skip
         log.info("%s: recorded the spans of %d chunks", self.root, len(rows))
 
     def begin_paths(self, paths: Iterable[str], should_stop: Callable[[], bool] = never) -> Job:

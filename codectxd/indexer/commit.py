@@ -18,6 +18,7 @@ from codectxd.snapshot import (
     FileSymbols,
     IndexedFile,
     Snapshot,
+    group_spans,
 )
 from codectxd.store import Row, Store
 
@@ -85,9 +86,6 @@ class Committer:
 
 
 def _spans(paths: Sequence[str], rows: Sequence[Row]) -> dict[str, list[ChunkSpan]]:
-    """Each file's chunk spans and ids (search looks a definition's chunk up by id: Milvus
-    finds rows by primary key far faster than by path)."""
-    spans: dict[str, list[ChunkSpan]] = {p: [] for p in paths}
-    for row in rows:
-        spans.setdefault(row.path, []).append((row.start_line, row.end_line, row.id))
-    return spans
+    """Each file's chunk spans and ids (search reads a definition's chunk by id: Milvus finds
+    rows by primary key far faster than by path)."""
+    return group_spans(((r.path, r.start_line, r.end_line, r.id) for r in rows), paths)
