@@ -2,8 +2,10 @@
 
 * **idle**: RSS of the daemon + its Milvus Lite child with three indexed repositories
   (generated, cached in ``bench/.cache/perf/<model>/memory/``; indexed once by
-  ``bench.standin``, stand-in vectors), sampled every 0.5 s for a
-  while after start, over ``runs`` daemon starts.
+  ``bench.standin``, stand-in vectors), sampled every 0.5 s for a while after start (every
+  collection loaded), then again at rest — once the daemon has released the collections
+  nobody used (``daemon.release_idle_s``, default 60 s) — over ``runs`` daemon starts; then
+  what a search of a released repository costs (it loads it) and the same search again.
 * **budget**: the daemon restarted with ``CODECTX_MEMORY_BUDGET_MB`` = idle × 1.6 indexes a
   fourth repository of never-seen content; RSS traced every 0.5 s, with the status fields
   ``memory.state / pauses / paused_s`` every 2 s. The same indexing without a budget (default
@@ -41,9 +43,12 @@ BUDGET_MB = int(os.environ.get("BENCH_MEMORY_BUDGET_MB", "600"))
 TOLERANCE = 0.10  # the target: RSS ≤ budget + 10 %
 #: Daemon + Milvus at rest, after a restart and right after indexing (issue 12's row).
 REST_TARGET_MB = 300.0
-#: How long after the last file is embedded the resting RSS is read (the daemon gives memory
-#: back when its second phase runs out of work).
+#: How long after the last file is embedded the RSS with every collection loaded is read (the
+#: daemon gives memory back when its second phase runs out of work).
 SETTLE_S = 5.0
+#: The longest wait for the daemon to release idle collections (60 s by default for these).
+RELEASE_LIMIT_S = 600.0
+REST_SAMPLE_S = 5.0
 
 
 def _sizes(smoke: bool) -> dict[str, Any]:
@@ -59,24 +64,64 @@ def indexed_repos(base: Path, files: int) -> list[Path]:
     return [generate_tree(base / f"repo{i}", files, 100 + i).root for i in range(3)]
 
 
-def idle_rss(data_dir: Path, roots: list[Path], sample_s: float) -> dict[str, Any]:
-    """Start the daemon, wait until every repository is fresh, then sample its RSS."""
-    with short_tmp() as run_dir, Daemon(data_dir, run_dir / "r") as daemon:
-        daemon.start()
-        for root in roots:
-            daemon.wait_fresh(root, 600, 0.5)
-        time.sleep(1.0)
-        with RssSampler(daemon.pid) as sampler:
-            time.sleep(sample_s)
-        memory = daemon.call("status")["daemon"]["memory"]
+def wait_released(daemon: Daemon, roots: list[Path], limit_s: float) -> float:
+    """Until every repository's collection has left the engine's memory (the daemon releases
+    a collection unused for ``daemon.release_idle_s``, 60 s by default); seconds waited."""
+    started = time.monotonic()
+    while any(daemon.repo(root).get("loaded", True) for root in roots):
+        if time.monotonic() - started > limit_s:
+            raise TimeoutError(f"collections still loaded after {limit_s:.0f} s")
+        time.sleep(0.5)
+    return round(time.monotonic() - started, 1)
+
+
+def first_searches(daemon: Daemon, roots: list[Path]) -> list[dict[str, float]]:
+    """Per repository, one search right after its collection was released (it loads it) and
+    the same search again: what coming back to a resting repository costs."""
+    out = []
+    for root in roots:
+        params = {"query": "parse the configuration file", "repos": [str(root)], "limit": 10}
+        timings = []
+        for _ in range(2):
+            started = time.perf_counter()
+            daemon.call("search", params)
+            timings.append(round((time.perf_counter() - started) * 1000, 1))
+        out.append({"first_ms": timings[0], "again_ms": timings[1]})
+    return out
+
+
+def sample_rss(daemon: Daemon, sample_s: float) -> dict[str, Any]:
+    with RssSampler(daemon.pid) as sampler:
+        time.sleep(sample_s)
     own = [s[1] for s in sampler.samples]
     kids = [s[2] for s in sampler.samples]
     return {
         "daemon_mb": round(statistics.median(own), 1),
         "children_mb": round(statistics.median(kids), 1),
         "total_mb": round(statistics.median([a + b for a, b in zip(own, kids, strict=True)]), 1),
-        "status_rss_mb": memory["rss_mb"],
         "samples": len(own),
+    }
+
+
+def idle_rss(data_dir: Path, roots: list[Path], sample_s: float) -> dict[str, Any]:
+    """Start the daemon, wait until every repository is fresh and sample its RSS (collections
+    loaded); then wait until the idle collections are released and sample again (at rest)."""
+    with short_tmp() as run_dir, Daemon(data_dir, run_dir / "r") as daemon:
+        daemon.start()
+        for root in roots:
+            daemon.wait_fresh(root, 600, 0.5)
+        time.sleep(1.0)
+        loaded = sample_rss(daemon, sample_s)
+        released_after_s = wait_released(daemon, roots, RELEASE_LIMIT_S)
+        rest = sample_rss(daemon, sample_s)
+        memory = daemon.call("status")["daemon"]["memory"]
+        searches = first_searches(daemon, roots)
+    return {
+        **rest,
+        "status_rss_mb": memory["rss_mb"],
+        "loaded": loaded,
+        "released_after_s": released_after_s,
+        "first_searches": searches,
     }
 
 
@@ -114,9 +159,11 @@ def trace_indexing(
             poller.join(10)
             time.sleep(SETTLE_S)
             own, kids = rss_of_tree(daemon.pid)
-            rest_mb = round((own + kids) / 2**20, 1)
+            loaded_mb = round((own + kids) / 2**20, 1)
         info = daemon.repo(new_root)
         memory = daemon.call("status")["daemon"]["memory"]
+        released_after_s = wait_released(daemon, [*roots, new_root], RELEASE_LIMIT_S)
+        rest = sample_rss(daemon, REST_SAMPLE_S)
         daemon.call("remove", {"path": str(new_root)}, timeout_s=300)
     totals = [own + kids for _, own, kids in sampler.samples]
     limit = budget_mb or memory["budget_mb"]
@@ -133,7 +180,10 @@ def trace_indexing(
         "share_over_tolerance": round(
             sum(1 for t in totals if t > limit * (1 + TOLERANCE)) / max(len(totals), 1), 3
         ),
-        "rest_mb": rest_mb,  # SETTLE_S after the last file was embedded
+        "loaded_mb": loaded_mb,  # SETTLE_S after the last file was embedded
+        "rest_mb": rest["total_mb"],  # then, once the idle collections were released
+        "rest": rest,
+        "released_after_s": released_after_s,
         "memory_status": memory,
         "status_trace": status_trace,
         "states_seen": dict(Counter(item["state"] for item in status_trace)),
@@ -165,6 +215,14 @@ def run(options: SuiteOptions) -> dict[str, Any]:
                 k: median_min_max([r[k] for r in idle_runs])
                 for k in ("daemon_mb", "children_mb", "total_mb")
             },
+            "loaded_total_mb": median_min_max([r["loaded"]["total_mb"] for r in idle_runs]),
+            "released_after_s": median_min_max([r["released_after_s"] for r in idle_runs]),
+            "first_search_ms": median_min_max(
+                [s["first_ms"] for r in idle_runs for s in r["first_searches"]]
+            ),
+            "again_search_ms": median_min_max(
+                [s["again_ms"] for r in idle_runs for s in r["first_searches"]]
+            ),
         },
         "budget_mb": budget,
     }
@@ -207,9 +265,21 @@ def print_summary(results: dict[str, Any]) -> None:
     """The suite's tables on stdout."""
     idle = results["idle"]
     print_table(
-        "Idle RSS with 3 indexed repositories, MB (median (min–max) of starts)",
-        ["daemon", "Milvus Lite child", "total"],
-        [[fmt_mmm(idle["daemon_mb"]), fmt_mmm(idle["children_mb"]), fmt_mmm(idle["total_mb"])]],
+        "RSS at rest with 3 indexed repositories, MB (median (min–max) of starts)",
+        ["daemon", "Milvus Lite child", "total", "total, collections loaded", "released after s"],
+        [
+            [
+                fmt_mmm(idle["daemon_mb"]),
+                fmt_mmm(idle["children_mb"]),
+                fmt_mmm(idle["total_mb"]),
+                fmt_mmm(idle["loaded_total_mb"]),
+                fmt_mmm(idle["released_after_s"]),
+            ]
+        ],
+    )
+    print(
+        f"  a search of a released repository: {fmt_mmm(idle['first_search_ms'])} ms "
+        f"(loads it); the same search again {fmt_mmm(idle['again_search_ms'])} ms"
     )
     rows = []
     for name in ("budget", "no_budget"):

@@ -309,6 +309,8 @@ def _repo_line(repo: dict[str, Any]) -> str:
     if repo["files_failed"]:
         parts.append(f"{repo['files_failed']} failed")
     line = f"{repo['root']}  {state}  {', '.join(parts)}, last sync {_ago(repo['last_sync'])}"
+    if not repo.get("loaded", True):
+        line += " (at rest: unloaded until its next search)"
     if repo.get("error"):
         line += f"\n    error: {repo['error']}"
     return line

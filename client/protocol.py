@@ -233,6 +233,9 @@ class RepoInfo(msgspec.Struct):
     embedding: EmbeddingProgress | None = None  # while the second phase has work
     error: str | None = None
     last_report: LastSyncs | None = None
+    # False: the collection rested unused and left the engine's memory; the next search
+    # loads it (a fraction of a second for a small repository, seconds for a large one).
+    loaded: bool = True
 
 
 class AddResult(msgspec.Struct):

@@ -105,12 +105,30 @@ class Daemon:
         await anyio.to_thread.run_sync(lambda: self.engine.embedder)  # loads the model
         await task_group.start(self.repos.run)
         task_group.start_soon(self.watcher.run)
+        if self.settings.daemon.release_idle_s > 0:
+            task_group.start_soon(self._rest_when_idle)
         self.ready.set()
         log.info(
             "daemon ready: %d repositories, model %s",
             len(self.repos),
             self.engine.embedder.identity,
         )
+
+    async def _rest_when_idle(self) -> None:
+        """Hand back the memory of what nobody uses (`Engine.rest`), then the heap pages that
+        freed."""
+        min_idle_s = self.settings.daemon.release_idle_s
+
+        def rest() -> None:
+            if self.engine.rest(min_idle_s):
+                self.memory.rest()
+
+        while True:
+            await anyio.sleep(min(max(min_idle_s / 6, 1.0), 30.0))
+            try:
+                await anyio.to_thread.run_sync(rest)
+            except Exception:  # noqa: BLE001 - what failed to be released stays loaded
+                log.warning("releasing idle collections or the model failed", exc_info=True)
 
     async def close(self) -> None:
         """Stop indexing at the next safe point; everything committed so far is persisted."""

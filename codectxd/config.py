@@ -100,6 +100,10 @@ class DaemonSettings:
     poll_interval_s: float = 10.0
     rescan_interval_s: float = 600.0
     request_timeout_s: float = 30.0
+    # A repository's collection unused this long leaves Milvus Lite's memory (longer for one
+    # that is slow to load: codectxd.residency), and so does the local model's session; the
+    # next search loads them again. 0: never.
+    release_idle_s: float = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -254,6 +258,7 @@ _FIELDS: tuple[_Field, ...] = (
     _Field("daemon", "poll_interval_s", _float_min(0.5), ("CODECTX_POLL_INTERVAL_S",)),
     _Field("daemon", "rescan_interval_s", _float_min(0), ("CODECTX_RESCAN_INTERVAL_S",)),
     _Field("daemon", "request_timeout_s", _float_min(0.1), ("CODECTX_REQUEST_TIMEOUT_S",)),
+    _Field("daemon", "release_idle_s", _float_min(0), ("CODECTX_RELEASE_IDLE_S",)),
 )
 _SECTIONS: dict[str, type] = {
     "embedding": EmbeddingSettings,

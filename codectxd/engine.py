@@ -137,6 +137,16 @@ class Engine:
             weights=weights,
         )
 
+    def rest(self, min_idle_s: float) -> bool:
+        """Let go of what nobody used for `min_idle_s`: Milvus Lite collections (longer for
+        slow-loading ones: `codectxd.residency`) and the local model's session; each comes
+        back on its next use. Returns whether anything was let go."""
+        released = bool(self.store.local and self.store.release_idle(min_idle_s))
+        embedder = self._embedder
+        if embedder is not None and embedder.provider.rest(min_idle_s):
+            released = True
+        return released
+
     def close(self) -> None:
         """Close everything this engine opened (once; later calls do nothing)."""
         if self._lock_fd < 0:

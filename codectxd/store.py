@@ -8,19 +8,22 @@ sparse vector itself (a `Function`); `codectxd.search` fuses the two result list
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
 import re
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import numpy as np
 
 from codectxd.errors import StoreError
 from codectxd.milvus import MilvusConnection
+from codectxd.residency import Residency
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +43,7 @@ EMBEDDED_ONLY = "embedded == true"
 
 
 T = TypeVar("T")
+P = ParamSpec("P")
 
 
 @dataclass(slots=True, frozen=True)
@@ -108,6 +112,19 @@ def _clip(text: str, max_bytes: int) -> str:
     return data[:max_bytes].decode("utf-8", "ignore")
 
 
+def _in_use(
+    method: Callable[Concatenate[Store, str, P], T],
+) -> Callable[Concatenate[Store, str, P], T]:
+    """A call on collection `name` (the first argument): not released while it runs."""
+
+    @functools.wraps(method)
+    def call(self: Store, name: str, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        with self.residency.using(name):
+            return method(self, name, *args, **kwargs)
+
+    return call
+
+
 class Store:
     """Thin, typed wrapper over `pymilvus.MilvusClient` for our schema.
 
@@ -128,6 +145,12 @@ class Store:
         self._open: dict[str, _Opened] = {}
         self._open_locks: dict[str, threading.Lock] = {}
         self._open_locks_guard = threading.Lock()
+        # Collections known complete; one released after resting is not loaded again by a
+        # periodic sync that finds nothing to write (`ensure_collection`).
+        self._verified: set[str] = set()
+        self.residency = Residency()
+        #: Only Milvus Lite's engine is ours to keep small (a server manages its own memory).
+        self.local = "://" not in uri
 
     def _run(self, what: str, fn: Callable[[Any], T]) -> T:
         return self._conn.run(what, fn)
@@ -146,7 +169,7 @@ class Store:
         Also completes a collection whose creation was interrupted (the process was killed
         between creating the schema and its indexes): missing indexes are created.
         """
-        if name in self._open:
+        if name in self._open or name in self._verified:
             return
 
         def ensure(client: Any) -> None:
@@ -172,6 +195,7 @@ class Store:
             if name not in self._open:
                 self._run(f"cannot create collection {name}", ensure)
                 self._open[name] = self._load(name)
+                self._verified.add(name)
 
     def _open_lock(self, name: str) -> threading.Lock:
         with self._open_locks_guard:
@@ -180,7 +204,9 @@ class Store:
     def _load(self, name: str) -> _Opened:
         """Load a complete collection (opened from disk it starts released) and learn whether
         it holds rows. Caller holds the collection's open lock."""
+        started = time.perf_counter()
         self._run(f"cannot load collection {name}", lambda c: c.load_collection(name))
+        self.residency.loaded(name, time.perf_counter() - started)
         rows = self._run(
             f"cannot count rows of {name}",
             lambda c: c.query(name, filter="", output_fields=["count(*)"]),
@@ -207,6 +233,7 @@ class Store:
             if not self._run(f"cannot open collection {name}", complete):
                 return None
             opened = self._open[name] = self._load(name)
+            self._verified.add(name)
             return opened
 
     def _ensure_loaded(self, name: str) -> None:
@@ -231,9 +258,41 @@ class Store:
         with self._write_lock, self._open_lock(name):
             self._run(f"cannot drop collection {name}", drop)
             self._open.pop(name, None)
+            self._verified.discard(name)
+            self.residency.drop(name)
+
+    def is_loaded(self, name: str) -> bool:
+        """Whether the engine holds `name` in memory (False: released, or never opened)."""
+        return name in self._open
+
+    def release_idle(self, min_idle_s: float) -> list[str]:
+        """Release the collections nobody used for long enough (`codectxd.residency`); the
+        next call that needs one loads it again. Returns the names released."""
+        return [name for name in list(self._open) if self._release_if_idle(name, min_idle_s)]
+
+    def _release_if_idle(self, name: str, min_idle_s: float) -> bool:
+        lock = self._open_lock(name)
+        if not lock.acquire(blocking=False):
+            return False  # being loaded, created or dropped: in use
+        try:
+            forget = functools.partial(self._open.pop, name, None)
+            if name not in self._open or not self.residency.take_idle(name, min_idle_s, forget):
+                return False
+            try:
+                self._run(f"cannot release {name}", lambda c: c.release_collection(name))
+            except StoreError as exc:
+                # Forgotten all the same: its next use loads it again, which Milvus allows.
+                log.warning("%s", exc)
+                return False
+            log.info("released collection %s (unused for %.0f s)", name,
+                     self.residency.idle_after(name, min_idle_s))  # fmt: skip
+            return True
+        finally:
+            lock.release()
 
     # --- writes ---------------------------------------------------------------------------
 
+    @_in_use
     def replace_files(self, name: str, paths: Sequence[str], rows: Sequence[Row]) -> None:
         """Make the rows of `paths` exactly `rows` (which belong to those paths).
 
@@ -263,6 +322,7 @@ class Store:
                 # `status` reports as stored is searched.
                 opened.has_rows = True
 
+    @_in_use
     def delete_paths(self, name: str, paths: Sequence[str]) -> None:
         self._ensure_loaded(name)
         with self._write_lock:
@@ -273,6 +333,7 @@ class Store:
 
     # --- reads ----------------------------------------------------------------------------
 
+    @_in_use
     def count(self, name: str, expr: str = "") -> int:
         self._ensure_loaded(name)
         result = self._run(
@@ -281,6 +342,7 @@ class Store:
         )
         return int(result[0]["count(*)"]) if result else 0
 
+    @_in_use
     def rows_of(self, name: str, expr: str, fields: Sequence[str]) -> list[dict[str, Any]]:
         """All rows matching `expr` (iterating, so large results are fine)."""
         self._ensure_loaded(name)
@@ -299,6 +361,7 @@ class Store:
 
         return self._run(f"cannot read rows of {name}", read)
 
+    @_in_use
     def search(
         self,
         name: str,
@@ -342,6 +405,7 @@ class Store:
         )
         return [_hit(item) for item in (result[0] if result else [])]
 
+    @_in_use
     def hits_where(self, name: str, expr: str, limit: int = 2000) -> list[Hit]:
         """The chunks matching a filter (no ranking: score 0), at most `limit`."""
         opened = self._readable(name)

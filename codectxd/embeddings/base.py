@@ -79,6 +79,11 @@ class EmbeddingProvider(abc.ABC):
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release clients / sessions."""
 
+    def rest(self, idle_s: float) -> bool:
+        """Drop what the provider holds in memory if it has not been used for `idle_s`; the
+        next call rebuilds it. Returns whether anything was dropped."""
+        return False
+
 
 ProviderFactory = Callable[["EmbeddingSettings"], EmbeddingProvider]
 _REGISTRY: dict[str, ProviderFactory] = {}

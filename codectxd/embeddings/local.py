@@ -15,8 +15,12 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import onnxruntime as ort
 
 from codectxd.config import EmbeddingSettings
 from codectxd.embeddings.base import EmbeddingProvider, normalise, register
@@ -132,28 +136,68 @@ class LocalOnnxProvider(EmbeddingProvider):
         # batch of 32 × 256 tokens. Without it RSS stays near the model size, at a small cost.
         options.enable_cpu_mem_arena = False
         options.enable_mem_pattern = False
+        self._options = options
         try:
-            onnx_path = _verified(_package_file(*spec.onnx, spec.install_hint), spec.sha256[0])
+            self._onnx_path = _verified(
+                _package_file(*spec.onnx, spec.install_hint), spec.sha256[0]
+            )
             tokenizer_path = _verified(
                 _package_file(*spec.tokenizer, spec.install_hint), spec.sha256[1]
-            )
-            self._session = ort.InferenceSession(
-                str(onnx_path),
-                sess_options=options,
-                providers=["CPUExecutionProvider"],
             )
             self._tokenizer = Tokenizer.from_file(str(tokenizer_path))
         except ConfigError:
             raise
         except Exception as exc:
             raise ProviderError(f"cannot load the local model {model}: {exc}") from None
+        # The session (~80 MB resident) is dropped when unused for a while (`rest`) and made
+        # again by the next text to embed (~0.2 s). Guarded by `_session_lock`.
+        self._session_lock = threading.Lock()
+        self._runs = 0  # inference runs in progress
+        self._last_run = time.monotonic()
+        self._session: ort.InferenceSession | None = self._new_session()
         # Some shipped tokenizer.json files force truncation / padding to 128: override both.
         self._tokenizer.no_truncation()
         self._tokenizer.enable_truncation(max_length=spec.max_tokens)
         self._tokenizer.no_padding()
         self._inputs = {i.name for i in self._session.get_inputs()}
-        self._lock = threading.Lock()
         log.info("loaded local model %s in %.2fs", model, time.perf_counter() - started)
+
+    def _new_session(self) -> ort.InferenceSession:
+        import onnxruntime as ort
+
+        try:
+            return ort.InferenceSession(
+                str(self._onnx_path),
+                sess_options=self._options,
+                providers=["CPUExecutionProvider"],
+            )
+        except Exception as exc:
+            raise ProviderError(f"cannot load the local model {self.model}: {exc}") from None
+
+    def _run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
+        with self._session_lock:
+            if self._session is None:
+                started = time.perf_counter()
+                self._session = self._new_session()
+                log.info("loaded local model %s again in %.2fs", self.model,
+                         time.perf_counter() - started)  # fmt: skip
+            session = self._session
+            self._runs += 1
+        try:
+            (states,) = session.run([self.spec.output], feeds)
+            return states  # type: ignore[no-any-return]
+        finally:
+            with self._session_lock:
+                self._runs -= 1
+                self._last_run = time.monotonic()
+
+    def rest(self, idle_s: float) -> bool:
+        with self._session_lock:
+            if self._session is None or self._runs or time.monotonic() - self._last_run < idle_s:
+                return False
+            self._session = None
+        log.info("unloaded local model %s (unused for %.0f s)", self.model, idle_s)
+        return True
 
     def count_tokens(self, text: str) -> int:
         # The model reads at most max_tokens; the estimate only steers batching.
@@ -177,7 +221,9 @@ class LocalOnnxProvider(EmbeddingProvider):
         if "token_type_ids" in self._inputs:
             feeds["token_type_ids"] = np.zeros_like(ids)
         try:
-            (states,) = self._session.run([self.spec.output], feeds)
+            states = self._run(feeds)
+        except ProviderError:
+            raise
         except Exception as exc:
             raise ProviderError(f"local model inference failed: {exc}") from None
         if self.spec.pooling == "cls":
