@@ -830,17 +830,15 @@ MISS_NOTES: dict[str, str] = {
         "index builds share the 2 cores with inference)."
     ),
     "idle_rss_mb": (
-        "(4afa245) Daemon 196 MB + Milvus Lite 232 MB. The engine takes ~30 MB empty and "
-        "~65 MB per loaded collection even at 1,100 rows, and releasing a collection returns "
-        "only a third of it (a 28k-row one: 199 → 143 MB); in the daemon the model session is "
-        "~85 MB and pandas, which pymilvus imports for its annotations, ~40 MB. 300 MB needs "
-        "one collection for every repository or another engine (docs/decisions.md, 12)."
+        "The engine takes ~30 MB empty and ~65 MB per loaded collection even at 1,100 rows; "
+        "idle collections and the model's session are released after `daemon.release_idle_s` "
+        "(docs/decisions.md, 12.2). What is left: the daemon's interpreter and libraries "
+        "(~125 MB, pandas ~40 of it, imported by pymilvus) and the engine's retained heap."
     ),
     "rest_after_indexing_mb": (
-        "(4afa245) The daemon gives back what indexing freed (`malloc_trim` when the second "
-        "phase runs out of work: by hand 359 → 234 MB for 400 files), but the fourth "
-        "repository's collection stays loaded in Milvus Lite (~65 MB or more each): see the "
-        "idle row."
+        "The daemon gives back what indexing freed (`malloc_trim` when the second phase runs "
+        "out of work), and idle collections and the model are released after "
+        "`daemon.release_idle_s`; Python's own arenas keep ~35 MB more than after a restart."
     ),
 }
 
@@ -1130,10 +1128,13 @@ def headlines(loaded: Mapping[str, tuple[dict[str, Any] | None, bool]]) -> list[
     mem = full.get("memory")
     if mem:
         budget = mem.get("budget") or {}
+        loaded_mb = _get(mem, "idle", "loaded_total_mb", "median")
         out.append(
-            f"- **Memory**: {fmt(_get(mem, 'idle', 'total_mb', 'median'), 0)} MB resting "
-            f"with 3 indexed repositories (daemon + Milvus Lite); indexing under a "
-            f"{mem['budget_mb']} MB budget peaked at {fmt(budget.get('peak_mb'), 0)} MB."
+            f"- **Memory**: {fmt(_get(mem, 'idle', 'total_mb', 'median'), 0)} MB at rest "
+            f"with 3 indexed repositories (daemon + Milvus Lite"
+            + (f"; {fmt(loaded_mb, 0)} MB while all three are loaded" if loaded_mb else "")
+            + f"); indexing under a {mem['budget_mb']} MB budget peaked at "
+            f"{fmt(budget.get('peak_mb'), 0)} MB."
         )
     ret = loaded.get("retrieval", (None, False))[0]
     if ret:
