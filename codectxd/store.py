@@ -148,6 +148,7 @@ class Store:
         # Collections known complete; one released after resting is not loaded again by a
         # periodic sync that finds nothing to write (`ensure_collection`).
         self._verified: set[str] = set()
+        self._resting: set[str] = set()  # released after resting, not loaded since
         self.residency = Residency()
         #: Only Milvus Lite's engine is ours to keep small (a server manages its own memory).
         self.local = "://" not in uri
@@ -207,6 +208,7 @@ class Store:
         started = time.perf_counter()
         self._run(f"cannot load collection {name}", lambda c: c.load_collection(name))
         self.residency.loaded(name, time.perf_counter() - started)
+        self._resting.discard(name)
         rows = self._run(
             f"cannot count rows of {name}",
             lambda c: c.query(name, filter="", output_fields=["count(*)"]),
@@ -259,11 +261,12 @@ class Store:
             self._run(f"cannot drop collection {name}", drop)
             self._open.pop(name, None)
             self._verified.discard(name)
+            self._resting.discard(name)
             self.residency.drop(name)
 
-    def is_loaded(self, name: str) -> bool:
-        """Whether the engine holds `name` in memory (False: released, or never opened)."""
-        return name in self._open
+    def is_resting(self, name: str) -> bool:
+        """Whether `name` was released for being unused and not loaded since."""
+        return name in self._resting
 
     def release_idle(self, min_idle_s: float) -> list[str]:
         """Release the collections nobody used for long enough (`codectxd.residency`); the
@@ -284,6 +287,7 @@ class Store:
                 # Forgotten all the same: its next use loads it again, which Milvus allows.
                 log.warning("%s", exc)
                 return False
+            self._resting.add(name)
             log.info("released collection %s (unused for %.0f s)", name,
                      self.residency.idle_after(name, min_idle_s))  # fmt: skip
             return True
