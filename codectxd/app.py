@@ -35,6 +35,9 @@ log = logging.getLogger(__name__)
 
 #: Searches run in worker threads, at most this many at once, beside indexing.
 SEARCH_THREADS = 8
+#: Near the memory budget, a collection unused this long is released (longer if it loads
+#: slowly: codectxd.residency).
+PRESSURE_IDLE_S = 5.0
 
 
 class Daemon:
@@ -45,7 +48,11 @@ class Daemon:
         daemon = settings.daemon
         self.socket_path: Path = settings.paths.runtime_dir / SOCKET_NAME
         self.metrics = Metrics()
-        self.memory = MemoryManager(daemon.memory_budget_mb, full_group=GROUP_CHUNKS)
+        self.memory = MemoryManager(
+            daemon.memory_budget_mb,
+            full_group=GROUP_CHUNKS,
+            relieve=self._relieve_memory if daemon.release_idle_s > 0 else None,
+        )
         self.engine = Engine(
             settings,
             on_embed_latency=lambda seconds: self.metrics.embed_batch_ms.add(seconds * 1000),
@@ -113,6 +120,12 @@ class Daemon:
             len(self.repos),
             self.engine.embedder.identity,
         )
+
+    def _relieve_memory(self) -> bool:
+        """Near the budget: release the collections of repositories nobody used for a few
+        seconds (not the one being indexed: its writes keep it in use)."""
+        store = self.engine.store
+        return bool(store.local and store.release_idle(PRESSURE_IDLE_S))
 
     async def _rest_when_idle(self) -> None:
         """Hand back the memory of what nobody uses (`Engine.rest`), then the heap pages that

@@ -1,6 +1,8 @@
 """MemoryManager: keep the daemon inside its RSS budget.
 
-Near the budget (85 %): collect garbage and make indexing groups smaller. Over it: pause
+Near the budget (85 %): collect garbage, let go of what other repositories are not using
+(`relieve`: their Milvus Lite collections, loaded again by their next search) and make indexing
+groups smaller. Over it: pause
 ingestion (a supervisor awaits `admit_group` before each group) until RSS is back under,
 collecting garbage meanwhile. Local embedding batches are sized to the room left under the
 budget, since inference memory comes and goes within a batch. Searches never wait on this.
@@ -34,6 +36,8 @@ _MIN_GC_INTERVAL_S = 1.0
 INFERENCE_BASE_MB = 100.0
 INFERENCE_PER_TEXT_MB = 9.0
 _CHILDREN_REFRESH_S = 5.0
+#: Under pressure `relieve` runs at most this often (it asks the engine; nothing changes faster).
+_RELIEVE_INTERVAL_S = 5.0
 
 
 class MemoryManager:
@@ -47,7 +51,10 @@ class MemoryManager:
         full_group: int,
         min_group: int = 8,
         max_pause_s: float = MAX_PAUSE_S,
+        relieve: Callable[[], bool] | None = None,
     ) -> None:
+        """`relieve` (blocking, run in a worker thread) releases what is idle when RSS nears
+        the budget; returns whether it released anything."""
         self.budget_bytes = budget_mb * 2**20
         self.full_group = full_group
         self.min_group = min_group
@@ -63,6 +70,9 @@ class MemoryManager:
         self._lock = threading.Lock()
         self._last_gc = 0.0
         self._paused_since: float | None = None
+        self._relieve = relieve
+        self._relieved_at = -_RELIEVE_INTERVAL_S
+        self.relieved = 0  # times `relieve` released something
 
     def rss(self) -> int:
         """Resident memory of the daemon and its children (the Milvus Lite engine)."""
@@ -104,6 +114,8 @@ class MemoryManager:
     async def admit_group(self) -> int:
         """How many chunks the next indexing group may hold; waits while over budget."""
         rss = self._settle()
+        if rss > self.budget_bytes * NEAR_FRACTION and await self._relieved():
+            rss = self._settle()
         if rss > self.budget_bytes and not self.starved:
             await self._pause()
             rss = self._settle()
@@ -112,6 +124,18 @@ class MemoryManager:
         # Scale down linearly between 85 % and 100 % of the budget.
         room = max(0.0, (self.budget_bytes - rss) / (self.budget_bytes * (1 - NEAR_FRACTION)))
         return max(self.min_group, int(self.full_group * room))
+
+    async def _relieved(self) -> bool:
+        now = time.monotonic()
+        if self._relieve is None or now - self._relieved_at < _RELIEVE_INTERVAL_S:
+            return False
+        self._relieved_at = now
+        if not await anyio.to_thread.run_sync(self._relieve):
+            return False
+        self.relieved += 1
+        self.collect(force=True)
+        log.info("near the memory budget: released what other repositories were not using")
+        return True
 
     def admit_batch(self, full: int) -> int:
         """How many texts the next local embedding batch may hold (at least one).

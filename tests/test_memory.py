@@ -96,3 +96,29 @@ def test_resting_gives_freed_heap_back_to_the_system() -> None:
     assert before_free - freed_only < 40  # glibc kept ~150 MB of free pages
     assert freed_only - rested > 100  # resting handed them back
     assert len(kept) == 1250
+
+
+async def test_near_the_budget_what_is_idle_is_released_before_pausing() -> None:
+    """`relieve` (the daemon releases other repositories' collections) frees memory near the
+    budget: indexing goes on without a pause, at most one call per interval."""
+    baseline = settled_rss_mb()
+    ballast = bytearray(200 * 2**20)
+    ballast[::4096] = b"x" * len(ballast[::4096])
+    calls = 0
+
+    def relieve() -> bool:
+        nonlocal ballast, calls
+        calls += 1
+        ballast = bytearray(0)
+        return True
+
+    memory = MemoryManager(
+        int(baseline + 100), full_group=GROUP_CHUNKS, max_pause_s=0.5, relieve=relieve
+    )
+    assert await memory.admit_group() >= memory.min_group
+    assert (calls, memory.relieved, memory.pauses) == (1, 1, 0)
+    ballast = bytearray(200 * 2**20)  # over the budget again, within the interval:
+    ballast[::4096] = b"x" * len(ballast[::4096])
+    await memory.admit_group()
+    assert (calls, memory.pauses) == (1, 1)  # not asked again; the pause is the fallback
+    del ballast
