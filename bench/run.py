@@ -414,9 +414,10 @@ class Daemon:
     def repo(self, root: Path) -> dict[str, Any]:
         """The RepoInfo of one registered repository.
 
-        Works around a daemon race: ``list`` iterates the repository dict across an ``await``
-        while start-up still adds repositories, and fails with "dictionary changed size during
-        iteration" (counted in ``list_races``).
+        Works around a race of older daemons, kept for baselines measured at their commits:
+        ``list`` iterated the repository dict across an ``await`` while start-up still added
+        repositories, and failed with "dictionary changed size during iteration" (counted in
+        ``list_races``; the daemon now iterates a copy).
         """
         for _ in range(100):
             try:
