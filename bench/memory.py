@@ -5,7 +5,8 @@
   ``bench.standin``, stand-in vectors), sampled every 0.5 s for a while after start (every
   collection loaded), then again at rest — once the daemon has released the collections
   nobody used (``daemon.release_idle_s``, default 60 s) — over ``runs`` daemon starts; then
-  what a search of a released repository costs (it loads it) and the same search again.
+  what a search of a released repository costs (it loads it) and the same search again, and
+  how long a new file in a released repository takes to be found (its write loads it).
 * **budget**: the daemon restarted with ``CODECTX_MEMORY_BUDGET_MB`` = idle × 1.6 indexes a
   fourth repository of never-seen content; RSS traced every 0.5 s, with the status fields
   ``memory.state / pauses / paused_s`` every 2 s. The same indexing without a budget (default
@@ -34,6 +35,7 @@ from bench.run import (
     print_table,
     rss_of_tree,
     short_tmp,
+    wait_until,
 )
 from bench.stats import fmt, fmt_mmm, median_min_max, ratio, summarize
 
@@ -90,6 +92,27 @@ def first_searches(daemon: Daemon, roots: list[Path]) -> list[dict[str, float]]:
     return out
 
 
+def edit_after_release(daemon: Daemon, root: Path) -> float:
+    """A new file in a released repository: milliseconds until a search finds it (the write
+    loads the collection first). The file is removed again (and the removal waited for)."""
+    probe = root / "zz_rest_probe.py"
+    name = f"rest_probe_{time.time_ns()}"
+    params = {"query": name, "repos": [str(root)], "limit": 1, "mode": "lexical"}
+
+    def found() -> bool:
+        hits = daemon.call("search", params)["results"]
+        return bool(hits) and hits[0]["path"] == probe.name
+
+    started = time.perf_counter()
+    probe.write_text(f"def {name}():\n    return 1\n")
+    try:
+        wait_until(found, 60, 0.01, what="the probe found")
+        return round((time.perf_counter() - started) * 1000, 1)
+    finally:
+        probe.unlink()
+        wait_until(lambda: not found(), 60, 0.05, what="the probe gone")
+
+
 def sample_rss(daemon: Daemon, sample_s: float) -> dict[str, Any]:
     with RssSampler(daemon.pid) as sampler:
         time.sleep(sample_s)
@@ -115,13 +138,16 @@ def idle_rss(data_dir: Path, roots: list[Path], sample_s: float) -> dict[str, An
         released_after_s = wait_released(daemon, roots, RELEASE_LIMIT_S)
         rest = sample_rss(daemon, sample_s)
         memory = daemon.call("status")["daemon"]["memory"]
-        searches = first_searches(daemon, roots)
+        # The last repository stays released for the edit: the searches load the others.
+        searches = first_searches(daemon, roots[:-1])
+        edit_ms = edit_after_release(daemon, roots[-1])
     return {
         **rest,
         "status_rss_mb": memory["rss_mb"],
         "loaded": loaded,
         "released_after_s": released_after_s,
         "first_searches": searches,
+        "edit_searchable_ms": edit_ms,
     }
 
 
@@ -223,6 +249,7 @@ def run(options: SuiteOptions) -> dict[str, Any]:
             "again_search_ms": median_min_max(
                 [s["again_ms"] for r in idle_runs for s in r["first_searches"]]
             ),
+            "edit_searchable_ms": median_min_max([r["edit_searchable_ms"] for r in idle_runs]),
         },
         "budget_mb": budget,
     }
@@ -279,7 +306,8 @@ def print_summary(results: dict[str, Any]) -> None:
     )
     print(
         f"  a search of a released repository: {fmt_mmm(idle['first_search_ms'])} ms "
-        f"(loads it); the same search again {fmt_mmm(idle['again_search_ms'])} ms"
+        f"(loads it); the same search again {fmt_mmm(idle['again_search_ms'])} ms; a new "
+        f"file in a released repository searchable after {fmt_mmm(idle['edit_searchable_ms'])} ms"
     )
     rows = []
     for name in ("budget", "no_budget"):

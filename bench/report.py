@@ -414,7 +414,9 @@ def memory(data: Mapping[str, Any]) -> list[str]:
             f"(`daemon.release_idle_s`, default 60 s; here after "
             f"{fmt_mmm(idle['released_after_s'])} s). A search of a released repository "
             f"loads it: {fmt_mmm(idle['first_search_ms'])} ms, then "
-            f"{fmt_mmm(idle['again_search_ms'])} ms for the same search again.",
+            f"{fmt_mmm(idle['again_search_ms'])} ms for the same search again; a new file in a "
+            f"released repository is found after {fmt_mmm(idle.get('edit_searchable_ms'))} ms "
+            "(its write loads the collection).",
             "",
         ]
     rows = []
