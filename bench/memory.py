@@ -66,11 +66,14 @@ def indexed_repos(base: Path, files: int) -> list[Path]:
     return [generate_tree(base / f"repo{i}", files, 100 + i).root for i in range(3)]
 
 
-def wait_released(daemon: Daemon, roots: list[Path], limit_s: float) -> float:
+def wait_released(daemon: Daemon, roots: list[Path], limit_s: float) -> float | None:
     """Until every repository's collection has left the engine's memory (the daemon releases
-    a collection unused for ``daemon.release_idle_s``, 60 s by default); seconds waited."""
+    a collection unused for ``daemon.release_idle_s``, 60 s by default); seconds waited. None
+    for a daemon that never releases (older than the ``loaded`` field): nothing to wait for."""
+    if "loaded" not in daemon.repo(roots[0]):
+        return None
     started = time.monotonic()
-    while any(daemon.repo(root).get("loaded", True) for root in roots):
+    while any(daemon.repo(root)["loaded"] for root in roots):
         if time.monotonic() - started > limit_s:
             raise TimeoutError(f"collections still loaded after {limit_s:.0f} s")
         time.sleep(0.5)

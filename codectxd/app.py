@@ -36,8 +36,9 @@ log = logging.getLogger(__name__)
 #: Searches run in worker threads, at most this many at once, beside indexing.
 SEARCH_THREADS = 8
 #: Near the memory budget, a collection unused this long is released (longer if it loads
-#: slowly: codectxd.residency).
-PRESSURE_IDLE_S = 5.0
+#: slowly: codectxd.residency). Longer than one indexing group takes to embed and commit, so
+#: a repository being indexed keeps its collection.
+PRESSURE_IDLE_S = 30.0
 
 
 class Daemon:
@@ -57,6 +58,7 @@ class Daemon:
             settings,
             on_embed_latency=lambda seconds: self.metrics.embed_batch_ms.add(seconds * 1000),
             embed_batch_cap=self.memory.admit_batch,
+            load_model_early=True,
         )
         self.events = EventBus()
         services = Services(
@@ -82,6 +84,7 @@ class Daemon:
         )
         self.should_exit = anyio.Event()
         self.ready = anyio.Event()
+        self._resting: anyio.CancelScope | None = None  # the rest loop's; `close` cancels it
         context = Context(
             settings=settings,
             repos=self.repos,
@@ -113,7 +116,8 @@ class Daemon:
         await task_group.start(self.repos.run)
         task_group.start_soon(self.watcher.run)
         if self.settings.daemon.release_idle_s > 0:
-            task_group.start_soon(self._rest_when_idle)
+            self._resting = anyio.CancelScope()
+            task_group.start_soon(self._rest_when_idle, self._resting)
         self.ready.set()
         log.info(
             "daemon ready: %d repositories, model %s",
@@ -122,29 +126,32 @@ class Daemon:
         )
 
     def _relieve_memory(self) -> bool:
-        """Near the budget: release the collections of repositories nobody used for a few
-        seconds (not the one being indexed: its writes keep it in use)."""
+        """Near the budget: release the collections of repositories nobody used for half a
+        minute (not one being indexed: each group's writes use it again)."""
         store = self.engine.store
         return bool(store.local and store.release_idle(PRESSURE_IDLE_S))
 
-    async def _rest_when_idle(self) -> None:
+    async def _rest_when_idle(self, scope: anyio.CancelScope) -> None:
         """Hand back the memory of what nobody uses (`Engine.rest`), then the heap pages that
-        freed."""
+        freed. Runs until `close`."""
         min_idle_s = self.settings.daemon.release_idle_s
 
         def rest() -> None:
             if self.engine.rest(min_idle_s):
                 self.memory.rest()
 
-        while True:
-            await anyio.sleep(min(max(min_idle_s / 6, 1.0), 30.0))
-            try:
-                await anyio.to_thread.run_sync(rest)
-            except Exception:  # noqa: BLE001 - what failed to be released stays loaded
-                log.warning("releasing idle collections or the model failed", exc_info=True)
+        with scope:
+            while True:
+                await anyio.sleep(min(max(min_idle_s / 6, 1.0), 30.0))
+                try:
+                    await anyio.to_thread.run_sync(rest)
+                except Exception:  # noqa: BLE001 - what failed to be released stays loaded
+                    log.warning("releasing idle collections or the model failed", exc_info=True)
 
     async def close(self) -> None:
         """Stop indexing at the next safe point; everything committed so far is persisted."""
+        if self._resting is not None:
+            self._resting.cancel()
         self.watcher.stop()
         await self.repos.stop()
         await anyio.to_thread.run_sync(self.engine.close)

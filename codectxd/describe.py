@@ -53,5 +53,5 @@ def _info(supervisor: Supervisor, counts: dict[str, int]) -> p.RepoInfo:
         embedding=supervisor.lane.message(),
         error=supervisor.error,
         last_report=supervisor.last_report,
-        loaded=not supervisor.services.store.is_resting(supervisor.collection),
+        loaded=not supervisor.services.store.is_resting(supervisor.collections.serving),
     )

@@ -2,10 +2,10 @@
 
 Near the budget (85 %): collect garbage, let go of what other repositories are not using
 (`relieve`: their Milvus Lite collections, loaded again by their next search) and make indexing
-groups smaller. Over it: pause
-ingestion (a supervisor awaits `admit_group` before each group) until RSS is back under,
-collecting garbage meanwhile. Local embedding batches are sized to the room left under the
-budget, since inference memory comes and goes within a batch. Searches never wait on this.
+groups smaller. Over it: pause ingestion (a supervisor awaits `admit_group` before each group)
+until RSS is back under, collecting garbage meanwhile. Local embedding batches are sized to the
+room left under the budget, since inference memory comes and goes within a batch. Searches
+never wait on this.
 """
 
 from __future__ import annotations

@@ -157,7 +157,10 @@ class Store:
         return self._conn.run(what, fn)
 
     def _forget_open(self) -> None:
-        self._open.clear()  # a new engine has loaded nothing
+        # A new engine has loaded nothing, and may not hold every collection the old one did.
+        self._resting.update(self._open)
+        self._open.clear()
+        self._verified.clear()
 
     def close(self) -> None:
         self._conn.close()
@@ -207,12 +210,13 @@ class Store:
         it holds rows. Caller holds the collection's open lock."""
         started = time.perf_counter()
         self._run(f"cannot load collection {name}", lambda c: c.load_collection(name))
-        self.residency.loaded(name, time.perf_counter() - started)
-        self._resting.discard(name)
+        seconds = time.perf_counter() - started
         rows = self._run(
             f"cannot count rows of {name}",
             lambda c: c.query(name, filter="", output_fields=["count(*)"]),
         )
+        self.residency.loaded(name, seconds)
+        self._resting.discard(name)
         return _Opened(has_rows=bool(rows and int(rows[0]["count(*)"]) > 0))
 
     def _readable(self, name: str) -> _Opened | None:
@@ -278,17 +282,18 @@ class Store:
         if not lock.acquire(blocking=False):
             return False  # being loaded, created or dropped: in use
         try:
+            opened = self._open.get(name)
             forget = functools.partial(self._open.pop, name, None)
-            if name not in self._open or not self.residency.take_idle(name, min_idle_s, forget):
+            if opened is None or not self.residency.take_idle(name, min_idle_s, forget):
                 return False
             try:
                 self._run(f"cannot release {name}", lambda c: c.release_collection(name))
             except StoreError as exc:
-                # Forgotten all the same: its next use loads it again, which Milvus allows.
+                self._open[name] = opened  # still loaded: the next pass tries again
                 log.warning("%s", exc)
                 return False
             self._resting.add(name)
-            log.info("released collection %s (unused for %.0f s)", name,
+            log.info("released collection %s (unused for %.0f s or more)", name,
                      self.residency.idle_after(name, min_idle_s))  # fmt: skip
             return True
         finally:

@@ -11,7 +11,6 @@ from typing import Any
 
 import numpy as np
 
-from codectxd.errors import StoreError
 from codectxd.store import Row, Store
 from tests.conftest import write_tree
 from tests.daemon_harness import DaemonProcess
@@ -55,7 +54,7 @@ def test_release_never_fails_a_call_in_progress(short_tmp: Path) -> None:
                     store.replace_files("cx_t", ["m5.py"], [_row(5)])
                     searches += 1
                     time.sleep(random.random() * 0.01)  # gaps in which the releaser can act
-                except (AssertionError, StoreError) as exc:
+                except BaseException as exc:  # noqa: BLE001 - any failure fails the test
                     errors.append(exc)
                     return
 
@@ -150,10 +149,12 @@ def test_the_local_model_rests_and_comes_back_the_same(local_provider) -> None: 
             try:
                 np.testing.assert_allclose(local_provider.embed_query(query), expected, atol=1e-6)
                 time.sleep(random.random() * 0.01)
-            except AssertionError as exc:
+            except BaseException as exc:  # noqa: BLE001 - any failure fails the test
                 errors.append(exc)
                 return
+            runs.append(1)
 
+    runs: list[int] = []
     workers = [threading.Thread(target=embed) for _ in range(2)]
     for worker in workers:
         worker.start()
@@ -165,7 +166,7 @@ def test_the_local_model_rests_and_comes_back_the_same(local_provider) -> None: 
     for worker in workers:
         worker.join(30)
     assert not errors, errors
-    assert rests >= 10
+    assert rests >= 10 and len(runs) >= 10
     local_provider.embed_query(query)
     assert not local_provider.rest(3600.0)  # used just now: kept
     assert local_provider.rest(0.0)

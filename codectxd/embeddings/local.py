@@ -196,7 +196,7 @@ class LocalOnnxProvider(EmbeddingProvider):
             if self._session is None or self._runs or time.monotonic() - self._last_run < idle_s:
                 return False
             self._session = None
-        log.info("unloaded local model %s (unused for %.0f s)", self.model, idle_s)
+        log.info("unloaded local model %s (unused for %.0f s or more)", self.model, idle_s)
         return True
 
     def count_tokens(self, text: str) -> int:
