@@ -58,7 +58,6 @@ class Daemon:
             settings,
             on_embed_latency=lambda seconds: self.metrics.embed_batch_ms.add(seconds * 1000),
             embed_batch_cap=self.memory.admit_batch,
-            load_model_early=True,
         )
         self.events = EventBus()
         services = Services(

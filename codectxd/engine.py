@@ -39,7 +39,6 @@ class Engine:
         embedder: Embedder | None = None,
         on_embed_latency: Callable[[float], None] | None = None,
         embed_batch_cap: Callable[[int], int] | None = None,
-        load_model_early: bool = False,
     ) -> None:
         """Open the data dir's store, snapshot and embedding cache (one process at a time).
 
@@ -47,9 +46,6 @@ class Engine:
             embedder: use this embedder (tests) instead of one built from the settings.
             on_embed_latency: called with the seconds of every embedding request.
             embed_batch_cap: sizes local embedding batches to the memory budget.
-            load_model_early: build the embedder (load the model) in a thread while the store
-                opens: Milvus Lite's start waits ~1 s for its engine process, the model
-                takes ~0.3 s with its imports (the daemon's start).
         """
         self.settings = settings
         self._on_embed_latency = on_embed_latency
@@ -61,16 +57,8 @@ class Engine:
         self._embedder = embedder
         self._owns_embedder = embedder is None
         self._embedder_lock = threading.Lock()
-        if load_model_early and embedder is None:
-            threading.Thread(target=self._load_model, name="model-load", daemon=True).start()
         self.store = Store(settings.milvus_uri, settings.store.token)
         self.splitter = Splitter(settings.splitter)
-
-    def _load_model(self) -> None:
-        try:
-            self.embedder  # noqa: B018 - the property builds it
-        except Exception:  # noqa: BLE001 - raised again, with its message, at its first use
-            log.debug("loading the model early failed", exc_info=True)
 
     @property
     def embedder(self) -> Embedder:
