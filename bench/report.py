@@ -447,7 +447,7 @@ def memory(data: Mapping[str, Any]) -> list[str]:
         ]
     out += [
         f"Indexing {data['sizes']['new_files']} never-seen files with the 3 repositories "
-        f"loaded; budget = idle × {data['budget_factor']}; RSS = daemon + Milvus child, "
+        f"loaded; budget {data['budget_mb']} MB; RSS = daemon + Milvus child, "
         "sampled every 0.5 s:",
         "",
     ]
@@ -800,8 +800,11 @@ MISS_NOTES: dict[str, str] = {
         "Milvus Lite ~1.0 s: it starts its server process, the model 0.2 s), then Milvus "
         "Lite's `load_collection` ~1.9 s for 28k rows, which the full sync now overlaps with "
         "the snapshot read and the scan (0.8 s). The load is reading the rows, not building "
-        "indexes (a FLAT dense index loads in 1.72 s instead of 2.0 s): < 2 s needs a "
-        "smaller load — one collection for every repository, or another engine."
+        "indexes (a FLAT dense index loads in 1.72 s instead of 2.0 s). (c89d026, by hand) "
+        "`load_collection` of that 28,009-row collection alone takes 2.5–2.7 s, and Milvus "
+        "Lite 2.5.1 answers `compact` and `alter_collection_properties` (mmap) with "
+        "UNIMPLEMENTED; loading the model during Milvus Lite's start did not pay (4.60 vs "
+        "4.45 s). < 2 s needs another engine or one that loads less (docs/decisions.md, 12)."
     ),
     "rss_within_budget": (
         "(b26987d) Since b26987d the MemoryManager also sizes every local embedding batch to "
