@@ -115,8 +115,7 @@ class Daemon:
         await task_group.start(self.repos.run)
         task_group.start_soon(self.watcher.run)
         if self.settings.daemon.release_idle_s > 0:
-            self._resting = anyio.CancelScope()
-            task_group.start_soon(self._rest_when_idle, self._resting)
+            task_group.start_soon(self._rest_when_idle)
         self.ready.set()
         log.info(
             "daemon ready: %d repositories, model %s",
@@ -127,10 +126,9 @@ class Daemon:
     def _relieve_memory(self) -> bool:
         """Near the budget: release the collections of repositories nobody used for half a
         minute (not one being indexed: each group's writes use it again)."""
-        store = self.engine.store
-        return bool(store.local and store.release_idle(PRESSURE_IDLE_S))
+        return bool(self.engine.store.release_idle(PRESSURE_IDLE_S))
 
-    async def _rest_when_idle(self, scope: anyio.CancelScope) -> None:
+    async def _rest_when_idle(self) -> None:
         """Hand back the memory of what nobody uses (`Engine.rest`), then the heap pages that
         freed. Runs until `close`."""
         min_idle_s = self.settings.daemon.release_idle_s
@@ -139,7 +137,7 @@ class Daemon:
             if self.engine.rest(min_idle_s):
                 self.memory.rest()
 
-        with scope:
+        with anyio.CancelScope() as self._resting:
             while True:
                 await anyio.sleep(min(max(min_idle_s / 6, 1.0), 30.0))
                 try:

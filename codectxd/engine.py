@@ -54,11 +54,11 @@ class Engine:
         self._lock_fd = _lock_data_dir(settings.paths.data_dir)
         self.snapshot = Snapshot(settings.paths.data_dir / "state.db")
         self.cache = EmbeddingCache(settings.paths.data_dir / "embeddings.db")
+        self.store = Store(settings.milvus_uri, settings.store.token)
+        self.splitter = Splitter(settings.splitter)
         self._embedder = embedder
         self._owns_embedder = embedder is None
         self._embedder_lock = threading.Lock()
-        self.store = Store(settings.milvus_uri, settings.store.token)
-        self.splitter = Splitter(settings.splitter)
 
     @property
     def embedder(self) -> Embedder:
@@ -141,7 +141,7 @@ class Engine:
         """Let go of what nobody used for `min_idle_s`: Milvus Lite collections (longer for
         slow-loading ones: `codectxd.residency`) and the local model's session; each comes
         back on its next use. Returns whether anything was let go."""
-        released = bool(self.store.local and self.store.release_idle(min_idle_s))
+        released = bool(self.store.release_idle(min_idle_s))
         embedder = self._embedder
         if embedder is not None and embedder.provider.rest(min_idle_s):
             released = True

@@ -72,7 +72,6 @@ class MemoryManager:
         self._paused_since: float | None = None
         self._relieve = relieve
         self._relieved_at = -_RELIEVE_INTERVAL_S
-        self.relieved = 0  # times `relieve` released something
 
     def rss(self) -> int:
         """Resident memory of the daemon and its children (the Milvus Lite engine)."""
@@ -132,8 +131,6 @@ class MemoryManager:
         self._relieved_at = now
         if not await anyio.to_thread.run_sync(self._relieve):
             return False
-        self.relieved += 1
-        self.collect(force=True)
         log.info("near the memory budget: released what other repositories were not using")
         return True
 

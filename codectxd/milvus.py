@@ -47,6 +47,8 @@ class MilvusConnection:
         _quiet_library_logs()
         _skip_row_string_check()
         self.uri = uri
+        #: A Milvus Lite file (an engine process of ours), not a server's address.
+        self.local = "://" not in uri
         self._token = token
         self._on_reconnect = on_reconnect
         self._lock = threading.Lock()
@@ -57,7 +59,7 @@ class MilvusConnection:
         from pymilvus import MilvusClient  # heavy import: only when a store is really opened
 
         # Check first: a failed open by milvus-lite deletes the other process's lock file.
-        if "://" not in self.uri and _locked(self.uri):
+        if self.local and _locked(self.uri):
             raise StoreError(
                 f"the index at {self.uri} is in use by another process (a running codectxd?); "
                 f"use codectx-client to talk to the daemon, or stop it first"
@@ -65,7 +67,7 @@ class MilvusConnection:
         # Milvus Lite's engine process sometimes dies while it starts (seen on a loaded
         # machine, right after another engine stopped): its socket then refuses every connection.
         # Stop it and start a fresh one, a little later each time.
-        attempts = 1 if "://" in self.uri else _LITE_START_ATTEMPTS
+        attempts = _LITE_START_ATTEMPTS if self.local else 1
         for attempt in range(1, attempts + 1):
             try:
                 if self._token:
@@ -84,7 +86,7 @@ class MilvusConnection:
         raise AssertionError("unreachable")
 
     def _release_engine(self) -> None:
-        if "://" not in self.uri:
+        if self.local:
             # pymilvus never stops Milvus Lite's engine process (nor frees the file lock).
             try:
                 from milvus_lite.server_manager import server_manager_instance

@@ -145,22 +145,18 @@ class Store:
         self._open: dict[str, _Opened] = {}
         self._open_locks: dict[str, threading.Lock] = {}
         self._open_locks_guard = threading.Lock()
-        # Collections known complete; one released after resting is not loaded again by a
-        # periodic sync that finds nothing to write (`ensure_collection`).
-        self._verified: set[str] = set()
-        self._resting: set[str] = set()  # released after resting, not loaded since
+        # Released after resting and not loaded since (complete: a periodic sync that finds
+        # nothing to write does not load one again, see `ensure_collection`).
+        self._resting: set[str] = set()
         self.residency = Residency()
-        #: Only Milvus Lite's engine is ours to keep small (a server manages its own memory).
-        self.local = "://" not in uri
 
     def _run(self, what: str, fn: Callable[[Any], T]) -> T:
         return self._conn.run(what, fn)
 
     def _forget_open(self) -> None:
         # A new engine has loaded nothing, and may not hold every collection the old one did.
-        self._resting.update(self._open)
         self._open.clear()
-        self._verified.clear()
+        self._resting.clear()
 
     def close(self) -> None:
         self._conn.close()
@@ -173,7 +169,7 @@ class Store:
         Also completes a collection whose creation was interrupted (the process was killed
         between creating the schema and its indexes): missing indexes are created.
         """
-        if name in self._open or name in self._verified:
+        if name in self._open or name in self._resting:
             return
 
         def ensure(client: Any) -> None:
@@ -199,7 +195,6 @@ class Store:
             if name not in self._open:
                 self._run(f"cannot create collection {name}", ensure)
                 self._open[name] = self._load(name)
-                self._verified.add(name)
 
     def _open_lock(self, name: str) -> threading.Lock:
         with self._open_locks_guard:
@@ -239,7 +234,6 @@ class Store:
             if not self._run(f"cannot open collection {name}", complete):
                 return None
             opened = self._open[name] = self._load(name)
-            self._verified.add(name)
             return opened
 
     def _ensure_loaded(self, name: str) -> None:
@@ -264,7 +258,6 @@ class Store:
         with self._write_lock, self._open_lock(name):
             self._run(f"cannot drop collection {name}", drop)
             self._open.pop(name, None)
-            self._verified.discard(name)
             self._resting.discard(name)
             self.residency.drop(name)
 
@@ -274,7 +267,10 @@ class Store:
 
     def release_idle(self, min_idle_s: float) -> list[str]:
         """Release the collections nobody used for long enough (`codectxd.residency`); the
-        next call that needs one loads it again. Returns the names released."""
+        next call that needs one loads it again. Returns the names released. Only Milvus
+        Lite's engine is ours to keep small: a server manages its own memory."""
+        if not self._conn.local:
+            return []
         return [name for name in list(self._open) if self._release_if_idle(name, min_idle_s)]
 
     def _release_if_idle(self, name: str, min_idle_s: float) -> bool:

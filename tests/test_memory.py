@@ -116,7 +116,7 @@ async def test_near_the_budget_what_is_idle_is_released_before_pausing() -> None
         int(baseline + 100), full_group=GROUP_CHUNKS, max_pause_s=0.5, relieve=relieve
     )
     assert await memory.admit_group() >= memory.min_group
-    assert (calls, memory.relieved, memory.pauses) == (1, 1, 0)
+    assert (calls, memory.pauses) == (1, 0)
     ballast = bytearray(200 * 2**20)  # over the budget again, within the interval:
     ballast[::4096] = b"x" * len(ballast[::4096])
     await memory.admit_group()
