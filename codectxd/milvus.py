@@ -44,8 +44,11 @@ class MilvusConnection:
         """
         import pymilvus  # noqa: F401 - configures its loggers on import; quiet them after
 
+        from codectxd import milvus_results
+
         _quiet_library_logs()
         _skip_row_string_check()
+        milvus_results.install()
         self.uri = uri
         #: A Milvus Lite file (an engine process of ours), not a server's address.
         self.local = "://" not in uri

@@ -178,3 +178,64 @@ def test_path_filter_with_like_wildcards_in_names(  # type: ignore[no-untyped-de
             assert [r.path for r in results] == [path], prefix
     finally:
         engine.close()
+
+
+def test_columnar_results_are_pymilvus_own(indexed) -> None:  # type: ignore[no-untyped-def]
+    """The columnar decoder is what searches use, and gives exactly the hits pymilvus's own
+    decoder gives (both sides, filters too); a response it does not handle (vectors, JSON,
+    nullable fields) goes to pymilvus's decoder, unchanged."""
+    from pymilvus import DataType
+    from pymilvus.client import grpc_handler
+    from pymilvus.client.search_result import SearchResult
+
+    from codectxd.milvus_results import ColumnarSearchResult
+
+    engine, root = indexed
+    assert grpc_handler.SearchResult is ColumnarSearchResult
+    store, name = engine.store, engine.collection_for(root)
+    vector = engine.embedder.embed_query("compare a password with its hash")
+    calls = [
+        lambda: store.search(name, dense=vector, limit=30),
+        lambda: store.search(name, lexical="password hash config", limit=30),
+        lambda: store.search(name, lexical="password", limit=30, expr='language == "python"'),
+    ]
+
+    def both(call):  # type: ignore[no-untyped-def]
+        columnar = call()
+        grpc_handler.SearchResult = SearchResult
+        try:
+            return columnar, call()
+        finally:
+            grpc_handler.SearchResult = ColumnarSearchResult
+
+    for call in calls:
+        columnar, own = both(call)
+        assert columnar and columnar == own
+
+    # A collection of fields it leaves to pymilvus: JSON, a dynamic field, vectors out
+    # (Milvus Lite has no nullable fields).
+    schema = store._conn.client.create_schema(auto_id=False, enable_dynamic_field=True)
+    schema.add_field("pk", DataType.INT64, is_primary=True)
+    schema.add_field("v", DataType.FLOAT_VECTOR, dim=4)
+    schema.add_field("meta", DataType.JSON)
+    schema.add_field("note", DataType.VARCHAR, max_length=64)
+    index = store._conn.client.prepare_index_params()
+    index.add_index("v", index_type="FLAT", metric_type="L2")
+    client = store._conn.client
+    client.create_collection("columnar_fallback", schema=schema, index_params=index)
+    try:
+        rows = [{"pk": i, "v": [float(i), 1.0, 0.0, 2.0], "meta": {"i": i},
+                 "note": f"n{i}", "extra": i * 10} for i in range(8)]  # fmt: skip
+        client.insert("columnar_fallback", rows)
+        client.load_collection("columnar_fallback")
+
+        def fallback():  # type: ignore[no-untyped-def]
+            return [list(hits) for hits in client.search(
+                "columnar_fallback", data=[[3.0, 1.0, 0.0, 2.0]], limit=5,
+                output_fields=["v", "meta", "note", "extra"])]  # fmt: skip
+
+        columnar, own = both(fallback)
+        assert len(columnar[0]) == 5 and columnar == own
+        assert columnar[0][0]["entity"]["meta"] == {"i": 3}
+    finally:
+        client.drop_collection("columnar_fallback")
