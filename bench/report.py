@@ -640,6 +640,15 @@ def localization(data: Mapping[str, Any]) -> list[str]:
         "`bench/results/localization.json`.",
         "",
     ]
+    embedded = data.get("embedded_projects")
+    if embedded and not data.get("keyword_ready") and len(embedded) < 5:
+        out += [
+            f"Embedded for this run: {', '.join(embedded)} (`--embed`), so the `hybrid` and "
+            "`dense` rows cover those projects alone; `hybrid@keyword-ready` is what a search "
+            "returns during the first phase (BM25, the names, paths and traceback frames of "
+            "the issue, kind priors; no dense side), on every project.",
+            "",
+        ]
     if data.get("keyword_ready"):
         out += [
             "This run did not embed (`--keyword-ready`): `hybrid@keyword-ready` is what a "
@@ -952,10 +961,11 @@ HOW_TO_RUN: tuple[tuple[str, str], ...] = (
         "(~7 minutes)",
     ),
     (
-        "`python -m bench.localization [--keyword-ready]`",
+        "`python -m bench.localization [--keyword-ready | --embed PROJECT ...]`",
         "243 SWE-bench Lite issues over 32 sdist trees (downloaded from PyPI once, 909k "
         "chunks); `--keyword-ready` does not embed (~15 minutes the first time, ~3 after); "
-        "without it every tree is embedded first (about a day on 2 cores)",
+        "without it every tree is embedded first (about a day on 2 cores), with `--embed` "
+        "only the named projects' trees",
     ),
     ("`python -m bench report`", "regenerates this page and the headline numbers in README.md"),
 )
