@@ -795,14 +795,15 @@ MISS_NOTES: dict[str, str] = {
         "socket and fusion; fetching `content` only for the final hits is the next lever."
     ),
     "searches_per_s_50_clients": (
-        "(0d3b945) 77.0/s against 58.6/s for 8d4cbb9 measured back to back on the same "
-        "116,616-row index (`bench/results/latency-baseline-8d4cbb9.json`): definitions read "
-        "by chunk id instead of by path (18 → 4 ms of Milvus CPU for an identifier query), "
-        "concurrent queries embedded as one batch, two thread hops per repository instead of "
-        "four. What is left is ~17 ms of CPU per search on 2 cores shared by the daemon (~11 ms: "
-        "the query's model run, decoding two lists of 30 hits with their text, fusion, the "
-        "socket) and Milvus Lite (~6 ms: a brute-force dense search, BM25, the id read; its "
-        "IVF_FLAT ignores `nprobe` and recalls 0.58). docs/decisions.md §12.1."
+        "(1d6ef52) 81.8/s in this run, 68.5/s in the one before it; 66.2 and 62.3/s for the "
+        "previous commit alternated with them on the same 116,616-row index. Search responses "
+        "are now decoded a column at a time (pymilvus decoded each cell alone: 3.3 + 3.0 → "
+        "1.8 + 1.4 ms of daemon CPU per search), after definitions read by chunk id, queries "
+        "embedded as one batch and fewer thread hops (0d3b945). What is left is ~15 ms of CPU "
+        "per search on 2 cores shared by the daemon (~8 ms: the query's model run, the two "
+        "searches' requests and responses, fusion, the socket) and Milvus Lite (~6–8 ms: a "
+        "brute-force dense search, BM25, the id read; its IVF_FLAT ignores `nprobe` and "
+        "recalls 0.58). docs/decisions.md §12.1."
     ),
     "warm_restart_s": (
         "(ed5b586) Daemon start → answering 1.65 s (interpreter and imports ~0.3 s, opening "
