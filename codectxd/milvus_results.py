@@ -13,6 +13,7 @@ to pymilvus's own decoder, unchanged.
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 from pymilvus import DataType
@@ -81,13 +82,23 @@ def _plain_columns(res: Any, round_decimal: int | None) -> list[tuple[str, list[
     return columns
 
 
+#: The method overridden, as pymilvus 2.6 calls it.
+_PARSE_PARAMETERS = ("self", "res", "round_decimal")
+
+
+def _parameters(fn: Any) -> tuple[str, ...]:
+    return tuple(inspect.signature(fn).parameters)
+
+
 def install() -> bool:
     """Make pymilvus's search calls build `ColumnarSearchResult`s; False when its handler no
-    longer builds results by that name (a pymilvus that changed: its own decoder stays)."""
+    longer builds results by that name or the method overridden changed (a pymilvus that
+    changed: its own decoder stays)."""
     current = getattr(grpc_handler, "SearchResult", None)
     if current is ColumnarSearchResult:
         return True
-    if current is not SearchResult:
+    parse = getattr(SearchResult, "_parse_search_result_data", None)
+    if current is not SearchResult or parse is None or _parameters(parse) != _PARSE_PARAMETERS:
         return False
     grpc_handler.SearchResult = ColumnarSearchResult  # type: ignore[misc]
     return True
