@@ -335,9 +335,16 @@ def run(
         engine.close()
     by_id = {i.instance_id: i for i in instances}
     groups = {"tune": TUNE, "report": REPORT, "all": TUNE + REPORT}
+    ran = set(projects)
+
+    def covers(system: str, members: Sequence[str]) -> bool:  # dense rows: embedded trees only
+        return system in ("lexical", KEYWORD_READY, BASELINE) or ran & set(members) <= embedded
+
     table = {
         system: {
             name: metrics([r for iid, r in got.items() if by_id[iid].project in members])
+            if covers(system, members)
+            else {"n": 0}
             for name, members in groups.items()
         }
         for system, got in ranks.items()
