@@ -48,7 +48,8 @@ class MilvusConnection:
 
         _quiet_library_logs()
         _skip_row_string_check()
-        milvus_results.install()
+        if not milvus_results.install():
+            log.debug("pymilvus changed how it builds search results: its own decoder stays")
         self.uri = uri
         #: A Milvus Lite file (an engine process of ours), not a server's address.
         self.local = "://" not in uri

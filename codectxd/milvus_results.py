@@ -35,8 +35,24 @@ _PLAIN = frozenset(
 )
 
 
+class ColumnarHits(list):  # type: ignore[type-arg]
+    """One query's hits, with the attributes of pymilvus's per-query list."""
+
+    def __init__(self, ids: Any, distances: Any) -> None:
+        super().__init__()
+        self.ids = list(ids)
+        self.distances = list(distances)
+        self.has_materialized = True
+
+    def materialize(self) -> None:
+        """Nothing to do: every field was read already."""
+
+    def get_raw_item(self, idx: int) -> Any:
+        return self[idx]
+
+
 class ColumnarSearchResult(SearchResult):
-    """pymilvus's `SearchResult` (same attributes and shape: a list per query of `Hit`s),
+    """pymilvus's `SearchResult` (same attributes and shape: a list of hits per query),
     whose hits are read a column at a time when the response allows it."""
 
     def _parse_search_result_data(self, res: Any, round_decimal: int | None) -> Any:
@@ -46,10 +62,10 @@ class ColumnarSearchResult(SearchResult):
         pk_name = res.primary_field_name or "id"
         ids = res.ids.str_id.data if res.ids.HasField("str_id") else res.ids.int_id.data
         scores = res.scores
-        data: list[list[Hit]] = []
+        data: list[ColumnarHits] = []
         start = 0
         for topk in res.topks:
-            hits = []
+            hits = ColumnarHits(ids[start : start + topk], scores[start : start + topk])
             for i in range(start, start + topk):
                 entity = {name: values[i] for name, values in columns}
                 hits.append(Hit({pk_name: ids[i], "distance": scores[i], "entity": entity},

@@ -188,7 +188,8 @@ def test_columnar_results_are_pymilvus_own(indexed) -> None:  # type: ignore[no-
     from pymilvus.client import grpc_handler
     from pymilvus.client.search_result import SearchResult
 
-    from codectxd.milvus_results import ColumnarSearchResult
+    from codectxd.milvus_results import ColumnarHits, ColumnarSearchResult
+    from codectxd.store import OUTPUT_FIELDS
 
     engine, root = indexed
     assert grpc_handler.SearchResult is ColumnarSearchResult
@@ -199,6 +200,12 @@ def test_columnar_results_are_pymilvus_own(indexed) -> None:  # type: ignore[no-
         lambda: store.search(name, lexical="password hash config", limit=30),
         lambda: store.search(name, lexical="password", limit=30, expr='language == "python"'),
     ]
+    # pymilvus's own results, compared raw: two queries in one request, the store's fields.
+    raw = store._conn.client.search(name, data=[vector.tolist(), vector[::-1].tolist()],
+                                    anns_field="dense", limit=7, output_fields=OUTPUT_FIELDS,
+                                    search_params={"metric_type": "IP"})  # fmt: skip
+    assert [type(hits) for hits in raw] == [ColumnarHits, ColumnarHits]  # read by columns
+    assert raw[0].ids == [h["id"] for h in raw[0]] and len(raw[1].distances) == 7
 
     def both(call):  # type: ignore[no-untyped-def]
         columnar = call()
@@ -211,6 +218,11 @@ def test_columnar_results_are_pymilvus_own(indexed) -> None:  # type: ignore[no-
     for call in calls:
         columnar, own = both(call)
         assert columnar and columnar == own
+    columnar, own = both(lambda: [list(hits) for hits in store._conn.client.search(
+        name, data=[vector.tolist(), vector[::-1].tolist()], anns_field="dense", limit=7,
+        output_fields=OUTPUT_FIELDS, search_params={"metric_type": "IP"})])  # fmt: skip
+    assert columnar == own and [len(hits) for hits in own] == [7, 7]
+    assert all(type(v) is type(own[0][0]["entity"][k]) for k, v in columnar[0][0]["entity"].items())
 
     # A collection of fields it leaves to pymilvus: JSON, a dynamic field, vectors out
     # (Milvus Lite has no nullable fields).
