@@ -292,7 +292,9 @@ def run(
     settings = load_settings({"CODECTX_DATA_DIR": str(data_dir),
                               "CODECTX_CONFIG": "/nonexistent/codectx.toml"})  # fmt: skip
     engine = Engine(settings)
-    embedded = set() if keyword_ready else set(projects if embed is None else embed)
+    dense_modes = any(m != "lexical" for m in modes)
+    wanted = set(projects if embed is None else embed)
+    embedded = set() if keyword_ready or not dense_modes else wanted & set(projects)
     systems = [m for m in modes if m == "lexical" or embedded]
     if "hybrid" in modes:
         systems.append(KEYWORD_READY)
@@ -334,8 +336,10 @@ def run(
     finally:
         engine.close()
     by_id = {i.instance_id: i for i in instances}
-    groups = {"tune": TUNE, "report": REPORT, "all": TUNE + REPORT}
-    ran = set(projects)
+    groups: dict[str, Sequence[str]] = {"tune": TUNE, "report": REPORT, "all": TUNE + REPORT}
+    ran = {i.project for i in instances}
+    if embedded and not ran <= embedded:  # every system on the embedded projects' issues
+        groups["embedded"] = sorted(embedded)
 
     def covers(system: str, members: Sequence[str]) -> bool:  # dense rows: embedded trees only
         return system in ("lexical", KEYWORD_READY, BASELINE) or ran & set(members) <= embedded
@@ -358,6 +362,7 @@ def run(
         "model": model,
         "keyword_ready": not embedded,
         "embedded_projects": sorted(embedded),
+        "projects": sorted(ran),
         "instances": len(instances),
         "skipped": skipped,
         "metrics": table,
@@ -423,12 +428,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--projects", nargs="+", default=list(TUNE + REPORT))
     parser.add_argument("--limit", type=int, help="at most N instances (a quick check)")
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
-    parser.add_argument(
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument(
         "--keyword-ready",
         action="store_true",
         help="do not embed: search the first phase's index (BM25, names, paths; no dense side)",
     )
-    parser.add_argument(
+    which.add_argument(
         "--embed",
         nargs="*",
         metavar="PROJECT",
@@ -436,6 +442,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "others are searched as the first phase serves them (default: embed every project)",
     )
     args = parser.parse_args(argv)
+    unknown = sorted(set(args.embed or ()) - set(args.projects))
+    if unknown:
+        parser.error(f"--embed names projects not run: {', '.join(unknown)}")
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s] %(message)s", datefmt="%H:%M:%S")
     run(args.modes, args.projects, args.output, args.limit, args.keyword_ready, args.embed)
     return 0

@@ -621,7 +621,7 @@ def localization(data: Mapping[str, Any]) -> list[str]:
     strong = metrics.get("bm25-strong") or {}
     rows = []
     for system, splits in metrics.items():
-        for split in ("tune", "report", "all"):
+        for split in ("tune", "report", "all", "embedded"):
             m = splits.get(split) or {}
             if not m.get("n"):
                 continue
@@ -641,7 +641,11 @@ def localization(data: Mapping[str, Any]) -> list[str]:
         "",
     ]
     embedded = data.get("embedded_projects")
-    if embedded and not data.get("keyword_ready") and len(embedded) < 5:
+    if (
+        embedded
+        and not data.get("keyword_ready")
+        and set(embedded) != set(data.get("projects") or embedded)
+    ):
         out += [
             f"Embedded for this run: {', '.join(embedded)} (`--embed`), so the `hybrid` and "
             "`dense` rows cover those projects alone; `hybrid@keyword-ready` is what a search "
