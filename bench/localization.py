@@ -56,6 +56,8 @@ REPORT = ("scikit-learn", "matplotlib", "astropy")
 MODES = ("hybrid", "dense", "lexical")
 BASELINE = "bm25-strong"
 KEYWORD_READY = "hybrid@keyword-ready"  # hybrid on the first phase's index: no dense side
+#: The systems that rank without the dense side (every tree has their rows).
+NO_DENSE = ("lexical", KEYWORD_READY, BASELINE)
 DEPTH = 100  # files ranked per query (MRR counts a gold file found within them)
 SIMPLE_INDEX = "https://pypi.org/simple/{name}/"
 
@@ -293,8 +295,11 @@ def run(
                               "CODECTX_CONFIG": "/nonexistent/codectx.toml"})  # fmt: skip
     engine = Engine(settings)
     dense_modes = any(m != "lexical" for m in modes)
-    wanted = set(projects if embed is None else embed)
-    embedded = set() if keyword_ready or not dense_modes else wanted & set(projects)
+    embedded = (
+        set()
+        if keyword_ready or not dense_modes
+        else set(projects if embed is None else embed) & set(projects)
+    )
     systems = [m for m in modes if m == "lexical" or embedded]
     if "hybrid" in modes:
         systems.append(KEYWORD_READY)
@@ -315,8 +320,8 @@ def run(
             t0 = time.perf_counter()
             indexer = engine.indexer_for(root)
             report = indexer.begin_full().run()
-            dense_too = project in embedded
-            if dense_too and any(m != "lexical" for m in modes):
+            dense_too = project in embedded  # (only when a mode needs the dense side)
+            if dense_too:
                 indexer.embed_backlog(report)
             timing[f"{project}-{version}"] = round(time.perf_counter() - t0, 1)
             log.info("%s %s indexed (%.0fs; %d issues)", project, version,
@@ -324,7 +329,7 @@ def run(
             baseline = StrongBm25(root)
             for inst in usable:
                 for system in systems:
-                    if system not in ("lexical", KEYWORD_READY) and not dense_too:
+                    if system not in NO_DENSE and not dense_too:
                         continue
                     first_phase = system == KEYWORD_READY
                     mode = "hybrid" if first_phase else system
@@ -343,7 +348,7 @@ def run(
         groups["embedded"] = sorted(embedded)
 
     def covers(system: str, members: Sequence[str]) -> bool:  # dense rows: embedded trees only
-        return system in ("lexical", KEYWORD_READY, BASELINE) or ran & set(members) <= embedded
+        return system in NO_DENSE or ran & set(members) <= embedded
 
     table = {
         system: {

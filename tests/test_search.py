@@ -182,8 +182,8 @@ def test_path_filter_with_like_wildcards_in_names(  # type: ignore[no-untyped-de
 
 def test_columnar_results_are_pymilvus_own(indexed) -> None:  # type: ignore[no-untyped-def]
     """The columnar decoder is what searches use, and gives exactly the hits pymilvus's own
-    decoder gives (both sides, filters too); a response it does not handle (vectors, JSON,
-    nullable fields) goes to pymilvus's decoder, unchanged."""
+    decoder gives (both sides, filters too, several queries at once); a response it does not
+    handle (vectors, JSON, dynamic fields) goes to pymilvus's decoder, unchanged."""
     from pymilvus import DataType
     from pymilvus.client import grpc_handler
     from pymilvus.client.search_result import SearchResult
@@ -200,10 +200,14 @@ def test_columnar_results_are_pymilvus_own(indexed) -> None:  # type: ignore[no-
         lambda: store.search(name, lexical="password hash config", limit=30),
         lambda: store.search(name, lexical="password", limit=30, expr='language == "python"'),
     ]
+
     # pymilvus's own results, compared raw: two queries in one request, the store's fields.
-    raw = store._conn.client.search(name, data=[vector.tolist(), vector[::-1].tolist()],
-                                    anns_field="dense", limit=7, output_fields=OUTPUT_FIELDS,
-                                    search_params={"metric_type": "IP"})  # fmt: skip
+    def two_queries():  # type: ignore[no-untyped-def]
+        return store._conn.client.search(name, data=[vector.tolist(), vector[::-1].tolist()],
+                                         anns_field="dense", limit=7, output_fields=OUTPUT_FIELDS,
+                                         search_params={"metric_type": "IP"})  # fmt: skip
+
+    raw = two_queries()
     assert [type(hits) for hits in raw] == [ColumnarHits, ColumnarHits]  # read by columns
     assert raw[0].ids == [h["id"] for h in raw[0]] and len(raw[1].distances) == 7
 
@@ -218,9 +222,7 @@ def test_columnar_results_are_pymilvus_own(indexed) -> None:  # type: ignore[no-
     for call in calls:
         columnar, own = both(call)
         assert columnar and columnar == own
-    columnar, own = both(lambda: [list(hits) for hits in store._conn.client.search(
-        name, data=[vector.tolist(), vector[::-1].tolist()], anns_field="dense", limit=7,
-        output_fields=OUTPUT_FIELDS, search_params={"metric_type": "IP"})])  # fmt: skip
+    columnar, own = both(lambda: [list(hits) for hits in two_queries()])
     assert columnar == own and [len(hits) for hits in own] == [7, 7]
     assert all(type(v) is type(own[0][0]["entity"][k]) for k, v in columnar[0][0]["entity"].items())
 
