@@ -23,11 +23,13 @@ the report projects (scikit-learn, matplotlib, astropy) and all of them. Tune on
 group only; the second is reported, never tuned on.
 
 Run: ``python -m bench.localization [--modes lexical] [--projects ...] [--keyword-ready]
-[--embed PROJECT ...]``. The first run embeds every tree (909k chunks in 32 trees: about a day
-on 2 cores); the embedding cache makes later runs short. Every tree is also searched as the
+[--embed TREE ...] [--weights NAME=VALUE ...]``. A TREE is a project (all its versions) or one
+version of it, ``django@3.1``. The first run embeds every tree (909k chunks in 32 trees: about a
+day on 2 cores); the embedding cache makes later runs short. Every tree is also searched as the
 first phase serves it, ``hybrid@keyword-ready`` (BM25, names, paths and priors, no dense side).
-``--keyword-ready`` embeds nothing; ``--embed`` only the projects named, so ``hybrid`` and
-``dense`` cover those alone.
+``--keyword-ready`` embeds nothing; ``--embed`` only the trees named, so ``hybrid`` and
+``dense`` cover those alone. ``--weights`` replaces fusion weights (``codectxd.ranking.Weights``
+fields) for every codectx system: how they are tuned, on the tuning projects only.
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ import time
 import urllib.request
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +73,14 @@ class Instance:
     version: str
     gold_files: tuple[str, ...]
     query: str
+
+    @property
+    def tree(self) -> str:
+        return f"{self.project}@{self.version}"
+
+    def named_by(self, specs: Iterable[str]) -> bool:
+        """Whether `specs` (projects or ``project@version`` trees) include this instance."""
+        return any(spec in (self.project, self.tree) for spec in specs)
 
 
 def load_instances(path: Path = DATA_FILE) -> list[Instance]:
@@ -226,22 +236,30 @@ class StrongBm25:
 
 
 def ranked_files(
-    engine: Any, root: Path, query: str, mode: str, depth: int = DEPTH, keyword_ready: bool = False
+    engine: Any,
+    root: Path,
+    query: str,
+    mode: str,
+    depth: int = DEPTH,
+    keyword_ready: bool = False,
+    weights: Mapping[str, float] | None = None,
 ) -> list[str]:
     """Files in the order of their best hit (the product's file-level answer when it has one).
     `keyword_ready`: what the first phase serves, the dense side left out even where a cached
-    tree happens to be partly embedded (an earlier, interrupted embedding run)."""
+    tree happens to be partly embedded (an earlier, interrupted embedding run). `weights`:
+    fusion weights replaced (`codectxd.ranking.Weights` fields)."""
+    from codectxd.ranking import DEFAULT
+
+    changed: dict[str, Any] = dict(weights or {})
+    fusion = replace(DEFAULT, **changed)
     if keyword_ready:
         from codectxd.search import Target, search
 
         target = Target(str(root), engine.collection_for(root), lexical_only=True)
         hits = search(engine.store, engine.embedder, [target], query, snapshot=engine.snapshot,
-                      limit=depth, mode=mode, group="file")  # fmt: skip
+                      limit=depth, mode=mode, group="file", weights=fusion)  # fmt: skip
     else:
-        try:
-            hits = engine.search([root], query, limit=depth, mode=mode, group="file")
-        except TypeError:  # an engine without file grouping: rank files by their first chunk
-            hits = engine.search([root], query, limit=200, mode=mode)
+        hits = engine.search([root], query, limit=depth, mode=mode, group="file", weights=fusion)
     seen: dict[str, None] = {}
     for hit in hits:
         seen.setdefault(hit.path, None)
@@ -280,26 +298,28 @@ def run(
     limit: int | None = None,
     keyword_ready: bool = False,
     embed: Sequence[str] | None = None,
+    weights: Mapping[str, float] | None = None,
 ) -> dict[str, Any]:
-    """Rank every instance's files with each system; `embed`: the projects whose trees are
-    embedded and searched with the dense side too (default: all; none with `keyword_ready`).
-    Every tree is also searched as the first phase serves it (``hybrid@keyword-ready``)."""
+    """Rank every instance's files with each system. `projects` and `embed` name projects or
+    ``project@version`` trees; `embed`: the trees embedded and searched with the dense side
+    too (default: all; none with `keyword_ready`). Every tree is also searched as the first
+    phase serves it (``hybrid@keyword-ready``). `weights`: fusion weights replaced."""
     from bench.run import machine_facts
     from codectxd.config import load_settings
     from codectxd.engine import Engine
 
     machine = machine_facts()
-    instances = [i for i in load_instances() if i.project in projects][:limit]
+    instances = [i for i in load_instances() if i.named_by(projects)][:limit]
     data_dir = CACHE / "index"
     settings = load_settings({"CODECTX_DATA_DIR": str(data_dir),
                               "CODECTX_CONFIG": "/nonexistent/codectx.toml"})  # fmt: skip
     engine = Engine(settings)
     dense_modes = any(m != "lexical" for m in modes)
-    embedded = (
-        set()
-        if keyword_ready or not dense_modes
-        else set(projects if embed is None else embed) & set(projects)
-    )
+    embedded = {
+        i.tree
+        for i in instances
+        if dense_modes and not keyword_ready and (embed is None or i.named_by(embed))
+    }
     systems = [m for m in modes if m == "lexical" or embedded]
     if "hybrid" in modes:
         systems.append(KEYWORD_READY)
@@ -320,7 +340,7 @@ def run(
             t0 = time.perf_counter()
             indexer = engine.indexer_for(root)
             report = indexer.begin_full().run()
-            dense_too = project in embedded  # (only when a mode needs the dense side)
+            dense_too = f"{project}@{version}" in embedded
             if dense_too:
                 indexer.embed_backlog(report)
             timing[f"{project}-{version}"] = round(time.perf_counter() - t0, 1)
@@ -333,29 +353,32 @@ def run(
                         continue
                     first_phase = system == KEYWORD_READY
                     mode = "hybrid" if first_phase else system
-                    ranked = ranked_files(engine, root, inst.query, mode, keyword_ready=first_phase)
+                    ranked = ranked_files(engine, root, inst.query, mode,
+                                          keyword_ready=first_phase, weights=weights)  # fmt: skip
                     ranks[system][inst.instance_id] = first_gold_rank(ranked, inst.gold_files)
                 ranked = baseline.rank(inst.query)
                 ranks[BASELINE][inst.instance_id] = first_gold_rank(ranked, inst.gold_files)
         model = engine.embedder.identity
     finally:
         engine.close()
-    by_id = {i.instance_id: i for i in instances}
-    groups: dict[str, Sequence[str]] = {"tune": TUNE, "report": REPORT, "all": TUNE + REPORT}
-    ran = {i.project for i in instances}
-    # Every system on the embedded projects' issues, unless a split already is just those.
-    if embedded and all(ran & set(m) != embedded for m in groups.values()):
-        groups["embedded"] = sorted(embedded)
+    splits: dict[str, set[str]] = {
+        name: {i.instance_id for i in instances if i.project in members}
+        for name, members in (("tune", TUNE), ("report", REPORT), ("all", TUNE + REPORT))
+    }
+    # Every system on the embedded trees' issues, unless a split already is just those.
+    on_embedded = {i.instance_id for i in instances if i.tree in embedded}
+    if on_embedded and on_embedded not in splits.values():
+        splits["embedded"] = on_embedded
 
-    def covers(system: str, members: Sequence[str]) -> bool:  # dense rows: embedded trees only
-        return system in NO_DENSE or ran & set(members) <= embedded
+    def covers(system: str, ids: set[str]) -> bool:  # dense rows: embedded trees only
+        return system in NO_DENSE or ids <= on_embedded
 
     table = {
         system: {
-            name: metrics([r for iid, r in got.items() if by_id[iid].project in members])
-            if covers(system, members)
+            name: metrics([r for iid, r in got.items() if iid in ids])
+            if covers(system, ids)
             else {"n": 0}
-            for name, members in groups.items()
+            for name, ids in splits.items()
         }
         for system, got in ranks.items()
     }
@@ -367,8 +390,9 @@ def run(
         "machine": machine,
         "model": model,
         "keyword_ready": not embedded,
-        "embedded_projects": sorted(embedded),
-        "projects": sorted(ran),
+        "embedded_trees": sorted(embedded),
+        "trees": sorted({i.tree for i in instances}),
+        "weights": dict(weights or {}),
         "instances": len(instances),
         "skipped": skipped,
         "metrics": table,
@@ -424,6 +448,26 @@ def print_table(table: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> None:
                       f"{m['r@10']:>6.3f} {m['mrr']:>6.3f}")  # fmt: skip
 
 
+def parse_weights(items: Sequence[str]) -> dict[str, float]:
+    """``NAME=VALUE`` pairs naming numeric fields of `codectxd.ranking.Weights`."""
+    from dataclasses import fields
+
+    from codectxd.ranking import Weights
+
+    numeric = {f.name for f in fields(Weights) if f.type in ("float", float)}
+    out: dict[str, float] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or name not in numeric:
+            raise ValueError(f"--weights: {item!r} is not NAME=VALUE with NAME one of "
+                             f"{', '.join(sorted(numeric))}")  # fmt: skip
+        try:
+            out[name] = float(value)
+        except ValueError:
+            raise ValueError(f"--weights: {item!r}: {value!r} is not a number") from None
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m bench.localization",
@@ -443,16 +487,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     which.add_argument(
         "--embed",
         nargs="*",
-        metavar="PROJECT",
-        help="embed only these projects' trees (hybrid and dense rows for them alone); the "
-        "others are searched as the first phase serves them (default: embed every project)",
+        metavar="TREE",
+        help="embed only these trees (a project, or one version: django@3.1); hybrid and dense "
+        "rows for them alone, the others searched as the first phase serves them (default: "
+        "embed every tree)",
+    )
+    parser.add_argument(
+        "--weights",
+        nargs="+",
+        metavar="NAME=VALUE",
+        default=[],
+        help="replace fusion weights (fields of codectxd.ranking.Weights, e.g. "
+        "dense_share_long=0.5) for every codectx system; tune on the tuning projects only",
     )
     args = parser.parse_args(argv)
-    unknown = sorted(set(args.embed or ()) - set(args.projects))
+    unknown = [
+        spec
+        for spec in args.embed or ()
+        if spec not in args.projects and spec.split("@")[0] not in args.projects
+    ]
     if unknown:
-        parser.error(f"--embed names projects not run: {', '.join(unknown)}")
+        parser.error(f"--embed names trees not run: {', '.join(unknown)}")
+    try:
+        weights = parse_weights(args.weights)
+    except ValueError as exc:
+        parser.error(str(exc))
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s] %(message)s", datefmt="%H:%M:%S")
-    run(args.modes, args.projects, args.output, args.limit, args.keyword_ready, args.embed)
+    run(args.modes, args.projects, args.output, args.limit, args.keyword_ready, args.embed, weights)
     return 0
 
 

@@ -177,6 +177,17 @@ def freshness(data: Mapping[str, Any]) -> list[str]:
     return out
 
 
+def _restart_line(restart: Mapping[str, Any] | None) -> str:
+    if not restart:
+        return ""
+    same = "the same hits as" if restart.get("same_results") else "**other hits than**"
+    return (
+        f" A search sent as soon as the restarted daemon answered was answered "
+        f"{restart['first_search_s']} s after its launch, with {same} once loaded "
+        f"({restart.get('errors_before', 0)} error replies before it)."
+    )
+
+
 def latency(data: Mapping[str, Any]) -> list[str]:
     index = data["index"]
     replicas = index["replicas"]
@@ -185,7 +196,8 @@ def latency(data: Mapping[str, Any]) -> list[str]:
         f"({replicas['rows_real']} chunks), replicated through `Store` to "
         f"**{replicas['rows_total']} rows** ({replicas['copies']} copies; real vectors, "
         "duplicated). Hybrid search, limit 10, every query distinct. Daemon start → "
-        f"collection ready: {data.get('collection_ready_s')} s.",
+        f"collection ready (loaded, scanned, fresh): {data.get('collection_ready_s')} s."
+        + _restart_line(data.get("restart")),
         "",
     ]
     rows = []
@@ -640,15 +652,12 @@ def localization(data: Mapping[str, Any]) -> list[str]:
         "`bench/results/localization.json`.",
         "",
     ]
-    embedded = data.get("embedded_projects")
-    if (
-        embedded
-        and not data.get("keyword_ready")
-        and set(embedded) != set(data.get("projects") or embedded)
-    ):
+    embedded = data.get("embedded_trees") or data.get("embedded_projects")
+    ran = data.get("trees") or data.get("projects") or embedded
+    if embedded and not data.get("keyword_ready") and set(embedded) != set(ran):
         out += [
             f"Embedded for this run: {', '.join(embedded)} (`--embed`), so the `hybrid` and "
-            "`dense` rows cover those projects alone; `hybrid@keyword-ready` is what a search "
+            "`dense` rows cover those trees alone; `hybrid@keyword-ready` is what a search "
             "returns during the first phase (BM25, the names, paths and traceback frames of "
             "the issue, kind priors; no dense side), on every project.",
             "",
@@ -705,6 +714,12 @@ GOALS: dict[str, tuple[str, str, str]] = {
         "ms",
     ),
     "warm_restart_s": ("warm restart (no change) → fresh, 10,000 files", "< 2 s", "s"),
+    "restart_first_search_s": (
+        "warm restart, the latency index's 117k rows → first search answered (the same hits "
+        "as once loaded)",
+        "≤ 3 s",
+        "s",
+    ),
     "keyword_s": ("add → every file keyword-searchable, the big corpus", "< 60 s", "s"),
     "embedded_s": ("add → every chunk embedded, the big corpus", "≤ 25 min", "s"),
     "pipeline_ratio": (

@@ -29,6 +29,8 @@ class Weights:
     """The fusion's parameters."""
 
     dense_share: float = DENSE_SHARE
+    #: ... and for an issue-length query, whose names and paths BM25 matches exactly.
+    dense_share_long: float = DENSE_SHARE
     #: Bonus for a chunk defining a name an issue-length query mentions (the first such
     #: name's; each later one's decays as 1 / rank) ...
     definitions: float = 0.4
@@ -43,6 +45,9 @@ class Weights:
     )  # fmt: skip
     #: A file's score: its best chunk's, plus each further chunk's times this power.
     file_decay: float = 0.3
+
+    def dense_share_for(self, shape: QueryShape) -> float:
+        return self.dense_share_long if shape.long else self.dense_share
 
     def definitions_for(self, shape: QueryShape) -> float:
         return self.definitions if shape.long else self.definitions_short
@@ -80,7 +85,8 @@ def fuse(lists: Lists, shape: QueryShape, weights: Weights = DEFAULT) -> list[tu
     """Score every candidate: dense_share × dense + (1 − dense_share) × lexical (each min-max
     normalised; a list that is empty gives its share to the other), plus the bonuses, times the
     file's kind prior; best first. A mode searches one list only and gets its normalised score."""
-    share = weights.dense_share if lists.dense and lists.lexical else 1.0 if lists.dense else 0.0
+    both = lists.dense and lists.lexical
+    share = weights.dense_share_for(shape) if both else 1.0 if lists.dense else 0.0
     scores: dict[str, float] = {}
     hits: dict[str, Hit] = {}
     for hit_list, weight in ((lists.dense, share), (lists.lexical, 1.0 - share)):
