@@ -555,6 +555,7 @@ def run(options: SuiteOptions) -> dict[str, Any]:
             "errors_before": first["errors"],
             "same_results": first["hits"] == loaded["hits"],
             "fresh": first["fresh"],
+            "warnings": first["warnings"],
         }
         log(f"daemon up in {start_s:.1f}s, index ready after {start_s + load_s:.1f}s; measuring")
         results["socket"] = {"idle": measure_round(daemon, root, config, pool, options.runs)}
@@ -648,7 +649,8 @@ def restart_search(daemon: Daemon, root: Path, query: str) -> dict[str, Any]:
         "answered_s": round(time.perf_counter() - daemon.started_at, 2),
         "errors": errors,
         "fresh": bool(result["fresh"]),
-        "hits": [[h["path"], h["start_line"], h["end_line"]] for h in result["hits"]],
+        "warnings": list(result.get("warnings") or []),
+        "hits": [[h["path"], h["start_line"], h["end_line"]] for h in result["results"]],
     }
 
 

@@ -981,11 +981,14 @@ HOW_TO_RUN: tuple[tuple[str, str], ...] = (
         "(~7 minutes)",
     ),
     (
-        "`python -m bench.localization [--keyword-ready | --embed PROJECT ...]`",
+        "`python -m bench.localization [--projects TREE ...] [--keyword-ready | --embed TREE "
+        "...] [--weights NAME=VALUE ...]`",
         "243 SWE-bench Lite issues over 32 sdist trees (downloaded from PyPI once, 909k "
-        "chunks); `--keyword-ready` does not embed (~15 minutes the first time, ~3 after); "
-        "without it every tree is embedded first (about a day on 2 cores), with `--embed` "
-        "only the named projects' trees",
+        "chunks; a TREE is a project or one version, `django@3.1`); `--keyword-ready` does not "
+        "embed (~15 minutes the first time, ~3 after); without it every tree is embedded first "
+        "(about a day on 2 cores), with `--embed` only the named trees (~25 minutes for one "
+        "~30k-chunk tree); `--weights` replaces fusion weights (tuning, on django and sympy "
+        "only)",
     ),
     ("`python -m bench report`", "regenerates this page and the headline numbers in README.md"),
 )
