@@ -21,6 +21,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import numpy as np
 
+from codectxd.batching import Batcher
 from codectxd.errors import StoreError
 from codectxd.milvus import MilvusConnection
 from codectxd.residency import Residency
@@ -149,6 +150,10 @@ class Store:
         # nothing to write does not load one again, see `ensure_collection`).
         self._resting: set[str] = set()
         self.residency = Residency()
+        # Concurrent searches of one collection with the same field, filter and depth go to
+        # Milvus as one request (`codectxd.batching`).
+        self._searches: dict[_SearchKey, Batcher[Any, list[Hit]]] = {}
+        self._searches_guard = threading.Lock()
 
     def _run(self, what: str, fn: Callable[[Any], T]) -> T:
         return self._conn.run(what, fn)
@@ -377,38 +382,60 @@ class Store:
         expr: str = "",
     ) -> list[Hit]:
         """Dense (vector) or lexical (BM25) search, best first; give exactly one of the two.
-        A dense search sees only chunks that are embedded already.
+        A dense search sees only chunks that are embedded already. Concurrent searches of the
+        same kind go to Milvus together (`_search_many`).
 
         Hybrid fusion happens in `codectxd.search`, where its parameters are tuned.
         """
         if (dense is None) == (lexical is None):
             raise ValueError("give exactly one of dense and lexical")
-        data: list[Any]
+        query: Any
         params: dict[str, Any]
         if dense is not None:
-            data, field, params = [dense.tolist()], "dense", {"metric_type": "IP"}
+            query, field, params = dense.tolist(), "dense", {"metric_type": "IP"}
             expr = f"({expr}) and {EMBEDDED_ONLY}" if expr else EMBEDDED_ONLY
         else:
-            data, field = [lexical], "sparse"
+            query, field = lexical, "sparse"
             params = {"metric_type": "BM25", "params": {"drop_ratio_search": 0.0}}
         opened = self._readable(name)
         if opened is None or not opened.has_rows:
             # Being created, never written, or incomplete: nothing to find, and Milvus fails a
             # BM25 search of a collection that never held a row (its statistics are NaN).
             return []
+        key = _SearchKey(name, field, limit, expr, json.dumps(params, sort_keys=True))
+        return self._search_batcher(key, params).submit(query)
+
+    def _search_batcher(self, key: _SearchKey, params: dict[str, Any]) -> Batcher[Any, list[Hit]]:
+        with self._searches_guard:
+            batcher = self._searches.get(key)
+            if batcher is None:
+                if len(self._searches) >= _SEARCH_KEYS:  # filters vary: forget the idle ones
+                    self._searches = {k: b for k, b in self._searches.items() if b.waiting}
+                batcher = Batcher(lambda data: self._search_many(key, params, data),
+                                  max_batch=_SEARCH_BATCH)  # fmt: skip
+                self._searches[key] = batcher
+            return batcher
+
+    def _search_many(
+        self, key: _SearchKey, params: dict[str, Any], data: Sequence[Any]
+    ) -> list[list[Hit]]:
+        """One Milvus search of several queries (vectors or BM25 texts): their hits, in order."""
         result = self._run(
-            f"search in {name} failed",
+            f"search in {key.collection} failed",
             lambda c: c.search(
-                name,
-                data=data,
-                anns_field=field,
+                key.collection,
+                data=list(data),
+                anns_field=key.field,
                 search_params=params,
-                limit=limit,
-                filter=expr,
+                limit=key.limit,
+                filter=key.expr,
                 output_fields=OUTPUT_FIELDS,
             ),
         )
-        return [_hit(item) for item in (result[0] if result else [])]
+        found = list(result or ())
+        return [[_hit(item) for item in hits] for hits in found] + [
+            [] for _ in range(len(data) - len(found))
+        ]
 
     @_in_use
     def hits_where(self, name: str, expr: str, limit: int = 2000) -> list[Hit]:
@@ -419,6 +446,21 @@ class Store:
         rows = self._run(f"query in {name} failed", lambda c: c.query(
             name, filter=expr, output_fields=OUTPUT_FIELDS, limit=limit))  # fmt: skip
         return [_hit(row) for row in rows]
+
+
+#: Searches sent as one request at most, and the (collection, field, depth, filter) kinds
+#: remembered before the idle ones are forgotten.
+_SEARCH_BATCH = 16
+_SEARCH_KEYS = 256
+
+
+@dataclass(frozen=True, slots=True)
+class _SearchKey:
+    collection: str
+    field: str  # "dense" or "sparse"
+    limit: int
+    expr: str
+    params: str  # the search parameters, as JSON
 
 
 def _hit(item: dict[str, Any]) -> Hit:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import pytest
@@ -253,3 +254,39 @@ def test_columnar_results_are_pymilvus_own(indexed) -> None:  # type: ignore[no-
         assert columnar[0][0]["entity"]["meta"] == {"i": 3}
     finally:
         client.drop_collection("columnar_fallback")
+
+
+def test_concurrent_searches_share_requests(indexed) -> None:  # type: ignore[no-untyped-def]
+    """Searches of one collection sent at once go to Milvus in fewer requests, and each
+    caller gets exactly the hits it gets searching alone (dense and BM25, filtered or not)."""
+    engine, root = indexed
+    store, name = engine.store, engine.collection_for(root)
+    texts = ["compare a password with its hash", "parse a config file", "deploy the server",
+             "split key value pairs", "read settings", "hash function", "copy binary",
+             "trim whitespace"]  # fmt: skip
+    vectors = [engine.embedder.embed_query(t) for t in texts]
+    calls = [
+        *(lambda v=v: store.search(name, dense=v, limit=20) for v in vectors),
+        *(lambda t=t: store.search(name, lexical=t, limit=20) for t in texts),
+        *(
+            lambda t=t: store.search(name, lexical=t, limit=20, expr='language == "python"')
+            for t in texts
+        ),  # fmt: skip
+    ] * 2
+    alone = [call() for call in calls]
+    before = sum(b.batches for b in store._searches.values())
+    barrier = threading.Barrier(len(calls))
+    together: list[object] = [None] * len(calls)
+
+    def run(i: int) -> None:
+        barrier.wait()
+        together[i] = calls[i]()
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(calls))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert together == alone and all(alone[:8]) and sum(map(bool, alone[8:16])) >= 6
+    requests = sum(b.batches for b in store._searches.values()) - before
+    assert requests < len(calls), "no two concurrent searches shared a request"
