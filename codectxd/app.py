@@ -33,8 +33,10 @@ from codectxd.watcher import Watcher
 
 log = logging.getLogger(__name__)
 
-#: Searches run in worker threads, at most this many at once, beside indexing.
-SEARCH_THREADS = 8
+#: Searches run in worker threads, at most this many at once, beside indexing. A thread mostly
+#: waits for Milvus, and the more searches wait together the larger the batches the store
+#: sends (codectxd.batching): 50 clients on 117k rows, 8 threads ~87/s, 32 ~137/s, 64 ~122/s.
+SEARCH_THREADS = 32
 #: Near the memory budget, a collection unused this long is released (longer if it loads
 #: slowly: codectxd.residency). Longer than one indexing group takes to embed and commit, so
 #: a repository being indexed keeps its collection.
