@@ -546,9 +546,10 @@ def run(options: SuiteOptions) -> dict[str, Any]:
         for repo in daemon.call("list")["repos"]:  # left by an interrupted run: noise
             if repo["root"] != str(root):
                 daemon.call("remove", {"path": repo["root"]}, timeout_s=300)
-        load_s = daemon.wait_fresh(root, 1800, 0.2)
+        daemon.wait_fresh(root, 1800, 0.2)
+        ready_s = time.perf_counter() - daemon.started_at  # from launch: the search above waited
         results["daemon_start_s"] = round(start_s, 2)
-        results["collection_ready_s"] = round(start_s + load_s, 2)
+        results["collection_ready_s"] = round(ready_s, 2)
         loaded = restart_search(daemon, root, first_query)
         results["restart"] = {
             "first_search_s": first["answered_s"],
@@ -557,7 +558,7 @@ def run(options: SuiteOptions) -> dict[str, Any]:
             "fresh": first["fresh"],
             "warnings": first["warnings"],
         }
-        log(f"daemon up in {start_s:.1f}s, index ready after {start_s + load_s:.1f}s; measuring")
+        log(f"daemon up in {start_s:.1f}s, index ready after {ready_s:.1f}s; measuring")
         results["socket"] = {"idle": measure_round(daemon, root, config, pool, options.runs)}
         results["cli"] = {"idle": _cli(daemon, root, config, pool, identifiers)}
         results["cli"]["overhead"] = cli_overhead(daemon, run_dir / "one", config.cli_runs)

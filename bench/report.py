@@ -835,6 +835,16 @@ MISS_NOTES: dict[str, str] = {
         "UNIMPLEMENTED; loading the model during Milvus Lite's start did not pay (4.60 vs "
         "4.45 s). < 2 s needs another engine or one that loads less (docs/decisions.md, 12)."
     ),
+    "restart_first_search_s": (
+        "(c146534) A search sent as soon as the restarted daemon answers (1.9 s) waits for "
+        "Milvus Lite's `load_collection` of the 116,616 rows (~15 s; the same load of a copy "
+        "by hand: 11.7–15.5 s, one core at 100 % throughout) and then answers with the loaded "
+        "index's hits. Loading fewer fields does not help (`load_fields` without `content` and "
+        "`lexical`: 13.4 s, with only the id and vectors: 14.0 s), nor does the segment layout, "
+        "and `compact` / mmap are UNIMPLEMENTED in Milvus Lite 2.5.1 (docs/decisions.md §12). "
+        "≤ 3 s needs an engine that loads in parallel or lazily, or a second search path of our "
+        "own while it loads (our own BM25 cannot give Milvus's exact hits)."
+    ),
     "rss_within_budget": (
         "(b26987d) Since b26987d the MemoryManager also sizes every local embedding batch to "
         "the room left under the budget (inference adds ~100 MB + ~9 MB per text for its "
