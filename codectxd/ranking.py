@@ -43,8 +43,11 @@ class Weights:
         default_factory=lambda: {"code": 1.0, "doc": 0.5, "test": 0.2, "generated": 0.5,
                                  "data": 0.3}
     )  # fmt: skip
-    #: A file's score: its best chunk's, plus each further chunk's times this power.
+    #: A file's score: its best chunk's, plus each further chunk's times this power ...
     file_decay: float = 0.3
+    #: ... and when the dense side ranked too: its further chunks are more often about the
+    #: same thing, where BM25 alone rewards a long file for repeating the query's words.
+    file_decay_dense: float = 0.5
 
     def dense_share_for(self, shape: QueryShape) -> float:
         return self.dense_share_long if shape.long else self.dense_share
@@ -139,16 +142,18 @@ def merge_overlapping(hits: list[SearchHit]) -> list[SearchHit]:
     return merged
 
 
-def group_files(hits: list[SearchHit], weights: Weights = DEFAULT, per_file: int = 3
-                ) -> list[FileHit]:  # fmt: skip
+def group_files(
+    hits: list[SearchHit], weights: Weights = DEFAULT, per_file: int = 3, dense: bool = False
+) -> list[FileHit]:
     """Files ranked by their hits (best hit, plus each further one decayed), each with its
-    best `per_file` hits; `hits` best first."""
+    best `per_file` hits; `hits` best first; `dense`: the dense side ranked them too."""
+    decay = weights.file_decay_dense if dense else weights.file_decay
     files: dict[tuple[str, str], list[SearchHit]] = {}
     for hit in hits:
         files.setdefault((hit.repo, hit.path), []).append(hit)
     out = []
     for (repo, path), own in files.items():
-        score = sum(h.score * weights.file_decay**i for i, h in enumerate(own))
+        score = sum(h.score * decay**i for i, h in enumerate(own))
         first = own[0]
         out.append(FileHit(repo=repo, path=path, language=first.language,
                            file_kind=first.file_kind, score=round(score, 6),

@@ -409,5 +409,6 @@ def _finish(
     for hit in hits:
         hit.score = round(hit.score, 6)
     if q.group == "file":
-        return hits, group_files(hits, q.weights)[: q.limit]
+        dense = any(lists.dense for lists in per_target)
+        return hits, group_files(hits, q.weights, dense=dense)[: q.limit]
     return hits[: q.limit], None
