@@ -642,8 +642,8 @@ def restart_search(daemon: Daemon, root: Path, query: str) -> dict[str, Any]:
             )
             break
         except ClientError:
-            errors += 1
-            if errors > 10_000:
+            errors += 1  # counted: a search during the load should wait, not fail
+            if errors > 300:
                 raise
             time.sleep(0.01)
     return {
@@ -662,8 +662,12 @@ def _targets(results: dict[str, Any]) -> dict[str, Any]:
     rate = results["socket"]["idle"]["clients_50"]["searches_per_s"].get("median")
     restart = results.get("restart", {})
 
-    def entry(target: float, measured: float | None, at_least: bool = False) -> dict[str, Any]:
-        met = measured is not None and (measured >= target if at_least else measured < target)
+    def entry(
+        target: float, measured: float | None, at_least: bool = False, at_most: bool = False
+    ) -> dict[str, Any]:
+        met = measured is not None and (
+            measured >= target if at_least else measured <= target if at_most else measured < target
+        )
         return {"target": target, "measured": measured, "met": met, "at_least": at_least}
 
     return {
@@ -682,6 +686,7 @@ def _targets(results: dict[str, Any]) -> dict[str, Any]:
         "restart_first_search_s": entry(
             TARGETS["restart_first_search_s"],
             restart["first_search_s"] if restart.get("same_results") else None,
+            at_most=True,
         ),
         "rows": results["index"]["replicas"]["rows_total"],
     }

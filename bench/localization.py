@@ -501,11 +501,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "dense_share_long=0.5) for every codectx system; tune on the tuning projects only",
     )
     args = parser.parse_args(argv)
-    unknown = [
-        spec
-        for spec in args.embed or ()
-        if spec not in args.projects and spec.split("@")[0] not in args.projects
-    ]
+    selected = [i for i in load_instances() if i.named_by(args.projects)]
+    unknown = [spec for spec in args.projects if not any(i.named_by([spec]) for i in selected)]
+    if unknown:
+        parser.error(f"--projects names no instance: {', '.join(unknown)}")
+    unknown = [spec for spec in args.embed or () if not any(i.named_by([spec]) for i in selected)]
     if unknown:
         parser.error(f"--embed names trees not run: {', '.join(unknown)}")
     try:

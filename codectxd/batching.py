@@ -13,6 +13,7 @@ next batch, its own included) — no thread serves other threads' calls after it
 
 from __future__ import annotations
 
+import copy
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -52,6 +53,12 @@ class Batcher(Generic[T, R]):
         """Items waiting for a batch (the running one's not counted)."""
         with self._lock:
             return len(self._waiting)
+
+    @property
+    def idle(self) -> bool:
+        """No batch running and none waiting."""
+        with self._lock:
+            return not self._busy and not self._waiting
 
     def submit(self, item: T) -> R:
         """The result for `item` (raises what its batch raised)."""
@@ -96,6 +103,12 @@ class Batcher(Generic[T, R]):
     @staticmethod
     def _result(slot: _Slot[T]) -> R:
         if slot.error is not None:
-            raise slot.error
+            # Each caller raises its own copy: one exception raised in many threads at once
+            # would gather all their tracebacks (and keep their frames alive).
+            try:
+                own = copy.copy(slot.error)
+            except Exception:  # noqa: BLE001 - an exception that cannot be copied: the original
+                raise slot.error from None
+            raise own.with_traceback(None) from slot.error
         assert slot.done
         return cast(R, slot.result)

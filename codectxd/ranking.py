@@ -10,7 +10,7 @@ has the numbers.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 
 from codectx_client.protocol import FileHit, SearchHit
@@ -143,16 +143,20 @@ def merge_overlapping(hits: list[SearchHit]) -> list[SearchHit]:
 
 
 def group_files(
-    hits: list[SearchHit], weights: Weights = DEFAULT, per_file: int = 3, dense: bool = False
+    hits: list[SearchHit],
+    weights: Weights = DEFAULT,
+    per_file: int = 3,
+    dense_repos: Collection[str] = (),
 ) -> list[FileHit]:
     """Files ranked by their hits (best hit, plus each further one decayed), each with its
-    best `per_file` hits; `hits` best first; `dense`: the dense side ranked them too."""
-    decay = weights.file_decay_dense if dense else weights.file_decay
+    best `per_file` hits; `hits` best first; `dense_repos`: the repositories whose hits the
+    dense side ranked too."""
     files: dict[tuple[str, str], list[SearchHit]] = {}
     for hit in hits:
         files.setdefault((hit.repo, hit.path), []).append(hit)
     out = []
     for (repo, path), own in files.items():
+        decay = weights.file_decay_dense if repo in dense_repos else weights.file_decay
         score = sum(h.score * decay**i for i, h in enumerate(own))
         first = own[0]
         out.append(FileHit(repo=repo, path=path, language=first.language,

@@ -409,6 +409,6 @@ def _finish(
     for hit in hits:
         hit.score = round(hit.score, 6)
     if q.group == "file":
-        dense = any(lists.dense for lists in per_target)
-        return hits, group_files(hits, q.weights, dense=dense)[: q.limit]
+        dense = {t.repo for t, lists in zip(targets, per_target, strict=True) if lists.dense}
+        return hits, group_files(hits, q.weights, dense_repos=dense)[: q.limit]
     return hits[: q.limit], None

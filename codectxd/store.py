@@ -410,7 +410,7 @@ class Store:
             batcher = self._searches.get(key)
             if batcher is None:
                 if len(self._searches) >= _SEARCH_KEYS:  # filters vary: forget the idle ones
-                    self._searches = {k: b for k, b in self._searches.items() if b.waiting}
+                    self._searches = {k: b for k, b in self._searches.items() if not b.idle}
                 batcher = Batcher(lambda data: self._search_many(key, params, data),
                                   max_batch=_SEARCH_BATCH)  # fmt: skip
                 self._searches[key] = batcher
@@ -433,9 +433,10 @@ class Store:
             ),
         )
         found = list(result or ())
-        return [[_hit(item) for item in hits] for hits in found] + [
-            [] for _ in range(len(data) - len(found))
-        ]
+        if len(found) != len(data):  # which query lost its hits cannot be told
+            raise StoreError(f"search in {key.collection}: {len(data)} queries, {len(found)} "
+                             "result lists")  # fmt: skip
+        return [[_hit(item) for item in hits] for hits in found]
 
     @_in_use
     def hits_where(self, name: str, expr: str, limit: int = 2000) -> list[Hit]:
@@ -448,8 +449,9 @@ class Store:
         return [_hit(row) for row in rows]
 
 
-#: Searches sent as one request at most, and the (collection, field, depth, filter) kinds
-#: remembered before the idle ones are forgotten.
+#: Searches sent as one request at most (below 20, where faiss-style engines switch brute
+#: force to a BLAS kernel whose scores may differ in the last bits from a lone query's), and
+#: the (collection, field, depth, filter) kinds remembered before the idle ones are forgotten.
 _SEARCH_BATCH = 16
 _SEARCH_KEYS = 256
 

@@ -202,3 +202,22 @@ def _targets(engine: Engine, root: Path) -> list:  # type: ignore[type-arg]
     from codectxd.search import Target
 
     return [Target(str(root), engine.collection_for(root))]
+
+
+def test_file_scores_keep_more_of_further_chunks_where_the_dense_side_ranked() -> None:
+    """A file's further hits count × file_decay_dense in a repository the dense side ranked,
+    × file_decay in one ranked by BM25 alone (a multi-repository search can hold both)."""
+    from codectx_client.protocol import SearchHit
+    from codectxd.ranking import DEFAULT, group_files
+
+    def hit(repo: str, path: str, line: int, score: float) -> SearchHit:
+        return SearchHit(repo=repo, path=path, start_line=line, end_line=line + 1, symbol="",
+                         kind="", language="python", score=score, content="x")  # fmt: skip
+
+    hits = [hit(repo, f"{repo}.py", line, score) for repo in ("/a", "/b")
+            for line, score in ((1, 1.0), (5, 0.5), (9, 0.25))]  # fmt: skip
+    files = {f.repo: f.score for f in group_files(hits, DEFAULT, dense_repos={"/a"})}
+    dense, lexical = DEFAULT.file_decay_dense, DEFAULT.file_decay
+    assert dense != lexical
+    assert files["/a"] == pytest.approx(1.0 + 0.5 * dense + 0.25 * dense**2, abs=1e-6)
+    assert files["/b"] == pytest.approx(1.0 + 0.5 * lexical + 0.25 * lexical**2, abs=1e-6)

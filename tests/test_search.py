@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -280,13 +281,19 @@ def test_concurrent_searches_share_requests(indexed) -> None:  # type: ignore[no
 
     def run(i: int) -> None:
         barrier.wait()
-        together[i] = calls[i]()
+        try:
+            together[i] = calls[i]()
+        except Exception as exc:  # noqa: BLE001 - reported by the assertion below
+            together[i] = exc
 
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(calls))]
+    threads = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(len(calls))]
     for thread in threads:
         thread.start()
+    deadline = time.monotonic() + 60
     for thread in threads:
-        thread.join(60)
+        thread.join(max(0.0, deadline - time.monotonic()))
+    assert not any(t.is_alive() for t in threads), "a search never returned"
+    assert not [r for r in together if isinstance(r, Exception)]
     assert together == alone and all(alone[:8]) and sum(map(bool, alone[8:16])) >= 6
     requests = sum(b.batches for b in store._searches.values()) - before
     assert requests < len(calls), "no two concurrent searches shared a request"
