@@ -665,9 +665,12 @@ def _targets(results: dict[str, Any]) -> dict[str, Any]:
     def entry(
         target: float, measured: float | None, at_least: bool = False, at_most: bool = False
     ) -> dict[str, Any]:
-        met = measured is not None and (
-            measured >= target if at_least else measured <= target if at_most else measured < target
-        )
+        if measured is None:
+            met = False
+        elif at_least:
+            met = measured >= target
+        else:
+            met = measured <= target if at_most else measured < target
         return {"target": target, "measured": measured, "met": met, "at_least": at_least}
 
     return {

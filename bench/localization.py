@@ -47,7 +47,10 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from codectxd.ranking import Weights
 
 BENCH_DIR = Path(__file__).resolve().parent
 DATA_FILE = BENCH_DIR.parent.parent / "shared" / "bench-data" / "swe-lite-dev.jsonl"
@@ -242,16 +245,15 @@ def ranked_files(
     mode: str,
     depth: int = DEPTH,
     keyword_ready: bool = False,
-    weights: Mapping[str, float] | None = None,
+    fusion: Weights | None = None,
 ) -> list[str]:
     """Files in the order of their best hit (the product's file-level answer when it has one).
     `keyword_ready`: what the first phase serves, the dense side left out even where a cached
-    tree happens to be partly embedded (an earlier, interrupted embedding run). `weights`:
-    fusion weights replaced (`codectxd.ranking.Weights` fields)."""
+    tree happens to be partly embedded (an earlier, interrupted embedding run). `fusion`: the
+    `codectxd.ranking.Weights` to rank with (default: the product's)."""
     from codectxd.ranking import DEFAULT
 
-    changed: dict[str, Any] = dict(weights or {})
-    fusion = replace(DEFAULT, **changed)
+    fusion = fusion or DEFAULT
     if keyword_ready:
         from codectxd.search import Target, search
 
@@ -307,6 +309,10 @@ def run(
     from bench.run import machine_facts
     from codectxd.config import load_settings
     from codectxd.engine import Engine
+    from codectxd.ranking import DEFAULT
+
+    changed: dict[str, Any] = dict(weights or {})
+    fusion = replace(DEFAULT, **changed)
 
     machine = machine_facts()
     instances = [i for i in load_instances() if i.named_by(projects)][:limit]
@@ -354,7 +360,7 @@ def run(
                     first_phase = system == KEYWORD_READY
                     mode = "hybrid" if first_phase else system
                     ranked = ranked_files(engine, root, inst.query, mode,
-                                          keyword_ready=first_phase, weights=weights)  # fmt: skip
+                                          keyword_ready=first_phase, fusion=fusion)  # fmt: skip
                     ranks[system][inst.instance_id] = first_gold_rank(ranked, inst.gold_files)
                 ranked = baseline.rank(inst.query)
                 ranks[BASELINE][inst.instance_id] = first_gold_rank(ranked, inst.gold_files)

@@ -652,9 +652,8 @@ def localization(data: Mapping[str, Any]) -> list[str]:
         "`bench/results/localization.json`.",
         "",
     ]
-    embedded = data.get("embedded_trees") or data.get("embedded_projects")
-    ran = data.get("trees") or data.get("projects") or embedded
-    if embedded and not data.get("keyword_ready") and set(embedded) != set(ran):
+    embedded = data.get("embedded_trees")
+    if embedded and not data.get("keyword_ready") and set(embedded) != set(data["trees"]):
         out += [
             f"Embedded for this run: {', '.join(embedded)} (`--embed`), so the `hybrid` and "
             "`dense` rows cover those trees alone; `hybrid@keyword-ready` is what a search "

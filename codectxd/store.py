@@ -390,35 +390,29 @@ class Store:
         if (dense is None) == (lexical is None):
             raise ValueError("give exactly one of dense and lexical")
         query: Any
-        params: dict[str, Any]
         if dense is not None:
-            query, field, params = dense.tolist(), "dense", {"metric_type": "IP"}
+            query, field = dense.tolist(), "dense"
             expr = f"({expr}) and {EMBEDDED_ONLY}" if expr else EMBEDDED_ONLY
         else:
             query, field = lexical, "sparse"
-            params = {"metric_type": "BM25", "params": {"drop_ratio_search": 0.0}}
         opened = self._readable(name)
         if opened is None or not opened.has_rows:
             # Being created, never written, or incomplete: nothing to find, and Milvus fails a
             # BM25 search of a collection that never held a row (its statistics are NaN).
             return []
-        key = _SearchKey(name, field, limit, expr, json.dumps(params, sort_keys=True))
-        return self._search_batcher(key, params).submit(query)
+        return self._search_batcher(_SearchKey(name, field, limit, expr)).submit(query)
 
-    def _search_batcher(self, key: _SearchKey, params: dict[str, Any]) -> Batcher[Any, list[Hit]]:
+    def _search_batcher(self, key: _SearchKey) -> Batcher[Any, list[Hit]]:
         with self._searches_guard:
             batcher = self._searches.get(key)
             if batcher is None:
                 if len(self._searches) >= _SEARCH_KEYS:  # filters vary: forget the idle ones
                     self._searches = {k: b for k, b in self._searches.items() if not b.idle}
-                batcher = Batcher(lambda data: self._search_many(key, params, data),
-                                  max_batch=_SEARCH_BATCH)  # fmt: skip
+                batcher = Batcher(lambda data: self._search_many(key, data), _SEARCH_BATCH)
                 self._searches[key] = batcher
             return batcher
 
-    def _search_many(
-        self, key: _SearchKey, params: dict[str, Any], data: Sequence[Any]
-    ) -> list[list[Hit]]:
+    def _search_many(self, key: _SearchKey, data: Sequence[Any]) -> list[list[Hit]]:
         """One Milvus search of several queries (vectors or BM25 texts): their hits, in order."""
         result = self._run(
             f"search in {key.collection} failed",
@@ -426,13 +420,15 @@ class Store:
                 key.collection,
                 data=list(data),
                 anns_field=key.field,
-                search_params=params,
+                search_params=_SEARCH_PARAMS[key.field],
                 limit=key.limit,
                 filter=key.expr,
                 output_fields=OUTPUT_FIELDS,
             ),
         )
         found = list(result or ())
+        if not found:  # no result lists at all: nothing found for any of them
+            return [[] for _ in data]
         if len(found) != len(data):  # which query lost its hits cannot be told
             raise StoreError(f"search in {key.collection}: {len(data)} queries, {len(found)} "
                              "result lists")  # fmt: skip
@@ -454,15 +450,18 @@ class Store:
 #: the (collection, field, depth, filter) kinds remembered before the idle ones are forgotten.
 _SEARCH_BATCH = 16
 _SEARCH_KEYS = 256
+_SEARCH_PARAMS: dict[str, dict[str, Any]] = {
+    "dense": {"metric_type": "IP"},
+    "sparse": {"metric_type": "BM25", "params": {"drop_ratio_search": 0.0}},
+}
 
 
 @dataclass(frozen=True, slots=True)
 class _SearchKey:
     collection: str
-    field: str  # "dense" or "sparse"
+    field: str  # "dense" or "sparse" (their search parameters: _SEARCH_PARAMS)
     limit: int
     expr: str
-    params: str  # the search parameters, as JSON
 
 
 def _hit(item: dict[str, Any]) -> Hit:

@@ -272,7 +272,7 @@ def test_concurrent_searches_share_requests(indexed) -> None:  # type: ignore[no
         *(
             lambda t=t: store.search(name, lexical=t, limit=20, expr='language == "python"')
             for t in texts
-        ),  # fmt: skip
+        ),
     ] * 2
     alone = [call() for call in calls]
     before = sum(b.batches for b in store._searches.values())
