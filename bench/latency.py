@@ -671,7 +671,13 @@ def _targets(results: dict[str, Any]) -> dict[str, Any]:
             met = measured >= target
         else:
             met = measured <= target if at_most else measured < target
-        return {"target": target, "measured": measured, "met": met, "at_least": at_least}
+        return {
+            "target": target,
+            "measured": measured,
+            "met": met,
+            "at_least": at_least,
+            "at_most": at_most,
+        }
 
     return {
         "socket_p50_ms": entry(TARGETS["socket_p50_ms"], idle.get("p50", {}).get("median")),
@@ -756,8 +762,9 @@ def print_summary(results: dict[str, Any]) -> None:
         )
     for name, item in results["targets"].items():
         if isinstance(item, dict):
+            op = "≥" if item.get("at_least") else "≤" if item.get("at_most") else "<"
             print(
-                f"  target {name} {'≥' if item.get('at_least') else '<'} "
+                f"  target {name} {op} "
                 f"{item['target']:.0f}: {fmt(item['measured'])} → "
                 f"{'met' if item['met'] else 'NOT met'}"
             )
