@@ -3,6 +3,7 @@ the disk fills up. The daemon reports the fault, loses nothing, and recovers whe
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import subprocess
@@ -81,6 +82,33 @@ def test_engine_that_dies_while_starting_is_started_again(short_tmp: Path) -> No
         assert hits and hits[0]["path"] == "m.py"
     finally:
         proc.stop()
+
+
+def test_engine_started_without_the_fixed_wait_is_the_one_used_and_stopped(
+    short_tmp: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """codectxd starts Milvus Lite's engine itself (`lite_engine`): pymilvus talks to that
+    process, and closing the store stops it and frees the file, as milvus-lite's own start."""
+    db = short_tmp / "milvus.db"
+    with caplog.at_level(logging.DEBUG, logger="codectxd.lite_engine"):
+        store = Store(str(db))
+    assert any("engine answering after" in r.getMessage() for r in caplog.records)
+    engines = [
+        c for c in psutil.Process().children(recursive=True) if str(db) in " ".join(c.cmdline())
+    ]
+    try:
+        assert len(engines) == 1, "expected exactly one engine process for the file"
+        store.ensure_collection("cx_lite_engine", 4, {})
+        assert "cx_lite_engine" in store.list_collections()
+    finally:
+        store.close()
+    engines[0].wait(timeout=10)
+    assert not engines[0].is_running()
+    again = Store(str(db))  # the file is free again, the data kept
+    try:
+        assert "cx_lite_engine" in again.list_collections()
+    finally:
+        again.close()
 
 
 def test_database_locked_by_another_process(short_tmp: Path) -> None:
