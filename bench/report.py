@@ -595,6 +595,28 @@ def retrieval(data: Mapping[str, Any]) -> list[str]:
     return out
 
 
+def identifiers(data: Mapping[str, Any]) -> list[str]:
+    metrics = data.get("metrics") or {}
+    rows = [
+        [system, g.get("n"), g.get("r@1"), g.get("mrr@10")]
+        for system, groups in metrics.items()
+        for g in [groups.get("overall", {})]
+    ]
+    timing = data.get("seconds") or {}
+    return [
+        "The same sampled definitions as above; the query is the definition's name exactly as "
+        "written (`getEnvironProxies`, `parse_headers`), for the names the package defines "
+        f"once ({data.get('queries')} of the sample; a name defined several times does not say "
+        "which one is meant). A hit counts at rank 1 when the first result holds the "
+        "definition. Per-query details are in `bench/results/retrieval-identifiers.json`.",
+        "",
+        *table(["system", "queries", "R@1", "MRR@10"], rows),
+        f"*Run {data.get('created', '?')}, {timing.get('total', '?')} s; embedder "
+        f"{data.get('embedder', '?')}: `{RUN_COMMANDS['retrieval-identifiers']}`.*",
+        "",
+    ]
+
+
 def symbols(data: Mapping[str, Any]) -> list[str]:
     recall = data.get("recall") or {}
     rows = [
@@ -682,10 +704,14 @@ SECTIONS: dict[str, tuple[str, Callable[[Mapping[str, Any]], list[str]]]] = {
     "memory": ("Memory", memory),
     "firstindex": ("The first index: from add to searchable", firstindex),
     "retrieval": ("Retrieval quality", retrieval),
+    "retrieval-identifiers": ("Retrieval: exact identifiers", identifiers),
     "localization": ("Localization: real issues → files", localization),
     "symbols": ("Symbols: exact lookups", symbols),
 }
 
+
+#: Suites whose command is not `python -m bench SUITE`.
+RUN_COMMANDS = {"retrieval-identifiers": "python -m bench.retrieval --queries identifiers"}
 
 #: How each target reads in the table: (what is measured, goal, unit of the measured value).
 GOALS: dict[str, tuple[str, str, str]] = {
@@ -777,6 +803,11 @@ GOALS: dict[str, tuple[str, str, str]] = {
     ),
     "hybrid_vs_lexical_mrr_gain": ("hybrid MRR@10 gain over lexical-only", "≥ +10 %", "%"),
     "hybrid_vs_dense_mrr_gain": ("hybrid MRR@10 gain over dense-only", "≥ +5 %", "%"),
+    "identifier_rank1": (
+        "exact identifier query (a name the package defines once) → its definition at rank 1",
+        "always (1.000)",
+        "",
+    ),
 }
 
 
@@ -787,9 +818,10 @@ def _measured(name: str, item: Mapping[str, Any]) -> str:
     unit = GOALS.get(name, ("", "", ""))[2]
     if unit == "%":
         return f"{value:+.1%}"
-    if (name.startswith("localization_") or name in ("pipeline_ratio", "symbols_recall")) and (
-        not unit
-    ):
+    if (
+        name.startswith("localization_")
+        or name in ("pipeline_ratio", "symbols_recall", "identifier_rank1")
+    ) and (not unit):
         return f"{value:.3f}"
     if name == "rss_within_budget":
         budget = item.get("budget_mb")
@@ -990,6 +1022,11 @@ HOW_TO_RUN: tuple[tuple[str, str], ...] = (
         "(~7 minutes)",
     ),
     (
+        "`python -m bench.retrieval --queries identifiers`",
+        "the retrieval corpora's sampled definitions queried by their exact names (those "
+        "defined once), from the retrieval suite's cached index (~30 s)",
+    ),
+    (
         "`python -m bench.localization [--projects TREE ...] [--keyword-ready | --embed TREE "
         "...] [--weights NAME=VALUE ...]`",
         "243 SWE-bench Lite issues over 32 sdist trees (downloaded from PyPI once, 909k "
@@ -1083,14 +1120,14 @@ def render(results_dir: Path) -> str:
         data, smoke = loaded[suite]
         lines += [f"## {title}", ""]
         if data is None:
-            lines += [f"Not run yet: `python -m bench {suite}`.", ""]
+            lines += [f"Not run yet: `{RUN_COMMANDS.get(suite, f'python -m bench {suite}')}`.", ""]
             continue
         lines += _smoke_note(smoke)
         try:
             lines += render_section(data)
         except (KeyError, TypeError) as exc:  # an older JSON layout
             lines += [f"(cannot render this result file: missing {exc})", ""]
-        if suite != "retrieval":
+        if not suite.startswith("retrieval"):
             lines += [machine_line(data), ""]
     lines += how_to_run()
     return "\n".join(lines).rstrip() + "\n"
