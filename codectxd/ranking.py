@@ -11,9 +11,11 @@ has the numbers.
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 
 from codectx_client.protocol import FileHit, SearchHit
+from codectxd.lexical import identifier_parts, lexical_query
 from codectxd.query import QueryShape
 from codectxd.store import Hit
 
@@ -39,6 +41,10 @@ class Weights:
     #: ... and a short one: none (a sentence naming other functions is seldom about their
     #: code; the docstring benchmark loses 0.2 % MRR@10 at 0.1).
     definitions_short: float = 0.0
+    #: Bonus × the share of a chunk's name's words (`default_user_agent`: default, user,
+    #: agent) a short query holds: a sentence about a function often uses its name's words.
+    #: Long queries: none (an issue holds too many words).
+    name_words_short: float = 0.1
     paths: float = 0.6  # bonus for a chunk of a file (or traceback line) the query mentions
     #: How much a kind of file weighs against code, unless the query asks for it.
     priors: Mapping[str, float] = field(
@@ -105,12 +111,27 @@ def fuse(lists: Lists, shape: QueryShape, weights: Weights = DEFAULT) -> list[tu
     for rank, hit in enumerate(lists.paths, start=1):
         scores[hit.id] = scores.get(hit.id, 0.0) + weights.paths / rank
         hits.setdefault(hit.id, hit)
+    if both and weights.name_words_short and not shape.long:  # hybrid: a lexical signal
+        words = set(lexical_query(shape.text).split())
+        for hit_id, hit in hits.items():
+            scores[hit_id] += weights.name_words_short * name_words_share(hit.symbol, words)
     for hit_id, hit in hits.items():
         scores[hit_id] *= weights.prior(hit.file_kind, shape)
     for rank, hit in enumerate(lists.identifier, start=1):  # after the prior: whatever kind
         scores[hit.id] = scores.get(hit.id, 0.0) + IDENTIFIER_BONUS / rank
         hits.setdefault(hit.id, hit)
     return [(hits[i], scores[i]) for i in sorted(scores, key=lambda i: -scores[i])]
+
+
+def name_words_share(symbol: str, words: AbstractSet[str]) -> float:
+    """The largest share of one of a chunk's names' words found in `words` (`Session.send`:
+    the words of `send`; a chunk holding several definitions lists them with commas)."""
+    best = 0.0
+    for name in symbol.split(","):
+        parts = set(identifier_parts(name.strip().rsplit(".", 1)[-1]))
+        if parts:
+            best = max(best, len(parts & words) / len(parts))
+    return best
 
 
 def _normalised(hits: list[Hit]) -> list[tuple[Hit, float]]:

@@ -221,3 +221,36 @@ def test_file_scores_keep_more_of_further_chunks_where_the_dense_side_ranked() -
     assert dense != lexical
     assert files["/a"] == pytest.approx(1.0 + 0.5 * dense + 0.25 * dense**2, abs=1e-6)
     assert files["/b"] == pytest.approx(1.0 + 0.5 * lexical + 0.25 * lexical**2, abs=1e-6)
+
+
+def test_a_sentence_using_a_functions_name_words_ranks_that_function_higher() -> None:
+    """Hybrid, short queries only: a chunk whose name's words the query holds gets
+    `name_words_short` × their share (the dense-only and BM25-only modes, and issue-length
+    queries, are ranked by their scores alone)."""
+    from codectxd.ranking import DEFAULT, Lists, fuse, name_words_share
+    from codectxd.store import Hit
+
+    def hit(hit_id: str, symbol: str, score: float) -> Hit:
+        return Hit(id=hit_id, path=f"{hit_id}.py", language="python", start_line=1,
+                   end_line=2, symbol=symbol, kind="function", content="x", score=score,
+                   file_kind="code")  # fmt: skip
+
+    def ranked(lists: Lists, query: str) -> list[str]:
+        return [h.id for h, _ in fuse(lists, analyse(query), DEFAULT)]
+
+    def lists(dense: bool = True, lexical: bool = True) -> Lists:
+        names = (("b", "build_headers", 0.80, 5.0), ("a", "Session.default_user_agent", 0.79,
+                 4.9), ("c", "close", 0.50, 1.0))  # fmt: skip
+        return Lists(
+            dense=[hit(i, s, d) for i, s, d, _ in names] if dense else [],
+            lexical=[hit(i, s, b) for i, s, _, b in names] if lexical else [],
+        )
+
+    sentence = "Return a string with the default user agent"
+    assert name_words_share("Session.default_user_agent", {"default", "user", "agent"}) == 1.0
+    assert name_words_share("close, Session.default_user_agent", {"user"}) == pytest.approx(1 / 3)
+    assert ranked(lists(), sentence)[0] == "a"
+    assert ranked(lists(lexical=False), sentence)[0] == "b"  # dense only: its scores
+    assert ranked(lists(dense=False), sentence)[0] == "b"  # BM25 only
+    issue = sentence + "\n\n" + "When I send a request the header is wrong. " * 20
+    assert ranked(lists(), issue)[0] == "b"  # an issue holds too many words
