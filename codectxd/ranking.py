@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from codectx_client.protocol import FileHit, SearchHit
 from codectxd.lexical import identifier_parts, lexical_query
@@ -128,10 +129,15 @@ def name_words_share(symbol: str, words: AbstractSet[str]) -> float:
     the words of `send`; a chunk holding several definitions lists them with commas)."""
     best = 0.0
     for name in symbol.split(","):
-        parts = set(identifier_parts(name.strip().rsplit(".", 1)[-1]))
+        parts = _name_parts(name.strip().rsplit(".", 1)[-1])
         if parts:
             best = max(best, len(parts & words) / len(parts))
     return best
+
+
+@lru_cache(maxsize=1 << 13)
+def _name_parts(name: str) -> frozenset[str]:
+    return frozenset(identifier_parts(name))  # a repository's hits repeat its names
 
 
 def _normalised(hits: list[Hit]) -> list[tuple[Hit, float]]:
