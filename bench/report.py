@@ -859,7 +859,7 @@ MISS_NOTES: dict[str, str] = {
         "(ed5b586) Daemon start → answering 1.65 s (interpreter and imports ~0.3 s, opening "
         "Milvus Lite ~1.0 s, the model 0.2 s), then Milvus Lite's `load_collection` ~1.9 s for "
         "28k rows, which the full sync overlaps with the snapshot read and the scan (0.8 s). "
-        "(this stop) milvus-lite waited a fixed 0.5 s after starting its engine, which answers "
+        "(b030bde) milvus-lite waited a fixed 0.5 s after starting its engine, which answers "
         "after ~30 ms; `codectxd/lite_engine.py` waits for its socket instead: first answer "
         "1.59 → 1.10 s and fresh 4.79 → 4.53 s, and 1.50 → 1.00 s and 4.83 → 4.09 s (two "
         "hand A/Bs, 5 starts each, alternated). What is left is the load: Milvus Lite "
@@ -869,7 +869,7 @@ MISS_NOTES: dict[str, str] = {
         "engine, or search served from our own data while it loads (docs/decisions.md §12)."
     ),
     "restart_first_search_s": (
-        "(this stop) A search sent as soon as the restarted daemon answers (1.1–1.6 s) waits "
+        "(b030bde) A search sent as soon as the restarted daemon answers (1.1–1.6 s) waits "
         "for Milvus Lite's `load_collection` of the 116,616 rows (13–17 s; a copy by hand: "
         "14.7 s) and then answers with the loaded index's hits. A load re-inserts each row "
         "into a new segment one at a time (perf: the BM25 index's `Add` 12 %, copies and "
@@ -879,122 +879,6 @@ MISS_NOTES: dict[str, str] = {
         "UNIMPLEMENTED in Milvus Lite 2.5.1. The engine also serves one request at a time, "
         "so a search of another repository waits for the load too (docs/decisions.md §12). "
         "≤ 3 s needs another engine or a second search path of our own while it loads."
-    ),
-    "rss_within_budget": (
-        "peak RSS (daemon + Milvus) indexing a new repository under a 600 MB budget; "
-        "finishes, never starved",
-        "≤ budget + 10 %",
-        "MB",
-    ),
-    "idle_rss_mb": (
-        "RSS at rest, daemon + Milvus, 3 indexed repositories, after a restart (idle "
-        "collections released)",
-        "≤ 300 MB",
-        "MB",
-    ),
-    "rest_after_indexing_mb": (
-        "RSS at rest, daemon + Milvus, after indexing a 4th repository (default budget; idle "
-        "collections released)",
-        "≤ 300 MB",
-        "MB",
-    ),
-    "localization_mrr_ratio": (
-        "localization MRR, report projects, codectx ÷ pinned BM25",
-        "≥ 1.15",
-        "",
-    ),
-    "localization_r5": ("localization R@5, report projects (target: pinned BM25's)", "≥ BM25", ""),
-    "localization_hybrid_vs_dense": (
-        "localization MRR, report projects, hybrid gain over dense-only",
-        "≥ +10 %",
-        "%",
-    ),
-    "symbols_p50_ms": (
-        "`symbols` exact lookup p50, daemon-side, 100k+ definitions",
-        "< 3 ms",
-        "ms",
-    ),
-    "symbols_p99_ms": ("`symbols` exact lookup p99, daemon-side", "< 20 ms", "ms"),
-    "symbols_recall": ("definitions found vs Python's `ast`", "100 %", ""),
-    "references_p50_ms": (
-        "`references`, a name with ~500 occurrences, p50 daemon-side",
-        "< 20 ms",
-        "ms",
-    ),
-    "hybrid_vs_lexical_mrr_gain": ("hybrid MRR@10 gain over lexical-only", "≥ +10 %", "%"),
-    "hybrid_vs_dense_mrr_gain": ("hybrid MRR@10 gain over dense-only", "≥ +5 %", "%"),
-    "identifier_rank1": (
-        "exact identifier query (a name the package defines once) → its definition at rank 1",
-        "always (1.000)",
-        "",
-    ),
-}
-
-
-def _measured(name: str, item: Mapping[str, Any]) -> str:
-    value = item.get("measured", item.get("measured_peak_mb"))
-    if not isinstance(value, float | int):
-        return "-" if value is None else str(value)
-    unit = GOALS.get(name, ("", "", ""))[2]
-    if unit == "%":
-        return f"{value:+.1%}"
-    if (
-        name.startswith("localization_")
-        or name in ("pipeline_ratio", "symbols_recall", "identifier_rank1")
-    ) and (not unit):
-        return f"{value:.3f}"
-    if name == "rss_within_budget":
-        budget = item.get("budget_mb")
-        return (
-            f"{value:.0f} MB (budget {budget} MB: ×{value / budget:.2f})"
-            if budget
-            else f"{value:.0f} MB"
-        )
-    return f"{fmt(value, 1)} {unit}".strip()
-
-
-#: Why a target is missed, from profiling (shown under the targets table only while missed).
-#: Profiled with py-spy and in-process timings, 2026-11-26 (each note names its commit).
-MISS_NOTES: dict[str, str] = {
-    "socket_p50_ms": (
-        "(ed5b586) Measured back to back with the previous stop's 381fb6d "
-        "(`bench/results/latency-baseline-381fb6d.json`): 22.8 ms against 22.9 ms, so this "
-        "hour's machine, not the code (the same suite read 19.0 ms at 7896e61 earlier in the "
-        "day). A hybrid search is the query embedding (~7 ms), a dense and a BM25 Milvus search "
-        "(~6–7 ms each, the BM25 one running while the query is embedded) and ~1.5 ms of "
-        "socket and fusion; fetching `content` only for the final hits is the next lever."
-    ),
-    "searches_per_s_50_clients": (
-        "(1d6ef52) 81.8/s in this run, 68.5/s in the one before it; 66.2 and 62.3/s for the "
-        "previous commit alternated with them on the same 116,616-row index. Search responses "
-        "are now decoded a column at a time (pymilvus decoded each cell alone: 3.3 + 3.0 → "
-        "1.8 + 1.4 ms of daemon CPU per search), after definitions read by chunk id, queries "
-        "embedded as one batch and fewer thread hops (0d3b945). What is left is ~15 ms of CPU "
-        "per search on 2 cores shared by the daemon (~8 ms: the query's model run, the two "
-        "searches' requests and responses, fusion, the socket) and Milvus Lite (~6–8 ms: a "
-        "brute-force dense search, BM25, the id read; its IVF_FLAT ignores `nprobe` and "
-        "recalls 0.58). docs/decisions.md §12.1."
-    ),
-    "warm_restart_s": (
-        "(ed5b586) Daemon start → answering 1.65 s (interpreter and imports ~0.3 s, opening "
-        "Milvus Lite ~1.0 s: it starts its server process, the model 0.2 s), then Milvus "
-        "Lite's `load_collection` ~1.9 s for 28k rows, which the full sync now overlaps with "
-        "the snapshot read and the scan (0.8 s). The load is reading the rows, not building "
-        "indexes (a FLAT dense index loads in 1.72 s instead of 2.0 s). (c89d026, by hand) "
-        "`load_collection` of that 28,009-row collection alone takes 2.5–2.7 s, and Milvus "
-        "Lite 2.5.1 answers `compact` and `alter_collection_properties` (mmap) with "
-        "UNIMPLEMENTED; loading the model during Milvus Lite's start did not pay (4.60 vs "
-        "4.45 s). < 2 s needs another engine or one that loads less (docs/decisions.md, 12)."
-    ),
-    "restart_first_search_s": (
-        "(c146534) A search sent as soon as the restarted daemon answers (1.9 s) waits for "
-        "Milvus Lite's `load_collection` of the 116,616 rows (~15 s; the same load of a copy "
-        "by hand: 11.7–15.5 s, one core at 100 % throughout) and then answers with the loaded "
-        "index's hits. Loading fewer fields does not help (`load_fields` without `content` and "
-        "`lexical`: 13.4 s, with only the id and vectors: 14.0 s), nor does the segment layout, "
-        "and `compact` / mmap are UNIMPLEMENTED in Milvus Lite 2.5.1 (docs/decisions.md §12). "
-        "≤ 3 s needs an engine that loads in parallel or lazily, or a second search path of our "
-        "own while it loads (our own BM25 cannot give Milvus's exact hits)."
     ),
     "rss_within_budget": (
         "(b26987d) Since b26987d the MemoryManager also sizes every local embedding batch to "
@@ -1015,7 +899,7 @@ MISS_NOTES: dict[str, str] = {
         "+2.0 % over dense-only (names queries +1.1 %); every fusion tried on cached candidate "
         "lists (rank fusion with k 5–60 and BM25 weights 0.2–1.0, min-max, max and z-score "
         "normalisation with dense shares 0.5–0.9) stayed under +2.3 %, and a share chosen per "
-        "query from the two lists' leads +2.5 %. (this stop) A bonus for a chunk whose name's "
+        "query from the two lists' leads +2.5 %. (dd583e4) A bonus for a chunk whose name's "
         "words the sentence holds (`name_words_short`, hybrid and short queries only) took it "
         "to +3.6 % (names queries +2.7 %). Choosing per query the better of dense and BM25 "
         "would give +9 %, but nothing in the lists says which one to choose (docs/decisions.md "
