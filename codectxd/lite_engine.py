@@ -16,7 +16,7 @@ import os
 import pathlib
 import subprocess
 import time
-from typing import Any
+from typing import Any, NoReturn
 
 log = logging.getLogger(__name__)
 
@@ -29,12 +29,17 @@ class StartFailed(Exception):
     """The engine process exited, or never opened its socket, while it started."""
 
 
+class Locked(Exception):
+    """Another process holds the file's lock (a running codectxd, or a script)."""
+
+
 def start(db_path: str) -> bool:
     """Start the engine for the Milvus Lite file `db_path` unless one runs already; False when
     this path does not apply (pymilvus then starts the engine the library's own way).
 
     Raises:
         StartFailed: the engine did not come up (it is stopped; starting again may work).
+        Locked: another process has the file.
     """
     try:
         from milvus_lite import server as lite_server
@@ -50,8 +55,14 @@ def start(db_path: str) -> bool:
         if key in servers:
             return True
         server = lite_server.Server(key)
-        if not _has_layout(server) or not server.init() or not _start(server):
-            return False
+        try:
+            if not _has_layout(server) or not server.init():
+                _disarm(server)
+                return False
+            _start(server)
+        except BaseException:
+            _disarm(server)
+            raise
         servers[key] = server
     return True
 
@@ -65,34 +76,45 @@ def _has_layout(server: Any) -> bool:
     return all(hasattr(server, name) for name in _LAYOUT)
 
 
-def _start(server: Any) -> bool:
+def _disarm(server: Any) -> None:
+    """milvus-lite's Server deletes its lock file when it is stopped, and stops when it is
+    collected: one that is not (or no longer) running must not, or it would delete the file
+    another process holds."""
+    server.stop = lambda: None
+
+
+def _start(server: Any) -> None:
     """Server.start, waiting for the socket instead of a fixed 0.5 s."""
-    server._lock_fd = open(server._lock_path, "a")  # noqa: SIM115 - held while it runs
+    handle = open(server._lock_path, "a")  # noqa: SIM115 - held while the engine runs
     try:
-        fcntl.lockf(server._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.lockf(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
-        server._lock_fd.close()
-        server._lock_fd = None
-        return False  # another process has the file: milvus-lite reports it its own way
+        handle.close()
+        raise Locked(f"{server._lock_path} is locked by another process") from None
+    server._lock_fd = handle
     library_path = str(server._bin_path)
     env = {k: v for k, v in os.environ.items() if k not in ("LD_LIBRARY_PATH", "DYLD_LIBRARY_PATH")}
     inherited = os.environ.get("LD_LIBRARY_PATH", "")
     env["LD_LIBRARY_PATH"] = env["DYLD_LIBRARY_PATH"] = f"{library_path}:{inherited}"
     started = time.monotonic()
     server._p = subprocess.Popen(args=server.args, env=env, cwd=str(server._work_dir))
-    while not os.path.exists(server._uds_path):
+    while True:
+        ready = os.path.exists(server._uds_path)
         status = server._p.poll()
-        if status is not None or time.monotonic() - started > SOCKET_TIMEOUT_S:
-            if status is None:
-                server._p.kill()
-                server._p.wait()
-            server._p = None
-            server.stop()  # frees the lock and removes the socket path
-            raise StartFailed(
-                f"its process exited while starting (status {status})"
-                if status is not None
-                else f"it did not open its socket within {SOCKET_TIMEOUT_S:.0f} s"
-            )
+        if status is not None:
+            _stop_failed(server, f"its process exited while starting (status {status})")
+        if ready:
+            break
+        if time.monotonic() - started > SOCKET_TIMEOUT_S:
+            server._p.kill()
+            server._p.wait()
+            _stop_failed(server, f"it did not open its socket within {SOCKET_TIMEOUT_S:.0f} s")
         time.sleep(_POLL_S)
     log.debug("Milvus Lite engine answering after %.3f s", time.monotonic() - started)
-    return True
+
+
+def _stop_failed(server: Any, reason: str) -> NoReturn:
+    server._p = None
+    server.stop()  # ours: frees the lock, removes the socket path and the lock file
+    _disarm(server)
+    raise StartFailed(reason)

@@ -65,10 +65,7 @@ class MilvusConnection:
 
         # Check first: a failed open by milvus-lite deletes the other process's lock file.
         if self.local and _locked(self.uri):
-            raise StoreError(
-                f"the index at {self.uri} is in use by another process (a running codectxd?); "
-                f"use codectx-client to talk to the daemon, or stop it first"
-            )
+            raise self._in_use()
         # Milvus Lite's engine process sometimes dies while it starts (seen on a loaded
         # machine, right after another engine stopped): its socket then refuses every connection.
         # Stop it and start a fresh one, a little later each time.
@@ -76,10 +73,15 @@ class MilvusConnection:
         for attempt in range(1, attempts + 1):
             try:
                 if self.local:
-                    lite_engine.start(self.uri)  # else pymilvus starts it, 0.5 s slower
+                    try:
+                        lite_engine.start(self.uri)  # else pymilvus starts it, 0.5 s slower
+                    except lite_engine.Locked:
+                        raise self._in_use() from None
                 if self._token:
                     return MilvusClient(uri=self.uri, token=self._token)
                 return MilvusClient(uri=self.uri)
+            except StoreError:
+                raise
             except Exception as exc:
                 reason = _reason(exc)
                 retry = (
@@ -94,6 +96,12 @@ class MilvusConnection:
                 self._release_engine()
                 time.sleep(0.5 * attempt)
         raise AssertionError("unreachable")
+
+    def _in_use(self) -> StoreError:
+        return StoreError(
+            f"the index at {self.uri} is in use by another process (a running codectxd?); "
+            f"use codectx-client to talk to the daemon, or stop it first"
+        )
 
     def _release_engine(self) -> None:
         if self.local:

@@ -100,15 +100,51 @@ def test_engine_started_without_the_fixed_wait_is_the_one_used_and_stopped(
         assert len(engines) == 1, "expected exactly one engine process for the file"
         store.ensure_collection("cx_lite_engine", 4, {})
         assert "cx_lite_engine" in store.list_collections()
+        assert _locked_elsewhere(db)
     finally:
         store.close()
     engines[0].wait(timeout=10)
     assert not engines[0].is_running()
+    assert not _locked_elsewhere(db)
     again = Store(str(db))  # the file is free again, the data kept
     try:
         assert "cx_lite_engine" in again.list_collections()
     finally:
         again.close()
+
+
+def _locked_elsewhere(db: Path) -> bool:
+    """Whether the file's lock is held, seen from another process (a process's own locks do
+    not stop it)."""
+    code = "import sys; from codectxd.milvus import _locked; sys.exit(3 if _locked(sys.argv[1]) else 0)"
+    return subprocess.run([sys.executable, "-c", code, str(db)], timeout=60).returncode == 3
+
+
+def test_a_file_another_process_holds_is_reported_and_its_lock_kept(short_tmp: Path) -> None:
+    """Between the lock check and the start another process may take the file: the start
+    says so, and does not delete that process's lock file (milvus-lite's own Server would,
+    when collected)."""
+    import gc
+
+    from codectxd import lite_engine
+
+    db = short_tmp / "milvus.db"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from codectxd.store import Store; s = Store(sys.argv[1]); "
+         "print('open', flush=True); sys.stdin.read(); s.close()", str(db)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "open"
+        with pytest.raises(lite_engine.Locked):
+            lite_engine.start(str(db))
+        gc.collect()  # what milvus-lite's Server does when it is collected
+        assert (db.parent / f".{db.name}.lock").exists()
+        assert _locked_elsewhere(db)
+    finally:
+        assert holder.stdin is not None
+        holder.stdin.close()
+        holder.wait(timeout=60)
 
 
 def test_database_locked_by_another_process(short_tmp: Path) -> None:
