@@ -608,7 +608,8 @@ def identifiers(data: Mapping[str, Any]) -> list[str]:
         "written (`getEnvironProxies`, `parse_headers`), for the names the package defines "
         f"once ({data.get('queries')} of the sample; a name defined several times does not say "
         "which one is meant). A hit counts at rank 1 when the first result holds the "
-        "definition. Per-query details are in `bench/results/retrieval-identifiers.json`.",
+        "definition (for `bm25-file`, which ranks files: when the first file is the "
+        "definition's). Per-query details are in `bench/results/retrieval-identifiers.json`.",
         "",
         *table(["system", "queries", "R@1", "MRR@10"], rows),
         f"*Run {data.get('created', '?')}, {timing.get('total', '?')} s; embedder "
