@@ -128,16 +128,20 @@ def name_words_share(symbol: str, words: AbstractSet[str]) -> float:
     """The largest share of one of a chunk's names' words found in `words` (`Session.send`:
     the words of `send`; a chunk holding several definitions lists them with commas)."""
     best = 0.0
-    for name in symbol.split(","):
-        parts = _name_parts(name.strip().rsplit(".", 1)[-1])
-        if parts:
-            best = max(best, len(parts & words) / len(parts))
+    for parts in _names_parts(symbol):
+        best = max(best, len(parts & words) / len(parts))
     return best
 
 
-@lru_cache(maxsize=1 << 13)
-def _name_parts(name: str) -> frozenset[str]:
-    return frozenset(identifier_parts(name))  # a repository's hits repeat its names
+#: A chunk merged from many small definitions lists them all; its first names are enough.
+_MAX_NAMES = 8
+
+
+@lru_cache(maxsize=1 << 14)
+def _names_parts(symbol: str) -> tuple[frozenset[str], ...]:
+    """Each of a chunk's (first) names as its set of words; cached: hits repeat."""
+    names = (n.strip().rsplit(".", 1)[-1] for n in symbol.split(",", _MAX_NAMES)[:_MAX_NAMES])
+    return tuple(parts for parts in (frozenset(identifier_parts(n)) for n in names) if parts)
 
 
 def _normalised(hits: list[Hit]) -> list[tuple[Hit, float]]:
