@@ -73,15 +73,12 @@ class MilvusConnection:
         for attempt in range(1, attempts + 1):
             try:
                 if self.local:
-                    try:
-                        lite_engine.start(self.uri)  # else pymilvus starts it, 0.5 s slower
-                    except lite_engine.Locked:
-                        raise self._in_use() from None
+                    lite_engine.start(self.uri)  # else pymilvus starts it, 0.5 s slower
                 if self._token:
                     return MilvusClient(uri=self.uri, token=self._token)
                 return MilvusClient(uri=self.uri)
-            except StoreError:
-                raise
+            except lite_engine.Locked:  # taken since the check above
+                raise self._in_use() from None
             except Exception as exc:
                 reason = _reason(exc)
                 retry = (

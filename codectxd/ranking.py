@@ -93,10 +93,16 @@ class Lists:
     paths: list[Hit] = field(default_factory=list)
 
 
-def fuse(lists: Lists, shape: QueryShape, weights: Weights = DEFAULT) -> list[tuple[Hit, float]]:
+def fuse(
+    lists: Lists,
+    shape: QueryShape,
+    weights: Weights = DEFAULT,
+    words: AbstractSet[str] | None = None,
+) -> list[tuple[Hit, float]]:
     """Score every candidate: dense_share × dense + (1 − dense_share) × lexical (each min-max
     normalised; a list that is empty gives its share to the other), plus the bonuses, times the
-    file's kind prior; best first. A mode searches one list only and gets its normalised score."""
+    file's kind prior; best first. A mode searches one list only and gets its normalised score.
+    `words`: the query's BM25 words, when the caller has them already (else made here)."""
     both = lists.dense and lists.lexical
     share = weights.dense_share_for(shape) if both else 1.0 if lists.dense else 0.0
     scores: dict[str, float] = {}
@@ -113,7 +119,8 @@ def fuse(lists: Lists, shape: QueryShape, weights: Weights = DEFAULT) -> list[tu
         scores[hit.id] = scores.get(hit.id, 0.0) + weights.paths / rank
         hits.setdefault(hit.id, hit)
     if both and weights.name_words_short and not shape.long:  # hybrid: a lexical signal
-        words = set(lexical_query(shape.text).split())
+        if words is None:
+            words = frozenset(lexical_query(shape.text).split())
         for hit_id, hit in hits.items():
             scores[hit_id] += weights.name_words_short * name_words_share(hit.symbol, words)
     for hit_id, hit in hits.items():

@@ -387,8 +387,9 @@ def _finish(
     q: _Query, targets: Sequence[Target], per_target: Sequence[Lists]
 ) -> tuple[list[SearchHit], list[FileHit] | None]:
     ranked: list[SearchHit] = []
+    words = frozenset(q.lexical.split())  # the BM25 query's, once for every repository
     for target, lists in zip(targets, per_target, strict=True):
-        for hit, score in fuse(lists, q.shape, q.weights):
+        for hit, score in fuse(lists, q.shape, q.weights, words):
             if q.path_filter and not q.path_filter(hit.path):
                 continue
             ranked.append(
