@@ -236,6 +236,9 @@ class RepoInfo(msgspec.Struct):
     # False: the collection rested unused and left the engine's memory; the next search
     # loads it (a fraction of a second for a small repository, seconds for a large one).
     loaded: bool = True
+    # A search image is on disk: while the collection is not loaded (after a restart, or at
+    # rest) it answers searches without filters at once (large repositories, once quiet).
+    image: bool = False
 
 
 class AddResult(msgspec.Struct):

@@ -8,6 +8,7 @@ turns into a handler call over a narrow context; everything that runs in the bac
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -86,6 +87,8 @@ class Daemon:
         self.should_exit = anyio.Event()
         self.ready = anyio.Event()
         self._resting: anyio.CancelScope | None = None  # the rest loop's; `close` cancels it
+        self._imaging: anyio.CancelScope | None = None  # the image loop's; likewise
+        self._stop_images = threading.Event()  # an image being written stops at its next batch
         context = Context(
             settings=settings,
             repos=self.repos,
@@ -118,6 +121,8 @@ class Daemon:
         task_group.start_soon(self.watcher.run)
         if self.settings.daemon.release_idle_s > 0:
             task_group.start_soon(self._rest_when_idle)
+        if self.engine.store.images is not None and self.settings.daemon.image_quiet_s > 0:
+            task_group.start_soon(self._keep_images)
         self.ready.set()
         log.info(
             "daemon ready: %d repositories, model %s",
@@ -147,10 +152,29 @@ class Daemon:
                 except Exception:  # noqa: BLE001 - what failed to be released stays loaded
                     log.warning("releasing idle collections or the model failed", exc_info=True)
 
+    async def _keep_images(self) -> None:
+        """Write the search images of large collections once they are quiet
+        (`Store.write_images`). Runs until `close`."""
+        daemon = self.settings.daemon
+        with anyio.CancelScope() as self._imaging:
+            while True:
+                await anyio.sleep(min(max(daemon.image_quiet_s / 4, 1.0), 60.0))
+                try:
+                    await anyio.to_thread.run_sync(
+                        self.engine.store.write_images,
+                        daemon.image_min_rows,
+                        daemon.image_quiet_s,
+                        self._stop_images.is_set,
+                    )
+                except Exception:  # noqa: BLE001 - without an image, searches wait for a load
+                    log.warning("writing search images failed", exc_info=True)
+
     async def close(self) -> None:
         """Stop indexing at the next safe point; everything committed so far is persisted."""
-        if self._resting is not None:
-            self._resting.cancel()
+        self._stop_images.set()
+        for scope in (self._resting, self._imaging):
+            if scope is not None:
+                scope.cancel()
         self.watcher.stop()
         await self.repos.stop()
         await anyio.to_thread.run_sync(self.engine.close)

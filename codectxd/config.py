@@ -104,6 +104,11 @@ class DaemonSettings:
     # that is slow to load: codectxd.residency), and so does the local model's session; the
     # next search loads them again. 0: never.
     release_idle_s: float = 60.0
+    # A collection of at least image_min_rows rows with no write for image_quiet_s gets a
+    # search image on disk, which answers its searches while Milvus Lite loads it (after a
+    # restart, or a release): codectxd.image. image_quiet_s 0: no images.
+    image_min_rows: int = 20_000
+    image_quiet_s: float = 300.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,6 +264,8 @@ _FIELDS: tuple[_Field, ...] = (
     _Field("daemon", "rescan_interval_s", _float_min(0), ("CODECTX_RESCAN_INTERVAL_S",)),
     _Field("daemon", "request_timeout_s", _float_min(0.1), ("CODECTX_REQUEST_TIMEOUT_S",)),
     _Field("daemon", "release_idle_s", _float_min(0), ("CODECTX_RELEASE_IDLE_S",)),
+    _Field("daemon", "image_min_rows", _int_min(1), ("CODECTX_IMAGE_MIN_ROWS",)),
+    _Field("daemon", "image_quiet_s", _float_min(0), ("CODECTX_IMAGE_QUIET_S",)),
 )
 _SECTIONS: dict[str, type] = {
     "embedding": EmbeddingSettings,

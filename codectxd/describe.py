@@ -54,4 +54,5 @@ def _info(supervisor: Supervisor, counts: dict[str, int]) -> p.RepoInfo:
         error=supervisor.error,
         last_report=supervisor.last_report,
         loaded=not supervisor.services.store.is_resting(supervisor.collections.serving),
+        image=supervisor.services.store.has_image(supervisor.collections.serving),
     )

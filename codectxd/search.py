@@ -27,7 +27,7 @@ from codectxd.lexical import lexical_query
 from codectxd.query import QueryShape, analyse, path_candidates
 from codectxd.ranking import DEFAULT, Lists, Weights, fuse, group_files, merge_overlapping
 from codectxd.snapshot import INDEXED, Definition, Snapshot
-from codectxd.store import Hit, Store, quote
+from codectxd.store import Hit, Store
 
 __all__ = ["MODES", "Target", "merge_overlapping", "search", "search_async"]
 
@@ -366,21 +366,13 @@ def _candidate_rows(
             by_path.add(d.path)
         else:
             wanted[chunk] = d.path
-    rows = _rows_where(store, target, "id", list(wanted), expr) if wanted else []
+    rows = store.hits_in(target.collection, "id", list(wanted), expr) if wanted else []
     found = {r.id for r in rows}
     by_path.update(path for chunk, path in wanted.items() if chunk not in found)
     if by_path:
-        rows += [r for r in _rows_where(store, target, "path", sorted(by_path), expr)
+        rows += [r for r in store.hits_in(target.collection, "path", sorted(by_path), expr)
                  if r.id not in found]  # fmt: skip
     return rows
-
-
-def _rows_where(
-    store: Store, target: Target, field: str, values: list[str], expr: str
-) -> list[Hit]:
-    """The chunks whose `field` is one of `values` (within the search's filters)."""
-    match = f"{field} in [{', '.join(quote(v) for v in values)}]"
-    return store.hits_where(target.collection, f"({expr}) and {match}" if expr else match)
 
 
 def _finish(

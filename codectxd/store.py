@@ -15,14 +15,16 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import numpy as np
 
 from codectxd.batching import Batcher
 from codectxd.errors import StoreError
+from codectxd.image import Changed, Image, Images
 from codectxd.milvus import MilvusConnection
 from codectxd.residency import Residency
 
@@ -137,6 +139,16 @@ class Store:
     def __init__(self, uri: str, token: str = "") -> None:
         self._conn = MilvusConnection(uri, token, on_reconnect=self._forget_open)
         self.uri = uri
+        # Large collections' search images (`codectxd.image`), beside a Milvus Lite file: any
+        # store that writes the file invalidates them. (A server keeps collections loaded.)
+        self.images = Images(Path(uri).parent / "images") if self._conn.local else None
+        # Per collection: writes so far (an image read across a write is not published) and
+        # when the last one was made (images are written once a collection is quiet).
+        self._writes: dict[str, int] = {}
+        self._last_write: dict[str, float] = {}
+        self._started = time.monotonic()
+        self._loading: set[str] = set()  # loads started for a search its image answered
+        self._small: dict[str, int] = {}  # too few rows for an image, as of that many writes
         # Serialise writes so a delete+insert pair of one file is not interleaved with another
         # writer. Searches do not take this lock.
         self._write_lock = threading.Lock()
@@ -217,6 +229,8 @@ class Store:
         )
         self.residency.loaded(name, seconds)
         self._resting.discard(name)
+        if self.images is not None:
+            self.images.loaded(name)
         return _Opened(has_rows=bool(rows and int(rows[0]["count(*)"]) > 0))
 
     def _readable(self, name: str) -> _Opened | None:
@@ -261,6 +275,7 @@ class Store:
                 client.drop_collection(name)
 
         with self._write_lock, self._open_lock(name):
+            self._wrote(name)
             self._run(f"cannot drop collection {name}", drop)
             self._open.pop(name, None)
             self._resting.discard(name)
@@ -325,6 +340,7 @@ class Store:
                 client.delete(name, filter=f"id in [{batch}]")
 
         with self._write_lock:
+            self._wrote(name)
             self._run(f"writing to collection {name} failed", write)
             opened = self._open.get(name)  # (gone after a reconnect: reloaded and counted)
             if rows and opened is not None:
@@ -336,6 +352,7 @@ class Store:
     def delete_paths(self, name: str, paths: Sequence[str]) -> None:
         self._ensure_loaded(name)
         with self._write_lock:
+            self._wrote(name)
             self._run(
                 f"deleting from collection {name} failed",
                 lambda c: _delete_paths(c, name, paths),
@@ -381,14 +398,20 @@ class Store:
         limit: int,
         expr: str = "",
     ) -> list[Hit]:
-        """Dense (vector) or lexical (BM25) search, best first; give exactly one of the two.
-        A dense search sees only chunks that are embedded already. Concurrent searches of the
-        same kind go to Milvus together (`_search_many`).
+        """Dense (vector) or lexical (BM25) search, best first (equal scores by id); give
+        exactly one of the two. A dense search sees only chunks that are embedded already.
+        Concurrent searches of the same kind go to Milvus together (`_search_many`). Before
+        the collection is loaded, its image answers searches without a filter.
 
         Hybrid fusion happens in `codectxd.search`, where its parameters are tuned.
         """
         if (dense is None) == (lexical is None):
             raise ValueError("give exactly one of dense and lexical")
+        image = self._image_for(name, expr)
+        if image is not None:
+            found = (image.search_dense(dense, limit) if dense is not None
+                     else image.search_lexical(lexical or "", limit))  # fmt: skip
+            return [_hit(item) for item in found]
         query: Any
         if dense is not None:
             query, field = dense.tolist(), "dense"
@@ -400,7 +423,10 @@ class Store:
             # Being created, never written, or incomplete: nothing to find, and Milvus fails a
             # BM25 search of a collection that never held a row (its statistics are NaN).
             return []
-        return self._search_batcher(_SearchKey(name, field, limit, expr)).submit(query)
+        hits = self._search_batcher(_SearchKey(name, field, limit + _TIE_MARGIN, expr)).submit(
+            query
+        )
+        return hits[:limit]
 
     def _search_batcher(self, key: _SearchKey) -> Batcher[Any, list[Hit]]:
         with self._searches_guard:
@@ -413,7 +439,8 @@ class Store:
             return batcher
 
     def _search_many(self, key: _SearchKey, data: Sequence[Any]) -> list[list[Hit]]:
-        """One Milvus search of several queries (vectors or BM25 texts): their hits, in order."""
+        """One Milvus search of several queries (vectors or BM25 texts): their hits, in order
+        (equal scores by id: Milvus orders them as its heaps happen to)."""
         result = self._run(
             f"search in {key.collection} failed",
             lambda c: c.search(
@@ -432,17 +459,129 @@ class Store:
         if len(found) != len(data):  # which query lost its hits cannot be told
             raise StoreError(f"search in {key.collection}: {len(data)} queries, {len(found)} "
                              "result lists")  # fmt: skip
-        return [[_hit(item) for item in hits] for hits in found]
+        return [sorted(map(_hit, hits), key=_by_score) for hits in found]
 
     @_in_use
-    def hits_where(self, name: str, expr: str, limit: int = 2000) -> list[Hit]:
-        """The chunks matching a filter (no ranking: score 0), at most `limit`."""
-        opened = self._readable(name)
-        if opened is None or not opened.has_rows:
+    def hits_in(
+        self, name: str, field: str, values: Sequence[str], expr: str = "", limit: int = 2000
+    ) -> list[Hit]:
+        """The chunks whose `field` ("id" or "path") is one of `values`, within the filter
+        `expr` (no ranking: score 0), at most `limit`, by path and line."""
+        image = self._image_for(name, expr)
+        if image is not None:
+            rows = image.rows_in(field, values, limit)
+        else:
+            opened = self._readable(name)
+            if opened is None or not opened.has_rows:
+                return []
+            match = f"{field} in [{', '.join(quote(v) for v in values)}]"
+            where = f"({expr}) and {match}" if expr else match
+            rows = self._run(f"query in {name} failed", lambda c: c.query(
+                name, filter=where, output_fields=OUTPUT_FIELDS, limit=limit))  # fmt: skip
+        return sorted(map(_hit, rows), key=lambda h: (h.path, h.start_line, h.id))
+
+    # --- images ---------------------------------------------------------------------------
+
+    def has_image(self, name: str) -> bool:
+        return self.images is not None and self.images.has(name)
+
+    def _image_for(self, name: str, expr: str) -> Image | None:
+        """The image that answers for `name` now: it has one, is not loaded, and the search
+        has no filter (an image evaluates none). Starts the load the image stands in for."""
+        if self.images is None or name in self._open or expr or not self.images.has(name):
+            return None
+        image = self.images.open(name)
+        if image is not None:
+            self._load_soon(name)
+        return image
+
+    def _load_soon(self, name: str) -> None:
+        """Load `name` in the background (once at a time), for the searches its image
+        answers meanwhile."""
+        with self._open_locks_guard:
+            if name in self._loading:
+                return
+            self._loading.add(name)
+        log.info("answering searches of %s from its image while it loads", name)
+        threading.Thread(target=self._load_now, args=(name,), name=f"load-{name}",
+                         daemon=True).start()  # fmt: skip
+
+    def _load_now(self, name: str) -> None:
+        try:
+            with self.residency.using(name):
+                self._readable(name)
+        except StoreError as exc:
+            log.warning("%s", exc)
+        finally:
+            with self._open_locks_guard:
+                self._loading.discard(name)
+
+    def _wrote(self, name: str) -> None:
+        """Before any write of `name` (under the write lock): its image no longer holds."""
+        self._writes[name] = self._writes.get(name, 0) + 1
+        self._last_write[name] = time.monotonic()
+        if self.images is not None:
+            self.images.invalidate(name)
+
+    def write_images(
+        self, min_rows: int, quiet_s: float, stop: Callable[[], bool] = lambda: False
+    ) -> list[str]:
+        """Write the image of each loaded collection of `min_rows` rows or more that has none
+        and no write for `quiet_s` (one at a time; writes go on meanwhile, and an image read
+        across one is dropped; `stop` true abandons one being written). Returns the
+        collections imaged."""
+        if self.images is None:
             return []
-        rows = self._run(f"query in {name} failed", lambda c: c.query(
-            name, filter=expr, output_fields=OUTPUT_FIELDS, limit=limit))  # fmt: skip
-        return [_hit(row) for row in rows]
+        done: list[str] = []
+        for name in list(self._open):
+            writes = self._writes.get(name, 0)
+            if (
+                self.images.has(name)
+                or self._small.get(name) == writes
+                or time.monotonic() - self._last_write.get(name, self._started) < quiet_s
+            ):
+                continue
+            if stop():
+                break
+            try:
+                if self._write_image(name, writes, min_rows, stop):
+                    done.append(name)
+            except (StoreError, Changed) as exc:
+                log.info("image of %s not written: %s", name, exc)
+        return done
+
+    @_in_use
+    def _write_image(self, name: str, writes: int, min_rows: int, stop: Callable[[], bool]) -> bool:
+        if name not in self._open:
+            return False
+        rows = self.count(name)
+        if rows < min_rows:
+            self._small[name] = writes
+            return False
+        assert self.images is not None
+        started = time.perf_counter()
+        partial = self.images.build(name, rows, self._all_rows(name, stop))
+        with self._write_lock:
+            if self._writes.get(name, 0) != writes or name not in self._open:
+                self.images.abandon(partial)
+                return False
+            self.images.publish(name, partial)
+        log.info("image of %s written: %d rows in %.1f s", name, rows,
+                 time.perf_counter() - started)  # fmt: skip
+        return True
+
+    def _all_rows(self, name: str, stop: Callable[[], bool]) -> Iterator[list[dict[str, Any]]]:
+        """Every row of `name` with what an image keeps, a batch at a time (until `stop`)."""
+        fields = [*OUTPUT_FIELDS, "lexical", "dense", "embedded"]
+        iterator = self._run(f"cannot read rows of {name}", lambda c: c.query_iterator(
+            name, batch_size=2000, filter="", output_fields=fields))  # fmt: skip
+        try:
+            while batch := self._run(f"cannot read rows of {name}", lambda _: iterator.next()):
+                if stop():
+                    raise Changed("the daemon is stopping")
+                yield batch
+        finally:
+            iterator.close()
 
 
 #: Searches sent as one request at most (below 20, where faiss-style engines switch brute
@@ -450,6 +589,9 @@ class Store:
 #: the (collection, field, depth, filter) kinds remembered before the idle ones are forgotten.
 _SEARCH_BATCH = 16
 _SEARCH_KEYS = 256
+#: Hits asked beyond a search's limit: rows tied with its last hit are then cut by id, not as
+#: Milvus's heaps happen to keep them (so an image, which sees every tie, agrees).
+_TIE_MARGIN = 8
 _SEARCH_PARAMS: dict[str, dict[str, Any]] = {
     "dense": {"metric_type": "IP"},
     "sparse": {"metric_type": "BM25", "params": {"drop_ratio_search": 0.0}},
@@ -462,6 +604,10 @@ class _SearchKey:
     field: str  # "dense" or "sparse" (their search parameters: _SEARCH_PARAMS)
     limit: int
     expr: str
+
+
+def _by_score(hit: Hit) -> tuple[float, str]:
+    return (-hit.score, hit.id)
 
 
 def _hit(item: dict[str, Any]) -> Hit:

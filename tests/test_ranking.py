@@ -103,7 +103,7 @@ def test_definitions_are_read_by_chunk_id_and_by_path_when_the_ids_are_unknown_o
     engine, root = indexed
     coll = engine.collection_for(root)
     spans = engine.snapshot.chunk_spans(coll, ["shop/net/policy.py", "shop/cart/totals.py"])
-    stored = engine.store.hits_where(coll, 'path in ["shop/net/policy.py", "shop/cart/totals.py"]')
+    stored = engine.store.hits_in(coll, "path", ["shop/net/policy.py", "shop/cart/totals.py"])
     assert sorted(i for file in spans.values() for _, _, i in file) == sorted(r.id for r in stored)
     assert {(r.path, r.start_line, r.end_line) for r in stored} == {
         (path, first, last) for path, file in spans.items() for first, last, _ in file
