@@ -45,6 +45,7 @@ from bench.run import (
     log,
     perf_cache,
     print_table,
+    settle_images,
     short_tmp,
 )
 from bench.stats import across_runs, fmt, fmt_mmm, median_min_max, ratio, summarize
@@ -254,6 +255,7 @@ def build_index(config: Config, options: SuiteOptions) -> tuple[Path, Path, dict
     else:
         tree["indexed"] = json.loads((base / "indexed.json").read_text())
     tree["replicas"] = replicate(data_dir, config.min_rows)
+    tree["images"] = settle_images(data_dir, [root], 3600)
     return root, data_dir, tree
 
 
@@ -547,14 +549,22 @@ def run(options: SuiteOptions) -> dict[str, Any]:
             if repo["root"] != str(root):
                 daemon.call("remove", {"path": repo["root"]}, timeout_s=300)
         daemon.wait_fresh(root, 1800, 0.2)
+        fresh_s = time.perf_counter() - daemon.started_at
+        while not daemon.repo(root).get("loaded", True):  # measured on the engine, not the image
+            time.sleep(0.2)
         ready_s = time.perf_counter() - daemon.started_at  # from launch: the search above waited
         results["daemon_start_s"] = round(start_s, 2)
+        results["fresh_s"] = round(fresh_s, 2)
         results["collection_ready_s"] = round(ready_s, 2)
         loaded = restart_search(daemon, root, first_query)
         results["restart"] = {
             "first_search_s": first["answered_s"],
             "errors_before": first["errors"],
             "same_results": first["hits"] == loaded["hits"],
+            "shared_hits": len(
+                {tuple(h) for h in first["hits"]} & {tuple(h) for h in loaded["hits"]}
+            ),
+            "hits": len(loaded["hits"]),
             "fresh": first["fresh"],
             "warnings": first["warnings"],
         }

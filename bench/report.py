@@ -181,9 +181,11 @@ def _restart_line(restart: Mapping[str, Any] | None) -> str:
     if not restart:
         return ""
     same = "the same hits as" if restart.get("same_results") else "**other hits than**"
+    if not restart.get("same_results") and "shared_hits" in restart:
+        same += f" (sharing {restart['shared_hits']} of {restart['hits']})"
     return (
         f" A search sent as soon as the restarted daemon answered was answered "
-        f"{restart['first_search_s']} s after its launch, with {same} once loaded "
+        f"{restart['first_search_s']} s after its launch, with {same} the loaded index's "
         f"({restart.get('errors_before', 0)} error replies before it)."
     )
 
@@ -196,7 +198,8 @@ def latency(data: Mapping[str, Any]) -> list[str]:
         f"({replicas['rows_real']} chunks), replicated through `Store` to "
         f"**{replicas['rows_total']} rows** ({replicas['copies']} copies; real vectors, "
         "duplicated). Hybrid search, limit 10, every query distinct. Daemon start → "
-        f"collection ready (loaded, scanned, fresh): {data.get('collection_ready_s')} s."
+        + (f"fresh (scanned): {data['fresh_s']} s, " if "fresh_s" in data else "")
+        + f"collection loaded: {data.get('collection_ready_s')} s."
         + _restart_line(data.get("restart")),
         "",
     ]

@@ -523,6 +523,39 @@ def prepare_index(data_dir: Path, roots: Sequence[Path], timeout_s: float) -> di
     return out
 
 
+def settle_images(data_dir: Path, roots: Sequence[Path], timeout_s: float) -> dict[str, Any]:
+    """Leave ``roots`` as a daemon left running leaves them once nobody writes: with the
+    search image of every collection large enough for one (``codectxd.image``; the daemon
+    writes it after ``daemon.image_quiet_s``, 1 s here). A checkout without images (the field
+    is missing from its status) is left as it is.
+
+    Returns:
+        ``{root: {"image": bool, "chunks"}, "seconds"}``.
+    """
+    started = time.perf_counter()
+    out: dict[str, Any] = {}
+    with short_tmp() as run_dir, Daemon(data_dir, run_dir / "r", CODECTX_IMAGE_QUIET_S="1") as d:
+        d.start()
+        for root in roots:
+            d.wait_fresh(root, timeout_s, 0.5)
+            deadline = time.monotonic() + timeout_s
+            while True:
+                info = d.repo(root)
+                if "image" not in info or info["image"] or info["chunks"] < IMAGE_MIN_ROWS:
+                    break
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"no search image of {root} after {timeout_s:.0f} s")
+                time.sleep(0.5)
+            out[str(root)] = {"image": bool(info.get("image")), "chunks": info["chunks"]}
+    out["seconds"] = round(time.perf_counter() - started, 1)
+    log(f"search images settled in {out['seconds']} s: {out}")
+    return out
+
+
+#: The daemon's default `daemon.image_min_rows` (a collection's rows; chunks here).
+IMAGE_MIN_ROWS = 20_000
+
+
 def _children(pid: int) -> list[psutil.Process]:
     try:
         return psutil.Process(pid).children(recursive=True)

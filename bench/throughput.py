@@ -36,6 +36,7 @@ from bench.run import (
     prepare_index,
     print_table,
     run_env,
+    settle_images,
     short_tmp,
 )
 from bench.stats import fmt, fmt_mmm, median_min_max, ratio
@@ -156,6 +157,7 @@ def restart_runs(
                 daemon.start()
                 daemon.call("add", {"path": str(root)})
                 daemon.wait_fresh(root, timeout_s, 1.0)
+        settle_images(data_dir, [root], timeout_s)
         out = []
         for _ in range(runs):
             with Daemon(data_dir, run_dir / "r") as daemon:

@@ -310,7 +310,8 @@ def _repo_line(repo: dict[str, Any]) -> str:
         parts.append(f"{repo['files_failed']} failed")
     line = f"{repo['root']}  {state}  {', '.join(parts)}, last sync {_ago(repo['last_sync'])}"
     if not repo.get("loaded", True):
-        line += " (at rest: unloaded until its next search)"
+        line += (" (loading; its search image answers meanwhile)" if repo.get("image")
+                 else " (not in memory: its next search loads it)")  # fmt: skip
     if repo.get("error"):
         line += f"\n    error: {repo['error']}"
     return line

@@ -233,8 +233,9 @@ class RepoInfo(msgspec.Struct):
     embedding: EmbeddingProgress | None = None  # while the second phase has work
     error: str | None = None
     last_report: LastSyncs | None = None
-    # False: the collection rested unused and left the engine's memory; the next search
-    # loads it (a fraction of a second for a small repository, seconds for a large one).
+    # False: the engine does not hold the collection in memory: it rested unused and was
+    # released, or the daemon started and has not loaded it yet; the next search loads it (a
+    # fraction of a second for a small repository, seconds for a large one).
     loaded: bool = True
     # A search image is on disk: while the collection is not loaded (after a restart, or at
     # rest) it answers searches without filters at once (large repositories, once quiet).

@@ -53,6 +53,6 @@ def _info(supervisor: Supervisor, counts: dict[str, int]) -> p.RepoInfo:
         embedding=supervisor.lane.message(),
         error=supervisor.error,
         last_report=supervisor.last_report,
-        loaded=not supervisor.services.store.is_resting(supervisor.collections.serving),
+        loaded=supervisor.services.store.is_loaded(supervisor.collections.serving),
         image=supervisor.services.store.has_image(supervisor.collections.serving),
     )

@@ -184,9 +184,13 @@ class Store:
         """Create the collection (schema, BM25 function, indexes) if it does not exist.
 
         Also completes a collection whose creation was interrupted (the process was killed
-        between creating the schema and its indexes): missing indexes are created.
+        between creating the schema and its indexes): missing indexes are created. One with an
+        image is complete: it is loaded in the background (writes wait for that load).
         """
         if name in self._open or name in self._resting:
+            return
+        if self.has_image(name):  # complete as of its image: searched there while it loads
+            self._load_soon(name)
             return
 
         def ensure(client: Any) -> None:
@@ -223,6 +227,7 @@ class Store:
         started = time.perf_counter()
         self._run(f"cannot load collection {name}", lambda c: c.load_collection(name))
         seconds = time.perf_counter() - started
+        log.info("loaded collection %s in %.1f s", name, seconds)
         rows = self._run(
             f"cannot count rows of {name}",
             lambda c: c.query(name, filter="", output_fields=["count(*)"]),
@@ -280,6 +285,10 @@ class Store:
             self._open.pop(name, None)
             self._resting.discard(name)
             self.residency.drop(name)
+
+    def is_loaded(self, name: str) -> bool:
+        """Whether this engine holds `name` in memory (loaded, not released since)."""
+        return name in self._open
 
     def is_resting(self, name: str) -> bool:
         """Whether `name` was released for being unused and not loaded since."""
@@ -502,7 +511,7 @@ class Store:
             if name in self._loading:
                 return
             self._loading.add(name)
-        log.info("answering searches of %s from its image while it loads", name)
+        log.info("loading %s in the background; its image answers searches meanwhile", name)
         threading.Thread(target=self._load_now, args=(name,), name=f"load-{name}",
                          daemon=True).start()  # fmt: skip
 

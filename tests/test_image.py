@@ -146,6 +146,13 @@ def _wait_repo(daemon: DaemonProcess, root: Path, key: str, value: object) -> No
         time.sleep(0.1)
 
 
+def _wait_log(daemon: DaemonProcess, line: str, times: int) -> None:
+    deadline = time.monotonic() + 30
+    while daemon.log_text().count(line) < times:
+        assert time.monotonic() < deadline, daemon.log_text()
+        time.sleep(0.1)
+
+
 def _paths(daemon: DaemonProcess, root: Path, query: str) -> list[tuple[str, int]]:
     found = daemon.call("search", {"query": query, "repos": [str(root)], "limit": 5})
     return [(h["path"], h["start_line"]) for h in found["results"]]
@@ -170,10 +177,13 @@ def test_daemon_answers_from_the_image_and_a_killed_write_never_leaves_it_stale(
         _wait_repo(daemon, root, "image", True)
         _wait_repo(daemon, root, "loaded", False)  # released: the next search is the image's
         assert _paths(daemon, root, "invoice total") == before
-        deadline = time.monotonic() + 30
-        while "from its image while it loads" not in daemon.log_text():
-            assert time.monotonic() < deadline, daemon.log_text()
-            time.sleep(0.1)
+        _wait_log(daemon, "its image answers searches meanwhile", 1)
+        # A restart: the sync does not wait for the engine's load; the image answers.
+        daemon.stop()
+        daemon.start()
+        daemon.wait_fresh(root)
+        assert _paths(daemon, root, "invoice total") == before
+        _wait_log(daemon, "its image answers searches meanwhile", 2)
         # A saved file: its write drops the image before the engine sees it...
         (root / "refunds.py").write_text("def issue_refund_voucher(order):\n    return order\n")
         deadline = time.monotonic() + 30
