@@ -114,7 +114,7 @@ def test_an_idle_repository_is_released_and_its_next_search_loads_it(short_tmp: 
             time.sleep(0.1)
         assert after_sync["last_report"]["full"]["unchanged"] == 2
         assert after_sync["loaded"] is False
-        assert "(at rest: unloaded until its next search)" in daemon.client("list").stdout
+        assert "(not in memory: its next search loads it)" in daemon.client("list").stdout
 
         result = daemon.call("search", query)
         assert [(h["path"], h["score"]) for h in result["results"]] == before
