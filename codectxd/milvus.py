@@ -58,6 +58,7 @@ class MilvusConnection:
         self._on_reconnect = on_reconnect
         self._lock = threading.Lock()
         self.reconnects = 0
+        self.closed = False
         self.client = self._connect()
 
     def _connect(self) -> Any:
@@ -111,6 +112,8 @@ class MilvusConnection:
                 log.debug("stopping the Milvus Lite engine failed", exc_info=True)
 
     def close(self) -> None:
+        with self._lock:
+            self.closed = True  # a call failing from now on is not a reason to start an engine
         try:
             self.client.close()
         except Exception:  # noqa: BLE001 - closing is best effort at shutdown
@@ -121,6 +124,8 @@ class MilvusConnection:
         with self._lock:
             if self.client is not broken:
                 return  # another thread reconnected already
+            if self.closed:
+                raise StoreError(f"the Milvus store at {self.uri} is closed")
             log.warning("the Milvus engine at %s is unreachable; reconnecting", self.uri)
             with contextlib.suppress(Exception):
                 broken.close()

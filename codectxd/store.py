@@ -519,8 +519,8 @@ class Store:
         try:
             with self.residency.using(name):
                 self._readable(name)
-        except StoreError as exc:
-            log.warning("%s", exc)
+        except StoreError as exc:  # the next call that needs it loads it (or says why not)
+            log.log(logging.DEBUG if self._conn.closed else logging.WARNING, "%s", exc)
         finally:
             with self._open_locks_guard:
                 self._loading.discard(name)
