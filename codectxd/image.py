@@ -89,10 +89,8 @@ class Image:
         self._lengths: np.ndarray = arrays["lengths"]
         self._docs: np.ndarray = arrays["docs"]
         self._counts: np.ndarray = arrays["counts"]
-
-    def close(self) -> None:
-        with self._lock:
-            self._db.close()
+        # BM25's length normalisation per row, made once (a query reads it for its terms' rows)
+        self._norm = K1 * (1 - B + B * np.asarray(self._lengths, np.float64) / self._avg_length)
 
     def search_dense(self, vector: np.ndarray, limit: int) -> list[dict[str, Any]]:
         """The embedded rows by inner product with `vector`, best first (as Milvus's
@@ -112,12 +110,11 @@ class Image:
                 f"SELECT term, start, n FROM terms WHERE term IN ({marks})", list(wanted)
             ).fetchall()
         scores = np.zeros(self.rows, dtype=np.float64)
-        norm = K1 * (1 - B + B * np.asarray(self._lengths, dtype=np.float64) / self._avg_length)
         for term, start, n in found:
             docs = self._docs[start : start + n]
             tf = np.asarray(self._counts[start : start + n], dtype=np.float64)
             idf = math.log(1 + (self.rows - n + 0.5) / (n + 0.5))
-            scores[docs] += wanted[term] * idf * tf * (K1 + 1) / (tf + norm[docs])
+            scores[docs] += wanted[term] * idf * tf * (K1 + 1) / (tf + self._norm[docs])
         return self._best(scores, limit, finite=False)
 
     def rows_in(self, field: str, values: Sequence[str], limit: int) -> list[dict[str, Any]]:

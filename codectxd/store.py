@@ -382,20 +382,19 @@ class Store:
     def rows_of(self, name: str, expr: str, fields: Sequence[str]) -> list[dict[str, Any]]:
         """All rows matching `expr` (iterating, so large results are fine)."""
         self._ensure_loaded(name)
+        return [row for batch in self._row_batches(name, expr, fields, 1000) for row in batch]
 
-        def read(client: Any) -> list[dict[str, Any]]:
-            out: list[dict[str, Any]] = []
-            iterator = client.query_iterator(
-                name, batch_size=1000, filter=expr, output_fields=list(fields)
-            )
-            while True:
-                batch = iterator.next()
-                if not batch:
-                    iterator.close()
-                    return out
-                out.extend(batch)
-
-        return self._run(f"cannot read rows of {name}", read)
+    def _row_batches(
+        self, name: str, expr: str, fields: Sequence[str], size: int
+    ) -> Iterator[list[dict[str, Any]]]:
+        """The rows matching `expr`, `size` at a time (the collection is loaded)."""
+        iterator = self._run(f"cannot read rows of {name}", lambda c: c.query_iterator(
+            name, batch_size=size, filter=expr, output_fields=list(fields)))  # fmt: skip
+        try:
+            while batch := self._run(f"cannot read rows of {name}", lambda _: iterator.next()):
+                yield batch
+        finally:
+            iterator.close()
 
     @_in_use
     def search(
@@ -582,15 +581,10 @@ class Store:
     def _all_rows(self, name: str, stop: Callable[[], bool]) -> Iterator[list[dict[str, Any]]]:
         """Every row of `name` with what an image keeps, a batch at a time (until `stop`)."""
         fields = [*OUTPUT_FIELDS, "lexical", "dense", "embedded"]
-        iterator = self._run(f"cannot read rows of {name}", lambda c: c.query_iterator(
-            name, batch_size=2000, filter="", output_fields=fields))  # fmt: skip
-        try:
-            while batch := self._run(f"cannot read rows of {name}", lambda _: iterator.next()):
-                if stop():
-                    raise Changed("the daemon is stopping")
-                yield batch
-        finally:
-            iterator.close()
+        for batch in self._row_batches(name, "", fields, 2000):
+            if stop():
+                raise Changed("the daemon is stopping")
+            yield batch
 
 
 #: Searches sent as one request at most (below 20, where faiss-style engines switch brute
