@@ -285,6 +285,8 @@ async def _scope(
     except ValueError as exc:
         raise ProtocolError(f"invalid path glob: {exc}") from None
     supervisors = await _targets(ctx, params.repos)
+    for supervisor in supervisors:  # which collection it reads is known (a few milliseconds)
+        await supervisor.planned.wait()
     waited = 0.0
     if params.wait_s > 0:
         waited = await _wait_fresh(ctx, supervisors, params.wait_paths, params.wait_s)

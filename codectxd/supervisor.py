@@ -83,6 +83,9 @@ class Supervisor:
         self.last_report = p.LastSyncs()
         # Which collection searches read (and whether the index was ever complete).
         self.collections = Serving(self.name, indexer.collection, services.store, services.snapshot)
+        # Set once `collections.plan` ran (or failed): until then a search could read the new,
+        # empty collection of a model switch instead of the old complete one.
+        self.planned = anyio.Event()
         # A full sync has completed since the daemon started (until then, changes made while
         # it was down may be missing).
         self.reconciled = False
@@ -169,7 +172,10 @@ class Supervisor:
     async def run(self) -> None:
         """Until removed (or cancelled with the daemon): take work, do it, retry failures;
         the embedding lane runs beside."""
-        await anyio.to_thread.run_sync(self.collections.plan, self.indexer)
+        try:
+            await anyio.to_thread.run_sync(self.collections.plan, self.indexer)
+        finally:
+            self.planned.set()
         self.request_full()  # reconcile: files may have changed while nothing watched them
         async with anyio.create_task_group() as tg:
             tg.start_soon(self.lane.run)
