@@ -164,7 +164,7 @@ async def search(ctx: Context, params: p.SearchParams) -> p.SearchResult:
     hits, files = await search_async(
         ctx.engine.store,
         ctx.engine.embedder,
-        [s.target() for s in supervisors],
+        [await s.target() for s in supervisors],
         params.query,
         snapshot=ctx.engine.snapshot,
         limit=params.limit,
@@ -194,11 +194,12 @@ async def search(ctx: Context, params: p.SearchParams) -> p.SearchResult:
 async def symbols(ctx: Context, params: p.SymbolsParams) -> p.SymbolsResult:
     started = time.perf_counter()
     path_filter, supervisors, waited = await _name_query(ctx, params)
+    targets = [await s.target() for s in supervisors]
 
     def find() -> list[p.SymbolHit]:
         found: list[p.SymbolHit] = []
-        for supervisor in supervisors:
-            defs = lookup(ctx.engine.snapshot, supervisor.target().collection, params.name,
+        for supervisor, target in zip(supervisors, targets, strict=True):
+            defs = lookup(ctx.engine.snapshot, target.collection, params.name,
                           match=params.match, kinds=params.kinds, languages=params.languages,
                           paths=path_filter or None, limit=params.limit)  # fmt: skip
             found += [_symbol_hit(supervisor.name, d) for d in defs]
@@ -212,11 +213,13 @@ async def symbols(ctx: Context, params: p.SymbolsParams) -> p.SymbolsResult:
 async def references_of(ctx: Context, params: p.ReferencesParams) -> p.ReferencesResult:
     started = time.perf_counter()
     path_filter, supervisors, waited = await _name_query(ctx, params)
+    supervisors = sorted(supervisors, key=lambda s: s.name)
+    targets = [await s.target() for s in supervisors]
 
     def find() -> tuple[list[p.ReferenceHit], bool]:
         found: list[p.ReferenceHit] = []
-        for supervisor in sorted(supervisors, key=lambda s: s.name):
-            refs, cut = references(ctx.engine.snapshot, supervisor.target().collection,
+        for supervisor, target in zip(supervisors, targets, strict=True):
+            refs, cut = references(ctx.engine.snapshot, target.collection,
                                    Path(supervisor.name), params.name, paths=path_filter or None,
                                    limit=params.limit - len(found))  # fmt: skip
             found += [p.ReferenceHit(repo=supervisor.name, path=r.path, line=r.line,
@@ -254,7 +257,7 @@ async def outline_file(ctx: Context, params: p.OutlineParams) -> p.OutlineResult
     waited = 0.0
     if params.wait_s > 0:
         waited = await _wait_fresh(ctx, [supervisor], [resolved], params.wait_s)
-    coll = supervisor.target().collection
+    coll = (await supervisor.target()).collection
     defs = await anyio.to_thread.run_sync(outline, ctx.engine.snapshot, coll, rel)
     return p.OutlineResult(
         symbols=[_symbol_hit(supervisor.name, d) for d in defs],
@@ -285,8 +288,6 @@ async def _scope(
     except ValueError as exc:
         raise ProtocolError(f"invalid path glob: {exc}") from None
     supervisors = await _targets(ctx, params.repos)
-    for supervisor in supervisors:  # which collection it reads is known (a few milliseconds)
-        await supervisor.planned.wait()
     waited = 0.0
     if params.wait_s > 0:
         waited = await _wait_fresh(ctx, supervisors, params.wait_paths, params.wait_s)

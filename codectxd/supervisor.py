@@ -145,7 +145,10 @@ class Supervisor:
         """The index has been built completely once (it may lag behind the files)."""
         return self.collections.complete
 
-    def target(self) -> Target:
+    async def target(self) -> Target:
+        """What searches read; known once `collections.plan` has run (a few milliseconds
+        after start)."""
+        await self.planned.wait()
         return self.collections.target()
 
     def embedded(self) -> float:
