@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from collections.abc import Sequence
+from collections.abc import Container, Sequence
 from pathlib import Path
 
 import pathspec
@@ -126,19 +126,26 @@ SECRET_GLOBS = (
 )
 
 
+def _any_glob(patterns: Sequence[str]) -> re.Pattern[str]:
+    """One regular expression matching a name any of `patterns` matches (fnmatch syntax):
+    the scan tests every file name, and one match is ~30× cheaper than a loop of fnmatch."""
+    return re.compile("|".join(fnmatch.translate(pattern) for pattern in patterns))
+
+
+_SECRET_RE = _any_glob(SECRET_GLOBS)
+_DEFAULT_IGNORED_RE = _any_glob(DEFAULT_IGNORED_GLOBS)
+
+
 def is_secret_name(name: str) -> bool:
     """True for file names on the secrets deny-list (e.g. `.env.local`, `id_rsa`, `tls.key`)."""
-    lowered = name.lower()
-    return any(fnmatch.fnmatchcase(lowered, pattern) for pattern in SECRET_GLOBS)
+    return _SECRET_RE.match(name.lower()) is not None
 
 
 def is_default_ignored(name: str, is_dir: bool) -> bool:
     """The built-in ignore rules, applied when no ignore file decides."""
     if is_dir:
         return name in DEFAULT_IGNORED_DIRS or name.endswith(".egg-info")
-    return name in DEFAULT_IGNORED_FILES or any(
-        fnmatch.fnmatchcase(name, pattern) for pattern in DEFAULT_IGNORED_GLOBS
-    )
+    return name in DEFAULT_IGNORED_FILES or _DEFAULT_IGNORED_RE.match(name) is not None
 
 
 def compile_patterns(patterns: Sequence[str]) -> pathspec.GitIgnoreSpec:
@@ -202,6 +209,12 @@ class IgnoreRules:
             self._exclude = _spec_from_file(self.root / ".git" / "info" / "exclude")
         else:
             self._dir_specs.pop(rel_dir, None)
+
+    def listed(self, rel_dir: str, names: Container[str]) -> None:
+        """A scan listed `rel_dir` and saw `names`: a directory without ignore files needs no
+        attempt to open them (a warm scan of 10,000 files made ~9,000 failed opens)."""
+        if rel_dir not in self._dir_specs and not any(n in names for n in IGNORE_FILES):
+            self._dir_specs[rel_dir] = ()
 
     def specs_for(self, rel_dir: str) -> tuple[pathspec.GitIgnoreSpec, ...]:
         """The ignore specs defined in one directory ('' is the root), highest priority first."""

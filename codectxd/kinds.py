@@ -10,7 +10,7 @@ weigh kinds differently.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Container, Iterable
 from pathlib import Path
 
 import pathspec
@@ -94,6 +94,11 @@ class Attributes:
 
     def invalidate(self) -> None:
         self._specs.clear()
+
+    def listed(self, directory: str, names: Container[str]) -> None:
+        """A scan listed `directory` and saw `names` (no `.gitattributes`: nothing to read)."""
+        if directory not in self._specs and ".gitattributes" not in names:
+            self._specs[directory] = []
 
     def generated(self, path: str) -> bool:
         parts = path.split("/")

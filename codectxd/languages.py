@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import PurePosixPath
-
 #: Extension (lower case, with the dot) → language name. The name is also the tree-sitter
 #: grammar name where one exists (see codectxd.splitter.grammars).
 EXTENSION_LANGUAGE: dict[str, str] = {
@@ -124,13 +122,12 @@ def language_for(path: str, extra_extensions: tuple[str, ...] = ()) -> str | Non
     >>> language_for("src/app/main.tsx")
     'tsx'
     """
-    pure = PurePosixPath(path)
-    name = pure.name
+    name = path.rpartition("/")[2]
     if name in FILENAME_LANGUAGE:
         return FILENAME_LANGUAGE[name]
     if name.startswith("Dockerfile."):
         return "dockerfile"
-    suffix = pure.suffix.lower()
+    suffix = _suffix(name).lower()
     if suffix in EXTENSION_LANGUAGE:
         return EXTENSION_LANGUAGE[suffix]
     if suffix and (suffix in extra_extensions or suffix.lstrip(".") in extra_extensions):
@@ -140,4 +137,10 @@ def language_for(path: str, extra_extensions: tuple[str, ...] = ()) -> str | Non
 
 def extension_of(path: str) -> str:
     """The lower-case extension without the dot ('' when there is none)."""
-    return PurePosixPath(path).suffix.lower().lstrip(".")
+    return _suffix(path.rpartition("/")[2]).lower().lstrip(".")
+
+
+def _suffix(name: str) -> str:
+    """`PurePosixPath(name).suffix` without building a path (the scan asks for every file)."""
+    dot = name.rfind(".")
+    return name[dot:] if 0 < dot < len(name) - 1 else ""

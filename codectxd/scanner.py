@@ -82,6 +82,9 @@ class Scanner:
                 if rel_dir:
                     result.skip(rel_dir, "unreadable", exc.strerror or str(exc))
                 continue
+            names = {entry.name for entry in entries}
+            self.rules.listed(rel_dir, names)
+            self.attributes.listed(rel_dir, names)
             subdirs: list[tuple[str, str]] = []
             for entry in entries:
                 rel = f"{rel_dir}/{entry.name}" if rel_dir else entry.name

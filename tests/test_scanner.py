@@ -41,6 +41,20 @@ def test_nested_gitignore_deepest_rule_wins(tmp_path: Path) -> None:
     assert paths == ["a.py", "pkg/deeper/c2.tmp.py", "pkg/keep.txt"]
 
 
+def test_ignore_file_added_after_a_scan_applies_once_invalidated(tmp_path: Path) -> None:
+    # The scan remembers which directories have no ignore file (it saw their listing): one
+    # created later counts once the watcher's path invalidates that directory.
+    write_tree(tmp_path, {"pkg/a.py": "a = 1", "pkg/b.py": "b = 1"})
+    scanner = Scanner(tmp_path, ScanSettings())
+    assert [f.path for f in scanner.scan().files] == ["pkg/a.py", "pkg/b.py"]
+    (tmp_path / "pkg" / ".gitignore").write_text("b.py\n")
+    scanner.rules.invalidate("pkg")
+    assert [f.path for f in scanner.scan().files] == ["pkg/a.py"]
+    (tmp_path / "pkg" / ".gitignore").unlink()
+    scanner.rules.invalidate("pkg")
+    assert [f.path for f in scanner.scan().files] == ["pkg/a.py", "pkg/b.py"]
+
+
 def test_ignore_files_themselves_are_not_source(tmp_path: Path) -> None:
     write_tree(tmp_path, {".gitignore": "*.log\n", "a.py": "x"})
     result = scan(tmp_path)
