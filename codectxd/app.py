@@ -116,7 +116,10 @@ class Daemon:
         for note in self.settings.deprecated:
             log.warning("configuration: %s", note)
         task_group.start_soon(anyio.to_thread.run_sync, compile_packages)
-        await anyio.to_thread.run_sync(lambda: self.engine.embedder)  # loads the model
+        await anyio.to_thread.run_sync(lambda: self.engine.embedder)
+        # The model's session loads while the repositories are planned and scanned (its load
+        # runs outside the GIL): a warm restart's scan needs no model (−0.25 s to fresh).
+        task_group.start_soon(anyio.to_thread.run_sync, self._warm_model)
         await task_group.start(self.repos.run)
         task_group.start_soon(self.watcher.run)
         if self.settings.daemon.release_idle_s > 0:
@@ -129,6 +132,12 @@ class Daemon:
             len(self.repos),
             self.engine.embedder.identity,
         )
+
+    def _warm_model(self) -> None:
+        try:
+            self.engine.embedder.provider.warm()
+        except Exception:  # noqa: BLE001 - the first text to embed reports it again
+            log.warning("loading the embedding model failed", exc_info=True)
 
     def _relieve_memory(self) -> bool:
         """Near the budget: release the collections of repositories nobody used for half a

@@ -185,12 +185,10 @@ class Store:
 
         Also completes a collection whose creation was interrupted (the process was killed
         between creating the schema and its indexes): missing indexes are created. One with an
-        image is complete: it is loaded in the background (writes wait for that load).
+        image is complete and is not loaded here: its searches start that load, and so does
+        `load_soon` (a write loads it, and waits).
         """
-        if name in self._open or name in self._resting:
-            return
-        if self.has_image(name):  # complete as of its image: searched there while it loads
-            self._load_soon(name)
+        if name in self._open or name in self._resting or self.has_image(name):
             return
 
         def ensure(client: Any) -> None:
@@ -502,6 +500,12 @@ class Store:
         if image is not None:
             self._load_soon(name)
         return image
+
+    def load_soon(self, name: str) -> None:
+        """Load `name` in the background if its image stands in for it (searches use the
+        image meanwhile, writes wait for the load)."""
+        if name not in self._open and self.has_image(name):
+            self._load_soon(name)
 
     def _load_soon(self, name: str) -> None:
         """Load `name` in the background (once at a time), for the searches its image

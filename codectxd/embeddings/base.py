@@ -79,6 +79,9 @@ class EmbeddingProvider(abc.ABC):
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release clients / sessions."""
 
+    def warm(self) -> None:  # noqa: B027 - optional hook
+        """Load what the first embedding would otherwise wait for (a local model's session)."""
+
     def rest(self, idle_s: float) -> bool:
         """Drop what the provider holds in memory if it has not been used for `idle_s`; the
         next call rebuilds it. Returns whether anything was dropped."""
