@@ -859,6 +859,12 @@ MISS_NOTES: dict[str, str] = {
         "brute-force dense search, BM25, the id read; its IVF_FLAT ignores `nprobe` and "
         "recalls 0.58). docs/decisions.md §12.1."
     ),
+    "embedded_s": (
+        "(4bd4739) The machine, not the code: the same run's embedding alone (the daemon's "
+        "model, no pipeline) ran at 15.1 chunks/s against 32.9 in the previous run (which met "
+        "the target in 907.6 s), and the pipeline kept 0.99 of it. In-process embedding of the "
+        "same 128 texts at 1f02a19 and at 4bd4739, alternated twice: 6.3 and 6.3 chunks/s."
+    ),
     "warm_restart_s": (
         "(4bd4739) With a search image (docs/decisions.md §12.3) the sync no longer waits for "
         "Milvus Lite's load, which now starts after the scan (during it, the engine's load "
@@ -869,136 +875,8 @@ MISS_NOTES: dict[str, str] = {
         "top level), then the snapshot read and the scan of the 10,000 files (~0.75 s in the "
         "daemon; 1.5 → 0.55 s alone after b31e8fb). An unchanged repository needs nothing "
         "from Milvus to be fresh: < 2 s needs the scan to run before pymilvus is imported "
-        "(both hold the GIL) or a pymilvus without pandas (docs/decisions.md §12.4)."
-    ),
-    "restart_first_search_s": (
-        "warm restart, the latency index's 117k rows → first search answered (the same hits "
-        "as once loaded)",
-        "≤ 3 s",
-        "s",
-    ),
-    "keyword_s": ("add → every file keyword-searchable, the big corpus", "< 60 s", "s"),
-    "embedded_s": ("add → every chunk embedded, the big corpus", "≤ 25 min", "s"),
-    "pipeline_ratio": (
-        "second phase chunks/s ÷ the fastest embedding-alone run (same run)",
-        "≥ 0.9",
-        "",
-    ),
-    "first_index_errors": ("search errors from add to fresh (and embedded)", "0", ""),
-    "first_index_keyword_s": ("add → every file keyword-searchable, this repository", "< 5 s", "s"),
-    "readme_first_results_s": (
-        "README command 1 without pip: start → first results",
-        "< 30 s",
-        "s",
-    ),
-    "data_chunks_embedded": ("chunks embedded for this repository's data files", "0", ""),
-    "rss_within_budget": (
-        "peak RSS (daemon + Milvus) indexing a new repository under a 600 MB budget; "
-        "finishes, never starved",
-        "≤ budget + 10 %",
-        "MB",
-    ),
-    "idle_rss_mb": (
-        "RSS at rest, daemon + Milvus, 3 indexed repositories, after a restart (idle "
-        "collections released)",
-        "≤ 300 MB",
-        "MB",
-    ),
-    "rest_after_indexing_mb": (
-        "RSS at rest, daemon + Milvus, after indexing a 4th repository (default budget; idle "
-        "collections released)",
-        "≤ 300 MB",
-        "MB",
-    ),
-    "localization_mrr_ratio": (
-        "localization MRR, report projects, codectx ÷ pinned BM25",
-        "≥ 1.15",
-        "",
-    ),
-    "localization_r5": ("localization R@5, report projects (target: pinned BM25's)", "≥ BM25", ""),
-    "localization_hybrid_vs_dense": (
-        "localization MRR, report projects, hybrid gain over dense-only",
-        "≥ +10 %",
-        "%",
-    ),
-    "symbols_p50_ms": (
-        "`symbols` exact lookup p50, daemon-side, 100k+ definitions",
-        "< 3 ms",
-        "ms",
-    ),
-    "symbols_p99_ms": ("`symbols` exact lookup p99, daemon-side", "< 20 ms", "ms"),
-    "symbols_recall": ("definitions found vs Python's `ast`", "100 %", ""),
-    "references_p50_ms": (
-        "`references`, a name with ~500 occurrences, p50 daemon-side",
-        "< 20 ms",
-        "ms",
-    ),
-    "hybrid_vs_lexical_mrr_gain": ("hybrid MRR@10 gain over lexical-only", "≥ +10 %", "%"),
-    "hybrid_vs_dense_mrr_gain": ("hybrid MRR@10 gain over dense-only", "≥ +5 %", "%"),
-    "identifier_rank1": (
-        "exact identifier query (a name the package defines once) → its definition at rank 1",
-        "always (1.000)",
-        "",
-    ),
-}
-
-
-def _measured(name: str, item: Mapping[str, Any]) -> str:
-    value = item.get("measured", item.get("measured_peak_mb"))
-    if not isinstance(value, float | int):
-        return "-" if value is None else str(value)
-    unit = GOALS.get(name, ("", "", ""))[2]
-    if unit == "%":
-        return f"{value:+.1%}"
-    if (
-        name.startswith("localization_")
-        or name in ("pipeline_ratio", "symbols_recall", "identifier_rank1")
-    ) and (not unit):
-        return f"{value:.3f}"
-    if name == "rss_within_budget":
-        budget = item.get("budget_mb")
-        return (
-            f"{value:.0f} MB (budget {budget} MB: ×{value / budget:.2f})"
-            if budget
-            else f"{value:.0f} MB"
-        )
-    return f"{fmt(value, 1)} {unit}".strip()
-
-
-#: Why a target is missed, from profiling (shown under the targets table only while missed).
-#: Profiled with py-spy and in-process timings, 2026-11-26 (each note names its commit).
-MISS_NOTES: dict[str, str] = {
-    "socket_p50_ms": (
-        "(ed5b586) Measured back to back with the previous stop's 381fb6d "
-        "(`bench/results/latency-baseline-381fb6d.json`): 22.8 ms against 22.9 ms, so this "
-        "hour's machine, not the code (the same suite read 19.0 ms at 7896e61 earlier in the "
-        "day). A hybrid search is the query embedding (~7 ms), a dense and a BM25 Milvus search "
-        "(~6–7 ms each, the BM25 one running while the query is embedded) and ~1.5 ms of "
-        "socket and fusion; fetching `content` only for the final hits is the next lever."
-    ),
-    "searches_per_s_50_clients": (
-        "(1d6ef52) 81.8/s in this run, 68.5/s in the one before it; 66.2 and 62.3/s for the "
-        "previous commit alternated with them on the same 116,616-row index. Search responses "
-        "are now decoded a column at a time (pymilvus decoded each cell alone: 3.3 + 3.0 → "
-        "1.8 + 1.4 ms of daemon CPU per search), after definitions read by chunk id, queries "
-        "embedded as one batch and fewer thread hops (0d3b945). What is left is ~15 ms of CPU "
-        "per search on 2 cores shared by the daemon (~8 ms: the query's model run, the two "
-        "searches' requests and responses, fusion, the socket) and Milvus Lite (~6–8 ms: a "
-        "brute-force dense search, BM25, the id read; its IVF_FLAT ignores `nprobe` and "
-        "recalls 0.58). docs/decisions.md §12.1."
-    ),
-    "warm_restart_s": (
-        "(ed5b586) Daemon start → answering 1.65 s (interpreter and imports ~0.3 s, opening "
-        "Milvus Lite ~1.0 s, the model 0.2 s), then Milvus Lite's `load_collection` ~1.9 s for "
-        "28k rows, which the full sync overlaps with the snapshot read and the scan (0.8 s). "
-        "(b030bde) milvus-lite waited a fixed 0.5 s after starting its engine, which answers "
-        "after ~30 ms; `codectxd/lite_engine.py` waits for its socket instead: first answer "
-        "1.59 → 1.10 s and fresh 4.79 → 4.53 s, and 1.50 → 1.00 s and 4.83 → 4.09 s (two "
-        "hand A/Bs, 5 starts each, alternated). What is left is the load: Milvus Lite "
-        "re-inserts every stored row, one at a time, into a new in-memory segment, rebuilding "
-        "its BM25 and dense indexes (perf of the engine; milvus-lite 2.5's source), and takes "
-        "no setting that changes it; `compact` and mmap are UNIMPLEMENTED. < 2 s needs another "
-        "engine, or search served from our own data while it loads (docs/decisions.md §12)."
+        "(both hold the GIL) or a pymilvus without pandas (docs/decisions.md §12.4). This "
+        "run's machine was slow (embedding alone at half the previous run's speed)."
     ),
     "restart_first_search_s": (
         "(b030bde) A search sent as soon as the restarted daemon answers (1.1–1.6 s) waits "

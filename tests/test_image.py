@@ -199,3 +199,33 @@ def test_daemon_answers_from_the_image_and_a_killed_write_never_leaves_it_stale(
         assert _paths(daemon, root, "refund voucher")[0][0] == "refunds.py"
     finally:
         daemon.stop()
+
+
+def test_a_change_made_while_the_daemon_was_down_is_written_through_the_image(
+    short_tmp: Path,
+) -> None:
+    # The restart's scan finds the change; its write loads the collection (the load of an
+    # imaged collection otherwise waits until the scan is done) and drops the image first.
+    root = short_tmp / "repo"
+    write_tree(root, {
+        "billing.py": "def compute_invoice_total(lines):\n    return sum(lines)\n",
+        "mailer.py": "def send_welcome_email(user):\n    smtp.send(user.email)\n",
+    })  # fmt: skip
+    env = {"CODECTX_IMAGE_MIN_ROWS": "1", "CODECTX_IMAGE_QUIET_S": "0.5"}
+    daemon = DaemonProcess(short_tmp, **env).start()
+    try:
+        daemon.call("add", {"path": str(root)})
+        daemon.wait_fresh(root)
+        _wait_repo(daemon, root, "image", True)
+        daemon.stop()
+        (root / "mailer.py").unlink()
+        (root / "refunds.py").write_text("def issue_refund_voucher(order):\n    return order\n")
+        daemon.start()
+        daemon.wait_fresh(root)
+        info = _repo(daemon, root)
+        assert info["image"] is False
+        assert info["last_report"]["full"]["removed"] == 1, info
+        assert _paths(daemon, root, "refund voucher")[0][0] == "refunds.py"
+        assert all(p != "mailer.py" for p, _ in _paths(daemon, root, "welcome email"))
+    finally:
+        daemon.stop()
