@@ -503,8 +503,9 @@ class Store:
 
     def load_soon(self, name: str) -> None:
         """Load `name` in the background if its image stands in for it (searches use the
-        image meanwhile, writes wait for the load)."""
-        if name not in self._open and self.has_image(name):
+        image meanwhile, writes wait for the load); not one released at rest, which its next
+        search or write loads (a periodic sync that writes nothing must not)."""
+        if name not in self._open and name not in self._resting and self.has_image(name):
             self._load_soon(name)
 
     def _load_soon(self, name: str) -> None:

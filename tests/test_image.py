@@ -153,6 +153,13 @@ def _wait_log(daemon: DaemonProcess, line: str, times: int) -> None:
         time.sleep(0.1)
 
 
+def _two_files(root: Path) -> None:
+    write_tree(root, {
+        "billing.py": "def compute_invoice_total(lines):\n    return sum(lines)\n",
+        "mailer.py": "def send_welcome_email(user):\n    smtp.send(user.email)\n",
+    })  # fmt: skip
+
+
 def _paths(daemon: DaemonProcess, root: Path, query: str) -> list[tuple[str, int]]:
     found = daemon.call("search", {"query": query, "repos": [str(root)], "limit": 5})
     return [(h["path"], h["start_line"]) for h in found["results"]]
@@ -162,10 +169,7 @@ def test_daemon_answers_from_the_image_and_a_killed_write_never_leaves_it_stale(
     short_tmp: Path,
 ) -> None:
     root = short_tmp / "repo"
-    write_tree(root, {
-        "billing.py": "def compute_invoice_total(lines):\n    return sum(lines)\n",
-        "mailer.py": "def send_welcome_email(user):\n    smtp.send(user.email)\n",
-    })  # fmt: skip
+    _two_files(root)
     env = {"CODECTX_IMAGE_MIN_ROWS": "1", "CODECTX_IMAGE_QUIET_S": "0.5",
            "CODECTX_RELEASE_IDLE_S": "1"}  # fmt: skip
     daemon = DaemonProcess(short_tmp, **env).start()
@@ -176,6 +180,16 @@ def test_daemon_answers_from_the_image_and_a_killed_write_never_leaves_it_stale(
         assert before[0][0] == "billing.py"
         _wait_repo(daemon, root, "image", True)
         _wait_repo(daemon, root, "loaded", False)  # released: the next search is the image's
+        # A full sync that writes nothing leaves it released (it would start the load with the
+        # line below, before the sync ends).
+        synced = _repo(daemon, root)["last_sync"]
+        daemon.call("reindex", {"repo": str(root)})
+        deadline = time.monotonic() + 60
+        while _repo(daemon, root)["last_sync"] <= synced:
+            assert time.monotonic() < deadline, daemon.log_text()
+            time.sleep(0.1)
+        assert "its image answers searches meanwhile" not in daemon.log_text()
+        assert _repo(daemon, root)["loaded"] is False
         assert _paths(daemon, root, "invoice total") == before
         _wait_log(daemon, "its image answers searches meanwhile", 1)
         # A restart: the sync does not wait for the engine's load; the image answers.
@@ -207,10 +221,7 @@ def test_a_change_made_while_the_daemon_was_down_is_written_through_the_image(
     # The restart's scan finds the change; its write loads the collection (the load of an
     # imaged collection otherwise waits until the scan is done) and drops the image first.
     root = short_tmp / "repo"
-    write_tree(root, {
-        "billing.py": "def compute_invoice_total(lines):\n    return sum(lines)\n",
-        "mailer.py": "def send_welcome_email(user):\n    smtp.send(user.email)\n",
-    })  # fmt: skip
+    _two_files(root)
     env = {"CODECTX_IMAGE_MIN_ROWS": "1", "CODECTX_IMAGE_QUIET_S": "0.5"}
     daemon = DaemonProcess(short_tmp, **env).start()
     try:
