@@ -39,6 +39,7 @@ class Engine:
         embedder: Embedder | None = None,
         on_embed_latency: Callable[[float], None] | None = None,
         embed_batch_cap: Callable[[int], int] | None = None,
+        open_store_now: bool = True,
     ) -> None:
         """Open the data dir's store, snapshot and embedding cache (one process at a time).
 
@@ -46,6 +47,8 @@ class Engine:
             embedder: use this embedder (tests) instead of one built from the settings.
             on_embed_latency: called with the seconds of every embedding request.
             embed_batch_cap: sizes local embedding batches to the memory budget.
+            open_store_now: start opening Milvus now (else `store.open_soon` or its first
+                use does).
         """
         self.settings = settings
         self._on_embed_latency = on_embed_latency
@@ -54,7 +57,7 @@ class Engine:
         self._lock_fd = _lock_data_dir(settings.paths.data_dir)
         self.snapshot = Snapshot(settings.paths.data_dir / "state.db")
         self.cache = EmbeddingCache(settings.paths.data_dir / "embeddings.db")
-        self.store = Store(settings.milvus_uri, settings.store.token)
+        self.store = Store(settings.milvus_uri, settings.store.token, open_now=open_store_now)
         self.splitter = Splitter(settings.splitter)
         self._embedder = embedder
         self._owns_embedder = embedder is None

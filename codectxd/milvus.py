@@ -20,6 +20,8 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 #: Engine processes started before Milvus Lite's failure to start is the user's error.
 _LITE_START_ATTEMPTS = 4
+#: After a failed open, calls repeat its error this long before one tries again.
+_REOPEN_S = 5.0
 #: Error texts meaning the engine (Milvus Lite's child process or a server) is gone.
 _UNREACHABLE = (
     "fail connecting",
@@ -36,21 +38,25 @@ class MilvusConnection:
     """A `pymilvus.MilvusClient`, used through `run`. Thread-safe."""
 
     def __init__(
-        self, uri: str, token: str = "", *, on_reconnect: Callable[[], None] | None = None
+        self,
+        uri: str,
+        token: str = "",
+        *,
+        on_reconnect: Callable[[], None] | None = None,
+        open_now: bool = True,
     ) -> None:
-        """Open the store at `uri`.
+        """Open the store at `uri` in the background: importing pymilvus and starting Milvus
+        Lite's engine take a second and a half, and a warm restart needs neither to be fresh
+        (searches of a large collection read its image). The first call waits for it.
 
         Args:
-            on_reconnect: called after a reconnect (what the old engine had loaded is gone).
+            open_now: start opening now; else at `open_soon` or the first call (the daemon
+                scans first: the import and a scan both hold the GIL).
+
+        Raises:
+            StoreError: another process has the Milvus Lite file (checked at once, so a
+                daemon that cannot have its store says so when it starts).
         """
-        import pymilvus  # noqa: F401 - configures its loggers on import; quiet them after
-
-        from codectxd import milvus_results
-
-        _quiet_library_logs()
-        _skip_row_string_check()
-        if not milvus_results.install():
-            log.debug("pymilvus changed how it builds search results: its own decoder stays")
         self.uri = uri
         #: A Milvus Lite file (an engine process of ours), not a server's address.
         self.local = "://" not in uri
@@ -59,10 +65,77 @@ class MilvusConnection:
         self._lock = threading.Lock()
         self.reconnects = 0
         self.closed = False
-        self.client = self._connect()
+        # At once (and again in `_connect`): a failed open by milvus-lite deletes the other
+        # process's lock file.
+        if self.local and _locked(self.uri):
+            raise self._in_use()
+        self._client: Any = None
+        self._failed: StoreError | None = None  # the last open's error ...
+        self._failed_at = 0.0  # ... and when: calls within _REOPEN_S repeat it
+        self._opened = threading.Event()
+        self._opening = False
+        if open_now:
+            self.open_soon()
+
+    def open_soon(self) -> None:
+        """Start opening the store in the background (once)."""
+        with self._lock:
+            if self._opening:
+                return
+            self._opening = True
+        threading.Thread(target=self._open_first, name="milvus-open", daemon=True).start()
+
+    def _open_first(self) -> None:
+        started = time.perf_counter()
+        try:
+            _prepare_pymilvus()
+            self._client = self._connect()
+            log.info("opened the Milvus store at %s in %.2f s", self.uri,
+                     time.perf_counter() - started)  # fmt: skip
+        except StoreError as exc:
+            self._failed, self._failed_at = exc, time.monotonic()
+            log.warning("%s", exc)
+        except Exception as exc:  # noqa: BLE001 - reported to every call until an open works
+            self._failed = StoreError(f"cannot open the Milvus store at {self.uri}: "
+                                      f"{_reason(exc)}")  # fmt: skip
+            self._failed_at = time.monotonic()
+            log.warning("%s", self._failed, exc_info=True)
+        finally:
+            self._opened.set()
+
+    @property
+    def client(self) -> Any:
+        """The `MilvusClient`, once open (waits for the open in progress; after a failed
+        one, opens again — at most every few seconds, repeating the error in between)."""
+        if not self._opened.is_set():
+            self.open_soon()
+            self._opened.wait()
+        client = self._client
+        if client is not None:
+            return client
+        with self._lock:
+            if self._client is not None:
+                return self._client
+            if self.closed:
+                raise StoreError(f"the Milvus store at {self.uri} is closed")
+            if self._failed is not None and time.monotonic() - self._failed_at < _REOPEN_S:
+                raise self._failed
+            try:
+                _prepare_pymilvus()
+                self._client = self._connect()
+            except StoreError as exc:
+                self._failed, self._failed_at = exc, time.monotonic()
+                raise
+            self._failed = None
+            log.info("opened the Milvus store at %s", self.uri)
+            return self._client
+
+    def wait_open(self) -> None:
+        """Block until the store is open (raises its `StoreError` if it cannot be)."""
+        self.client  # noqa: B018 - the property opens it
 
     def _connect(self) -> Any:
-        from pymilvus import MilvusClient  # heavy import: only when a store is really opened
+        from pymilvus import MilvusClient
 
         # Check first: a failed open by milvus-lite deletes the other process's lock file.
         if self.local and _locked(self.uri):
@@ -113,16 +186,27 @@ class MilvusConnection:
 
     def close(self) -> None:
         with self._lock:
+            opening = self._opening
+            self._opening = True  # never opened from now on
             self.closed = True  # a call failing from now on is not a reason to start an engine
+        if opening:
+            self._opened.wait()  # an open in progress ends with an engine to stop
+        else:
+            self._opened.set()  # a call after close fails at once instead of waiting
+        with self._lock:
+            client = self._client
+        if client is None:
+            self._release_engine()
+            return
         try:
-            self.client.close()
+            client.close()
         except Exception:  # noqa: BLE001 - closing is best effort at shutdown
             log.debug("closing the Milvus client failed", exc_info=True)
         self._release_engine()
 
     def _reconnect(self, broken: Any) -> None:
         with self._lock:
-            if self.client is not broken:
+            if self._client is not broken:
                 return  # another thread reconnected already
             if self.closed:
                 raise StoreError(f"the Milvus store at {self.uri} is closed")
@@ -130,7 +214,8 @@ class MilvusConnection:
             with contextlib.suppress(Exception):
                 broken.close()
             self._release_engine()
-            self.client = self._connect()
+            self._client = None
+            self._client = self._connect()
             self.reconnects += 1
         if self._on_reconnect is not None:
             self._on_reconnect()
@@ -154,6 +239,19 @@ class MilvusConnection:
                     continue
                 raise StoreError(f"{what}: {reason}{_disk_hint(self.uri)}") from None
         raise AssertionError("unreachable")
+
+
+def _prepare_pymilvus() -> None:
+    """Import pymilvus (it configures its loggers on import: quiet them after) and set it up
+    for our use. Idempotent."""
+    import pymilvus  # noqa: F401
+
+    from codectxd import milvus_results
+
+    _quiet_library_logs()
+    _skip_row_string_check()
+    if not milvus_results.install():
+        log.debug("pymilvus changed how it builds search results: its own decoder stays")
 
 
 def _locked(path: str) -> bool:

@@ -29,6 +29,10 @@ class Serving:
         self.retired: list[str] = []  # older collections of this repository
         # Whether `active` has ever been built completely (persisted as snapshot meta).
         self.complete = False
+        # Whether the store was asked for older collections (a complete one's are looked for
+        # by `tidy`, later: a warm restart need not wait for the store to open).
+        self.listed = False
+        self._key: str | None = None  # the repository's key in collection names
         self._store = store
         self._snapshot = snapshot
 
@@ -36,12 +40,14 @@ class Serving:
         return Target(self.repo, self.serving, lexical_only=self.serving != self.active)
 
     def plan(self, indexer: RepoIndexer) -> None:
-        """At start: find older collections, and serve a complete one while `active` is not."""
-        others = [c for c in repo_collections(self._store, indexer.key) if c != self.active]
-        self.retired = others
+        """At start: when `active` is not complete, find the older collections and serve a
+        complete one meanwhile (a complete `active` needs nothing from the store)."""
+        self._key = indexer.key
         self.complete = indexer.is_complete()
         if self.complete:
             return
+        others = [c for c in repo_collections(self._store, indexer.key) if c != self.active]
+        self.retired, self.listed = others, True
         usable = [c for c in others if self._snapshot.get_meta(c, "complete") is not None]
         if usable:
             self.serving = usable[0]
@@ -62,9 +68,23 @@ class Serving:
             log.info("%s: switched to %s; removed %s", self.repo, self.active, ", ".join(retired))
         return retired
 
+    def tidy(self) -> list[str]:
+        """Once, for an `active` complete at start: drop the older collections a model switch
+        left (it was stopped between completing and dropping them); the names dropped."""
+        if self.listed or self._key is None:
+            return []
+        self.listed = True
+        keep = {self.active, self.serving}
+        retired = [c for c in repo_collections(self._store, self._key) if c not in keep]
+        self._drop(retired)
+        if retired:
+            log.info("%s: removed older collections %s", self.repo, ", ".join(retired))
+        return retired
+
     def drop_all(self) -> None:
         """Delete every collection of the repository (it is removed)."""
-        self._drop(sorted({self.active, self.serving, *self.retired}))
+        listed = repo_collections(self._store, self._key) if self._key is not None else []
+        self._drop(sorted({self.active, self.serving, *self.retired, *listed}))
 
     def _drop(self, names: list[str]) -> None:
         for name in names:

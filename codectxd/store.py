@@ -136,8 +136,10 @@ class Store:
     starting a new Milvus Lite engine — and retries the call.
     """
 
-    def __init__(self, uri: str, token: str = "") -> None:
-        self._conn = MilvusConnection(uri, token, on_reconnect=self._forget_open)
+    def __init__(self, uri: str, token: str = "", *, open_now: bool = True) -> None:
+        """The store at `uri`, opened in the background (at once, or with `open_now` False
+        at `open_soon` or the first call that needs Milvus)."""
+        self._conn = MilvusConnection(uri, token, on_reconnect=self._forget_open, open_now=open_now)
         self.uri = uri
         # Large collections' search images (`codectxd.image`), beside a Milvus Lite file: any
         # store that writes the file invalidates them. (A server keeps collections loaded.)
@@ -174,6 +176,14 @@ class Store:
         # A new engine has loaded nothing, and may not hold every collection the old one did.
         self._open.clear()
         self._resting.clear()
+
+    def open_soon(self) -> None:
+        """Start opening Milvus in the background, if nothing has yet."""
+        self._conn.open_soon()
+
+    def wait_open(self) -> None:
+        """Block until Milvus is open (raises its `StoreError` when it cannot be)."""
+        self._conn.wait_open()
 
     def close(self) -> None:
         self._conn.close()

@@ -90,6 +90,7 @@ class Supervisor:
         # it was down may be missing).
         self.reconciled = False
         self.job: Job | None = None
+        self.scanned = anyio.Event()  # the first full sync has scanned (or failed)
         self.synced = anyio.Event()  # set, then replaced, after every piece of work
         self._interrupt: anyio.CancelScope | None = None  # the running group's scope
         self._stash: Batch | None = None  # urgent work that ended a full sync, done next
@@ -182,10 +183,19 @@ class Supervisor:
         self.request_full()  # reconcile: files may have changed while nothing watched them
         async with anyio.create_task_group() as tg:
             tg.start_soon(self.lane.run)
+            tg.start_soon(self._tidy)
             removed = await self._work()
             tg.cancel_scope.cancel()
         await self._drop()
         removed.done.set()
+
+    async def _tidy(self) -> None:
+        """Drop what an interrupted model switch left (`Serving.tidy`), off the way of the
+        first sync: it waits for the store to open."""
+        try:
+            await anyio.to_thread.run_sync(self.collections.tidy)
+        except Exception:  # noqa: BLE001 - they stay until the next start; nothing depends on it
+            log.warning("%s: removing older collections failed", self.name, exc_info=True)
 
     async def _work(self) -> Remove:
         """Take work and do it until a removal comes (returned)."""
@@ -236,6 +246,7 @@ class Supervisor:
         else:
             self.error = None
         finally:
+            self.scanned.set()  # e.g. the repository is missing: there was nothing to scan
             self._handling = False
             self.queue.finish(batch)
             self.services.metrics.sync_ms.add((time.perf_counter() - started) * 1000)
@@ -260,9 +271,12 @@ class Supervisor:
     async def _full(self, force: bool) -> None:
         self._set_state(SCANNING)
         slot = self.services.full_slot
-        job = await anyio.to_thread.run_sync(
-            self.indexer.begin_full, force, cancel_requested, limiter=slot
-        )
+        try:
+            job = await anyio.to_thread.run_sync(
+                self.indexer.begin_full, force, cancel_requested, limiter=slot
+            )
+        finally:
+            self.scanned.set()
         self._set_state(INDEXING)
         self.lane.hold()  # keyword search over everything first
         try:

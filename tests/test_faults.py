@@ -74,10 +74,10 @@ def test_engine_that_dies_while_starting_is_started_again(short_tmp: Path) -> No
     write_tree(root, {"m.py": "def started_again_qz():\n    return 1\n"})
     proc = DaemonProcess(short_tmp, BIN_PATH=str(wrapper)).start()
     try:
+        proc.call("add", {"path": str(root)})
+        proc.wait_fresh(root)  # the store opens in the background: a new repository needs it
         assert (wrapper / "died").exists()
         assert "did not answer" in proc.log_text() and "starting it again" in proc.log_text()
-        proc.call("add", {"path": str(root)})
-        proc.wait_fresh(root)
         hits = proc.call("search", {"query": "started_again_qz", "mode": "lexical"})["results"]
         assert hits and hits[0]["path"] == "m.py"
     finally:
@@ -92,6 +92,7 @@ def test_engine_started_without_the_fixed_wait_is_the_one_used_and_stopped(
     db = short_tmp / "milvus.db"
     with caplog.at_level(logging.DEBUG, logger="codectxd.lite_engine"):
         store = Store(str(db))
+        store.wait_open()
     assert any("engine answering after" in r.getMessage() for r in caplog.records)
     engines = [
         c for c in psutil.Process().children(recursive=True) if str(db) in " ".join(c.cmdline())
@@ -130,7 +131,7 @@ def test_a_file_another_process_holds_is_reported_and_its_lock_kept(short_tmp: P
 
     db = short_tmp / "milvus.db"
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys; from codectxd.store import Store; s = Store(sys.argv[1]); "
+        [sys.executable, "-c", "import sys; from codectxd.store import Store; s = Store(sys.argv[1]); s.wait_open(); "
          "print('open', flush=True); sys.stdin.read(); s.close()", str(db)],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
     )  # fmt: skip
@@ -151,6 +152,7 @@ def test_database_locked_by_another_process(short_tmp: Path) -> None:
     proc = DaemonProcess(short_tmp)
     proc.data_dir.mkdir(parents=True)
     holder = Store(str(proc.data_dir / "milvus.db"))
+    holder.wait_open()  # it holds the file from here
     try:
         out = subprocess.run(
             [sys.executable, "-m", "codectxd", "start"],

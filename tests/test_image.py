@@ -10,7 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import psutil
+import pytest
 
+from codectxd.errors import StoreError
 from codectxd.image import Image
 from codectxd.lexical import lexical_query, lexical_text
 from codectxd.store import Row, Store, _hit
@@ -109,6 +112,45 @@ def test_a_released_collection_is_searched_in_its_image_while_it_loads(short_tmp
         assert store.search("cx_t", lexical=query, limit=10, expr='path == "pkg/m1.py"')
     finally:
         store.close()
+
+
+def _engines(db: Path) -> list[psutil.Process]:
+    """This process's Milvus Lite engine processes for the database file `db`."""
+    return [c for c in psutil.Process().children(recursive=True)
+            if str(db) in " ".join(c.cmdline())]  # fmt: skip
+
+
+def test_a_store_opened_later_answers_from_its_image_before_milvus_starts(
+    short_tmp: Path,
+) -> None:
+    """A warm restart's store: opened with `open_now` False, a collection with an image needs
+    no Milvus to be ensured or searched; its first search starts the engine behind it."""
+    rows = _rows(150, random.Random(11))
+    db = short_tmp / "m.db"
+    store = _stored(short_tmp, rows)
+    query = lexical_query("render page token")
+    try:
+        loaded = store.search("cx_t", lexical=query, limit=10)
+        assert store.write_images(1, 0.0) == ["cx_t"]
+    finally:
+        store.close()
+    assert _engines(db) == []
+    later = Store(str(db), open_now=False)
+    try:
+        later.ensure_collection("cx_t", DIMENSION, {})
+        assert _engines(db) == []  # nothing started Milvus: not the store, not the collection
+        assert _same(later.search("cx_t", lexical=query, limit=10), loaded)
+        later.wait_open()  # the search started the load behind the image, and so the engine
+        assert _engines(db)
+        later.delete_paths("cx_t", ["pkg/m2.py"])  # a write waits for the load, then goes in
+        assert not later.has_image("cx_t")
+        assert all(h.path != "pkg/m2.py" for h in later.search("cx_t", lexical=query, limit=50))
+    finally:
+        later.close()
+    closed = Store(str(db), open_now=False)
+    closed.close()  # never opened: nothing to stop, and a call after it fails at once
+    with pytest.raises(StoreError, match="closed"):
+        closed.wait_open()
 
 
 def test_a_write_drops_the_image_first_and_one_read_across_a_write_is_not_kept(

@@ -8,6 +8,8 @@ from pathlib import Path
 
 from codectxd.config import load_settings
 from codectxd.engine import Engine
+from codectxd.indexer import repo_key
+from codectxd.store import collection_name
 from tests.conftest import write_tree
 from tests.daemon_harness import DaemonProcess
 from tests.fake_providers import FakeProviders, Fault
@@ -109,3 +111,41 @@ def test_switch_from_local_to_openai_keeps_searching(short_tmp: Path) -> None:
 def collections_of(daemon: DaemonProcess) -> list[str]:
     """The collections a running daemon's repositories use (from `status`)."""
     return sorted({r["repo"]["collection"] for r in daemon.call("status")["repos"]})
+
+
+def test_a_leftover_collection_is_removed_at_the_next_start(short_tmp: Path) -> None:
+    """A model switch stopped between completing the new index and dropping the old one
+    leaves the old collection: the next start finds and removes it (after the store opens in
+    the background), and keeps the complete one."""
+    root = short_tmp / "repo"
+    write_tree(root, {"src/a.py": "def compute_tax(amount):\n    return amount * 0.2\n"})
+    daemon = DaemonProcess(short_tmp).start()
+    try:
+        daemon.call("add", {"path": str(root)})
+        daemon.wait_fresh(root)
+    finally:
+        daemon.stop()
+    (active,) = collections(daemon.data_dir)
+    leftover = collection_name(repo_key(root.resolve()), "other:model", 8)
+    settings = load_settings(
+        {"CODECTX_DATA_DIR": str(daemon.data_dir), "CODECTX_CONFIG": str(short_tmp / "none")}
+    )
+    engine = Engine(settings)
+    try:
+        engine.store.ensure_collection(leftover, 8, {})
+    finally:
+        engine.close()
+    assert sorted(collections(daemon.data_dir)) == sorted([active, leftover])
+
+    again = DaemonProcess(short_tmp).start()
+    try:
+        deadline = time.monotonic() + 60
+        while "removed older collections" not in again.log_text():
+            assert time.monotonic() < deadline, again.log_text()[-3000:]
+            time.sleep(0.1)
+        assert leftover in again.log_text()
+        found = again.call("search", {"query": "compute_tax", "repos": [str(root)]})
+        assert found["results"][0]["path"] == "src/a.py"
+    finally:
+        again.stop()
+    assert collections(again.data_dir) == [active]
