@@ -191,7 +191,9 @@ class Supervisor:
 
     async def _tidy(self) -> None:
         """Drop what an interrupted model switch left (`Serving.tidy`), off the way of the
-        first sync: it waits for the store to open."""
+        first sync: after its scan (listing collections opens the store, whose import beside
+        the scan slowed a warm restart), then in a thread, waiting for the store to open."""
+        await self.scanned.wait()
         try:
             await anyio.to_thread.run_sync(self.collections.tidy)
         except Exception:  # noqa: BLE001 - they stay until the next start; nothing depends on it
