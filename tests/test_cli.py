@@ -60,6 +60,12 @@ def test_help_lists_every_command_and_global_options_still_come_first() -> None:
         [sys.executable, "-m", "codectx_client", "search"], capture_output=True, text=True
     )
     assert refused.returncode == 2 and "query" in refused.stderr  # usage error, as before
+    version = [sys.executable, "-m", "codectx_client", "--version"]
+    alone = subprocess.run(version, capture_output=True, text=True)
+    with_socket = subprocess.run(version[:3] + ["--socket", "/s"] + version[3:],
+                                 capture_output=True, text=True)  # fmt: skip
+    assert alone.returncode == with_socket.returncode == 0
+    assert alone.stdout == with_socket.stdout == f"codectx-client {cli.__version__}\n"
 
 
 def test_the_daemon_writes_its_bytecode_and_the_client_s_when_python_would_not(
