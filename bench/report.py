@@ -846,7 +846,10 @@ MISS_NOTES: dict[str, str] = {
         "hour's machine, not the code (the same suite read 19.0 ms at 7896e61 earlier in the "
         "day). A hybrid search is the query embedding (~7 ms), a dense and a BM25 Milvus search "
         "(~6–7 ms each, the BM25 one running while the query is embedded) and ~1.5 ms of "
-        "socket and fusion; fetching `content` only for the final hits is the next lever."
+        "socket and fusion. Leaving `content` out of the two searches saves ~0.1–0.3 ms "
+        "(28k rows, a script), and reading it back for the final hits costs more (built and "
+        "reverted, docs/decisions.md §12.1): the dense search itself (Milvus Lite's FLAT, "
+        "~8.5 ms at 28k rows) is what is left to beat."
     ),
     "searches_per_s_50_clients": (
         "(1d6ef52) 81.8/s in this run, 68.5/s in the one before it; 66.2 and 62.3/s for the "
