@@ -17,11 +17,26 @@ from tests.fake_providers import FakeProviders, Fault
 KEY = "sk-test-switch-0123456789abcdef"
 
 
-def collections(data_dir: Path) -> list[str]:
-    settings = load_settings(
+def _engine(data_dir: Path) -> Engine:
+    """The data dir's engine in this process (the daemon stopped), default settings."""
+    return Engine(load_settings(
         {"CODECTX_DATA_DIR": str(data_dir), "CODECTX_CONFIG": str(data_dir / "none.toml")}
-    )
-    engine = Engine(settings)
+    ))  # fmt: skip
+
+
+def _indexed_once(short_tmp: Path, root: Path) -> Path:
+    """Index `root` with a daemon of default settings, stop it; its data dir."""
+    daemon = DaemonProcess(short_tmp).start()
+    try:
+        daemon.call("add", {"path": str(root)})
+        daemon.wait_fresh(root)
+    finally:
+        daemon.stop()
+    return daemon.data_dir
+
+
+def collections(data_dir: Path) -> list[str]:
+    engine = _engine(data_dir)
     try:
         return engine.store.list_collections()
     finally:
@@ -37,13 +52,7 @@ def test_switch_from_local_to_openai_keeps_searching(short_tmp: Path) -> None:
             for i in range(1, 25)
         },
     )
-    local = DaemonProcess(short_tmp).start()
-    try:
-        local.call("add", {"path": str(root)})
-        local.wait_fresh(root)
-    finally:
-        local.stop()
-    old = collections(local.data_dir)
+    old = collections(_indexed_once(short_tmp, root))
     assert len(old) == 1 and "local" in old[0]
 
     with FakeProviders(api_key=KEY) as fake:
@@ -119,23 +128,15 @@ def test_a_leftover_collection_is_removed_at_the_next_start(short_tmp: Path) -> 
     the background), and keeps the complete one."""
     root = short_tmp / "repo"
     write_tree(root, {"src/a.py": "def compute_tax(amount):\n    return amount * 0.2\n"})
-    daemon = DaemonProcess(short_tmp).start()
-    try:
-        daemon.call("add", {"path": str(root)})
-        daemon.wait_fresh(root)
-    finally:
-        daemon.stop()
-    (active,) = collections(daemon.data_dir)
+    data_dir = _indexed_once(short_tmp, root)
+    (active,) = collections(data_dir)
     leftover = collection_name(repo_key(root.resolve()), "other:model", 8)
-    settings = load_settings(
-        {"CODECTX_DATA_DIR": str(daemon.data_dir), "CODECTX_CONFIG": str(short_tmp / "none")}
-    )
-    engine = Engine(settings)
+    engine = _engine(data_dir)
     try:
         engine.store.ensure_collection(leftover, 8, {})
     finally:
         engine.close()
-    assert sorted(collections(daemon.data_dir)) == sorted([active, leftover])
+    assert sorted(collections(data_dir)) == sorted([active, leftover])
 
     again = DaemonProcess(short_tmp).start()
     try:
