@@ -68,6 +68,7 @@ class Daemon:
             open_store_now=False,
         )
         self.events = EventBus()
+        self._store_opening = anyio.Event()  # `Services.store_opening`
         services = Services(
             store=self.engine.store,
             snapshot=self.engine.snapshot,
@@ -78,6 +79,7 @@ class Daemon:
             full_slot=anyio.CapacityLimiter(1),
             model_slot=anyio.CapacityLimiter(1),
             watching=lambda: self.watcher.mode,
+            store_opening=self._store_opening,
         )
         registry = Registry(settings.paths.data_dir / "repos.json")
         self.repos = RepoSet(
@@ -144,6 +146,7 @@ class Daemon:
             for supervisor in self.repos:
                 await supervisor.scanned.wait()
         self.engine.store.open_soon()
+        self._store_opening.set()
 
     def _warm_model(self) -> None:
         try:

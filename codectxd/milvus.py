@@ -70,8 +70,11 @@ class MilvusConnection:
         if self.local and _locked(self.uri):
             raise self._in_use()
         self._client: Any = None
-        self._failed: StoreError | None = None  # the last open's error ...
+        self._failed: str | None = None  # the last open's error ...
         self._failed_at = 0.0  # ... and when: calls within _REOPEN_S repeat it
+        # A reconnect dropped the client and its open failed: the next open is a reconnect
+        # (`on_reconnect` runs: what was loaded in the old engine is not in the new one).
+        self._stale = False
         self._opened = threading.Event()
         self._opening = False
         if open_now:
@@ -83,25 +86,38 @@ class MilvusConnection:
             if self._opening:
                 return
             self._opening = True
-        threading.Thread(target=self._open_first, name="milvus-open", daemon=True).start()
+        try:
+            threading.Thread(target=self._open_first, name="milvus-open", daemon=True).start()
+        except RuntimeError as exc:  # no thread to be had (shutting down, or a limit)
+            self._failed = f"cannot open the Milvus store at {self.uri}: {exc}"
+            self._opened.set()  # the next call opens it itself
 
     def _open_first(self) -> None:
         started = time.perf_counter()
         try:
-            _prepare_pymilvus()
-            self._client = self._connect()
-            log.info("opened the Milvus store at %s in %.2f s", self.uri,
-                     time.perf_counter() - started)  # fmt: skip
+            if not self.closed:  # closed before it began: nothing to open, nor to stop after
+                self._client = self._open()
+                log.info("opened the Milvus store at %s in %.2f s", self.uri,
+                         time.perf_counter() - started)  # fmt: skip
         except StoreError as exc:
-            self._failed, self._failed_at = exc, time.monotonic()
             log.warning("%s", exc)
-        except Exception as exc:  # noqa: BLE001 - reported to every call until an open works
-            self._failed = StoreError(f"cannot open the Milvus store at {self.uri}: "
-                                      f"{_reason(exc)}")  # fmt: skip
-            self._failed_at = time.monotonic()
-            log.warning("%s", self._failed, exc_info=True)
         finally:
             self._opened.set()
+
+    def _open(self) -> Any:
+        """A new client; a failure of any kind is recorded (for `_REOPEN_S`) and raised as
+        a `StoreError`."""
+        try:
+            _prepare_pymilvus()
+            client = self._connect()
+        except Exception as exc:
+            if not isinstance(exc, StoreError):
+                log.debug("opening the Milvus store failed", exc_info=True)
+                exc = StoreError(f"cannot open the Milvus store at {self.uri}: {_reason(exc)}")
+            self._failed, self._failed_at = str(exc), time.monotonic()
+            raise exc from None
+        self._failed = None
+        return client
 
     @property
     def client(self) -> Any:
@@ -119,16 +135,15 @@ class MilvusConnection:
             if self.closed:
                 raise StoreError(f"the Milvus store at {self.uri} is closed")
             if self._failed is not None and time.monotonic() - self._failed_at < _REOPEN_S:
-                raise self._failed
-            try:
-                _prepare_pymilvus()
-                self._client = self._connect()
-            except StoreError as exc:
-                self._failed, self._failed_at = exc, time.monotonic()
-                raise
-            self._failed = None
+                raise StoreError(self._failed)  # a new one per caller: threads share none
+            self._client = client = self._open()
+            stale, self._stale = self._stale, False
             log.info("opened the Milvus store at %s", self.uri)
-            return self._client
+        if stale:
+            self.reconnects += 1
+            if self._on_reconnect is not None:
+                self._on_reconnect()
+        return client
 
     def wait_open(self) -> None:
         """Block until the store is open (raises its `StoreError` if it cannot be)."""
@@ -214,8 +229,9 @@ class MilvusConnection:
             with contextlib.suppress(Exception):
                 broken.close()
             self._release_engine()
-            self._client = None
-            self._client = self._connect()
+            self._client, self._stale = None, True
+            self._client = self._open()  # failed: the next call opens it, as a reconnect
+            self._stale = False
             self.reconnects += 1
         if self._on_reconnect is not None:
             self._on_reconnect()

@@ -71,8 +71,8 @@ class Serving:
     def tidy(self) -> list[str]:
         """Once, for an `active` complete at start: drop the older collections a model switch
         left (it was stopped between completing and dropping them); the names dropped."""
-        if self.listed or self._key is None:
-            return []
+        if self.listed or self._key is None or not self.complete:
+            return []  # an incomplete `active`'s older collections may serve meanwhile
         self.listed = True
         keep = {self.active, self.serving}
         retired = [c for c in repo_collections(self._store, self._key) if c not in keep]

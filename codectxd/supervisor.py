@@ -26,7 +26,7 @@ import anyio.to_thread
 from codectx_client import protocol as p
 from codectxd.config import DaemonSettings
 from codectxd.embedlane import EmbedLane, cancel_requested
-from codectxd.errors import NotFoundError
+from codectxd.errors import NotFoundError, StoreError
 from codectxd.events import EventBus, RepoEvents
 from codectxd.indexer import Job, RepoIndexer, SyncReport
 from codectxd.memory import MemoryManager
@@ -67,6 +67,9 @@ class Services:
     full_slot: anyio.CapacityLimiter  # full syncs saturate the CPU: one group at a time
     model_slot: anyio.CapacityLimiter  # one repository's second phase embeds at a time
     watching: Callable[[], str]  # the watcher's mode: inotify | polling | off
+    # Set when the daemon starts opening the store: after every repository's start-up scan
+    # (the import and a scan both hold the GIL), or a few seconds after start.
+    store_opening: anyio.Event
 
 
 class Supervisor:
@@ -178,6 +181,10 @@ class Supervisor:
         the embedding lane runs beside."""
         try:
             await anyio.to_thread.run_sync(self.collections.plan, self.indexer)
+        except StoreError as exc:
+            # Milvus opens in the background and did not: the first sync fails on it too and
+            # is retried; meanwhile searches read `active` (no older collection is found).
+            log.warning("%s: cannot plan its collections: %s", self.name, exc)
         finally:
             self.planned.set()
         self.request_full()  # reconcile: files may have changed while nothing watched them
@@ -191,9 +198,9 @@ class Supervisor:
 
     async def _tidy(self) -> None:
         """Drop what an interrupted model switch left (`Serving.tidy`), off the way of the
-        first sync: after its scan (listing collections opens the store, whose import beside
-        the scan slowed a warm restart), then in a thread, waiting for the store to open."""
-        await self.scanned.wait()
+        start-up scans: once the daemon opens the store (listing collections would open it,
+        and its import beside a scan slowed a warm restart), in a thread."""
+        await self.services.store_opening.wait()
         try:
             await anyio.to_thread.run_sync(self.collections.tidy)
         except Exception:  # noqa: BLE001 - they stay until the next start; nothing depends on it

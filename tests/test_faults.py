@@ -26,6 +26,22 @@ def engine_children(proc: DaemonProcess) -> list[psutil.Process]:
     ]
 
 
+def engine_wrapper(base: Path, guard: str) -> Path:
+    """A BIN_PATH (milvus-lite's own setting) whose engine runs `guard` (shell, `$W` is the
+    directory) before it becomes the real binary: a fault at the engine's start."""
+    import milvus_lite
+
+    real = Path(milvus_lite.__file__).parent / "lib"
+    wrapper = base / "bin"
+    wrapper.mkdir()
+    (wrapper / "milvus").write_text(
+        f'#!/bin/sh\nW="{wrapper}"\n{guard}\n'
+        f'LD_LIBRARY_PATH="{real}:$LD_LIBRARY_PATH" exec "{real}/milvus" "$@"\n'
+    )
+    (wrapper / "milvus").chmod(0o755)
+    return wrapper
+
+
 def test_engine_killed_then_recovers(short_tmp: Path) -> None:
     root = short_tmp / "repo"
     write_tree(root, {f"m{i}.py": f"def fn_{i}(x):\n    return x + {i}\n" for i in range(10)})
@@ -59,17 +75,9 @@ def test_engine_that_dies_while_starting_is_started_again(short_tmp: Path) -> No
     """Milvus Lite's engine process sometimes dies while it starts (seen on a loaded machine):
     the daemon starts a fresh one instead of exiting. The fault: the engine's real binary,
     behind a wrapper that dies on its first start only (milvus-lite's own BIN_PATH setting)."""
-    import milvus_lite
-
-    real = Path(milvus_lite.__file__).parent / "lib"
-    wrapper = short_tmp / "bin"
-    wrapper.mkdir()
-    (wrapper / "milvus").write_text(
-        "#!/bin/sh\n"
-        f'if [ ! -e "{wrapper}/died" ]; then touch "{wrapper}/died"; sleep 1; exit 1; fi\n'
-        f'LD_LIBRARY_PATH="{real}:$LD_LIBRARY_PATH" exec "{real}/milvus" "$@"\n'
+    wrapper = engine_wrapper(
+        short_tmp, 'if [ ! -e "$W/died" ]; then touch "$W/died"; sleep 1; exit 1; fi'
     )
-    (wrapper / "milvus").chmod(0o755)
     root = short_tmp / "repo"
     write_tree(root, {"m.py": "def started_again_qz():\n    return 1\n"})
     proc = DaemonProcess(short_tmp, BIN_PATH=str(wrapper)).start()
@@ -82,6 +90,65 @@ def test_engine_that_dies_while_starting_is_started_again(short_tmp: Path) -> No
         assert hits and hits[0]["path"] == "m.py"
     finally:
         proc.stop()
+
+
+_DIES_UNTIL_HEALED = 'if [ ! -e "$W/healed" ]; then exit 1; fi'
+
+
+def test_a_store_that_cannot_open_fails_the_repository_not_the_daemon(short_tmp: Path) -> None:
+    """Milvus opens in the background: while it cannot (its engine dies at every start, until
+    the fault clears), a repository added says why in `list` and the daemon answers; once the
+    engine starts, the repository's retry indexes it."""
+    wrapper = engine_wrapper(short_tmp, _DIES_UNTIL_HEALED)
+    root = short_tmp / "repo"
+    write_tree(root, {"m.py": "def opened_at_last_qz():\n    return 1\n"})
+    proc = DaemonProcess(short_tmp, BIN_PATH=str(wrapper)).start()
+    try:
+        proc.call("add", {"path": str(root)})
+        deadline = time.monotonic() + 120
+        while (info := proc.info(root))["state"] != "error":
+            assert time.monotonic() < deadline, info
+            time.sleep(0.1)
+        assert "cannot open the Milvus store" in (info["error"] or "")
+        assert proc.call("ping") is not None and proc.proc is not None and proc.proc.poll() is None
+        (wrapper / "healed").touch()
+        (root / "m.py").write_text("def opened_at_last_qz():\n    return 2\n")  # a retry now
+        proc.wait_fresh(root)
+        hits = proc.call("search", {"query": "opened_at_last_qz", "mode": "lexical"})["results"]
+        assert hits and hits[0]["path"] == "m.py"
+    finally:
+        proc.stop()
+
+
+def test_a_reconnect_that_fails_is_finished_by_a_later_call(
+    short_tmp: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The engine dies and cannot start again for a while: the call that found it gone fails;
+    a call once it can start opens it again as a reconnect (what the old engine had loaded
+    is forgotten: `on_reconnect`)."""
+    from codectxd import milvus
+    from codectxd.errors import StoreError
+
+    wrapper = engine_wrapper(short_tmp, _DIES_UNTIL_HEALED)
+    (wrapper / "healed").touch()
+    monkeypatch.setenv("BIN_PATH", str(wrapper))
+    monkeypatch.setattr(milvus, "_REOPEN_S", 0.0)  # no wait between a failed open and the next
+    forgot: list[int] = []
+    conn = milvus.MilvusConnection(str(short_tmp / "m.db"), on_reconnect=lambda: forgot.append(1))
+    try:
+        assert conn.run("list", lambda c: c.list_collections()) == []
+        (wrapper / "healed").unlink()
+        for child in psutil.Process().children(recursive=True):
+            if "milvus" in child.name():
+                child.kill()
+        with pytest.raises(StoreError, match="cannot open the Milvus store"):
+            conn.run("list", lambda c: c.list_collections())
+        assert forgot == []
+        (wrapper / "healed").touch()
+        assert conn.run("list", lambda c: c.list_collections()) == []
+        assert forgot == [1] and conn.reconnects == 1
+    finally:
+        conn.close()
 
 
 def test_engine_started_without_the_fixed_wait_is_the_one_used_and_stopped(
