@@ -339,6 +339,8 @@ def cmd_status(conn: Connection, args: argparse.Namespace) -> int:
     )
     if d.get("watch_error"):
         print(f"  {d['watch_error']} (periodic scans instead)")
+    if d.get("store_error"):
+        print(f"  {d['store_error']} (tried again when next needed, at most every 5 s)")
     print(
         f"memory: {mem['rss_mb']:.0f} / {mem['budget_mb']} MB ({mem['state']}), "
         f"gc {mem['gc_collections']}, paused {mem['paused_s']}s"

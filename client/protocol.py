@@ -430,6 +430,7 @@ class DaemonStatus(msgspec.Struct):
     embedding: EmbeddingStatus
     subscribers: int
     settings: dict[str, dict[str, Any]]  # every setting; secrets only as "set" or ""
+    store_error: str | None = None  # why the store is not open (its last open failed)
 
 
 class StatusResult(msgspec.Struct):

@@ -323,6 +323,7 @@ async def status(ctx: Context, params: p.StatusParams) -> p.StatusResult:
         embedding=embedder.stats.message(),
         subscribers=ctx.events.subscribers,
         settings=describe(ctx.settings),
+        store_error=ctx.engine.store.open_error,
     )
     return p.StatusResult(daemon=daemon, repos=repos)
 

@@ -145,6 +145,11 @@ class MilvusConnection:
                 self._on_reconnect()
         return client
 
+    @property
+    def open_error(self) -> str | None:
+        """The last open's error while there is no client (the next call tries again)."""
+        return self._failed if self._client is None else None
+
     def wait_open(self) -> None:
         """Block until the store is open (raises its `StoreError` if it cannot be)."""
         self.client  # noqa: B018 - the property opens it

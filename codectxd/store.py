@@ -185,6 +185,11 @@ class Store:
         """Block until Milvus is open (raises its `StoreError` when it cannot be)."""
         self._conn.wait_open()
 
+    @property
+    def open_error(self) -> str | None:
+        """Why Milvus is not open, when its last open failed (None when open or opening)."""
+        return self._conn.open_error
+
     def close(self) -> None:
         self._conn.close()
 

@@ -110,12 +110,15 @@ def test_a_store_that_cannot_open_fails_the_repository_not_the_daemon(short_tmp:
             assert time.monotonic() < deadline, info
             time.sleep(0.1)
         assert "cannot open the Milvus store" in (info["error"] or "")
+        assert "cannot open the Milvus store" in proc.call("status")["daemon"]["store_error"]
+        assert "cannot open the Milvus store" in proc.client("status").stdout
         assert proc.call("ping") is not None and proc.proc is not None and proc.proc.poll() is None
         (wrapper / "healed").touch()
         (root / "m.py").write_text("def opened_at_last_qz():\n    return 2\n")  # a retry now
         proc.wait_fresh(root)
         hits = proc.call("search", {"query": "opened_at_last_qz", "mode": "lexical"})["results"]
         assert hits and hits[0]["path"] == "m.py"
+        assert proc.call("status")["daemon"]["store_error"] is None
     finally:
         proc.stop()
 
