@@ -389,6 +389,9 @@ def firstindex(data: Mapping[str, Any]) -> list[str]:
             ["add → every chunk embedded, s", fmt_mmm(s["embedded_s"], 1)],
             ["chunks of data files embedded / stored",
              f"{s['data_chunks_embedded']} / {s['data_chunks']}"],
+            *([["README query, every chunk embedded (worst run): code hits in the top 5 / data "
+                "files in the top 10", f"{s['readme_code_top5']} / {s['readme_data_top10']}"]]
+              if s.get("readme_code_top5") is not None else []),
             [f"{data['generated'][0]['files'] if data['generated'] else '?'}-file generated "
              "repository: add → keyword-searchable, s", fmt_mmm(s["generated_keyword_s"], 2)],
             ["  add → every chunk embedded, s", fmt_mmm(s["generated_embedded_s"], 1)],
@@ -396,6 +399,9 @@ def firstindex(data: Mapping[str, Any]) -> list[str]:
              f"{s['searches']} / {s['errors']}"],
         ],
     )  # fmt: skip
+    if s.get("readme_top10"):
+        out += ["", "The README query's top 10 (the last run): "
+                + ", ".join(f"`{hit}`" for hit in s["readme_top10"]) + "."]  # fmt: skip
     return out
 
 
@@ -764,6 +770,8 @@ GOALS: dict[str, tuple[str, str, str]] = {
         "s",
     ),
     "data_chunks_embedded": ("chunks embedded for this repository's data files", "0", ""),
+    "readme_code_top5": ("README query, this repository embedded: code hits in the top 5", "5", ""),
+    "readme_data_top10": ("README query: data files in the top 10", "0", ""),
     "rss_within_budget": (
         "peak RSS (daemon + Milvus) indexing a new repository under a 600 MB budget; "
         "finishes, never starved",
