@@ -112,6 +112,14 @@ def cmd_symbol(conn: Connection, args: argparse.Namespace) -> int:
 _REFERENCE_FIELDS = ("repo", "path", "line", "column", "text", "enclosing", "is_definition")
 
 
+def stale_note(pending: int) -> str:
+    """What a reply that is not fresh says: paths queued, or (none queued) a scan running
+    (e.g. the one that finds what changed while the daemon was down)."""
+    if pending:
+        return f"index not fully up to date: {pending} paths pending"
+    return "index not fully up to date: a scan for changed files is running"
+
+
 def cmd_refs(conn: Connection, args: argparse.Namespace) -> int:
     params: dict[str, Any] = {"name": args.name, "repos": _repos(conn, args),
                               "paths": args.path or [], "limit": args.k}  # fmt: skip
@@ -137,8 +145,7 @@ def cmd_refs(conn: Connection, args: argparse.Namespace) -> int:
     if result.get("truncated"):
         print(f"note: only the first {len(refs)} shown (-k)", file=sys.stderr)
     if not result["fresh"]:
-        print(f"note: index not fully up to date: {result['pending']} paths pending",
-              file=sys.stderr)  # fmt: skip
+        print(f"note: {stale_note(result['pending'])}", file=sys.stderr)
     return EXIT_OK
 
 
@@ -166,8 +173,7 @@ def _print_symbols(result: dict[str, Any], args: argparse.Namespace, *, with_pat
     if not symbols:
         print("no definitions found")
     if not result["fresh"]:
-        print(f"note: index not fully up to date: {result['pending']} paths pending",
-              file=sys.stderr)  # fmt: skip
+        print(f"note: {stale_note(result['pending'])}", file=sys.stderr)
     return EXIT_OK
 
 
@@ -218,7 +224,7 @@ def cmd_search(conn: Connection, args: argparse.Namespace) -> int:
         print("no results")
     notes = list(result.get("warnings", []))
     if not result["fresh"]:
-        notes.append(f"index not fully up to date: {result['pending']} paths pending")
+        notes.append(stale_note(result["pending"]))
     if result["indexing"]:
         notes.append("still building the first index of: " + ", ".join(result["indexing"]))
     for root, fraction in result.get("embedded", {}).items():

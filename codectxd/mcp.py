@@ -157,9 +157,10 @@ def _format_hits(query: str, result: dict[str, Any], repo: dict[str, Any] | None
         lines.append("Index is up to date.")
     else:
         state = f" ({_progress_text(repo)})" if repo else ""
+        pending = result["pending"]
+        what = f"{pending} files pending" if pending else "a scan for changed files is running"
         lines.append(
-            f"Index not complete yet: {result['pending']} files pending{state}; "
-            "results cover what is indexed so far."
+            f"Index not complete yet: {what}{state}; results cover what is indexed so far."
         )
     return "\n".join(lines)
 

@@ -85,3 +85,10 @@ def test_the_daemon_writes_its_bytecode_and_the_client_s_when_python_would_not(
     assert compile_packages() and compiled.exists()  # and on its own, stale files only
     stamp = compiled.stat().st_mtime_ns
     assert compile_packages() and compiled.stat().st_mtime_ns == stamp
+
+
+def test_a_reply_that_is_not_fresh_says_why_even_with_nothing_queued() -> None:
+    """A full scan (a restart's, a periodic reconcile) queues no paths: its note says a scan
+    runs instead of "0 paths pending"."""
+    assert cli.stale_note(3) == "index not fully up to date: 3 paths pending"
+    assert "scan" in cli.stale_note(0) and "0 paths" not in cli.stale_note(0)

@@ -95,8 +95,12 @@ function M.search(query, on_done)
       if #items > 0 then
         vim.cmd('copen')
       end
-      local note = result.fresh and '' or
-        string.format(' (index not complete: %d files pending)', result.pending)
+      local note = ''
+      if not result.fresh then
+        note = result.pending > 0
+          and string.format(' (index not complete: %d files pending)', result.pending)
+          or ' (index not complete: a scan for changed files is running)'
+      end
       notify(string.format('%d results%s', #items, note))
       if on_done then on_done(nil, result) end
     end, opts())
