@@ -859,8 +859,19 @@ MISS_NOTES: dict[str, str] = {
         "reverted, docs/decisions.md §12.1): the dense search itself (Milvus Lite's FLAT, "
         "~8.5 ms at 28k rows) is what is left to beat."
     ),
+    "cli_overhead_ms": (
+        "(270d7e1) Three runs of the suite back to back on one commit: 26.6, 16.1 and 28.6 ms, "
+        "with `python -c pass` at 53.6, 32.7 and 52.3 ms in the same runs: the difference "
+        "moves with the machine's speed (about half of what Python's own start takes). By "
+        "hand in a quiet minute (hyperfine, 40 runs): `python -c pass` 37.0 ms, "
+        "`codectx-client search` 50.6 ms (+13.6), `codectx-client --version` 37.8 ms. The "
+        "client's own imports are ~6 ms (its cli module, argparse, the socket); the rest is "
+        "the daemon's search of the one-file repository (the query's embedding, ~7 ms)."
+    ),
     "searches_per_s_50_clients": (
-        "(1d6ef52) 81.8/s in this run, 68.5/s in the one before it; 66.2 and 62.3/s for the "
+        "(270d7e1) Three runs of the suite back to back on one commit: 95.4, 129.7 and "
+        "115.6/s (this page shows the last; socket p50 21.7, 14.3 and 16.5 ms in the same "
+        "runs). (1d6ef52) 81.8/s in this run, 68.5/s in the one before it; 66.2 and 62.3/s for the "
         "previous commit alternated with them on the same 116,616-row index. Search responses "
         "are now decoded a column at a time (pymilvus decoded each cell alone: 3.3 + 3.0 → "
         "1.8 + 1.4 ms of daemon CPU per search), after definitions read by chunk id, queries "
@@ -875,30 +886,6 @@ MISS_NOTES: dict[str, str] = {
         "model, no pipeline) ran at 15.1 chunks/s against 32.9 in the previous run (which met "
         "the target in 907.6 s), and the pipeline kept 0.99 of it. In-process embedding of the "
         "same 128 texts at 1f02a19 and at 4bd4739, alternated twice: 6.3 and 6.3 chunks/s."
-    ),
-    "warm_restart_s": (
-        "(4bd4739) With a search image (docs/decisions.md §12.3) the sync no longer waits for "
-        "Milvus Lite's load, which starts after the scan, and the model's session loads in the "
-        "background; this run's machine was slow (embedding alone at half the previous run's "
-        "speed). Since (6b0fc04), not yet re-run in this suite (its cold part needs the big "
-        "corpus embedded, ~30 min): Milvus opens in the background after the start-up scans "
-        "(its import, ~0.8 s holding the GIL, ran before the scan), so an unchanged repository "
-        "is fresh before pymilvus is imported. The suite's restart part alone "
-        "(`bench.throughput.restart_runs`, stand-in vectors, 12 starts each, alternated with "
-        "670de5a in one session): fresh 1.86 → 1.25 s, first answer 1.0 → 0.4 s "
-        "(docs/decisions.md §12.4)."
-    ),
-    "restart_first_search_s": (
-        "(b030bde) A search sent as soon as the restarted daemon answers (1.1–1.6 s) waits "
-        "for Milvus Lite's `load_collection` of the 116,616 rows (13–17 s; a copy by hand: "
-        "14.7 s) and then answers with the loaded index's hits. A load re-inserts each row "
-        "into a new segment one at a time (perf: the BM25 index's `Add` 12 %, copies and "
-        "allocation 22 %, the dense interim index ~7 %), so its cost is per row: loading fewer "
-        "fields does not help (13.4 / 14.0 s), nor does the segment layout or glibc's malloc "
-        "settings (15.4 / 14.4 s against 16.1 / 14.8 s), and `compact` / mmap are "
-        "UNIMPLEMENTED in Milvus Lite 2.5.1. The engine also serves one request at a time, "
-        "so a search of another repository waits for the load too (docs/decisions.md §12). "
-        "≤ 3 s needs another engine or a second search path of our own while it loads."
     ),
     "rss_within_budget": (
         "(b26987d) Since b26987d the MemoryManager also sizes every local embedding batch to "
