@@ -38,6 +38,10 @@ _FENCE = re.compile(r"```.*?(```|\Z)", re.S)
 _TRACEBACK = re.compile(r"Traceback \(most recent call last\):.*?(?:\n\S[^\n]*\n|\Z)", re.S)
 _TESTS = re.compile(r"\b(tests?|testing|pytest|unittest|test[ _]case|fixtures?|spec)\b", re.I)
 _DATA = re.compile(r"\b(json|yaml|yml|csv|xml|fixture|dataset|results?)\b", re.I)
+#: A question for a place in the code: "where are hits merged", "which function parses it".
+_WHERE = re.compile(
+    r"^\W*(where\b|(which|what) (functions?|methods?|class(es)?|modules?|files?|code)\b)", re.I
+)
 _DOCS = re.compile(r"\b(docs?|documentation|readme|guide|tutorial|changelog|manual)\b", re.I)
 #: A query this long, or of several lines, is an issue or a report rather than a question.
 LONG_CHARS = 300
@@ -66,6 +70,7 @@ class QueryShape:
     wants_tests: bool
     wants_data: bool
     wants_docs: bool
+    wants_code: bool  # it asks where something is done (the code, not a page about it)
     long: bool  # an issue or a report: the names it mentions are likely what it is about
     identifier: str  # the whole query when it is one identifier or dotted name, else ""
 
@@ -128,6 +133,7 @@ def analyse(text: str) -> QueryShape:
         wants_tests=bool(_TESTS.search(head)),
         wants_data=bool(_DATA.search(head)),
         wants_docs=bool(_DOCS.search(head)),
+        wants_code=bool(_WHERE.match(head)) and not _DOCS.search(head),
         long=len(stripped) > LONG_CHARS or "\n" in stripped,
         identifier=identifier,
     )

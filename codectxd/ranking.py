@@ -52,6 +52,9 @@ class Weights:
         default_factory=lambda: {"code": 1.0, "doc": 0.5, "test": 0.2, "generated": 0.5,
                                  "data": 0.3}
     )  # fmt: skip
+    #: The doc prior when the query asks where something is done (`QueryShape.wants_code`):
+    #: a page that describes it, or quotes the question, comes after the code that does it.
+    doc_for_code: float = 0.25
     #: A file's score: its best chunk's, plus each further chunk's times this power ...
     file_decay: float = 0.3
     #: ... and when the dense side ranked too: its further chunks are more often about the
@@ -74,6 +77,8 @@ class Weights:
             and shape.wants_docs
         ):
             return 1.0
+        if kind == "doc" and shape.wants_code:
+            return self.doc_for_code
         return self.priors.get(kind, 1.0)
 
 

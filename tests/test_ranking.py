@@ -53,6 +53,10 @@ TREE = {
         "    # overlapping search hits merged: two overlapping hits become one merged hit\n"
         "    assert merge_overlapping_hits([]) == []\n"
     ),
+    "docs/search.md": (
+        "# Search\n\nWhere are overlapping search hits merged? After ranking: the search hits "
+        "of one file whose line ranges overlap are merged into one hit, the best score kept.\n"
+    ),
     "bench/results/merge.json": json.dumps(
         [
             {
@@ -158,6 +162,14 @@ def test_code_before_the_data_and_tests_that_repeat_its_words(indexed) -> None: 
     assert paths[0] == "shop/search/merge.py", paths
     data = [i for i, p in enumerate(paths) if p.endswith(".json")]
     assert all(i > paths.index("shop/search/merge.py") for i in data), paths
+    # The page that quotes the question comes after the code, and after it only when asked
+    # where (a question about how it works may want the page).
+    by_score = {h.path: h.score for h in hits}
+    how = {h.path: h.score for h in engine.search([root], "how are overlapping hits merged")}
+    assert by_score["docs/search.md"] < by_score["shop/search/merge.py"] / 2, by_score
+    assert how["docs/search.md"] / how["shop/search/merge.py"] > (
+        by_score["docs/search.md"] / by_score["shop/search/merge.py"]
+    ), (how, by_score)
     # A query that asks for tests gets them.
     tests = engine.search([root], "tests of merging overlapping search hits", limit=3)
     assert tests[0].path == "tests/test_merge.py", [h.path for h in tests]
@@ -182,6 +194,10 @@ def test_query_shapes() -> None:
     assert len(analyse(long_issue).prose) <= 1000
     assert analyse(long_issue).long and not analyse("where is the retry policy").long
     assert analyse("docs for the retry policy").wants_docs
+    for question in ("where are overlapping search hits merged", "Which function parses it?"):
+        assert analyse(question).wants_code, question
+    for other in ("how are hits merged", "where are the docs of the retry policy", "somewhere"):
+        assert not analyse(other).wants_code, other
     assert "____" not in analyse("Title\n____\nbody with parse_x").names
     ipython = (
         "---------------------------------------------------------------------------\n"
