@@ -859,6 +859,19 @@ MISS_NOTES: dict[str, str] = {
         "reverted, docs/decisions.md §12.1): the dense search itself (Milvus Lite's FLAT, "
         "~8.5 ms at 28k rows) is what is left to beat."
     ),
+    "first_index_keyword_s": (
+        "(232067b) The tree and the hour, not the code: this repository's export has grown to "
+        "3,814 chunks (3,125 at the last run, 625e74d; its data files alone 1,765 against "
+        "1,307: the bench results), and the machine ran slow this hour (`python -c pass` 52 ms "
+        "against 33 in a quiet minute, latency suite). The same export of 232067b's tree "
+        "indexed by both commits' code, alternated in one session (`/tmp` script, `add` → "
+        "fresh, 4 runs each): 625e74d 4.17–8.02 s (median ~6.1), 232067b 4.62–5.35 s (median "
+        "4.87). Of a sync (3.7 s in a quiet minute) ~2.6 s is the store's writes (pymilvus "
+        "turns each row into protobuf in Python, ~1.7 s of it) and 1.0 s reading and splitting; "
+        "creating the collection takes ~1.0 s before. What would pay: splitting the next group "
+        "while the engine writes this one, and fewer, larger chunks for files that are never "
+        "embedded (their rows carry a zero vector each)."
+    ),
     "cli_overhead_ms": (
         "(270d7e1) Three runs of the suite back to back on one commit: 26.6, 16.1 and 28.6 ms, "
         "with `python -c pass` at 53.6, 32.7 and 52.3 ms in the same runs: the difference "
