@@ -154,6 +154,26 @@ def test_a_reconnect_that_fails_is_finished_by_a_later_call(
         conn.close()
 
 
+def test_a_collection_killed_before_its_indexes_is_completed(short_tmp: Path) -> None:
+    """Killed between creating a collection's schema and its indexes: the next
+    `ensure_collection` builds the indexes (waiting for them itself) and the collection
+    takes rows and answers both searches."""
+    from codectxd.store import _schema
+    from tests.test_residency import DIMENSION, _row
+
+    store = Store(str(short_tmp / "m.db"))
+    try:
+        store.wait_open()
+        store._run("half a creation", lambda c: c.create_collection(
+            "cx_half", schema=_schema(c, DIMENSION, {})))  # fmt: skip
+        store.ensure_collection("cx_half", DIMENSION, {})
+        store.replace_files("cx_half", ["m1.py", "m2.py"], [_row(1), _row(2)])
+        assert store.search("cx_half", lexical="handler_2", limit=1)[0].path == "m2.py"
+        assert store.search("cx_half", dense=_row(1).dense, limit=1)[0].id == "r1"
+    finally:
+        store.close()
+
+
 def test_engine_started_without_the_fixed_wait_is_the_one_used_and_stopped(
     short_tmp: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
