@@ -860,17 +860,25 @@ MISS_NOTES: dict[str, str] = {
         "~8.5 ms at 28k rows) is what is left to beat."
     ),
     "first_index_keyword_s": (
-        "(232067b) The tree and the hour, not the code: this repository's export has grown to "
-        "3,814 chunks (3,125 at the last run, 625e74d; its data files alone 1,765 against "
-        "1,307: the bench results), and the machine ran slow this hour (`python -c pass` 52 ms "
-        "against 33 in a quiet minute, latency suite). The same export of 232067b's tree "
-        "indexed by both commits' code, alternated in one session (`/tmp` script, `add` → "
-        "fresh, 4 runs each): 625e74d 4.17–8.02 s (median ~6.1), 232067b 4.62–5.35 s (median "
-        "4.87). Of a sync (3.7 s in a quiet minute) ~2.6 s is the store's writes (pymilvus "
-        "turns each row into protobuf in Python, ~1.7 s of it) and 1.0 s reading and splitting; "
-        "creating the collection takes ~1.0 s before. What would pay: splitting the next group "
+        "(da02318) 5.45 / 4.99 / 5.10 s in this run (6.16 s at 232067b, 3.63 s at 625e74d "
+        "on a tree of 3,125 chunks): this repository's export has grown to 3,814 chunks (its "
+        "data files, the bench results, 1,765 of them) and the machine ran slow this session "
+        "(`python -c pass` 33–53 ms from one run to the next). A/B on one export, alternated "
+        "in one session (`/tmp` script, `add` → fresh, 4 runs each): 625e74d median ~6.1 s, "
+        "232067b ~4.9 s; a new collection no longer waits ~1 s for pymilvus's index wait "
+        "(da02318, docs/decisions.md §7): ~5.2 → ~4.6 s. Of a sync (3.7 s in a quiet minute) "
+        "~2.6 s is the store's writes (pymilvus turns each row into protobuf in Python, ~1.7 s "
+        "of it) and 1.0 s reading and splitting. What would pay next: splitting the next group "
         "while the engine writes this one, and fewer, larger chunks for files that are never "
         "embedded (their rows carry a zero vector each)."
+    ),
+    "readme_code_top5": (
+        "(da02318) Fifth place is a tie: `tests/test_search.py`'s test of merging overlapping "
+        "hits and `codectxd/search.py`'s `search` both score 0.207; the test took it in all "
+        "three runs here (the code did in a by-hand run at 232067b, and the previous suite "
+        "run read 5). The page that quoted the query is now tenth (docs/decisions.md §8, "
+        "questions that ask where); breaking a tie between a test and code for one query "
+        "was not done."
     ),
     "cli_overhead_ms": (
         "(270d7e1) Three runs of the suite back to back on one commit: 26.6, 16.1 and 28.6 ms, "
