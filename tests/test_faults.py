@@ -156,8 +156,8 @@ def test_a_reconnect_that_fails_is_finished_by_a_later_call(
 
 def test_a_collection_killed_before_its_indexes_is_completed(short_tmp: Path) -> None:
     """Killed between creating a collection's schema and its indexes: the next
-    `ensure_collection` builds the indexes (waiting for them itself) and the collection
-    takes rows and answers both searches."""
+    `ensure_collection` builds the missing indexes and the collection takes rows and answers
+    both searches."""
     from codectxd.store import _schema
     from tests.test_residency import DIMENSION, _row
 
