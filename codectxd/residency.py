@@ -21,11 +21,17 @@ from dataclasses import dataclass, field
 QUICK_LOAD_S = 0.25
 
 
+#: How long a drop waits for the calls reading the collection to end before it drops anyway
+#: (their Milvus calls then fail: a search that hangs this long has failed already).
+DRAIN_TIMEOUT_S = 60.0
+
+
 @dataclass(slots=True)
 class _Use:
-    users: int = 0  # calls in progress
+    users: dict[int, int] = field(default_factory=dict)  # thread → its calls in progress
     last_used: float = field(default_factory=time.monotonic)
     load_s: float = 0.0  # how long the collection's last load took
+    dropping: bool = False  # a drop waits for the calls in progress; new ones wait for it
 
 
 class Residency:
@@ -33,22 +39,61 @@ class Residency:
 
     def __init__(self) -> None:
         self._uses: dict[str, _Use] = {}
-        self._guard = threading.Lock()
+        self._guard = threading.Condition(threading.Lock())
 
     @contextmanager
     def using(self, name: str) -> Iterator[None]:
         """Around every call that needs `name` loaded: while any is in progress the collection
-        is not released, and its end restarts the idle clock. Enter it before checking whether
-        the collection is loaded."""
+        is neither released nor dropped, and its end restarts the idle clock. Enter it before
+        checking whether the collection is loaded. A call that starts while `name` is being
+        dropped waits for the drop (and then finds no collection); one nested in a call of the
+        same thread does not wait (the drop waits for the outer one)."""
+        me = threading.get_ident()
         with self._guard:
-            use = self._uses.setdefault(name, _Use())
-            use.users += 1
+            while True:
+                use = self._uses.setdefault(name, _Use())
+                if not use.dropping or me in use.users:
+                    break
+                self._guard.wait()
+            use.users[me] = use.users.get(me, 0) + 1
         try:
             yield
         finally:
             with self._guard:
-                use.users -= 1
+                if use.users[me] == 1:
+                    del use.users[me]
+                else:
+                    use.users[me] -= 1
                 use.last_used = time.monotonic()
+                self._guard.notify_all()
+
+    @contextmanager
+    def dropping(self, name: str, timeout_s: float = DRAIN_TIMEOUT_S) -> Iterator[None]:
+        """Around dropping `name`: waits until no call uses it (new calls wait meanwhile, and
+        for the drop); afterwards its bookkeeping is gone. Not from inside a call that uses
+        `name` (it would wait for itself)."""
+        deadline = time.monotonic() + timeout_s
+        with self._guard:
+            while (use := self._uses.setdefault(name, _Use())).dropping:
+                self._guard.wait()  # another drop of the same name: after it
+            use.dropping = True
+            while use.users and (left := deadline - time.monotonic()) > 0:
+                self._guard.wait(left)
+        try:
+            yield
+        finally:
+            with self._guard:
+                use.dropping = False
+                if self._uses.get(name) is use:
+                    del self._uses[name]
+                self._guard.notify_all()
+
+    def wait_dropping(self, name: str, timeout_s: float) -> bool:
+        """Wait until a drop of `name` has begun (for tests: an observable event)."""
+        with self._guard:
+            return self._guard.wait_for(
+                lambda: (use := self._uses.get(name)) is not None and use.dropping, timeout_s
+            )
 
     def loaded(self, name: str, seconds: float) -> None:
         with self._guard:
@@ -68,16 +113,12 @@ class Residency:
         now = time.monotonic()
         with self._guard:
             use = self._uses.get(name)
-            if use is None or use.users:
+            if use is None or use.users or use.dropping:
                 return False
             if now - use.last_used < _idle_after(use, min_idle_s):
                 return False
             forget()
             return True
-
-    def drop(self, name: str) -> None:
-        with self._guard:
-            self._uses.pop(name, None)
 
 
 def _idle_after(use: _Use | None, min_idle_s: float) -> float:

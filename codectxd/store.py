@@ -292,12 +292,13 @@ class Store:
             if client.has_collection(name):
                 client.drop_collection(name)
 
-        with self._write_lock, self._open_lock(name):
+        # A search that already read the collection as open finishes before Milvus drops it
+        # (it would fail "collection not found"); one that starts meanwhile finds none.
+        with self.residency.dropping(name), self._write_lock, self._open_lock(name):
             self._wrote(name)
             self._run(f"cannot drop collection {name}", drop)
             self._open.pop(name, None)
             self._resting.discard(name)
-            self.residency.drop(name)
 
     def is_loaded(self, name: str) -> bool:
         """Whether this engine holds `name` in memory (loaded, not released since)."""

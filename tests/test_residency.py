@@ -170,3 +170,57 @@ def test_the_local_model_rests_and_comes_back_the_same(local_provider) -> None: 
     local_provider.embed_query(query)
     assert not local_provider.rest(3600.0)  # used just now: kept
     assert local_provider.rest(0.0)
+
+
+def test_drop_waits_for_the_searches_reading_the_collection(short_tmp: Path) -> None:
+    """A model switch drops the collection searches were reading: searches racing drops and
+    re-creations never fail (one that started before a drop finishes first; one that starts
+    during it finds nothing), and a drop waits for a call in progress."""
+    store = Store(str(short_tmp / "m.db"))
+    try:
+        rows = [_row(i) for i in range(20)]
+        paths = [r.path for r in rows]
+        store.ensure_collection("cx_t", DIMENSION, {})
+        store.replace_files("cx_t", paths, rows)
+        stop = threading.Event()
+        errors: list[BaseException] = []
+        answered = [0, 0]  # searches with hits, searches of a dropped collection
+
+        def search() -> None:
+            while not stop.is_set():
+                try:
+                    hits = store.search("cx_t", lexical="handler_7", limit=3)
+                    hits += store.search("cx_t", dense=_row(3).dense, limit=1)
+                    answered[not hits] += 1
+                except BaseException as exc:  # noqa: BLE001 - any failure fails the test
+                    errors.append(exc)
+                    return
+
+        workers = [threading.Thread(target=search) for _ in range(3)]
+        for worker in workers:
+            worker.start()
+        for _ in range(8):
+            if errors:
+                break
+            store.drop_collection("cx_t")
+            store.ensure_collection("cx_t", DIMENSION, {})
+            store.replace_files("cx_t", paths, rows)
+        stop.set()
+        for worker in workers:
+            worker.join(30)
+        assert not errors, errors
+        assert answered[0] > 0
+
+        # A call in progress (entered, as every search does, before it looks the collection
+        # up) holds the drop back until it ends.
+        done = threading.Event()
+        with store.residency.using("cx_t"):
+            dropper = threading.Thread(target=lambda: (store.drop_collection("cx_t"), done.set()))
+            dropper.start()
+            assert store.residency.wait_dropping("cx_t", 30)
+            assert store.has_collection("cx_t") and not done.is_set()
+        dropper.join(30)
+        assert done.is_set() and not store.has_collection("cx_t")
+        assert store.search("cx_t", lexical="handler_7", limit=3) == []
+    finally:
+        store.close()
