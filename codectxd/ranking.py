@@ -55,6 +55,8 @@ class Weights:
     #: The doc prior when the query asks where something is done (`QueryShape.wants_code`):
     #: a page that describes it, or quotes the question, comes after the code that does it.
     doc_for_code: float = 0.25
+    #: ... and the test prior: the test that checks it comes after the code too.
+    test_for_code: float = 0.1
     #: A file's score: its best chunk's, plus each further chunk's times this power ...
     file_decay: float = 0.3
     #: ... and when the dense side ranked too: its further chunks are more often about the
@@ -77,8 +79,8 @@ class Weights:
             and shape.wants_docs
         ):
             return 1.0
-        if kind == "doc" and shape.wants_code:
-            return self.doc_for_code
+        if shape.wants_code and kind in ("doc", "test"):
+            return self.doc_for_code if kind == "doc" else self.test_for_code
         return self.priors.get(kind, 1.0)
 
 

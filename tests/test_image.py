@@ -213,7 +213,7 @@ def test_daemon_answers_from_the_image_and_a_killed_write_never_leaves_it_stale(
     root = short_tmp / "repo"
     _two_files(root)
     env = {"CODECTX_IMAGE_MIN_ROWS": "1", "CODECTX_IMAGE_QUIET_S": "0.5",
-           "CODECTX_RELEASE_IDLE_S": "1"}  # fmt: skip
+           "CODECTX_RELEASE_IDLE_S": "3"}  # fmt: skip
     daemon = DaemonProcess(short_tmp, **env).start()
     try:
         daemon.call("add", {"path": str(root)})
