@@ -6,6 +6,7 @@ from __future__ import annotations
 import random
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,34 @@ def _row(i: int) -> Row:
     )  # fmt: skip
 
 
+class _Callers:
+    """`count` threads calling `step` until stopped (`with` ends: stopped and joined); a
+    thread's failure ends it and is kept in `errors`."""
+
+    def __init__(self, step: Callable[[], None], count: int) -> None:
+        self.errors: list[BaseException] = []
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._run, args=(step,)) for _ in range(count)]
+
+    def _run(self, step: Callable[[], None]) -> None:
+        while not self._stop.is_set():
+            try:
+                step()
+            except BaseException as exc:  # noqa: BLE001 - any failure fails the test
+                self.errors.append(exc)
+                return
+
+    def __enter__(self) -> _Callers:
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(30)
+
+
 def test_release_never_fails_a_call_in_progress(short_tmp: Path) -> None:
     """Searches and writes race a releaser that lets go whenever the collection is unused
     (continuous use keeps it loaded, so the callers leave short gaps):
@@ -38,36 +67,24 @@ def test_release_never_fails_a_call_in_progress(short_tmp: Path) -> None:
     try:
         store.ensure_collection("cx_t", DIMENSION, {})
         store.replace_files("cx_t", [f"m{i}.py" for i in range(20)], [_row(i) for i in range(20)])
-        stop = threading.Event()
-        errors: list[BaseException] = []
         releases = 0
         searches = 0
 
         def search() -> None:
             nonlocal searches
-            while not stop.is_set():
-                try:
-                    hits = store.search("cx_t", lexical="handler_7", limit=3)
-                    assert hits and hits[0].path == "m7.py", hits
-                    dense = store.search("cx_t", dense=_row(3).dense, limit=1)
-                    assert dense[0].id in {"r3", "r11", "r19"}, dense
-                    store.replace_files("cx_t", ["m5.py"], [_row(5)])
-                    searches += 1
-                    time.sleep(random.random() * 0.01)  # gaps in which the releaser can act
-                except BaseException as exc:  # noqa: BLE001 - any failure fails the test
-                    errors.append(exc)
-                    return
+            hits = store.search("cx_t", lexical="handler_7", limit=3)
+            assert hits and hits[0].path == "m7.py", hits
+            dense = store.search("cx_t", dense=_row(3).dense, limit=1)
+            assert dense[0].id in {"r3", "r11", "r19"}, dense
+            store.replace_files("cx_t", ["m5.py"], [_row(5)])
+            searches += 1
+            time.sleep(random.random() * 0.01)  # gaps in which the releaser can act
 
-        workers = [threading.Thread(target=search) for _ in range(2)]
-        for worker in workers:
-            worker.start()
-        deadline = time.monotonic() + 60
-        while releases < 10 and time.monotonic() < deadline and not errors:
-            releases += len(store.release_idle(0.0))
-        stop.set()
-        for worker in workers:
-            worker.join(30)
-        assert not errors, errors
+        with _Callers(search, 2) as callers:
+            deadline = time.monotonic() + 60
+            while releases < 10 and time.monotonic() < deadline and not callers.errors:
+                releases += len(store.release_idle(0.0))
+        assert not callers.errors, callers.errors
         assert releases >= 10 and searches > 0
     finally:
         store.close()
@@ -182,33 +199,21 @@ def test_drop_waits_for_the_searches_reading_the_collection(short_tmp: Path) -> 
         paths = [r.path for r in rows]
         store.ensure_collection("cx_t", DIMENSION, {})
         store.replace_files("cx_t", paths, rows)
-        stop = threading.Event()
-        errors: list[BaseException] = []
         answered = [0, 0]  # searches with hits, searches of a dropped collection
 
         def search() -> None:
-            while not stop.is_set():
-                try:
-                    hits = store.search("cx_t", lexical="handler_7", limit=3)
-                    hits += store.search("cx_t", dense=_row(3).dense, limit=1)
-                    answered[not hits] += 1
-                except BaseException as exc:  # noqa: BLE001 - any failure fails the test
-                    errors.append(exc)
-                    return
+            hits = store.search("cx_t", lexical="handler_7", limit=3)
+            hits += store.search("cx_t", dense=_row(3).dense, limit=1)
+            answered[not hits] += 1
 
-        workers = [threading.Thread(target=search) for _ in range(3)]
-        for worker in workers:
-            worker.start()
-        for _ in range(8):
-            if errors:
-                break
-            store.drop_collection("cx_t")
-            store.ensure_collection("cx_t", DIMENSION, {})
-            store.replace_files("cx_t", paths, rows)
-        stop.set()
-        for worker in workers:
-            worker.join(30)
-        assert not errors, errors
+        with _Callers(search, 3) as callers:
+            for _ in range(8):
+                if callers.errors:
+                    break
+                store.drop_collection("cx_t")
+                store.ensure_collection("cx_t", DIMENSION, {})
+                store.replace_files("cx_t", paths, rows)
+        assert not callers.errors, callers.errors
         assert answered[0] > 0
 
         # A call in progress (entered, as every search does, before it looks the collection
