@@ -52,11 +52,10 @@ class Weights:
         default_factory=lambda: {"code": 1.0, "doc": 0.5, "test": 0.2, "generated": 0.5,
                                  "data": 0.3}
     )  # fmt: skip
-    #: The doc prior when the query asks where something is done (`QueryShape.wants_code`):
-    #: a page that describes it, or quotes the question, comes after the code that does it.
-    doc_for_code: float = 0.25
-    #: ... and the test prior: the test that checks it comes after the code too.
-    test_for_code: float = 0.1
+    #: The priors that differ when the query asks where something is done
+    #: (`QueryShape.wants_code`): a page that describes it or quotes the question, and the
+    #: test that checks it, come after the code that does it.
+    priors_for_code: Mapping[str, float] = field(default_factory=lambda: {"doc": 0.25, "test": 0.1})
     #: A file's score: its best chunk's, plus each further chunk's times this power ...
     file_decay: float = 0.3
     #: ... and when the dense side ranked too: its further chunks are more often about the
@@ -79,8 +78,8 @@ class Weights:
             and shape.wants_docs
         ):
             return 1.0
-        if shape.wants_code and kind in ("doc", "test"):
-            return self.doc_for_code if kind == "doc" else self.test_for_code
+        if shape.wants_code and kind in self.priors_for_code:
+            return self.priors_for_code[kind]
         return self.priors.get(kind, 1.0)
 
 
