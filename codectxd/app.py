@@ -79,6 +79,7 @@ class Daemon:
             full_slot=anyio.CapacityLimiter(1),
             model_slot=anyio.CapacityLimiter(1),
             watching=lambda: self.watcher.mode,
+            covering=lambda root: self.watcher.covering(root),
             store_opening=self._store_opening,
         )
         registry = Registry(settings.paths.data_dir / "repos.json")

@@ -67,6 +67,8 @@ class Services:
     full_slot: anyio.CapacityLimiter  # full syncs saturate the CPU: one group at a time
     model_slot: anyio.CapacityLimiter  # one repository's second phase embeds at a time
     watching: Callable[[], str]  # the watcher's mode: inotify | polling | off
+    # Waits until a change under the root would be reported (`Watcher.covering`).
+    covering: Callable[[str], Awaitable[bool]]
     # Set when the daemon starts opening the store: after every repository's start-up scan
     # (the import and a scan both hold the GIL), or a few seconds after start.
     store_opening: anyio.Event
@@ -279,6 +281,10 @@ class Supervisor:
 
     async def _full(self, force: bool) -> None:
         self._set_state(SCANNING)
+        # Scan only once the watcher covers the root: a change between this scan and the
+        # watches being set up would be missed while the repository reports fresh.
+        if not await self.services.covering(self.name):
+            log.warning("%s: scanning before the watcher covers it", self.name)
         slot = self.services.full_slot
         try:
             job = await anyio.to_thread.run_sync(

@@ -32,6 +32,8 @@ RETRY_AFTER_FAILURE_S = 60.0
 RUST_TIMEOUT_MS = 1000
 #: How often the roots are checked for having disappeared, appeared or been recreated.
 ROOT_CHECK_S = 2.0
+#: How long a full sync waits for the watcher to cover its repository before it scans anyway.
+COVER_TIMEOUT_S = 10.0
 #: After a restart, wait this long (the new watches are in place) before asking for a rescan
 #: of the roots that (re)appeared.
 RESCAN_DELAY_S = 0.5
@@ -99,6 +101,8 @@ class Watcher:
         self._watching: dict[str, tuple[int, int]] = {}  # roots of the current awatch
         self._missing: set[str] = set()  # roots that did not exist at the last start
         self._deleted_roots: set[str] = set()  # roots seen deleted since the last start
+        self._covered: set[str] = set()  # roots the current awatch has its watches on
+        self._coverage = anyio.Event()  # set (and replaced) when `_covered` or `mode` change
 
     def set_roots(self, roots: list[str]) -> None:
         """Replace the watched roots (restarts the underlying watcher)."""
@@ -113,6 +117,36 @@ class Watcher:
         if self._stop_current is not None:
             self._stop_current.set()
         self._restart.set()
+        self._coverage.set()
+
+    async def covering(self, root: str, timeout_s: float = COVER_TIMEOUT_S) -> bool:
+        """Wait until a change under `root` would be reported: its watches are in place, or
+        nothing will watch it (periodic scans, a missing root). A scan that starts before
+        then may report a repository fresh while a change made right after goes unseen until
+        the next periodic rescan. False: still not covered after `timeout_s`."""
+        with anyio.move_on_after(timeout_s):
+            while not (
+                root in self._covered
+                or self.mode == "polling"
+                or self._stopped
+                or root in self._missing
+            ):
+                await self._coverage.wait()
+            return True
+        return False
+
+    def _set_covered(self, roots: set[str]) -> None:
+        self._covered = roots
+        self._coverage.set()
+        self._coverage = anyio.Event()
+
+    async def _mark_covered(self, roots: list[str], stop: anyio.Event) -> None:
+        """Started just before `awatch` is first iterated: this task runs at the watcher
+        task's first await, which inside `awatch` comes after its `RustNotify` set the
+        (recursive) watches up. A failure to set them up ends `awatch` before that await and
+        turns the mode to polling first."""
+        if not stop.is_set() and self.mode == "inotify":
+            self._set_covered(set(roots))
 
     async def run(self) -> None:
         if not self.enabled:
@@ -146,6 +180,7 @@ class Watcher:
             gone = [r for r in previous if r not in ids and r in self._roots]
             self._deleted_roots.clear()
             self._missing = {r for r in self._roots if r not in ids}
+            self._set_covered(set())  # between two awatch runs nothing is watched
             if back or gone:
                 tg.start_soon(self._report_whole, back + gone)
             roots = sorted(ids, key=len, reverse=True)
@@ -157,6 +192,7 @@ class Watcher:
             self._stop_current = stop
             try:
                 self.mode, self.error = "inotify", None
+                tg.start_soon(self._mark_covered, roots, stop)
                 async for changes in awatch(
                     *roots,
                     watch_filter=None,
@@ -169,10 +205,12 @@ class Watcher:
                     self._dispatch(changes, roots)
             except Exception as exc:  # noqa: BLE001 - any watch failure → polling fallback
                 self.mode, self.error = "polling", f"file watching failed: {exc}"
+                self._set_covered(set())
                 log.warning("%s; falling back to periodic scans", self.error)
                 with anyio.move_on_after(RETRY_AFTER_FAILURE_S):
                     await self._restart.wait()
                 continue
+            self._set_covered(set())
             if not stop.is_set():
                 # awatch ended by itself (e.g. a watched root was deleted): restart shortly.
                 await anyio.sleep(1.0)

@@ -64,3 +64,37 @@ async def test_root_that_comes_back_is_watched_again(
         finally:
             watcher.stop()
             tg.cancel_scope.cancel()
+
+
+async def test_covering_means_a_change_right_after_is_reported(tmp_path: Path) -> None:
+    """`covering` returns once the watches are in place: a file created at once after it is
+    reported, for the first root and for one added later (which restarts the watcher)."""
+    first, added, missing = tmp_path / "first", tmp_path / "added", tmp_path / "missing"
+    first.mkdir()
+    added.mkdir()
+    batches: list[dict[str, set[str]]] = []
+    watcher = Watcher(batches.append, quiet_ms=10, max_batch_ms=100)
+    watcher.set_roots([str(first)])
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(watcher.run)
+        try:
+            assert await watcher.covering(str(first))
+            (first / "a.py").write_text("a = 1\n")
+            assert await _wait_for(batches, str(first), "a.py")
+            watcher.set_roots([str(first), str(added), str(missing)])
+            assert await watcher.covering(str(added))
+            (added / "b.py").write_text("b = 1\n")
+            (first / "c.py").write_text("c = 1\n")
+            assert await _wait_for(batches, str(added), "b.py")
+            assert await _wait_for(batches, str(first), "c.py")
+            # A root that does not exist has nothing to wait for.
+            assert await watcher.covering(str(missing))
+        finally:
+            watcher.stop()
+            tg.cancel_scope.cancel()
+
+
+async def test_covering_without_watching_returns_at_once(tmp_path: Path) -> None:
+    watcher = Watcher(lambda _: None, enabled=False)
+    watcher.set_roots([str(tmp_path)])
+    assert await watcher.covering(str(tmp_path), timeout_s=5)
