@@ -208,11 +208,8 @@ class Store:
 
         def ensure(client: Any) -> None:
             if not client.has_collection(name):
-                client.create_collection(
-                    name,
-                    schema=_schema(client, dimension, meta),
-                    index_params=_indexes(client),
-                )
+                client.create_collection(name, schema=_schema(client, dimension, meta))
+                _create_indexes(client, name, _indexes(client))
                 log.info("created collection %s (dimension %d)", name, dimension)
             else:
                 present = set(client.list_indexes(name))
@@ -223,7 +220,7 @@ class Store:
                         name,
                         sorted({"dense", "sparse"} - present),
                     )
-                    client.create_index(name, missing)
+                    _create_indexes(client, name, missing)
 
         with self._open_lock(name):
             if name not in self._open:
@@ -702,6 +699,27 @@ def _indexes(client: Any, skip: set[str] | None = None) -> Any:
         index.add_index("sparse", index_type="SPARSE_INVERTED_INDEX", metric_type="BM25")
         added = True
     return index if added else None
+
+
+#: How long index builds may take before creating a collection fails (an empty or small
+#: collection's take milliseconds).
+_INDEX_TIMEOUT_S = 120.0
+
+
+def _create_indexes(client: Any, name: str, params: Any) -> None:
+    """Create indexes and wait until they are built. pymilvus's own wait sleeps 0.5 s before
+    it first asks, per index: a new collection cost a second, on the way of every first
+    index's keyword search. Here it asks at once and then a little later each time."""
+    client.create_index(name, params, sync=False)
+    deadline = time.monotonic() + _INDEX_TIMEOUT_S
+    pause = 0.005
+    for index in params:
+        index_name = index.index_name or index.field_name  # unnamed: named after its field
+        while (state := client.describe_index(name, index_name).get("state")) != "Finished":
+            if state == "Failed" or time.monotonic() > deadline:
+                raise RuntimeError(f"index {index_name} of {name}: {state}")
+            time.sleep(pause)
+            pause = min(pause * 2, 0.2)
 
 
 def _path_filter(paths: Sequence[str]) -> str:
