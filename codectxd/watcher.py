@@ -1,7 +1,8 @@
 """One watchfiles watcher over every repository root, turned into per-repo path sets.
 
 watchfiles cannot add or remove paths from a running `awatch` (issue #298), so a change of the
-repository set restarts it through its stop event. Events are only hints: a burst (git checkout)
+repository set starts a new one, and the old one is stopped once the new one's watches are in
+place: no change is lost in between. Events are only hints: a burst (git checkout)
 arrives as one batch where a file may show as both deleted and added, so the indexer stats every
 path; files created right after their directory may be missed, so a reported directory is
 rescanned whole. When watching fails (inotify limit, unsupported file system) the daemon falls
@@ -16,6 +17,7 @@ whole ("" → a full rescan), which covers what happened while it was not watche
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import stat
@@ -67,6 +69,18 @@ def _owners(path: str, roots: list[str]) -> list[tuple[str, str]]:
     return out
 
 
+class _Generation:
+    """One `awatch` over a set of roots."""
+
+    def __init__(self, roots: list[str], seq: int, overlapped: bool) -> None:
+        self.roots = roots
+        self.seq = seq  # later generations have higher ones
+        self.overlapped = overlapped  # older ones were still watching when it started
+        self.stop = anyio.Event()
+        self.ended = anyio.Event()
+        self.failed = False
+
+
 class Watcher:
     """Runs until cancelled; call `set_roots` whenever the repository set changes."""
 
@@ -96,26 +110,25 @@ class Watcher:
         self.error: str | None = None
         self._roots: list[str] = []
         self._restart = anyio.Event()
-        self._stop_current: anyio.Event | None = None
+        self._current: _Generation | None = None  # the newest awatch
+        self._generations: list[_Generation] = []  # every one still running
+        self._seq = itertools.count()
         self._stopped = False
         self._watching: dict[str, tuple[int, int]] = {}  # roots of the current awatch
         self._missing: set[str] = set()  # roots that did not exist at the last start
         self._deleted_roots: set[str] = set()  # roots seen deleted since the last start
-        self._covered: set[str] = set()  # roots the current awatch has its watches on
+        self._covered: set[str] = set()  # roots whose watches are in place
         self._coverage = anyio.Event()  # set (and replaced) when `_covered` or `mode` change
 
     def set_roots(self, roots: list[str]) -> None:
         """Replace the watched roots (restarts the underlying watcher)."""
         self._roots = sorted(set(roots), key=len, reverse=True)
-        if self._stop_current is not None:
-            self._stop_current.set()
         self._restart.set()
 
     def stop(self) -> None:
         """End watching promptly (the Rust watcher checks this event every step)."""
         self._stopped = True
-        if self._stop_current is not None:
-            self._stop_current.set()
+        self._stop_generations()
         self._restart.set()
         self._coverage.set()
 
@@ -140,14 +153,6 @@ class Watcher:
         self._coverage.set()
         self._coverage = anyio.Event()
 
-    async def _mark_covered(self, roots: list[str], stop: anyio.Event) -> None:
-        """Started just before `awatch` is first iterated: this task runs at the watcher
-        task's first await, which inside `awatch` comes after its `RustNotify` set the
-        (recursive) watches up. A failure to set them up ends `awatch` before that await and
-        turns the mode to polling first."""
-        if not stop.is_set() and self.mode == "inotify":
-            self._set_covered(set(roots))
-
     async def run(self) -> None:
         if not self.enabled:
             self.mode, self.error = "polling", None
@@ -158,8 +163,10 @@ class Watcher:
             tg.cancel_scope.cancel()
 
     async def _watch_loop(self, tg: anyio.abc.TaskGroup) -> None:
-        from watchfiles import awatch
-
+        """A new `awatch` (a generation) for every change of the roots. The one it replaces
+        keeps watching until the new one's watches are in place, so a restart (a repository
+        added or removed) loses no change in the other repositories; a change both see is
+        reported twice, which costs a stat."""
         while not self._stopped:
             self._restart = anyio.Event()
             previous = self._watching
@@ -180,40 +187,91 @@ class Watcher:
             gone = [r for r in previous if r not in ids and r in self._roots]
             self._deleted_roots.clear()
             self._missing = {r for r in self._roots if r not in ids}
-            self._set_covered(set())  # between two awatch runs nothing is watched
             if back or gone:
                 tg.start_soon(self._report_whole, back + gone)
             roots = sorted(ids, key=len, reverse=True)
             if not roots:
+                self._current = None
+                self._stop_generations()
                 self.mode = "off"
+                self._set_covered(set())
                 await self._restart.wait()  # set_roots, stop, or a root appearing
                 continue
-            stop = anyio.Event()
-            self._stop_current = stop
-            try:
-                self.mode, self.error = "inotify", None
-                tg.start_soon(self._mark_covered, roots, stop)
-                async for changes in awatch(
-                    *roots,
-                    watch_filter=None,
-                    debounce=self.max_batch_ms,
-                    step=self.quiet_ms,
-                    stop_event=stop,
-                    recursive=True,
-                    rust_timeout=RUST_TIMEOUT_MS,
-                ):
-                    self._dispatch(changes, roots)
-            except Exception as exc:  # noqa: BLE001 - any watch failure → polling fallback
+            generation = _Generation(roots, next(self._seq), overlapped=bool(self._generations))
+            self._current = generation
+            self._generations.append(generation)
+            tg.start_soon(self._watch, generation, tg)
+            await self._restart.wait()
+
+    def _stop_generations(self) -> None:
+        for generation in self._generations:
+            generation.stop.set()
+
+    async def _watch(self, generation: _Generation, tg: anyio.abc.TaskGroup) -> None:
+        """Run one generation's `awatch` until it is stopped, fails or ends by itself."""
+        from watchfiles import awatch
+
+        try:
+            tg.start_soon(self._armed, generation)
+            async for changes in awatch(
+                *generation.roots,
+                watch_filter=None,
+                debounce=self.max_batch_ms,
+                step=self.quiet_ms,
+                stop_event=generation.stop,
+                recursive=True,
+                rust_timeout=RUST_TIMEOUT_MS,
+            ):
+                self._dispatch(changes, generation.roots)
+        except Exception as exc:  # noqa: BLE001 - any watch failure → polling fallback
+            generation.failed = True
+            if self._current is generation and generation.overlapped:
+                # The older watches may hold what the inotify limit allows: let them go and
+                # start again without overlap before falling back to scans.
+                log.info("watching failed beside the older watches (%s); starting again", exc)
+                for older in list(self._generations):
+                    if older is not generation:
+                        older.stop.set()
+                        await older.ended.wait()
+                if self._current is generation:
+                    self._restart.set()
+            elif self._current is generation:
+                self._stop_generations()
                 self.mode, self.error = "polling", f"file watching failed: {exc}"
                 self._set_covered(set())
                 log.warning("%s; falling back to periodic scans", self.error)
-                with anyio.move_on_after(RETRY_AFTER_FAILURE_S):
-                    await self._restart.wait()
-                continue
+                await anyio.sleep(RETRY_AFTER_FAILURE_S)  # unless the roots change first
+                if self._current is generation:
+                    self._restart.set()
+            return
+        finally:
+            self._generations.remove(generation)
+            generation.ended.set()
+        if self._current is generation and not generation.stop.is_set():
+            # awatch ended by itself (e.g. a watched root was deleted): restart shortly.
             self._set_covered(set())
-            if not stop.is_set():
-                # awatch ended by itself (e.g. a watched root was deleted): restart shortly.
-                await anyio.sleep(1.0)
+            await anyio.sleep(1.0)
+            if self._current is generation:
+                self._restart.set()
+
+    async def _armed(self, generation: _Generation) -> None:
+        """Started just before `awatch` is first iterated: this task runs at the watching
+        task's first await, which inside `awatch` comes after its `RustNotify` set the
+        (recursive) watches up. A failure to set them up ends `awatch` before that await."""
+        if generation.stop.is_set() or generation.failed:
+            return
+        if self._current is not generation:
+            generation.stop.set()  # a newer generation replaces it; the older one still runs
+            return
+        self.mode, self.error = "inotify", None
+        self._set_covered(set(generation.roots))
+        # A stopped awatch drops the changes it holds and has not handed over yet: the older
+        # ones hand over what they saw before this one's watches were set up (a batch is
+        # handed over within `max_batch_ms`), then stop.
+        await anyio.sleep((self.max_batch_ms + 2 * self.quiet_ms) / 1000 + 0.1)
+        for older in self._generations:
+            if older.seq < generation.seq:
+                older.stop.set()
 
     async def _check_roots(self) -> None:
         """Restart watching when a root disappears, appears or is recreated."""
@@ -230,8 +288,6 @@ class Watcher:
                     len(self._watching),
                     len(ids),
                 )
-                if self._stop_current is not None:
-                    self._stop_current.set()
                 self._restart.set()
 
     async def _report_whole(self, roots: list[str]) -> None:
@@ -246,8 +302,7 @@ class Watcher:
                 # The root's own watch died with it, even if a directory of the same name
                 # (often with the same inode number) is already back: watch afresh.
                 self._deleted_roots.add(path)
-                if self._stop_current is not None:
-                    self._stop_current.set()
+                self._set_covered(self._covered - {path})
                 self._restart.set()
             for root, rel in _owners(path, roots):
                 by_repo.setdefault(root, set()).add(rel)

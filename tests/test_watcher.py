@@ -98,3 +98,44 @@ async def test_covering_without_watching_returns_at_once(tmp_path: Path) -> None
     watcher = Watcher(lambda _: None, enabled=False)
     watcher.set_roots([str(tmp_path)])
     assert await watcher.covering(str(tmp_path), timeout_s=5)
+
+
+async def test_a_restart_loses_no_change_in_the_other_roots(tmp_path: Path) -> None:
+    """Adding roots restarts watchfiles; files written in a watched root all through the
+    restarts are all reported (the old watch runs until the new one's watches are set up)."""
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    batches: list[dict[str, set[str]]] = []
+    watcher = Watcher(batches.append, quiet_ms=10, max_batch_ms=100)
+    watcher.set_roots([str(kept)])
+    written: list[str] = []
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(watcher.run)
+        try:
+            assert await watcher.covering(str(kept))
+            roots = [str(kept)]
+            for i in range(4):
+                added = tmp_path / f"added{i}"
+                added.mkdir()
+                roots.append(str(added))
+                watcher.set_roots(roots)
+                done = anyio.Event()
+
+                async def write(i: int = i) -> None:
+                    n = 0
+                    while not done.is_set():
+                        name = f"f{i}_{n}.py"
+                        (kept / name).write_text("x = 1\n")
+                        written.append(name)
+                        n += 1
+                        await anyio.sleep(0.002)
+
+                tg.start_soon(write)
+                assert await watcher.covering(str(added))
+                await anyio.sleep(0.05)
+                done.set()
+            for name in written:
+                assert await _wait_for(batches, str(kept), name), name
+        finally:
+            watcher.stop()
+            tg.cancel_scope.cancel()
