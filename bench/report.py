@@ -763,43 +763,6 @@ GOALS: dict[str, tuple[str, str, str]] = {
         "",
     ),
     "first_index_errors": ("search errors from add to fresh (and embedded)", "0", ""),
-    "first_index_keyword_s": (
-        "(bfcbbcc) 5.18 / 5.47 / 7.71 s in this run, against 4.99 / 5.10 / 5.45 s at da02318 "
-        "before the index wait was landed again: the ~0.6 s it saved side by side (below) did "
-        "not show here. The wait for the watcher that came with it costs nothing measurable "
-        "(a by-hand `add` of the same export logged 0.000 s between the sync's start and "
-        "the watcher covering the root). The export has grown to 3,837 chunks (its data "
-        "files, the bench results, 1,768 of them). A/B on one export, alternated in one "
-        "session (`/tmp` script, `add` → fresh, 4 runs each): 625e74d median ~6.1 s, 232067b "
-        "~4.9 s; skipping pymilvus's ~1 s index wait for a new collection gave ~5.2 → ~4.6 s "
-        "(docs/decisions.md §7). Of a sync (3.6 s in a quiet minute) ~2.5 s is the store's "
-        "writes, and 1.0 s is reading and splitting. In the writes, pymilvus's row-by-row "
-        "protobuf packing takes 1.3 s of 2.4 s for 3,840 rows under cProfile, and the engine "
-        "takes 0.8 s. What would pay next: a column-wise insert (pymilvus packs a column at "
-        "once, but only through its ORM or internal calls), splitting the next group while "
-        "the engine writes this one, and fewer, larger chunks for files that are never "
-        "embedded."
-    ),
-    "cli_overhead_ms": (
-        "`codectx-client search` p50 − `python -c pass` p50, one-file repository",
-        "≤ 25 ms",
-        "ms",
-    ),
-    "warm_restart_s": ("warm restart (no change) → fresh, 10,000 files", "< 2 s", "s"),
-    "restart_first_search_s": (
-        "warm restart, the latency index's 117k rows → first search answered (the same hits "
-        "as once loaded)",
-        "≤ 3 s",
-        "s",
-    ),
-    "keyword_s": ("add → every file keyword-searchable, the big corpus", "< 60 s", "s"),
-    "embedded_s": ("add → every chunk embedded, the big corpus", "≤ 25 min", "s"),
-    "pipeline_ratio": (
-        "second phase chunks/s ÷ the fastest embedding-alone run (same run)",
-        "≥ 0.9",
-        "",
-    ),
-    "first_index_errors": ("search errors from add to fresh (and embedded)", "0", ""),
     "first_index_keyword_s": ("add → every file keyword-searchable, this repository", "< 5 s", "s"),
     "readme_first_results_s": (
         "README command 1 without pip: start → first results",
@@ -897,19 +860,21 @@ MISS_NOTES: dict[str, str] = {
         "~8.5 ms at 28k rows) is what is left to beat."
     ),
     "first_index_keyword_s": (
-        "(da02318) 5.45 / 4.99 / 5.10 s in this run (6.16 s at 232067b, 3.63 s at 625e74d "
-        "on a tree of 3,125 chunks): this repository's export has grown to 3,814 chunks (its "
-        "data files, the bench results, 1,765 of them) and the machine ran slow this session "
-        "(`python -c pass` 33–53 ms from one run to the next). A/B on one export, alternated "
-        "in one session (`/tmp` script, `add` → fresh, 4 runs each): 625e74d median ~6.1 s, "
-        "232067b ~4.9 s; skipping pymilvus's ~1 s index wait for a new collection gave ~5.2 → "
-        "~4.6 s (landed at the third attempt, once a full sync waits for the watcher: "
-        "docs/decisions.md §7). "
-        "Of a sync (3.7 s in a quiet minute) "
-        "~2.6 s is the store's writes (pymilvus turns each row into protobuf in Python, ~1.7 s "
-        "of it) and 1.0 s reading and splitting. What would pay next: splitting the next group "
-        "while the engine writes this one, and fewer, larger chunks for files that are never "
-        "embedded (their rows carry a zero vector each)."
+        "(bfcbbcc) 5.18 / 5.47 / 7.71 s in this run, against 4.99 / 5.10 / 5.45 s at da02318 "
+        "before the index wait was landed again: the ~0.6 s it saved side by side (below) did "
+        "not show here. The wait for the watcher that came with it costs nothing measurable "
+        "(a by-hand `add` of the same export logged 0.000 s between the sync's start and "
+        "the watcher covering the root). The export has grown to 3,837 chunks (its data "
+        "files, the bench results, 1,768 of them). A/B on one export, alternated in one "
+        "session (`/tmp` script, `add` → fresh, 4 runs each): 625e74d median ~6.1 s, 232067b "
+        "~4.9 s; skipping pymilvus's ~1 s index wait for a new collection gave ~5.2 → ~4.6 s "
+        "(docs/decisions.md §7). Of a sync (3.6 s in a quiet minute) ~2.5 s is the store's "
+        "writes, and 1.0 s is reading and splitting. In the writes, pymilvus's row-by-row "
+        "protobuf packing takes 1.3 s of 2.4 s for 3,840 rows under cProfile, and the engine "
+        "takes 0.8 s. What would pay next: a column-wise insert (pymilvus packs a column at "
+        "once, but only through its ORM or internal calls), splitting the next group while "
+        "the engine writes this one, and fewer, larger chunks for files that are never "
+        "embedded."
     ),
     "readme_code_top5": (
         "(da02318) Fifth place is a tie: `tests/test_search.py`'s test of merging overlapping "

@@ -121,7 +121,7 @@ async def test_a_restart_loses_no_change_in_the_other_roots(tmp_path: Path) -> N
                 watcher.set_roots(roots)
                 done = anyio.Event()
 
-                async def write(i: int = i) -> None:
+                async def write(i: int = i, done: anyio.Event = done) -> None:
                     n = 0
                     while not done.is_set():
                         name = f"f{i}_{n}.py"
