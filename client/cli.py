@@ -320,6 +320,8 @@ def _repo_line(repo: dict[str, Any]) -> str:
                  else " (not in memory: its next search loads it)")  # fmt: skip
     if repo.get("error"):
         line += f"\n    error: {repo['error']}"
+    if repo.get("watch_error"):
+        line += f"\n    not watched: {repo['watch_error']}"
     return line
 
 

@@ -240,6 +240,9 @@ class RepoInfo(msgspec.Struct):
     # A search image is on disk: while the collection is not loaded (after a restart, or at
     # rest) it answers searches without filters at once (large repositories, once quiet).
     image: bool = False
+    # Why this repository is scanned periodically instead of watched (None: it is watched, or
+    # the daemon's `watch_error` says why nothing is).
+    watch_error: str | None = None
 
 
 class AddResult(msgspec.Struct):

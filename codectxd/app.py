@@ -78,7 +78,8 @@ class Daemon:
             settings=daemon,
             full_slot=anyio.CapacityLimiter(1),
             model_slot=anyio.CapacityLimiter(1),
-            watching=lambda: self.watcher.mode,
+            watching=lambda root: self.watcher.mode_of(root),
+            watch_error=lambda root: self.watcher.error_of(root),
             covering=lambda root: self.watcher.covering(root),
             store_opening=self._store_opening,
         )

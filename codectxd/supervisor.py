@@ -66,7 +66,8 @@ class Services:
     settings: DaemonSettings
     full_slot: anyio.CapacityLimiter  # full syncs saturate the CPU: one group at a time
     model_slot: anyio.CapacityLimiter  # one repository's second phase embeds at a time
-    watching: Callable[[], str]  # the watcher's mode: inotify | polling | off
+    watching: Callable[[str], str]  # how a root's changes are noticed: inotify | polling | off
+    watch_error: Callable[[str], str | None]  # why a root is not watched (`Watcher.error_of`)
     # Waits until a change under the root would be reported (`Watcher.covering`).
     covering: Callable[[str], Awaitable[bool]]
     # Set when the daemon starts opening the store: after every repository's start-up scan
@@ -228,7 +229,8 @@ class Supervisor:
         failed = self.state == ERROR
         if failed:
             await anyio.sleep(_ERROR_MIN_RETRY_S)
-        with anyio.move_on_after(_ERROR_RETRY_S if failed else rescan_interval(self.services)):
+        wait_s = _ERROR_RETRY_S if failed else rescan_interval(self.services, self.name)
+        with anyio.move_on_after(wait_s):
             batch = await self.queue.take()
             batch.full |= failed  # a failed repository retries with a full sync
             return batch
@@ -405,9 +407,9 @@ class Supervisor:
             self.events.state(state)
 
 
-def rescan_interval(services: Services) -> float:
+def rescan_interval(services: Services, root: str) -> float:
     """How long a repository waits for work before it reconciles with a full sync: watch
     events can be lost, and without watching, scans are all there is."""
-    if services.watching() != "inotify":
+    if services.watching(root) != "inotify":
         return services.settings.poll_interval_s
     return services.settings.rescan_interval_s or math.inf

@@ -8,6 +8,11 @@ path; files created right after their directory may be missed, so a reported dir
 rescanned whole. When watching fails (inotify limit, unsupported file system) the daemon falls
 back to periodic scans and says so in status.
 
+watchfiles cannot report a path that is not UTF-8: the first event on one (even the walk that
+sets a directory's watch up) fails the whole `awatch` for good. A repository holding such a
+name is scanned periodically instead (its status says why) and the others go on being watched;
+it is tried again every `UNWATCHABLE_RETRY_S` (the name may be gone by then).
+
 inotify watches directories, not paths: a root deleted (or renamed away) and created again is a
 new directory its old watch never sees, and a root missing when `awatch` started is not watched
 at all. So the identity (device, inode) of every root is checked every few seconds; when it
@@ -20,7 +25,9 @@ from __future__ import annotations
 import itertools
 import logging
 import os
+import re
 import stat
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -39,6 +46,9 @@ COVER_TIMEOUT_S = 10.0
 #: After a restart, wait this long (the new watches are in place) before asking for a rescan
 #: of the roots that (re)appeared.
 RESCAN_DELAY_S = 0.5
+#: How long a repository whose names watchfiles cannot report stays on periodic scans before
+#: watching it is tried again.
+UNWATCHABLE_RETRY_S = 600.0
 
 _DELETED = 3  # watchfiles.Change.deleted (imported lazily with watchfiles)
 
@@ -67,6 +77,16 @@ def _owners(path: str, roots: list[str]) -> list[tuple[str, str]]:
         elif path.startswith(root + os.sep):
             out.append((root, path[len(root) + 1 :].replace(os.sep, "/")))
     return out
+
+
+_UNDECODABLE = re.compile(r'Unable to decode path "(.*)" to string')
+
+
+def _cause(exc: BaseException) -> BaseException:
+    """The error inside the task groups `awatch` wraps it in (a group of one, often nested)."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc
 
 
 class _Generation:
@@ -119,11 +139,22 @@ class Watcher:
         self._deleted_roots: set[str] = set()  # roots seen deleted since the last start
         self._covered: set[str] = set()  # roots whose watches are in place
         self._coverage = anyio.Event()  # set (and replaced) when `_covered` or `mode` change
+        # Roots left to periodic scans: {root: (why, since: time.monotonic())}.
+        self._unwatchable: dict[str, tuple[str, float]] = {}
 
     def set_roots(self, roots: list[str]) -> None:
         """Replace the watched roots (restarts the underlying watcher)."""
         self._roots = sorted(set(roots), key=len, reverse=True)
         self._restart.set()
+
+    def mode_of(self, root: str) -> str:
+        """How changes under `root` are noticed: inotify | polling | off."""
+        return "polling" if root in self._unwatchable else self.mode
+
+    def error_of(self, root: str) -> str | None:
+        """Why `root` is not watched (None: it is, or the daemon-wide `error` says why not)."""
+        entry = self._unwatchable.get(root)
+        return entry[0] if entry else None
 
     def stop(self) -> None:
         """End watching promptly (the Rust watcher checks this event every step)."""
@@ -140,7 +171,7 @@ class Watcher:
         with anyio.move_on_after(timeout_s):
             while not (
                 root in self._covered
-                or self.mode == "polling"
+                or self.mode_of(root) == "polling"
                 or self._stopped
                 or root in self._missing
             ):
@@ -187,9 +218,10 @@ class Watcher:
             gone = [r for r in previous if r not in ids and r in self._roots]
             self._deleted_roots.clear()
             self._missing = {r for r in self._roots if r not in ids}
+            self._unwatchable = {r: v for r, v in self._unwatchable.items() if r in ids}
             if back or gone:
                 tg.start_soon(self._report_whole, back + gone)
-            roots = sorted(ids, key=len, reverse=True)
+            roots = sorted((r for r in ids if r not in self._unwatchable), key=len, reverse=True)
             if not roots:
                 self._current = None
                 self._stop_generations()
@@ -200,6 +232,7 @@ class Watcher:
             generation = _Generation(roots, next(self._seq), overlapped=bool(self._generations))
             self._current = generation
             self._generations.append(generation)
+            log.debug("watch generation %d: %d roots", generation.seq, len(roots))
             tg.start_soon(self._watch, generation, tg)
             await self._restart.wait()
 
@@ -223,9 +256,15 @@ class Watcher:
                 rust_timeout=RUST_TIMEOUT_MS,
             ):
                 self._dispatch(changes, generation.roots)
-        except Exception as exc:  # noqa: BLE001 - any watch failure → polling fallback
+        except Exception as group:  # noqa: BLE001 - any watch failure → polling fallback
+            exc = _cause(group)
+            log.debug("watch generation %d failed", generation.seq, exc_info=exc)
             generation.failed = True
-            if self._current is generation and generation.overlapped:
+            if self._current is generation and self._leave_out_undecodable(exc, generation):
+                # What it held is lost: rescan every root it covered (a stat per file).
+                tg.start_soon(self._report_whole, generation.roots)
+                self._restart.set()
+            elif self._current is generation and generation.overlapped:
                 # The older watches may hold what the inotify limit allows: let them go and
                 # start again without overlap before falling back to scans.
                 log.info("watching failed beside the older watches (%s); starting again", exc)
@@ -240,6 +279,8 @@ class Watcher:
                 self.mode, self.error = "polling", f"file watching failed: {exc}"
                 self._set_covered(set())
                 log.warning("%s; falling back to periodic scans", self.error)
+                # What it held is lost, and the repositories wait for changes: rescan them.
+                tg.start_soon(self._report_whole, generation.roots)
                 await anyio.sleep(RETRY_AFTER_FAILURE_S)  # unless the roots change first
                 if self._current is generation:
                     self._restart.set()
@@ -247,12 +288,31 @@ class Watcher:
         finally:
             self._generations.remove(generation)
             generation.ended.set()
+            log.debug("watch generation %d ended", generation.seq)
         if self._current is generation and not generation.stop.is_set():
             # awatch ended by itself (e.g. a watched root was deleted): restart shortly.
             self._set_covered(set())
             await anyio.sleep(1.0)
             if self._current is generation:
                 self._restart.set()
+
+    def _leave_out_undecodable(self, exc: BaseException, generation: _Generation) -> bool:
+        """If `exc` is watchfiles failing on a name that is not UTF-8, leave the roots holding
+        it to periodic scans (True: watch the others again at once)."""
+        found = _UNDECODABLE.search(str(exc))
+        if found is None:
+            return False
+        shown = found.group(1)  # Rust's rendering: the bytes that are not UTF-8 as \xNN
+        roots = [r for r in generation.roots if shown == r or shown.startswith(r + os.sep)]
+        if not roots:
+            return False
+        name = shown[len(roots[0]) + 1 :] or shown
+        why = f"a name that is not UTF-8 ({name}) cannot be watched; periodic scans instead"
+        for root in roots:
+            self._unwatchable[root] = (why, time.monotonic())
+            log.warning("%s: %s", root, why)
+        self._set_covered(self._covered - set(roots))
+        return True
 
     async def _armed(self, generation: _Generation) -> None:
         """Started just before `awatch` is first iterated: this task runs at the watching
@@ -265,10 +325,13 @@ class Watcher:
             return
         self.mode, self.error = "inotify", None
         self._set_covered(set(generation.roots))
+        log.debug("watch generation %d: watches in place", generation.seq)
         # A stopped awatch drops the changes it holds and has not handed over yet: the older
         # ones hand over what they saw before this one's watches were set up (a batch is
         # handed over within `max_batch_ms`), then stop.
         await anyio.sleep((self.max_batch_ms + 2 * self.quiet_ms) / 1000 + 0.1)
+        if generation.failed or self._current is not generation:
+            return  # the one that replaces it stops the older ones once its watches are set up
         for older in self._generations:
             if older.seq < generation.seq:
                 older.stop.set()
@@ -282,7 +345,14 @@ class Watcher:
             except Exception:  # noqa: BLE001 - never let the check end the watcher
                 log.exception("checking the watched roots failed")
                 continue
-            if ids != self._watching:
+            stale = [r for r, (_, since) in self._unwatchable.items()
+                     if time.monotonic() - since > UNWATCHABLE_RETRY_S]  # fmt: skip
+            if stale:
+                log.info("trying to watch %s again", ", ".join(stale))
+                for root in stale:
+                    del self._unwatchable[root]
+                self._restart.set()
+            elif ids != self._watching:
                 log.info(
                     "watched roots changed (%d → %d present); restarting the watcher",
                     len(self._watching),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from pathlib import Path
@@ -136,6 +137,44 @@ async def test_a_restart_loses_no_change_in_the_other_roots(tmp_path: Path) -> N
                 done.set()
             for name in written:
                 assert await _wait_for(batches, str(kept), name), name
+        finally:
+            watcher.stop()
+            tg.cancel_scope.cancel()
+
+
+@pytest.mark.parametrize("where", ["directory_at_start", "file_created_while_watched"])
+async def test_a_name_that_is_not_utf8_leaves_only_its_root_to_scans(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
+    """watchfiles fails for good on the first event of a path that is not UTF-8 (even the walk
+    that sets a directory's watch up): that root goes to periodic scans, and is reported
+    whole; the other roots stay watched."""
+    monkeypatch.setattr(watcher_mod, "RESCAN_DELAY_S", 0.05)
+    good, odd = tmp_path / "good", tmp_path / "odd"
+    good.mkdir()
+    odd.mkdir()
+    if where == "directory_at_start":
+        (odd / "sub").mkdir()
+        (odd / "sub" / os.fsdecode(b"dir\xff")).mkdir()
+    batches: list[dict[str, set[str]]] = []
+    watcher = Watcher(batches.append, quiet_ms=10, max_batch_ms=100)
+    watcher.set_roots([str(good), str(odd)])
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(watcher.run)
+        try:
+            assert await watcher.covering(str(good))
+            if where == "file_created_while_watched":
+                assert await watcher.covering(str(odd))
+                (odd / os.fsdecode(b"late\xfe.py")).write_bytes(b"x = 1\n")
+            assert await _wait_for(batches, str(odd), "")  # rescan the root, whole
+            assert watcher.mode_of(str(odd)) == "polling"
+            why = watcher.error_of(str(odd))
+            assert why is not None and "not UTF-8" in why, why
+            assert watcher.mode_of(str(good)) == "inotify" and watcher.error_of(str(good)) is None
+            assert await watcher.covering(str(odd))  # nothing will watch it: do not wait
+            assert await watcher.covering(str(good))
+            (good / "after.py").write_text("x = 2\n")
+            assert await _wait_for(batches, str(good), "after.py")
         finally:
             watcher.stop()
             tg.cancel_scope.cancel()
