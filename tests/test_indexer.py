@@ -344,3 +344,37 @@ def test_the_second_phase_splits_as_the_first_without_symbols(settings: Settings
         assert not lean.symbols.definitions and not lean.symbols.occurrences
         defined += bool(full.symbols.definitions)
     assert defined > 50  # the first phase's split did extract them
+
+
+def test_files_read_ahead_and_changed_before_their_group_are_read_again(
+    engine: Engine, short_tmp: Path
+) -> None:
+    """A full sync splits the next group while this one is written; a file saved in between
+    (and perhaps indexed by a sync of saved files between two groups) is read again, never
+    written with what the helper read before the save."""
+    from codectxd.indexer import job as job_mod
+
+    root = short_tmp / "repo"
+    count = job_mod.PREFETCH_MIN_FILES + 8
+    write_tree(root, {f"m{i:02d}.py": f"def old_{i}():\n    return {i}\n" for i in range(count)})
+    indexer = engine.indexer_for(root)
+    job = indexer.begin_full()
+    assert job.step(2)  # the first group: two chunks, one per file
+    prefetch = job._prefetch
+    assert prefetch is not None
+    deadline = time.monotonic() + 10
+    while prefetch.buffered < 2:  # the helper has read the next group's files
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    for i in range(2, count):
+        path = root / f"m{i:02d}.py"
+        path.write_text(f"def new_{i}():\n    return {i}\n")
+        os.utime(path, ns=(time.time_ns(), time.time_ns() + 1_000_000))  # a distinct mtime
+    while job.step(2):
+        pass
+    report = job.finish()
+    assert report.indexed == count and report.failed == 0
+    rows = engine.store.rows_of(indexer.collection, 'id != ""', ["path", "content"])
+    contents = {r["path"]: r["content"] for r in rows}
+    for i in range(2, count):
+        assert f"def new_{i}" in contents[f"m{i:02d}.py"], contents[f"m{i:02d}.py"]

@@ -6,12 +6,14 @@ the second phase (`codectxd.indexer.backlog`) to embed them. A small group of ch
 (`inline_chunks`) is embedded before it is committed, so a saved file is searchable both ways
 at once. `step()` does one group and returns; whoever drives the job (the supervisor, or
 `run()`) decides what happens between groups. Progress and the report are written by the
-thread that runs the job and only read elsewhere.
+thread that runs the job and only read elsewhere. A sync of many files reads and splits the
+next group in a helper thread while this one is written (`codectxd.indexer.prefetch`).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -24,6 +26,7 @@ from codectxd.embeddings.service import EmbedCancelled, Embedder
 from codectxd.errors import CodectxError, StoreError
 from codectxd.indexer.commit import Committer
 from codectxd.indexer.plan import Plan, same_kind, skip_message
+from codectxd.indexer.prefetch import Prefetch
 from codectxd.indexer.read import Skip
 from codectxd.indexer.rows import Prepared, Unchanged, prepare, records, rows, symbols
 from codectxd.scanner import FileEntry, Scanner
@@ -34,6 +37,22 @@ log = logging.getLogger(__name__)
 
 #: Chunks embedded and written together (the memory manager may ask for fewer).
 GROUP_CHUNKS = 256
+#: A sync of at least this many files to read splits the next group while this one is
+#: written; fewer (a saved file) are read on the job's thread, without a helper to start.
+PREFETCH_MIN_FILES = 16
+
+
+@dataclass(slots=True)
+class _Read:
+    """One file read, checked, hashed and split (or why not), and how long that took."""
+
+    result: Prepared | Unchanged | Skip | FileNotFoundError
+    seconds: float
+    ahead: bool  # read by the helper thread, ahead of the job's
+    stat: tuple[int, int] | None  # then: (size, mtime_ns) just before reading; None: no file
+
+    def chunks(self) -> int:
+        return len(self.result.chunks) if isinstance(self.result, Prepared) else 0
 
 
 @dataclass(slots=True)
@@ -142,6 +161,7 @@ class Job:
             phase="indexing", files_total=len(plan.todo) + len(plan.gone) + len(plan.skips)
         )
         self._todo: Iterator[FileEntry] = iter(plan.todo)
+        self._prefetch: Prefetch[FileEntry, _Read] | None = None
         self._first = True
         self.done = False
 
@@ -151,24 +171,38 @@ class Job:
 
     def step(self, max_chunks: int = GROUP_CHUNKS) -> bool:
         """Do the next group (about `max_chunks` chunks); False once nothing is left."""
+        try:
+            return self._step(max_chunks)
+        except BaseException:
+            self._close_prefetch()  # a job that failed is not stepped again
+            raise
+
+    def _step(self, max_chunks: int) -> bool:
         if self.done:
             return False
         if self._first:
             self._first = False
             self._record_plan()
+            if len(self.plan.todo) >= PREFETCH_MIN_FILES:
+                self._prefetch = Prefetch(self._todo, self._read_ahead, _Read.chunks, max_chunks)
+        if self._prefetch is not None:
+            self._prefetch.ahead = max_chunks
         group: list[Prepared] = []
         size = 0
-        for entry in self._todo:
+        while True:
             if self.should_stop():
                 return self._cancel()
-            prepared = self._prepare(entry)
+            taken = self._next_read()
+            if taken is None:
+                self.done = True
+                self._close_prefetch()
+                break
+            prepared = self._settle(*taken)
             if prepared is not None:
                 group.append(prepared)
                 size += len(prepared.chunks)
                 if size >= max_chunks:
                     break
-        else:
-            self.done = True
         if group:
             try:
                 self._commit(group)
@@ -207,6 +241,12 @@ class Job:
         if not self.done:
             self.done = True
             self.report.cancelled = True
+        self._close_prefetch()
+
+    def _close_prefetch(self) -> None:
+        if self._prefetch is not None:
+            self._prefetch.close()
+            self._prefetch = None
 
     def _cancel(self) -> bool:
         self.cancel()
@@ -234,8 +274,18 @@ class Job:
 
     # --- one file ---------------------------------------------------------------------------
 
-    def _prepare(self, entry: FileEntry) -> Prepared | None:
-        """Read, check, hash and split one file; None when it needs no store write."""
+    def _next_read(self) -> tuple[FileEntry, _Read] | None:
+        if self._prefetch is not None:
+            return self._prefetch.take()
+        entry = next(self._todo, None)
+        return None if entry is None else (entry, self._read(entry))
+
+    def _read_ahead(self, entry: FileEntry) -> _Read:
+        return self._read(entry, ahead=True)
+
+    def _read(self, entry: FileEntry, ahead: bool = False) -> _Read:
+        """Read, check, hash and split one file. Writes nothing: it may run on the helper
+        thread, ahead of the job's."""
         started = time.perf_counter()
         old = self.plan.known.get(entry.path)
         recorded = None  # the hash that lets an unchanged file go without a write
@@ -246,21 +296,41 @@ class Job:
             and same_kind(old, entry)
         ):
             recorded = old.hash  # (a file whose kind changed is written again, with it)
+        result: Prepared | Unchanged | Skip | FileNotFoundError
+        stat = self._stat(entry) if ahead else None
         try:
-            prepared = prepare(self.parts.scanner, self.parts.splitter, entry, recorded)
-        except FileNotFoundError:
+            result = prepare(self.parts.scanner, self.parts.splitter, entry, recorded)
+        except (FileNotFoundError, Skip) as exc:
+            result = exc
+        return _Read(result, time.perf_counter() - started, ahead, stat)
+
+    def _stat(self, entry: FileEntry) -> tuple[int, int] | None:
+        try:
+            st = os.stat(os.path.join(self.parts.root, entry.path), follow_symlinks=False)
+        except OSError:
+            return None
+        return st.st_size, st.st_mtime_ns
+
+    def _settle(self, entry: FileEntry, read: _Read) -> Prepared | None:
+        """Record what reading one file found; its chunks when they need a store write."""
+        if read.ahead and self._stat(entry) != read.stat:
+            # Changed since the helper read it (a sync of saved files may have indexed the
+            # newer content between two groups): what was read must not overwrite that.
+            read = self._read(entry)
+        self.report.parse_s += read.seconds
+        prepared = read.result
+        if isinstance(prepared, FileNotFoundError):
             self._record(lambda: self.committer.remove([entry.path], self.plan.known), entry)
             self.report.removed += 1
             return None
-        except Skip as skip:
-            record = (entry.path, entry.size, entry.mtime_ns, skip.message)
+        if isinstance(prepared, Skip):
+            record = (entry.path, entry.size, entry.mtime_ns, prepared.message)
             self._record(lambda: self.committer.skip([record], self.plan.known), entry)
             self.report.skipped += 1
             return None
-        finally:
-            self.report.parse_s += time.perf_counter() - started
         self.report.files_read += 1
         if isinstance(prepared, Unchanged):
+            old = self.plan.known.get(entry.path)
             assert old is not None
             # Touched but not changed: remember the new stat, write nothing.
             same = IndexedFile(
