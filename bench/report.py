@@ -859,23 +859,6 @@ MISS_NOTES: dict[str, str] = {
         "reverted, docs/decisions.md §12.1): the dense search itself (Milvus Lite's FLAT, "
         "~8.5 ms at 28k rows) is what is left to beat."
     ),
-    "first_index_keyword_s": (
-        "(bfcbbcc) 5.18 / 5.47 / 7.71 s in this run, against 4.99 / 5.10 / 5.45 s at da02318 "
-        "before the index wait was landed again: the ~0.6 s it saved side by side (below) did "
-        "not show here. The wait for the watcher that came with it costs nothing measurable "
-        "(a by-hand `add` of the same export logged 0.000 s between the sync's start and "
-        "the watcher covering the root). The export has grown to 3,837 chunks (its data "
-        "files, the bench results, 1,768 of them). A/B on one export, alternated in one "
-        "session (`/tmp` script, `add` → fresh, 4 runs each): 625e74d median ~6.1 s, 232067b "
-        "~4.9 s; skipping pymilvus's ~1 s index wait for a new collection gave ~5.2 → ~4.6 s "
-        "(docs/decisions.md §7). Of a sync (3.6 s in a quiet minute) ~2.5 s is the store's "
-        "writes, and 1.0 s is reading and splitting. In the writes, pymilvus's row-by-row "
-        "protobuf packing takes 1.3 s of 2.4 s for 3,840 rows under cProfile, and the engine "
-        "takes 0.8 s. What would pay next: a column-wise insert (pymilvus packs a column at "
-        "once, but only through its ORM or internal calls), splitting the next group while "
-        "the engine writes this one, and fewer, larger chunks for files that are never "
-        "embedded."
-    ),
     "readme_code_top5": (
         "(da02318) Fifth place is a tie: `tests/test_search.py`'s test of merging overlapping "
         "hits and `codectxd/search.py`'s `search` both score 0.207; the test took it in all "
