@@ -305,12 +305,18 @@ def get_indexing_status(path: str) -> str:
     item = status["repos"][0]
     info = item["repo"]
     lines = [f"{info['root']}: {_progress_text(info)}"]
+    watched = info.get("watching") == "inotify"
     if info["state"] == "ready":
         lines.append(
-            "Fully indexed and watching for changes."
-            if not info["files_pending"]
-            else f"{info['files_pending']} files pending."
+            f"{info['files_pending']} files pending."
+            if info["files_pending"]
+            else "Fully indexed and watching for changes."
+            if watched
+            else "Fully indexed; changes are picked up by periodic scans."
         )
+    why = info.get("watch_error") or (status["daemon"].get("watch_error") if not watched else None)
+    if why:
+        lines.append(f"Not watched: {why}.")
     elif info["state"] == "keyword_ready":
         lines.append(
             "Every file is searchable by keywords now; semantic matches fill in as the "
