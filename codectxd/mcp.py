@@ -306,22 +306,22 @@ def get_indexing_status(path: str) -> str:
     info = item["repo"]
     lines = [f"{info['root']}: {_progress_text(info)}"]
     watched = info.get("watching") == "inotify"
-    if info["state"] == "ready":
+    if info["state"] == "ready" and info["files_pending"]:
+        lines.append(f"{info['files_pending']} files pending.")
+    elif info["state"] == "ready":
         lines.append(
-            f"{info['files_pending']} files pending."
-            if info["files_pending"]
-            else "Fully indexed and watching for changes."
+            "Fully indexed and watching for changes."
             if watched
             else "Fully indexed; changes are picked up by periodic scans."
         )
-    why = info.get("watch_error") or (status["daemon"].get("watch_error") if not watched else None)
-    if why:
-        lines.append(f"Not watched: {why}.")
     elif info["state"] == "keyword_ready":
         lines.append(
             "Every file is searchable by keywords now; semantic matches fill in as the "
             "embedding goes on (search_code works meanwhile)."
         )
+    why = info.get("watch_error") or (status["daemon"].get("watch_error") if not watched else None)
+    if why:
+        lines.append(f"Not watched: {why}.")
     if item.get("lexical_only"):
         kinds = sorted(item["lexical_only"].items())
         lines.append(

@@ -764,7 +764,8 @@ def _insert(client: Any, name: str, data: list[dict[str, Any]]) -> None:
     if conn is None or not hasattr(conn, "batch_insert"):
         client.insert(name, data)
         return
-    schema = client.describe_collection(name)
+    cached = getattr(conn, "_get_schema", None)  # pymilvus's schema cache (its row path's)
+    schema = cached(name)[0] if cached is not None else client.describe_collection(name)
     columns = [
         {
             "name": field["name"],

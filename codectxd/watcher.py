@@ -303,10 +303,11 @@ class Watcher:
         if found is None:
             return False
         shown = found.group(1)  # Rust's rendering: the bytes that are not UTF-8 as \xNN
-        roots = [r for r in generation.roots if shown == r or shown.startswith(r + os.sep)]
-        if not roots:
+        owners = _owners(shown, generation.roots)
+        if not owners:
             return False
-        name = shown[len(roots[0]) + 1 :] or shown
+        roots = [root for root, _ in owners]
+        name = owners[0][1] or shown
         why = f"a name that is not UTF-8 ({name}) cannot be watched; periodic scans instead"
         for root in roots:
             self._unwatchable[root] = (why, time.monotonic())
